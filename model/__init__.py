@@ -1,0 +1,1 @@
+"""The LMGCS gait recognition network (PyTorch). Imported by training and export only."""

@@ -1,0 +1,1 @@
+"""The identification service (FastAPI + ONNX Runtime + FAISS + SQL). Never imports torch."""
