@@ -1,0 +1,60 @@
+"""Typed errors of the gaitid core, shared by the CLI, training and the service.
+
+The hierarchy is what callers branch on, so it carries the HTTP meaning without importing
+any web framework: the service maps :class:`UploadTooLargeError` to 413, any other
+:class:`InvalidSequenceError` to 422, and the CLI maps both to exit code 2. Messages are
+written for the person who sent the data: they name the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+
+class GaitidError(Exception):
+    """Base of every error the project raises on purpose."""
+
+
+class InvalidSequenceError(GaitidError, ValueError):
+    """The content of a silhouette sequence cannot be used (bad values, shape or dtype).
+
+    Subclasses ``ValueError`` too, so generic callers that already catch bad values keep
+    working.
+    """
+
+
+class TooFewFramesError(InvalidSequenceError):
+    """Fewer frames than required survived preprocessing (empty frames are dropped)."""
+
+    def __init__(self, usable: int, required: int, total: int | None = None) -> None:
+        self.usable = usable
+        self.required = required
+        self.total = total
+        seen = f" of {total} received" if total is not None else ""
+        super().__init__(
+            f"only {usable} usable silhouette frame(s){seen}; at least {required} are needed "
+            "(frames with too little foreground are dropped; send more frames or masks "
+            "where the person is white on a black background)"
+        )
+
+
+class UploadError(InvalidSequenceError):
+    """Any malformed upload; ``gaitid.decode`` raises only this family for bad bytes."""
+
+
+class UploadFormatError(UploadError):
+    """Empty bytes or a container that is not one of the supported formats."""
+
+
+class CorruptUploadError(UploadError):
+    """A supported container that cannot be read: truncated archive, broken image or video."""
+
+
+class UnsafeArchiveError(UploadError):
+    """An archive member that could escape a directory: ``../``, absolute paths, links."""
+
+
+class UploadContentError(UploadError):
+    """A readable upload whose arrays are unusable: wrong dtype or ndim, NaN, zero frames."""
+
+
+class UploadTooLargeError(UploadError):
+    """Bytes, frames, pixels, members or uncompressed size over a limit (HTTP 413)."""

@@ -1,0 +1,91 @@
+"""``gaitid export`` and ``gaitid model-info``: the model part of the command line.
+
+torch and onnx are imported inside the command bodies, so registering these commands (and
+``gaitid --help``, ``gaitid serve``) never loads torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``export`` and ``model-info`` to ``app``."""
+    app.command("export")(export_command)
+    app.command("model-info")(model_info_command)
+
+
+def export_command(
+    checkpoint: Path | None = typer.Argument(
+        None, help="Checkpoint written by `gaitid train` (omit with --random-init)."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the ONNX model."),
+    random_init: str | None = typer.Option(
+        None, "--random-init", help="Export a freshly initialised VARIANT instead (tests)."
+    ),
+    seed: int = typer.Option(0, help="Seed of --random-init weights."),
+    fp16: bool = typer.Option(False, "--fp16", help="float16 network (for GPU providers)."),
+) -> None:
+    """Export a checkpoint (or a random-init variant) to the service's ONNX model."""
+    if (checkpoint is None) == (random_init is None):
+        raise typer.BadParameter("give exactly one of CHECKPOINT or --random-init VARIANT")
+    from model.config import VARIANTS
+
+    if random_init is not None and random_init not in VARIANTS:
+        raise typer.BadParameter(
+            f"unknown variant {random_init!r}; choose one of {sorted(VARIANTS)}",
+            param_hint="--random-init",
+        )
+    from gaitid import __version__
+    from model.export import (
+        CheckpointError,
+        export_onnx,
+        export_random_init,
+        load_checkpoint_model,
+        variant_name,
+    )
+
+    if random_init is not None:
+        path = export_random_init(random_init, out, seed=seed, fp16=fp16)
+    else:
+        assert checkpoint is not None
+        try:
+            model, state = load_checkpoint_model(checkpoint)
+        except CheckpointError as exc:
+            raise typer.BadParameter(str(exc), param_hint="CHECKPOINT") from exc
+        meta = state.get("meta") or {}
+        metadata = {
+            "variant": str(meta.get("variant") or variant_name(model.config)),
+            "version": str(meta.get("version") or f"{__version__}+{checkpoint.stem}"),
+            "training_data": str(meta.get("training_data") or meta.get("data") or "unknown"),
+        }
+        if "iteration" in state:
+            metadata["iteration"] = str(state["iteration"])
+        path = export_onnx(model, out, metadata=metadata, fp16=fp16)
+    typer.echo(f"wrote {path}")
+
+
+def model_info_command(
+    variant: str = typer.Argument(..., help="Model variant, e.g. paper, lite, tiny."),
+    frames: int = typer.Option(30, min=1, help="Sequence length T for the FLOP count."),
+    num_classes: int = typer.Option(
+        74, min=0, help="Classifier size counted (74 = CASIA-B LT training subjects)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Parameters per component and FLOPs for one walk, beside the paper's Table IX."""
+    from model.config import VARIANTS
+
+    if variant not in VARIANTS:
+        raise typer.BadParameter(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
+    from model.info import format_table, model_info
+    from model.registry import resolve_config
+
+    info = model_info(resolve_config(variant, num_classes=num_classes), variant, frames)
+    if as_json:
+        typer.echo(json.dumps(info.as_dict(), indent=2))
+    else:
+        typer.echo(format_table(info))

@@ -1,0 +1,238 @@
+"""Export an LMGCS network to the ONNX model the service runs, and read training checkpoints.
+
+The graph follows ``gaitid.contract``: inputs ``silhouettes`` float32 ``[N, T, 64, 44]`` and
+``lengths`` int64 ``[N]``, output ``embedding`` float32 ``[N, 256]`` (L2-normalised), with N
+and T dynamic and no classifier inside. We use the torch.export-based ONNX exporter
+(``dynamo=True``): it checks that no shape was specialised to the example input, which the old
+tracing exporter would silently bake in.
+
+``fp16=True`` runs the whole network in float16 (weights stored as float16, half the file size)
+while keeping float32 inputs and output, so the service feeds both variants the same way; it is
+meant for GPU execution providers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gaitid import __version__
+from gaitid.contract import (
+    EMBEDDING_DIM,
+    FRAME_HEIGHT,
+    FRAME_WIDTH,
+    INPUT_LENGTHS,
+    INPUT_SILHOUETTES,
+    METADATA_KEYS,
+    METRIC,
+    OUTPUT_EMBEDDING,
+)
+from model.config import VARIANTS, LMGCSConfig
+from model.lmgcs import LMGCS, EmbeddingOnly
+from model.registry import create_model
+
+logger = logging.getLogger(__name__)
+
+#: Opset of the exported graph (ONNX Runtime >= 1.14 runs it).
+DEFAULT_OPSET = 18
+MODEL_NAME = "lmgcs"
+#: Metadata the caller must give; the rest of METADATA_KEYS is derived from the contract.
+CALLER_METADATA = ("variant", "version", "training_data")
+
+
+class MetadataError(ValueError):
+    """Export metadata that misses a required key or contradicts the ONNX contract."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is not in the trainer's format."""
+
+
+class _HalfPrecision(nn.Module):
+    """float32 in -> network in float16 -> float32 out (the contract's I/O stays float32)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner.half()
+
+    def forward(self, silhouettes: Tensor, lengths: Tensor) -> Tensor:
+        return self.inner(silhouettes.half(), lengths).float()
+
+
+def variant_name(config: LMGCSConfig) -> str:
+    """The name of the variant ``config`` equals (ignoring the classifier), else ``custom``."""
+    plain = config.model_copy(update={"num_classes": 0})
+    for name, variant in VARIANTS.items():
+        if variant == plain:
+            return name
+    return "custom"
+
+
+def build_metadata(metadata: dict[str, str], config: LMGCSConfig, fp16: bool) -> dict[str, str]:
+    """Complete ``metadata`` with the contract-derived keys and check it.
+
+    Raises ``MetadataError`` naming missing keys or values that contradict the contract.
+    """
+    missing = [key for key in CALLER_METADATA if not metadata.get(key)]
+    if missing:
+        raise MetadataError(f"export metadata lacks {missing}; required: {list(CALLER_METADATA)}")
+    derived = {
+        "model_name": MODEL_NAME,
+        "embedding_dim": str(EMBEDDING_DIM),
+        "input_size": f"{FRAME_HEIGHT}x{FRAME_WIDTH}",
+        "metric": METRIC,
+    }
+    for key, value in derived.items():
+        if key in metadata and metadata[key] != value and key != "model_name":
+            raise MetadataError(f"metadata {key}={metadata[key]!r} contradicts the contract {value!r}")
+    props = {**derived, **{k: str(v) for k, v in metadata.items()}}
+    props.setdefault("precision", "float16" if fp16 else "float32")
+    props.setdefault("model_config", json.dumps(config.model_dump(), sort_keys=True))
+    assert all(key in props for key in METADATA_KEYS)
+    return props
+
+
+def export_onnx(
+    model: LMGCS,
+    out: Path,
+    *,
+    metadata: dict[str, str],
+    fp16: bool = False,
+    opset: int = DEFAULT_OPSET,
+) -> Path:
+    """Write ``model``'s embedding graph to ``out`` (ONNX) and return the path.
+
+    The model is copied and put in eval mode; the caller's module is left untouched.
+    """
+    import onnx
+
+    props = build_metadata(metadata, model.config, fp16)
+    graph: nn.Module = EmbeddingOnly(copy.deepcopy(model).cpu().float()).eval()
+    if fp16:
+        graph = _HalfPrecision(graph).eval()
+    # example: two walks of different lengths, so the padded path is what gets captured
+    silhouettes = torch.rand(2, 5, FRAME_HEIGHT, FRAME_WIDTH)
+    lengths = torch.tensor([5, 3], dtype=torch.int64)
+    batch = torch.export.Dim("batch", min=1)
+    frames = torch.export.Dim("frames", min=1)
+    with torch.no_grad(), _quiet_exporter():
+        program = torch.onnx.export(
+            graph,
+            (silhouettes, lengths),
+            None,
+            input_names=[INPUT_SILHOUETTES, INPUT_LENGTHS],
+            output_names=[OUTPUT_EMBEDDING],
+            dynamic_shapes=({0: batch, 1: frames}, {0: batch}),
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+        )
+    assert program is not None
+    proto = program.model_proto
+    del proto.metadata_props[:]
+    for key, value in sorted(props.items()):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(out))
+    logger.info("exported %s (%s, fp16=%s) to %s", props["variant"], MODEL_NAME, fp16, out)
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's chatter (missing torchvision ops, deprecation notices).
+
+    Restores the torch.onnx logger level afterwards; real export errors still raise.
+    """
+    onnx_logger = logging.getLogger("torch.onnx")
+    level = onnx_logger.level
+    onnx_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=FutureWarning)
+            warnings.simplefilter("ignore", category=UserWarning)
+            yield
+    finally:
+        onnx_logger.setLevel(level)
+
+
+def export_random_init(variant: str, out: Path, *, seed: int = 0, fp16: bool = False) -> Path:
+    """Export a freshly initialised ``variant`` (seeded), for tests and latency work."""
+    generator_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = create_model(variant)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    metadata = {
+        "variant": variant,
+        "version": f"{__version__}+random-init.seed{seed}",
+        "training_data": "none (random initialisation)",
+    }
+    return export_onnx(model, out, metadata=metadata, fp16=fp16)
+
+
+def load_checkpoint_model(path: Path) -> tuple[LMGCS, dict[str, Any]]:
+    """Rebuild the network saved by the trainer; returns ``(model in eval mode, checkpoint)``.
+
+    The trainer writes ``torch.save({"model": state_dict, "model_config": config dict,
+    "num_classes": K, "meta": {...}, ...})``. Loaded with ``weights_only=True`` (no arbitrary
+    code from a checkpoint file; the numpy arrays and paths of the trainer's resume state are
+    allow-listed); weights must match the config exactly (strict load).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with torch.serialization.safe_globals(_checkpoint_safe_globals()):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises pickle/runtime errors of many types here
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(checkpoint).__name__}, not a dict")
+    missing = [key for key in ("model", "model_config", "num_classes") if key not in checkpoint]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} lacks {missing}; expected keys model, model_config, "
+            "num_classes, meta (the format `gaitid train` writes)"
+        )
+    config = LMGCSConfig.model_validate(
+        {**checkpoint["model_config"], "num_classes": int(checkpoint["num_classes"])}
+    )
+    model = LMGCS(config)
+    try:
+        model.load_state_dict(checkpoint["model"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"weights in {path} do not fit its model_config: {exc}") from exc
+    return model.eval(), checkpoint
+
+
+def _checkpoint_safe_globals() -> list[Any]:
+    """Non-tensor types a trainer checkpoint legitimately holds (RNG states, config paths)."""
+    import pathlib
+
+    import numpy as np
+
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    return [
+        np.ndarray,
+        np.dtype,
+        multiarray._reconstruct,
+        multiarray.scalar,
+        *(type(np.dtype(code)) for code in ("u4", "i8", "f8", "f4", "u1", "b1", "i4")),
+        pathlib.PosixPath,
+        pathlib.PurePosixPath,
+        pathlib.WindowsPath,
+        pathlib.PureWindowsPath,
+    ]

@@ -1,0 +1,69 @@
+"""The app factory: wires settings, middleware, error handlers, routers and the lifespan.
+
+No logic lives here. :func:`create_app` builds nothing heavy: the database engine, the ONNX
+session, the batcher and the indexes are created when the app starts (its lifespan; see
+``service.state``), and start-up fails, with a message naming the fix, on an unmigrated
+database or a bad model file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from gaitid import __version__
+from service.config import Settings, load_settings
+from service.errors import install_error_handlers
+from service.limits import BodyLimitMiddleware, TimeoutMiddleware
+from service.metrics import Metrics, MetricsMiddleware
+from service.routes import admin, enroll, galleries, health, identify, identities, templates, verify
+from service.state import EmbedderFactory, default_embedder, start_state, stop_state
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Enrol and identify people from silhouette walks.
+
+Authenticate with the `X-API-Key` header (create keys with `gaitid keys create --scope S`;
+scopes `identify`, `enroll`, `admin`, where admin implies the others). Uploads are multipart
+`file` fields in any supported format (zip/tar of frames, npy, npz, mp4/avi, multi-page TIFF).
+Every error has the body `{"error": {"code", "message", "details"}}`.
+"""
+
+
+def create_app(
+    settings: Settings | None = None, *, embedder_factory: EmbedderFactory = default_embedder
+) -> FastAPI:
+    """Build the service app; ``settings`` default to the ``GAITID_*`` environment."""
+    settings = settings if settings is not None else load_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = await start_state(settings, metrics, embedder_factory)
+        app.state.service = state
+        try:
+            yield
+        finally:
+            app.state.service = None
+            await stop_state(state)
+
+    app = FastAPI(
+        title="gaitid",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.service = None
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    # Starlette runs the last added middleware outermost: metrics see timeouts and 413s.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(TimeoutMiddleware, timeout_s=settings.request_timeout_s)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    for module in (enroll, identify, verify, identities, templates, galleries, health, admin):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,163 @@
+"""API keys: creation, hashing, lookup and scope checks.
+
+A key is ``gid_<prefix>_<secret>`` with 256 random bits of secret; only its sha256 is stored.
+A fast unsalted hash is enough because the key is high-entropy (it is not a password that
+could be guessed), and it lets the lookup be one indexed equality query; the stored and the
+computed hash are still compared with :func:`hmac.compare_digest`. The short ``prefix`` is
+kept in clear so ``gaitid keys list`` can show which key is which.
+
+Scopes: ``identify`` (identify, verify, read identities), ``enroll`` (enroll, read identities),
+``admin`` (everything, including delete, galleries and the index). There is no default key:
+a fresh database accepts no request until ``gaitid keys create`` was run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from service.db.engine import Database
+from service.db.models import ApiKey, AuditLog
+from service.errors import AuthenticationError, InvalidRequestError, NotFoundError, PermissionDeniedError
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "gid"
+#: ``last_used_at`` is refreshed at most this often, so reads do not become writes.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+class Scope(StrEnum):
+    IDENTIFY = "identify"
+    ENROLL = "enroll"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: which key, and what it may do."""
+
+    key_id: int
+    name: str
+    scopes: frozenset[Scope]
+
+    def allows(self, scope: Scope) -> bool:
+        """Admin implies every scope."""
+        return Scope.ADMIN in self.scopes or scope in self.scopes
+
+
+def parse_scopes(values: list[str] | tuple[str, ...]) -> frozenset[Scope]:
+    """Validate scope names; raises :class:`InvalidRequestError` naming the bad one."""
+    allowed = ", ".join(s.value for s in Scope)
+    if not values:
+        raise InvalidRequestError(f"at least one scope is needed; allowed: {allowed}")
+    scopes = set()
+    for value in values:
+        try:
+            scopes.add(Scope(value.strip().lower()))
+        except ValueError:
+            raise InvalidRequestError(f"unknown scope {value!r}; allowed: {allowed}") from None
+    return frozenset(scopes)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def generate_key() -> tuple[str, str]:
+    """A new ``(key, prefix)``; the key is shown once and never stored."""
+    prefix = secrets.token_hex(4)
+    return f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}", prefix
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    id: int
+    name: str
+    prefix: str
+    scopes: frozenset[Scope]
+    key: str
+
+
+def create_key(session: Session, scopes: frozenset[Scope], name: str) -> CreatedKey:
+    """Store a new key's hash and return the key itself (the only time it exists in clear)."""
+    if not name or len(name) > 128:
+        raise InvalidRequestError(f"key name must be 1..128 characters; got {len(name)}")
+    key, prefix = generate_key()
+    row = ApiKey(
+        name=name, prefix=prefix, key_hash=hash_key(key), scopes=",".join(sorted(scopes))
+    )
+    session.add(row)
+    session.flush()
+    session.add(AuditLog(action="key.create", api_key_id=row.id, detail={"scopes": row.scopes}))
+    session.commit()
+    return CreatedKey(id=row.id, name=name, prefix=prefix, scopes=scopes, key=key)
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+def revoke_key(session: Session, key_ref: str) -> ApiKey:
+    """Revoke by numeric id or by prefix; revoked keys get 401 from then on."""
+    stmt = select(ApiKey).where(
+        ApiKey.id == int(key_ref) if key_ref.isdigit() else ApiKey.prefix == key_ref
+    )
+    rows = list(session.scalars(stmt))
+    if not rows:
+        raise NotFoundError(f"no API key with id or prefix {key_ref!r}")
+    if len(rows) > 1:
+        raise InvalidRequestError(f"prefix {key_ref!r} matches {len(rows)} keys; use the id")
+    row = rows[0]
+    if row.revoked_at is None:
+        row.revoked_at = datetime.now(UTC)
+        session.add(AuditLog(action="key.revoke", api_key_id=row.id))
+        session.commit()
+    return row
+
+
+def authenticate(db: Database, presented: str | None, needed: Scope) -> Principal:
+    """Resolve ``X-API-Key`` to a :class:`Principal` allowed ``needed``, or raise 401/403.
+
+    The lookup is a read; a write transaction is opened only to audit the denial of a known
+    key or to refresh ``last_used_at`` (at most once per :data:`LAST_USED_RESOLUTION`), so
+    authenticating does not serialise requests on SQLite's write lock.
+    """
+    if not presented:
+        raise AuthenticationError("missing X-API-Key header")
+    digest = hash_key(presented)
+    with db.session() as session:
+        row = session.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).one_or_none()
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        logger.warning("rejected unknown API key")
+        raise AuthenticationError("unknown API key")
+    if row.revoked_at is not None:
+        _audit(db, row.id, {"reason": "revoked"})
+        raise AuthenticationError(f"API key {row.prefix} was revoked")
+    principal = Principal(
+        key_id=row.id, name=row.name, scopes=frozenset(Scope(s) for s in row.scopes.split(","))
+    )
+    if not principal.allows(needed):
+        _audit(db, row.id, {"reason": "scope", "needed": needed.value})
+        have = ", ".join(sorted(s.value for s in principal.scopes))
+        raise PermissionDeniedError(f"this endpoint needs scope {needed.value!r}; key has: {have}")
+    now = datetime.now(UTC)
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+        with db.session(write=True) as session:
+            session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
+            session.commit()
+    return principal
+
+
+def _audit(db: Database, key_id: int, detail: dict[str, str]) -> None:
+    with db.session(write=True) as session:
+        session.add(AuditLog(action="auth.denied", api_key_id=key_id, detail=detail))
+        session.commit()

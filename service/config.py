@@ -1,0 +1,132 @@
+"""The service's settings: one pydantic-settings class read from ``GAITID_*`` variables.
+
+Everything the service can be told lives here, so a deployment is described by its
+environment alone (see ``service/README.md`` for the table). Unknown ``GAITID_*`` keys passed
+to the constructor are rejected, and values are validated at start-up rather than at first
+use. Nothing is read at import time: :func:`load_settings` builds a fresh object each call, so
+tests construct their own ``Settings`` and never touch the process environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Score threshold used when neither the request, the gallery nor the model names one.
+#: Cosine similarity of unit vectors lies in [-1, 1]; 0.5 is deliberately conservative for an
+#: uncalibrated model (documented in service/README.md, "Thresholds").
+FALLBACK_THRESHOLD = 0.5
+
+
+def default_data_dir() -> Path:
+    """Per-user data directory: ``$XDG_DATA_HOME/gaitid`` or ``~/.local/share/gaitid``.
+
+    Resolved from the environment, never from the working directory, so the service finds
+    the same database whichever directory it is started from.
+    """
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return (base / "gaitid").expanduser().resolve()
+
+
+class Settings(BaseSettings):
+    """Configuration of one service process (env prefix ``GAITID_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GAITID_", extra="forbid", frozen=True)
+
+    # --- storage -----------------------------------------------------------------------
+    data_dir: Path = Field(default_factory=default_data_dir)
+    """Where the embedded SQLite database and the default model file live."""
+    database_url: str | None = None
+    """SQLAlchemy URL; default ``sqlite:///<data_dir>/gaitid.db``."""
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    """Connections kept open per process (PostgreSQL; SQLite ignores it)."""
+    store_silhouettes: bool = False
+    """Keep the preprocessed (T,64,44) frames of each template (for later re-embedding)."""
+
+    # --- model -------------------------------------------------------------------------
+    model_path: Path | None = None
+    """The ONNX file (gaitid.contract); default ``<data_dir>/model.onnx``."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    intra_op_threads: int = Field(default=0, ge=0)
+    """ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose."""
+    inter_op_threads: int = Field(default=0, ge=0)
+
+    # --- micro-batching ----------------------------------------------------------------
+    batching_enabled: bool = True
+    batch_max_size: int = Field(default=8, ge=1, le=256)
+    batch_max_wait_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
+    batch_max_frames: int = Field(default=1024, ge=1)
+    """Cap on padded frames (batch size x longest walk) in one ONNX Runtime run."""
+
+    # --- index -------------------------------------------------------------------------
+    index_kind: Literal["flat", "ivf", "hnsw"] = "flat"
+    index_use_gpu: Literal["auto", "true", "false"] = "auto"
+    index_nlist: int = Field(default=1024, ge=1)
+    index_nprobe: int = Field(default=16, ge=1)
+    index_hnsw_m: int = Field(default=32, ge=2)
+    index_ef_search: int = Field(default=128, ge=1)
+
+    # --- limits ------------------------------------------------------------------------
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    """Largest accepted upload file; the request body may exceed it by ``form_overhead_bytes``."""
+    form_overhead_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Room for the multipart framing and the text fields beside the file."""
+    max_frames: int = Field(default=1000, ge=1)
+    max_pixels_per_frame: int = Field(default=1 << 21, ge=64 * 44)
+    """Height x width of one raw frame (2 Mpx admits 1920x1080)."""
+    max_uncompressed_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    """Bytes an archive or compressed array may inflate to (zip bombs)."""
+    min_frames: int = Field(default=8, ge=1)
+    """Usable frames an upload needs after empty frames are dropped."""
+    request_timeout_s: float = Field(default=60.0, gt=0.0)
+    """Whole-request budget (upload included); past it the client gets 504."""
+    max_top_k: int = Field(default=100, ge=1)
+
+    # --- decisions -----------------------------------------------------------------------
+    fallback_threshold: float = Field(default=FALLBACK_THRESHOLD, ge=-1.0, le=1.0)
+    """Threshold when neither request, gallery nor model metadata gives one."""
+
+    # --- process -----------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> Settings:
+        """Relative paths would depend on the working directory; resolve them once here."""
+        object.__setattr__(self, "data_dir", self.data_dir.expanduser().resolve())
+        if self.model_path is not None:
+            object.__setattr__(self, "model_path", self.model_path.expanduser().resolve())
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured URL, or the embedded SQLite file in ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'gaitid.db'}"
+
+    @property
+    def resolved_model_path(self) -> Path:
+        """The configured model file, or ``<data_dir>/model.onnx``."""
+        return self.model_path if self.model_path is not None else self.data_dir / "model.onnx"
+
+    @property
+    def max_request_bytes(self) -> int:
+        """Body cap enforced before the multipart parser sees the request."""
+        return self.max_upload_bytes + self.form_overhead_bytes
+
+    @property
+    def use_gpu_index(self) -> bool | Literal["auto"]:
+        """``index_use_gpu`` in the form :class:`service.index.VectorIndex` takes."""
+        return "auto" if self.index_use_gpu == "auto" else self.index_use_gpu == "true"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment, with explicit keyword overrides on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]

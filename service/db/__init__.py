@@ -1,0 +1,1 @@
+"""Storage of the service: SQLAlchemy models, engine/session factories, schema migrations."""

@@ -1,0 +1,75 @@
+"""FastAPI dependencies as ``Annotated`` aliases: what a route needs, not how it is built.
+
+Everything comes from the app's :class:`ServiceState` (built in the lifespan), so tests swap
+the model, database or settings by building the app with other arguments; no module-level
+objects exist to patch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+import anyio
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+from sqlalchemy.orm import Session
+
+from service.auth import Principal, Scope, authenticate
+from service.config import Settings
+from service.errors import ServiceUnavailableError
+from service.gallery_index import GalleryIndexes
+from service.state import ServiceState
+
+_api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="API key from `gaitid keys create --scope S` (scopes: identify, enroll, admin).",
+)
+
+
+def get_state(request: Request) -> ServiceState:
+    """The running app's state; 503 while starting or stopping."""
+    state: ServiceState | None = getattr(request.app.state, "service", None)
+    if state is None or not state.ready:
+        raise ServiceUnavailableError("the service is starting or stopping; retry shortly")
+    return state
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+def get_session(state: StateDep) -> Iterator[Session]:
+    """A read session for the request (writes go through the logic functions)."""
+    with state.db.session() as session:
+        yield session
+
+
+def get_indexes(state: StateDep) -> GalleryIndexes:
+    return state.indexes
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+IndexDep = Annotated[GalleryIndexes, Depends(get_indexes)]
+
+
+def require(scope: Scope) -> Callable[..., object]:
+    """A dependency that authenticates ``X-API-Key`` and demands ``scope`` (admin implies all)."""
+
+    async def _dependency(
+        state: StateDep, key: Annotated[str | None, Security(_api_key_header)]
+    ) -> Principal:
+        return await anyio.to_thread.run_sync(authenticate, state.db, key, scope)
+
+    _dependency.__name__ = f"require_{scope.value}"
+    return _dependency
+
+
+IdentifyKeyDep = Annotated[Principal, Depends(require(Scope.IDENTIFY))]
+EnrollKeyDep = Annotated[Principal, Depends(require(Scope.ENROLL))]
+AdminKeyDep = Annotated[Principal, Depends(require(Scope.ADMIN))]

@@ -1,0 +1,245 @@
+"""The service's errors and the one JSON error body every 4xx and 5xx response uses.
+
+Logic modules raise the typed exceptions below (or ``gaitid.errors`` ones from decoding); they
+know nothing of HTTP. This module is the single place that maps them to status codes and
+renders ``{"error": {"code", "message", "details"}}``; :func:`install_error_handlers` wires
+it into the app, including FastAPI's own validation and HTTP errors, so clients and the
+OpenAPI spec see one schema.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gaitid.errors import GaitidError, TooFewFramesError, UploadError, UploadTooLargeError
+from service.batching import BatcherClosedError
+
+logger = logging.getLogger(__name__)
+
+
+# --- domain errors -------------------------------------------------------------------------
+class ServiceError(GaitidError):
+    """Base of the service's own typed errors."""
+
+    code = "service_error"
+
+
+class NotFoundError(ServiceError):
+    code = "not_found"
+
+
+class ConflictError(ServiceError):
+    code = "conflict"
+
+
+class InvalidRequestError(ServiceError):
+    """A request that is well-formed HTTP but asks for something impossible."""
+
+    code = "invalid_request"
+
+
+class AuthenticationError(ServiceError):
+    """No API key, or one that is unknown or revoked."""
+
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(ServiceError):
+    """A valid key without the scope the endpoint needs."""
+
+    code = "forbidden"
+
+
+class ServiceUnavailableError(ServiceError):
+    """The service cannot serve right now (not ready, shutting down, overloaded)."""
+
+    code = "unavailable"
+
+
+class RequestTimeoutError(ServiceError):
+    code = "timeout"
+
+
+class RequestTooLargeError(ServiceError):
+    """The request body exceeds the configured cap (checked before it is all read)."""
+
+    code = "request_too_large"
+
+
+class DatabaseNotMigratedError(ServiceError):
+    """The database schema is not at the code's revision; the app refuses to start."""
+
+    code = "database_not_migrated"
+
+
+# --- the one error schema ------------------------------------------------------------------
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="Stable machine-readable error code.", examples=["not_found"])
+    message: str = Field(
+        description="What went wrong and what is allowed, for a person.",
+        examples=["identity 42 not found"],
+    )
+    details: Any | None = Field(
+        default=None, description="Structured context, e.g. validation errors per field."
+    )
+
+
+class ErrorResponse(BaseModel):
+    """Body of every 4xx and 5xx response."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"error": {"code": "not_found", "message": "identity 42 not found", "details": None}}
+            ]
+        },
+    )
+
+    error: ErrorDetail
+
+
+_STATUS: list[tuple[type[Exception], int]] = [
+    (UploadTooLargeError, 413),
+    (RequestTooLargeError, 413),
+    (UploadError, 422),
+    (TooFewFramesError, 422),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (InvalidRequestError, 422),
+    (AuthenticationError, 401),
+    (PermissionDeniedError, 403),
+    (RequestTimeoutError, 504),
+    (ServiceUnavailableError, 503),
+    (BatcherClosedError, 503),
+    (DatabaseNotMigratedError, 503),
+]
+
+_CODES: dict[type[Exception], str] = {
+    UploadTooLargeError: "upload_too_large",
+    TooFewFramesError: "too_few_frames",
+    UploadError: "invalid_upload",
+    BatcherClosedError: "unavailable",
+}
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_requests",
+    503: "unavailable",
+    504: "timeout",
+}
+
+
+def status_for(exc: Exception) -> int:
+    """The HTTP status of a typed error (422 for other invalid input, 500 otherwise)."""
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return status
+    if isinstance(exc, GaitidError) and isinstance(exc, ValueError):
+        return 422  # gaitid.errors.InvalidSequenceError and friends
+    return 500
+
+
+def code_for(exc: Exception) -> str:
+    for cls, code in _CODES.items():
+        if isinstance(exc, cls):
+            return code
+    if isinstance(exc, ServiceError):
+        return exc.code
+    return "invalid_sequence" if isinstance(exc, ValueError) else "internal_error"
+
+
+def error_body(code: str, message: str, details: Any | None = None) -> dict[str, Any]:
+    return ErrorResponse(error=ErrorDetail(code=code, message=message, details=details)).model_dump(
+        mode="json"
+    )
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Any | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+
+
+def _details_of(exc: Exception) -> Any | None:
+    if isinstance(exc, TooFewFramesError):
+        return {"usable": exc.usable, "required": exc.required, "total": exc.total}
+    return None
+
+
+async def _gaitid_error(_request: Request, exc: Exception) -> JSONResponse:
+    status = status_for(exc)
+    if status >= 500:
+        logger.error("%s: %s", type(exc).__name__, exc)
+    headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
+    return error_response(status, code_for(exc), str(exc), _details_of(exc), headers)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    return error_response(exc.status_code, code, message, None, dict(exc.headers or {}) or None)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(p) for p in first["loc"])
+    return error_response(422, "validation_error", f"{where}: {first['msg']}", errors)
+
+
+async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error", exc_info=exc)
+    return error_response(500, "internal_error", "internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error as :class:`ErrorResponse`."""
+    app.add_exception_handler(GaitidError, _gaitid_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unhandled)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries: each status documented with :class:`ErrorResponse`."""
+    descriptions = {
+        401: "Missing, unknown or revoked API key.",
+        403: "The API key lacks the scope this endpoint needs.",
+        404: "No such resource.",
+        409: "Conflicts with the current state.",
+        413: "Upload or request body over the configured limit.",
+        422: "Invalid request fields or an unusable upload.",
+        503: "Not ready or overloaded.",
+        504: "The request took longer than the configured timeout.",
+    }
+    return {
+        s: {"model": ErrorResponse, "description": descriptions.get(s, "Error.")} for s in statuses
+    }

@@ -1,0 +1,520 @@
+"""In-memory FAISS index of gallery templates, searched by inner product.
+
+The service stores L2-normalised 256-d embeddings, so inner product equals cosine similarity.
+SQL is the source of truth; this index is a cache rebuilt from it (``rebuild``) and updated
+after each commit. Every public method takes one internal lock, so the API can call it from
+any thread (the event loop, the inference worker) without extra care.
+
+Three kinds, chosen per deployment:
+
+- ``flat``: ``IndexIDMap2(IndexFlatIP)``. Exact; search is O(N) per query. Removal compacts
+  the stored rows (O(N) memory move) and the vector bytes are gone at once.
+- ``ivf``: ``IndexIVFFlat`` with inner product, ``nlist`` lists, ``nprobe`` probed. k-means
+  needs data: until the index holds ``39 * nlist`` vectors (FAISS's own minimum of 39 points
+  per centroid) it stays an exact flat index, which at that size is fast anyway; once it gets
+  there the centroids are trained on everything present and the vectors move over. The
+  centroids are not retrained as the gallery grows; ``rebuild`` (``gaitid index rebuild``)
+  trains them again on the current contents. Removal uses a hash-table direct map, so it
+  touches only the affected list and erases the vectors at once.
+- ``hnsw``: ``IndexHNSWFlat`` (``hnsw_m`` links, ``ef_search`` at query time) with inner
+  product. HNSW cannot delete graph nodes, so removal is a tombstone: the node's position is
+  excluded from every search by a bitmap selector and its stored vector is overwritten with
+  zeros at once (the biometric bytes are erased; only the graph links stay). An ``IndexIDMap2``
+  wrapper is not used because it cannot tell a replaced entry from its replacement (both carry
+  the same id); a position table maps graph positions to ids instead. When tombstones reach 10%
+  of the nodes the graph is rebuilt from the live vectors (cost: a full HNSW build, minutes at
+  a million templates on two cores; amortised over the deletions that caused it).
+
+GPU: with ``use_gpu`` true (or ``"auto"`` and a faiss build with GPU support that sees a
+device) the flat and IVF kinds keep their CPU index as the master copy and search a replica
+made by ``index_cpu_to_gpu``. Appends go to both; a removal or replacement marks the replica
+stale and it is uploaded again before the next search (O(N) host-to-device copy, so GPU suits
+read-heavy galleries). HNSW has no FAISS GPU implementation and always runs on the CPU.
+
+Scores of empty result slots (``k`` larger than the index, or IVF probing too few lists) are
+``-inf`` with id ``-1``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from typing import Any, Literal, Protocol
+
+import faiss
+import numpy as np
+from numpy.typing import NDArray
+
+from gaitid.errors import GaitidError
+
+logger = logging.getLogger(__name__)
+
+IndexKind = Literal["flat", "ivf", "hnsw"]
+INDEX_KINDS: tuple[IndexKind, ...] = ("flat", "ivf", "hnsw")
+
+#: FAISS asks for at least this many training points per IVF centroid.
+IVF_POINTS_PER_CENTROID = 39
+#: Fraction of tombstoned HNSW nodes that triggers a rebuild of the graph.
+HNSW_COMPACT_FRACTION = 0.1
+
+
+class GpuUnavailableError(GaitidError):
+    """``use_gpu=True`` was requested but faiss has no GPU support or sees no device."""
+
+
+def gpu_available() -> bool:
+    """Whether this faiss build has GPU support and sees at least one device."""
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+@functools.cache
+def _gpu_resources() -> Any:
+    """One ``StandardGpuResources`` per process, shared by every GPU index.
+
+    Each instance reserves its own scratch memory (a share of the device), and the service
+    keeps one index per gallery, so per-index resources would exhaust the GPU. This cache is
+    the one process-wide object here; it holds a device handle, never data.
+    """
+    return faiss.StandardGpuResources()
+
+
+class _Backend(Protocol):
+    """One FAISS structure behind :class:`VectorIndex` (which validates and locks)."""
+
+    def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> bool:
+        """Append new ids; True when the same faiss object only grew (a GPU replica can follow)."""
+        ...
+
+    def remove(self, ids: NDArray[np.int64]) -> int: ...
+
+    def search(
+        self, queries: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]: ...
+
+    def faiss_index(self) -> Any:
+        """The faiss object a GPU replica is cloned from (None when not replicable)."""
+        ...
+
+
+def _flat_rows(flat: Any) -> NDArray[np.float32]:
+    """Copy of the vectors stored in a faiss ``IndexFlat`` as ``[ntotal, d]``."""
+    n, d = int(flat.ntotal), int(flat.d)
+    if n == 0:
+        return np.empty((0, d), np.float32)
+    return faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d).copy()
+
+
+class _FlatBackend:
+    """Exact search: ``IndexIDMap2(IndexFlatIP)``."""
+
+    def __init__(self, dim: int) -> None:
+        self._flat = faiss.IndexFlatIP(dim)
+        self._index = faiss.IndexIDMap2(self._flat)
+
+    def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> bool:
+        self._index.add_with_ids(vectors, ids)
+        return True
+
+    def remove(self, ids: NDArray[np.int64]) -> int:
+        return int(self._index.remove_ids(ids))  # type: ignore[arg-type]  # swig accepts arrays
+
+    def search(
+        self, queries: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        scores, labels = self._index.search(queries, k)
+        return scores, labels
+
+    def faiss_index(self) -> Any:
+        return self._index
+
+    @property
+    def size(self) -> int:
+        return int(self._index.ntotal)
+
+    def contents(self) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """All ``(ids, vectors)`` held, in storage order."""
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64), _flat_rows(self._flat)
+
+
+class _IvfBackend:
+    """``IndexIVFFlat`` (inner product) once trained; exact flat search before that."""
+
+    def __init__(self, dim: int, nlist: int, nprobe: int) -> None:
+        self._dim, self._nlist, self._nprobe = dim, nlist, nprobe
+        self.train_threshold = IVF_POINTS_PER_CENTROID * nlist
+        self._exact: _FlatBackend | None = _FlatBackend(dim)
+        self._ivf: Any = None
+        self._quantizer: Any = None
+
+    @property
+    def trained(self) -> bool:
+        return self._ivf is not None
+
+    def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> bool:
+        if self._exact is None:
+            self._ivf.add_with_ids(vectors, ids)
+            return True
+        self._exact.add(ids, vectors)
+        if self._exact.size < self.train_threshold:
+            return True
+        all_ids, all_vectors = self._exact.contents()
+        self._train_and_fill(all_ids, all_vectors)
+        return False
+
+    def _train_and_fill(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        quantizer = faiss.IndexFlatIP(self._dim)
+        ivf = faiss.IndexIVFFlat(quantizer, self._dim, self._nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.train(vectors)
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
+        ivf.nprobe = self._nprobe
+        ivf.add_with_ids(vectors, ids)
+        logger.info("IVF index trained: %d lists on %d vectors", self._nlist, len(ids))
+        # the IVF index borrows its quantizer: keep both alive together
+        self._ivf, self._quantizer, self._exact = ivf, quantizer, None
+
+    def fill(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        """Load the whole contents, training the centroids again when there are enough."""
+        if len(ids) >= self.train_threshold:
+            self._train_and_fill(ids, vectors)
+        else:
+            self._exact, self._ivf, self._quantizer = _FlatBackend(self._dim), None, None
+            self._exact.add(ids, vectors)
+
+    def set_nprobe(self, nprobe: int) -> None:
+        self._nprobe = nprobe
+        if self._ivf is not None:
+            self._ivf.nprobe = nprobe
+
+    def remove(self, ids: NDArray[np.int64]) -> int:
+        if self._exact is not None:
+            return self._exact.remove(ids)
+        # a plain id array becomes an IDSelectorArray, the only selector the hash map accepts
+        return int(self._ivf.remove_ids(ids))
+
+    def search(
+        self, queries: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        if self._exact is not None:
+            return self._exact.search(queries, k)
+        scores, labels = self._ivf.search(queries, k)
+        return scores, labels
+
+    def faiss_index(self) -> Any:
+        return self._exact.faiss_index() if self._exact is not None else self._ivf
+
+
+class _HnswBackend:
+    """``IndexHNSWFlat`` (inner product) with tombstones and a position -> id table."""
+
+    def __init__(self, dim: int, m: int, ef_search: int) -> None:
+        self._dim, self._m, self.ef_search = dim, m, ef_search
+        self._reset()
+
+    def _reset(self) -> None:
+        self._hnsw = faiss.IndexHNSWFlat(self._dim, self._m, faiss.METRIC_INNER_PRODUCT)
+        self._pos_ids = np.empty(0, np.int64)  # graph position -> external id
+        self._id_pos: dict[int, int] = {}  # live external id -> graph position
+        self._alive = np.zeros(0, np.uint8)  # bitmap over positions (faiss bit order)
+        self._dead = 0
+
+    def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> bool:
+        start = int(self._hnsw.ntotal)
+        self._hnsw.add(vectors)
+        self._pos_ids = np.concatenate([self._pos_ids, ids])
+        for offset, id_ in enumerate(ids.tolist()):
+            self._id_pos[id_] = start + offset
+        total = int(self._hnsw.ntotal)
+        bitmap = np.zeros((total + 7) // 8, np.uint8)
+        bitmap[: len(self._alive)] = self._alive
+        positions = np.arange(start, total)
+        np.bitwise_or.at(bitmap, positions >> 3, (1 << (positions & 7)).astype(np.uint8))
+        self._alive = bitmap
+        return False
+
+    def remove(self, ids: NDArray[np.int64]) -> int:
+        positions = [self._id_pos.pop(i) for i in ids.tolist() if i in self._id_pos]
+        if not positions:
+            return 0
+        pos = np.asarray(positions, np.int64)
+        storage = faiss.downcast_index(self._hnsw.storage)
+        rows = faiss.rev_swig_ptr(storage.get_xb(), int(storage.ntotal) * self._dim)  # type: ignore[attr-defined]
+        rows = rows.reshape(-1, self._dim)
+        rows[pos] = 0.0  # erase the biometric vector itself; only graph links remain
+        np.bitwise_and.at(self._alive, pos >> 3, (~(1 << (pos & 7))).astype(np.uint8))
+        self._dead += len(positions)
+        if self._dead >= HNSW_COMPACT_FRACTION * int(self._hnsw.ntotal):
+            self._compact()
+        return len(positions)
+
+    def _compact(self) -> None:
+        """Rebuild the graph from the live vectors, dropping every tombstone."""
+        storage = faiss.downcast_index(self._hnsw.storage)
+        rows = _flat_rows(storage)
+        live = np.fromiter(self._id_pos.values(), np.int64, len(self._id_pos))
+        live.sort()
+        ids, vectors = self._pos_ids[live], rows[live]
+        logger.info("compacting HNSW index: %d live of %d nodes", len(live), len(rows))
+        self.fill(ids, vectors)
+
+    def fill(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        self._reset()
+        if len(ids):
+            self.add(ids, vectors)
+
+    def search(
+        self, queries: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        total = int(self._hnsw.ntotal)
+        ef = max(self.ef_search, k)
+        if self._dead:
+            selector = faiss.IDSelectorBitmap(total, faiss.swig_ptr(self._alive))
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=ef)  # type: ignore[attr-defined]
+            scores, positions = self._hnsw.search(queries, k, params=params)
+        else:
+            self._hnsw.hnsw.efSearch = ef
+            scores, positions = self._hnsw.search(queries, k)
+        labels = np.where(positions >= 0, self._pos_ids[np.maximum(positions, 0)], -1)
+        return scores, labels.astype(np.int64)
+
+    def faiss_index(self) -> Any:
+        return None
+
+
+class VectorIndex:
+    """Thread-safe id -> vector index searched by inner product (see the module docstring).
+
+    ``add`` with an id already present replaces that entry; ids must be non-negative (``-1``
+    marks empty result slots).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        kind: IndexKind = "flat",
+        *,
+        use_gpu: bool | Literal["auto"] = "auto",
+        nlist: int = 1024,
+        nprobe: int = 16,
+        hnsw_m: int = 32,
+        ef_search: int = 128,
+    ) -> None:
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim must be a positive integer; got {dim!r}")
+        if kind not in INDEX_KINDS:
+            raise ValueError(f"index kind {kind!r} is not one of {INDEX_KINDS}")
+        if use_gpu not in (True, False, "auto"):
+            raise ValueError(f"use_gpu must be True, False or 'auto'; got {use_gpu!r}")
+        for name, value in (
+            ("nlist", nlist),
+            ("nprobe", nprobe),
+            ("hnsw_m", hnsw_m),
+            ("ef_search", ef_search),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if kind == "ivf" and nprobe > nlist:
+            raise ValueError(f"nprobe ({nprobe}) cannot exceed nlist ({nlist})")
+        self.dim = dim
+        self.kind: IndexKind = kind
+        self._params = {"nlist": nlist, "nprobe": nprobe, "hnsw_m": hnsw_m, "ef_search": ef_search}
+        self.on_gpu = self._decide_gpu(kind, use_gpu)
+        self._lock = threading.RLock()
+        self._ids: set[int] = set()
+        self._backend = self._new_backend()
+        self._gpu_resources: Any = _gpu_resources() if self.on_gpu else None
+        self._gpu_index: Any = None  # replica of the backend's faiss index; None = stale
+
+    @staticmethod
+    def _decide_gpu(kind: IndexKind, use_gpu: bool | Literal["auto"]) -> bool:
+        if use_gpu is False:
+            return False
+        if use_gpu is True:
+            if kind == "hnsw":
+                raise GpuUnavailableError("use_gpu=True: faiss has no GPU HNSW; use flat or ivf")
+            if not gpu_available():
+                raise GpuUnavailableError(
+                    "use_gpu=True but faiss has no GPU support or sees no device "
+                    "(install the gpu extra with faiss-gpu, or use use_gpu='auto')"
+                )
+            return True
+        return kind != "hnsw" and gpu_available()
+
+    def _new_backend(self) -> _FlatBackend | _IvfBackend | _HnswBackend:
+        p = self._params
+        if self.kind == "flat":
+            return _FlatBackend(self.dim)
+        if self.kind == "ivf":
+            return _IvfBackend(self.dim, p["nlist"], p["nprobe"])
+        return _HnswBackend(self.dim, p["hnsw_m"], p["ef_search"])
+
+    # ----------------------------------------------------------------- validation
+
+    def _check_vectors(self, vectors: NDArray[np.float32], what: str) -> NDArray[np.float32]:
+        arr = np.asarray(vectors)
+        if arr.ndim != 2 or arr.shape[1] != self.dim:
+            raise ValueError(f"{what} must have shape (n, {self.dim}); got {arr.shape}")
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise ValueError(f"{what} must be real numbers; got dtype {arr.dtype}")
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{what} contain NaN or infinite values")
+        return arr
+
+    @staticmethod
+    def _check_ids(ids: NDArray[np.int64], n: int | None = None) -> NDArray[np.int64]:
+        arr = np.asarray(ids)
+        if arr.ndim != 1:
+            raise ValueError(f"ids must be one-dimensional; got shape {arr.shape}")
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"ids must be integers; got dtype {arr.dtype}")
+        arr = np.ascontiguousarray(arr, dtype=np.int64)
+        if n is not None and len(arr) != n:
+            raise ValueError(f"got {len(arr)} ids for {n} vectors; they must match")
+        if arr.size and arr.min() < 0:
+            raise ValueError(f"ids must be >= 0 (-1 marks empty slots); got {int(arr.min())}")
+        return arr
+
+    def _check_unique(self, ids: NDArray[np.int64]) -> None:
+        uniq, counts = np.unique(ids, return_counts=True)
+        if len(uniq) != len(ids):
+            dupes = uniq[counts > 1][:5].tolist()
+            raise ValueError(f"ids must be unique within one call; repeated: {dupes}")
+
+    # ----------------------------------------------------------------- mutation
+
+    def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        """Insert vectors under ``ids``; an id already present is replaced."""
+        x = self._check_vectors(vectors, "vectors")
+        id_arr = self._check_ids(ids, len(x))
+        self._check_unique(id_arr)
+        if not len(id_arr):
+            return
+        with self._lock:
+            present = [i for i in id_arr.tolist() if i in self._ids]
+            if present:
+                self._backend.remove(np.asarray(present, np.int64))
+            appended = self._backend.add(id_arr, x)
+            self._ids.update(id_arr.tolist())
+            if self._gpu_index is not None and appended and not present:
+                self._gpu_index.add_with_ids(x, id_arr)
+            else:
+                self._gpu_index = None
+
+    def remove(self, ids: NDArray[np.int64]) -> int:
+        """Remove ``ids`` (unknown ids are ignored); returns how many were removed."""
+        id_arr = self._check_ids(ids)
+        with self._lock:
+            present = np.asarray(sorted({i for i in id_arr.tolist() if i in self._ids}), np.int64)
+            if not len(present):
+                return 0
+            removed = self._backend.remove(present)
+            if removed != len(present):
+                raise RuntimeError(f"index removed {removed} of {len(present)} present ids")
+            self._ids.difference_update(present.tolist())
+            self._gpu_index = None
+            return removed
+
+    def rebuild(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        """Replace the whole contents (startup from SQL, ``gaitid index rebuild``).
+
+        IVF centroids are trained again on these vectors; HNSW gets a fresh graph.
+        """
+        x = self._check_vectors(vectors, "vectors")
+        id_arr = self._check_ids(ids, len(x))
+        self._check_unique(id_arr)
+        with self._lock:
+            if isinstance(self._backend, _FlatBackend):
+                self._backend = _FlatBackend(self.dim)
+                if len(id_arr):
+                    self._backend.add(id_arr, x)
+            else:
+                self._backend.fill(id_arr, x)
+            self._ids = set(id_arr.tolist())
+            self._gpu_index = None
+
+    def set_search_params(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Change the speed/recall trade-off of later searches without rebuilding.
+
+        ``nprobe`` applies to IVF (lists probed, at most ``nlist``), ``ef_search`` to HNSW
+        (candidate list size; raised to ``k`` when smaller). Other kinds ignore them.
+        """
+        for name, value in (("nprobe", nprobe), ("ef_search", ef_search)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if nprobe is not None and nprobe > self._params["nlist"]:
+            raise ValueError(f"nprobe ({nprobe}) cannot exceed nlist ({self._params['nlist']})")
+        with self._lock:
+            if nprobe is not None:
+                self._params["nprobe"] = nprobe
+                if isinstance(self._backend, _IvfBackend):
+                    self._backend.set_nprobe(nprobe)
+                if self._gpu_index is not None and hasattr(self._gpu_index, "nprobe"):
+                    self._gpu_index.nprobe = nprobe
+            if ef_search is not None:
+                self._params["ef_search"] = ef_search
+                if isinstance(self._backend, _HnswBackend):
+                    self._backend.ef_search = ef_search
+
+    # ----------------------------------------------------------------- queries
+
+    def search(
+        self, queries: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Top ``k`` by inner product: scores ``[Q, k]`` descending, ids ``[Q, k]``.
+
+        Slots beyond what the index can fill hold id ``-1`` and score ``-inf``.
+        """
+        q = self._check_vectors(queries, "queries")
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"k must be a positive integer; got {k!r}")
+        k = int(k)
+        with self._lock:
+            if not self._ids or not len(q):
+                scores = np.full((len(q), k), -np.inf, np.float32)
+                return scores, np.full((len(q), k), -1, np.int64)
+            if self.on_gpu and self._backend.faiss_index() is not None:
+                scores, labels = self._search_gpu(q, k)
+            else:
+                scores, labels = self._backend.search(q, k)
+        labels = np.asarray(labels, np.int64)
+        scores = np.where(labels >= 0, scores, -np.inf).astype(np.float32)
+        return scores, labels
+
+    def _search_gpu(
+        self, q: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        if self._gpu_index is None:
+            self._gpu_index = faiss.index_cpu_to_gpu(
+                self._gpu_resources, 0, self._backend.faiss_index()
+            )
+            if hasattr(self._gpu_index, "nprobe"):
+                self._gpu_index.nprobe = self._params["nprobe"]
+        scores, labels = self._gpu_index.search(q, k)
+        return scores, labels
+
+    def ids(self) -> NDArray[np.int64]:
+        """All ids present, ascending."""
+        with self._lock:
+            return np.asarray(sorted(self._ids), np.int64)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._ids)
+
+    def __contains__(self, id_: object) -> bool:
+        with self._lock:
+            return id_ in self._ids
+
+    @property
+    def trained(self) -> bool:
+        """False only for an IVF index still answering exactly (too few vectors to train)."""
+        with self._lock:
+            return not isinstance(self._backend, _IvfBackend) or self._backend.trained
+
+    def __repr__(self) -> str:
+        return (
+            f"VectorIndex(dim={self.dim}, kind={self.kind!r}, size={len(self)}, gpu={self.on_gpu})"
+        )

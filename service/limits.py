@@ -1,0 +1,128 @@
+"""Request-level limits as pure ASGI middleware: body size and a whole-request timeout.
+
+- Body size: a ``Content-Length`` over the cap is answered 413 before a byte of the body is
+  read; a body without one (chunked) is counted while it streams and cut off at the cap, so an
+  oversized upload is never buffered in full. The multipart parser sits behind this.
+- Timeout: the whole request (upload included, which also bounds slow senders) must finish in
+  ``request_timeout_s``; otherwise the client gets 504 with the JSON error body. Work already
+  handed to a worker thread (a commit and its index update) runs to completion first; it is
+  never cut in half.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import RequestTooLargeError, error_response
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised from ``receive`` when the streamed body passes the cap.
+
+    An ``HTTPException`` so that FastAPI's body parsing re-raises it as is (it turns other
+    errors raised while reading the body into a generic 400) and the app's handler renders it.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(
+            status_code=413,
+            detail=f"request body exceeds the limit of {max_bytes} bytes "
+            "(GAITID_MAX_UPLOAD_BYTES plus form overhead)",
+        )
+
+
+class BodyLimitMiddleware:
+    """413 for request bodies over ``max_bytes`` (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self, size: str) -> RequestTooLargeError:
+        return RequestTooLargeError(
+            f"request body of {size} exceeds the limit of {self.max_bytes} bytes "
+            "(GAITID_MAX_UPLOAD_BYTES plus form overhead)"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            exc = self._too_large(f"{declared} bytes")
+            response = error_response(413, exc.code, str(exc), headers={"Connection": "close"})
+            await response(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge(self.max_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if started:
+                raise
+            exc = self._too_large(f"more than {self.max_bytes} bytes")
+            response = error_response(413, exc.code, str(exc), headers={"Connection": "close"})
+            await response(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+class TimeoutMiddleware:
+    """504 JSON when a request runs longer than ``timeout_s``."""
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self.app(scope, receive, tracking_send)
+        except TimeoutError:
+            if started:
+                raise
+            response = error_response(
+                504,
+                "timeout",
+                f"request took longer than {self.timeout_s:g} s (GAITID_REQUEST_TIMEOUT_S)",
+            )
+            await response(scope, receive, send)

@@ -1,0 +1,117 @@
+"""Prometheus metrics with a registry per app (no process-global collectors).
+
+Every app builds its own :class:`Metrics`, so two apps in one process (tests, or a restart
+inside one interpreter) never collide on metric names. Request metrics are labelled by the
+route's path template (``/identities/{identity_id}``), never the raw path, which keeps the
+label set bounded whatever clients send.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "MetricsMiddleware"]
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """The service's collectors, registered in a private :class:`CollectorRegistry`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "gaitid_http_requests",
+            "HTTP requests by route template, method and status.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "gaitid_http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference = Histogram(
+            "gaitid_inference_seconds",
+            "ONNX Runtime time of the batch each request was part of.",
+            buckets=_INFERENCE_BUCKETS,
+            registry=r,
+        )
+        self.queue = Histogram(
+            "gaitid_inference_queue_seconds",
+            "Time a request waited for the micro-batcher.",
+            buckets=_INFERENCE_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "gaitid_inference_batch_size",
+            "Walks per ONNX Runtime run.",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
+        self.decode = Histogram(
+            "gaitid_decode_seconds",
+            "Upload decoding and preprocessing time.",
+            buckets=_INFERENCE_BUCKETS,
+            registry=r,
+        )
+        self.enrollments = Counter(
+            "gaitid_enrollments", "Enrol requests by result.", ["result"], registry=r
+        )
+        self.decisions = Counter(
+            "gaitid_identify_decisions", "Identify decisions.", ["decision"], registry=r
+        )
+        self.index_size = Gauge(
+            "gaitid_index_templates", "Templates in the in-memory search index.", registry=r
+        )
+
+    def bind_index_size(self, size: Callable[[], int]) -> None:
+        """Read the index size at scrape time (always current, nothing to keep in sync)."""
+        self.index_size.set_function(lambda: float(size()))
+
+    def observe_embedding(self, inference_ms: float, queue_ms: float, batch_size: int) -> None:
+        self.inference.observe(inference_ms / 1000.0)
+        self.queue.observe(queue_ms / 1000.0)
+        self.batch_size.observe(batch_size)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts requests and observes latency by route template (pure ASGI, streams untouched)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.requests.labels(method, template, str(status)).inc()
+            self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)

@@ -1,0 +1,34 @@
+"""``/admin/index``: compare the in-memory index with SQL, or rebuild it from SQL."""
+
+from __future__ import annotations
+
+import anyio
+from fastapi import APIRouter
+
+from service import status
+from service.deps import AdminKeyDep, StateDep
+from service.errors import error_responses
+from service.schemas import IndexCheckResponse, IndexRebuildResponse
+
+router = APIRouter(prefix="/admin/index", tags=["operations"])
+
+
+@router.get(
+    "/check",
+    response_model=IndexCheckResponse,
+    summary="Consistency check of index vs SQL",
+    responses=error_responses(401, 403, 503),
+)
+async def check(state: StateDep, _principal: AdminKeyDep) -> IndexCheckResponse:
+    return await anyio.to_thread.run_sync(status.check_index, state)
+
+
+@router.post(
+    "/rebuild",
+    response_model=IndexRebuildResponse,
+    summary="Rebuild the index from SQL",
+    responses=error_responses(401, 403, 503),
+)
+async def rebuild(state: StateDep, _principal: AdminKeyDep) -> IndexRebuildResponse:
+    """Blocks enrolments and deletions while it runs (they wait for the index lock)."""
+    return await anyio.to_thread.run_sync(status.rebuild_index, state)

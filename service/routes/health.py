@@ -1,0 +1,56 @@
+"""Operations endpoints: liveness, readiness, Prometheus metrics and statistics."""
+
+from __future__ import annotations
+
+import anyio
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from service import status
+from service.deps import EnrollKeyDep, StateDep
+from service.errors import error_responses
+from service.metrics import CONTENT_TYPE_LATEST
+from service.schemas import HealthResponse, ReadinessResponse, StatsResponse
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=HealthResponse, summary="Liveness")
+async def healthz() -> HealthResponse:
+    """The process is up and serving HTTP (says nothing about the database or model)."""
+    return HealthResponse()
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadinessResponse,
+    summary="Readiness",
+    responses={503: {"model": ReadinessResponse, "description": "Not ready; see `checks`."}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    """Ready: database reachable, model loaded, and the index holds exactly the current
+    model's templates in SQL. Also reports how many stale templates (other models) exist."""
+    state = getattr(request.app.state, "service", None)
+    body = await anyio.to_thread.run_sync(status.readiness, state)
+    code = 200 if body.status == "ready" else 503
+    return JSONResponse(body.model_dump(mode="json"), status_code=code)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
+)
+async def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get(
+    "/stats",
+    response_model=StatsResponse,
+    summary="Model, gallery and index statistics",
+    responses=error_responses(401, 403, 503),
+)
+async def stats(state: StateDep, _principal: EnrollKeyDep) -> StatsResponse:
+    return await anyio.to_thread.run_sync(status.stats, state)

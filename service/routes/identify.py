@@ -1,0 +1,37 @@
+"""``POST /identify``: who in a gallery is this walk?"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from service import gallery
+from service.deps import IdentifyKeyDep, StateDep
+from service.errors import error_responses
+from service.schemas import GALLERY_PATTERN, IdentifyResponse
+from service.uploads import read_upload
+
+router = APIRouter(tags=["identification"])
+
+
+@router.post(
+    "/identify",
+    response_model=IdentifyResponse,
+    summary="Rank a gallery's identities against a walk",
+    responses=error_responses(401, 403, 404, 413, 422, 503, 504),
+)
+async def identify(
+    state: StateDep,
+    principal: IdentifyKeyDep,
+    file: Annotated[UploadFile, File(description="Silhouette walk in any supported format.")],
+    top_k: Annotated[int, Form(ge=1, le=1000, description="Identities to return.")] = 5,
+    threshold: Annotated[
+        float | None,
+        Form(ge=-1.0, le=1.0, description="Decision threshold; default: gallery, model, fallback."),
+    ] = None,
+    gallery_name: Annotated[str, Form(alias="gallery", pattern=GALLERY_PATTERN)] = "default",
+) -> IdentifyResponse:
+    """Best template per identity, by cosine similarity, with a match/unknown decision."""
+    upload = await read_upload(file, state.settings.max_upload_bytes)
+    return await gallery.identify(state, principal, upload, gallery_name, top_k, threshold)

@@ -1,0 +1,41 @@
+"""``POST /verify``: is this walk the given identity (1:1)?"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from service import gallery
+from service.deps import IdentifyKeyDep, StateDep
+from service.errors import error_responses
+from service.schemas import GALLERY_PATTERN, TEXT_PATTERN, VerifyResponse
+from service.uploads import read_upload
+
+router = APIRouter(tags=["identification"])
+
+
+@router.post(
+    "/verify",
+    response_model=VerifyResponse,
+    summary="Verify a walk against one identity",
+    responses=error_responses(401, 403, 404, 409, 413, 422, 503, 504),
+)
+async def verify(
+    state: StateDep,
+    principal: IdentifyKeyDep,
+    file: Annotated[UploadFile, File(description="Silhouette walk in any supported format.")],
+    identity_id: Annotated[int | None, Form(ge=1, description="The identity's id.")] = None,
+    identity: Annotated[
+        str | None,
+        Form(min_length=1, max_length=256, pattern=TEXT_PATTERN, description="Or its name in `gallery`."),
+    ] = None,
+    gallery_name: Annotated[str, Form(alias="gallery", pattern=GALLERY_PATTERN)] = "default",
+    threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
+) -> VerifyResponse:
+    """Give exactly one of `identity_id` or `identity`. 409 when the identity has no template
+    of the current model."""
+    upload = await read_upload(file, state.settings.max_upload_bytes)
+    return await gallery.verify(
+        state, principal, upload, identity_id, identity, gallery_name, threshold
+    )

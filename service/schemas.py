@@ -1,0 +1,386 @@
+"""Request and response bodies of the API (pydantic), kept apart from the SQL tables.
+
+Responses are built from logic results by the routes; nothing here touches the database.
+Examples in ``json_schema_extra`` appear in the OpenAPI document (``/docs``).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+GALLERY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
+#: Identity names, views and conditions: any printable text (no control characters, which
+#: PostgreSQL cannot store as NUL and which make logs and CSV exports ambiguous).
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+ThresholdSource = Literal["request", "gallery", "model", "fallback"]
+
+_EXAMPLE_TIMINGS = {
+    "decode_ms": 4.1,
+    "queue_ms": 0.8,
+    "inference_ms": 21.5,
+    "batch_size": 1,
+    "search_ms": 0.3,
+    "total_ms": 28.9,
+}
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Timings(_Out):
+    decode_ms: float = Field(description="Upload decoding and silhouette preprocessing.")
+    queue_ms: float = Field(description="Wait for the micro-batcher.")
+    inference_ms: float = Field(description="ONNX Runtime time of the batch this walk ran in.")
+    batch_size: int = Field(description="Walks in that batch.")
+    search_ms: float | None = Field(default=None, description="Index search and SQL lookup.")
+    total_ms: float = Field(description="Whole request inside the service.")
+
+
+class EnrollResponse(_Out):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "identity_id": 7,
+                    "identity": "alice",
+                    "gallery": "default",
+                    "template_id": 42,
+                    "created": True,
+                    "frames_used": 58,
+                    "frames_total": 60,
+                    "frames_dropped": 2,
+                    "model_version": "0.1.0",
+                    "timings": _EXAMPLE_TIMINGS,
+                }
+            ]
+        },
+    )
+
+    identity_id: int
+    identity: str = Field(description="The caller's name or id for the person.")
+    gallery: str
+    template_id: int
+    created: bool = Field(description="False when this content was already enrolled (HTTP 200).")
+    frames_used: int
+    frames_total: int
+    frames_dropped: int
+    model_version: str
+    timings: Timings | None = Field(
+        default=None, description="Absent when an existing template was returned."
+    )
+
+
+class Match(_Out):
+    identity: str
+    identity_id: int
+    template_id: int = Field(description="The identity's best-scoring template.")
+    score: float = Field(description="Cosine similarity in [-1, 1]; higher is more alike.")
+
+
+class IdentifyResponse(_Out):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "gallery": "default",
+                    "matches": [
+                        {"identity": "alice", "identity_id": 7, "template_id": 42, "score": 0.91},
+                        {"identity": "bob", "identity_id": 9, "template_id": 51, "score": 0.42},
+                    ],
+                    "decision": "match",
+                    "threshold": 0.5,
+                    "threshold_source": "fallback",
+                    "model_version": "0.1.0",
+                    "frames_used": 60,
+                    "timings": _EXAMPLE_TIMINGS,
+                }
+            ]
+        },
+    )
+
+    gallery: str
+    matches: list[Match] = Field(description="Best template per identity, best first.")
+    decision: Literal["match", "unknown"] = Field(
+        description="'match' when the best score reaches the threshold."
+    )
+    threshold: float
+    threshold_source: ThresholdSource
+    model_version: str
+    frames_used: int
+    timings: Timings
+
+
+class VerifyResponse(_Out):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "identity_id": 7,
+                    "identity": "alice",
+                    "gallery": "default",
+                    "score": 0.88,
+                    "match": True,
+                    "threshold": 0.5,
+                    "threshold_source": "fallback",
+                    "template_id": 42,
+                    "model_version": "0.1.0",
+                    "frames_used": 60,
+                    "timings": _EXAMPLE_TIMINGS,
+                }
+            ]
+        },
+    )
+
+    identity_id: int
+    identity: str
+    gallery: str
+    score: float = Field(description="Best cosine similarity over the identity's templates.")
+    match: bool
+    threshold: float
+    threshold_source: ThresholdSource
+    template_id: int
+    model_version: str
+    frames_used: int
+    timings: Timings
+
+
+class TemplateInfo(_Out):
+    id: int
+    model_version: str
+    stale: bool = Field(description="Embedded by another model: never compared until re-enrolled.")
+    view: str | None
+    condition: str | None
+    metadata: dict[str, Any] | None
+    frames_used: int
+    frames_total: int
+    content_sha256: str
+    created_at: datetime
+
+
+class IdentitySummary(_Out):
+    id: int
+    name: str
+    gallery: str
+    metadata: dict[str, Any] | None
+    templates: int = Field(description="Templates of the current model.")
+    stale_templates: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class IdentityDetail(IdentitySummary):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 7,
+                    "name": "alice",
+                    "gallery": "default",
+                    "metadata": {"department": "R&D"},
+                    "templates": 1,
+                    "stale_templates": 0,
+                    "created_at": "2025-11-25T10:00:00Z",
+                    "updated_at": "2025-11-25T10:00:00Z",
+                    "template_list": [
+                        {
+                            "id": 42,
+                            "model_version": "0.1.0",
+                            "stale": False,
+                            "view": "090",
+                            "condition": "nm-01",
+                            "metadata": None,
+                            "frames_used": 58,
+                            "frames_total": 60,
+                            "content_sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                            "created_at": "2025-11-25T10:00:00Z",
+                        }
+                    ],
+                }
+            ]
+        },
+    )
+
+    template_list: list[TemplateInfo]
+
+
+class IdentityPage(_Out):
+    items: list[IdentitySummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+
+
+class IdentityUpdate(BaseModel):
+    """Fields to change; absent fields stay as they are, ``metadata: null`` clears it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "alice.smith", "metadata": {"team": "blue"}}]},
+    )
+
+    name: str | None = Field(default=None, min_length=1, max_length=256, pattern=TEXT_PATTERN)
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _unicode_name(cls, value: str | None) -> str | None:
+        return None if value is None else storable_text(value)
+
+    @field_validator("metadata")
+    @classmethod
+    def _storable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else check_metadata(value)
+
+
+class GalleryInfo(_Out):
+    name: str
+    default_threshold: float | None
+    identities: int
+    templates: int = Field(description="Templates of the current model.")
+
+
+class GalleryUpdate(BaseModel):
+    """Set (or with null, clear) the gallery's default decision threshold."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"default_threshold": 0.62}]})
+
+    default_threshold: float | None = Field(ge=-1.0, le=1.0)
+
+
+class HealthResponse(_Out):
+    status: Literal["ok"] = "ok"
+
+
+class ReadinessChecks(_Out):
+    database: bool
+    model: bool
+    index: bool = Field(description="Index holds exactly the current model's templates in SQL.")
+
+
+class ReadinessResponse(_Out):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ready",
+                    "checks": {"database": True, "model": True, "index": True},
+                    "templates": 120,
+                    "index_templates": 120,
+                    "stale_templates": 0,
+                    "model_version": "0.1.0",
+                    "detail": None,
+                }
+            ]
+        },
+    )
+
+    status: Literal["ready", "not_ready"]
+    checks: ReadinessChecks
+    templates: int | None = Field(description="Current-model templates in SQL.")
+    index_templates: int | None
+    stale_templates: int | None = Field(description="Templates of other models (never compared).")
+    model_version: str | None
+    detail: str | None = None
+
+
+class ModelSummary(_Out):
+    name: str
+    variant: str
+    version: str
+    sha256: str
+    embedding_dim: int
+    default_threshold: float | None
+    providers: list[str]
+
+
+class IndexSummary(_Out):
+    kind: str
+    size: int
+    galleries: int
+
+
+class StatsResponse(_Out):
+    model: ModelSummary
+    galleries: int
+    identities: int
+    templates: int = Field(description="Templates of the current model.")
+    stale_templates: int
+    index: IndexSummary
+
+
+class IndexCheckResponse(_Out):
+    consistent: bool
+    db_templates: int
+    index_templates: int
+    missing_from_index: list[int] = Field(description="First 100 ids in SQL but not the index.")
+    extra_in_index: list[int] = Field(description="First 100 ids in the index but not in SQL.")
+
+
+class IndexRebuildResponse(_Out):
+    templates: int
+    galleries: int
+    seconds: float
+
+
+#: Largest accepted ``metadata`` form field (JSON text).
+MAX_METADATA_CHARS = 16 * 1024
+
+
+def parse_metadata(text: str | None) -> dict[str, Any] | None:
+    """The ``metadata`` form field (a JSON object as text) as a dict; ``None`` when absent.
+
+    Raises ``ValueError`` naming what is wrong; the route turns it into a 422.
+    """
+    if text is None or text.strip() == "":
+        return None
+    if len(text) > MAX_METADATA_CHARS:
+        raise ValueError(f"metadata is {len(text)} characters; at most {MAX_METADATA_CHARS}")
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"metadata is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise ValueError("metadata is nested too deeply") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"metadata must be a JSON object; got {type(value).__name__}")
+    return check_metadata(value)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"metadata contains {name}; JSON numbers must be finite")
+
+
+def check_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    """Reject metadata a database cannot store faithfully (NUL characters, non-finite numbers)."""
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise ValueError("metadata numbers must be finite (no NaN or Infinity)") from None
+    except RecursionError:
+        raise ValueError("metadata is nested too deeply") from None
+    if "\\u0000" in text:
+        raise ValueError("metadata must not contain NUL characters")
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("metadata must be valid Unicode (no lone surrogates)") from None
+    if len(text) > MAX_METADATA_CHARS:
+        raise ValueError(f"metadata is {len(text)} characters as JSON; at most {MAX_METADATA_CHARS}")
+    return value
+
+
+def storable_text(value: str) -> str:
+    """``value`` if it is valid Unicode (lone surrogates cannot be stored as UTF-8)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+    return value

@@ -1,0 +1,116 @@
+"""Everything one running app holds, built at start-up by :func:`start_state`.
+
+Nothing here exists at import time: the engine, the ONNX session, the batcher and the indexes
+are created when the app starts (its lifespan), in an order that makes "ready" mean something:
+the schema is checked first (refusing an unmigrated database), then the model is loaded,
+then the indexes are built from SQL, and only then does :attr:`ServiceState.ready` turn true.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+import anyio
+
+from service.batching import MicroBatcher
+from service.config import Settings
+from service.db.engine import Database
+from service.db.schema import require_migrated
+from service.gallery_index import GalleryIndexes
+from service.index import VectorIndex
+from service.inference import Embedder, ModelInfo
+from service.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+#: Builds the embedder from the settings; tests may pass their own.
+EmbedderFactory = Callable[[Settings], Embedder]
+
+
+def default_embedder(settings: Settings) -> Embedder:
+    """The ONNX Runtime embedder for ``settings.resolved_model_path``."""
+    return Embedder(
+        settings.resolved_model_path,
+        device=settings.device,
+        intra_op_threads=settings.intra_op_threads,
+        inter_op_threads=settings.inter_op_threads,
+    )
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    db: Database
+    embedder: Embedder
+    batcher: MicroBatcher
+    indexes: GalleryIndexes
+    metrics: Metrics
+    ready: bool = False
+    _closers: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def model(self) -> ModelInfo:
+        return self.embedder.info
+
+
+def index_factory(settings: Settings, dim: int) -> Callable[[], VectorIndex]:
+    """A zero-argument constructor of empty indexes configured by ``settings``."""
+    return partial(
+        VectorIndex,
+        dim,
+        settings.index_kind,
+        use_gpu=settings.use_gpu_index,
+        nlist=settings.index_nlist,
+        nprobe=settings.index_nprobe,
+        hnsw_m=settings.index_hnsw_m,
+        ef_search=settings.index_ef_search,
+    )
+
+
+async def start_state(
+    settings: Settings, metrics: Metrics, embedder_factory: EmbedderFactory
+) -> ServiceState:
+    """Check the schema, load the model, build the indexes; raise if any step fails."""
+    db = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
+    try:
+        await anyio.to_thread.run_sync(require_migrated, db.engine, db.url_for_display)
+        embedder = await anyio.to_thread.run_sync(embedder_factory, settings)
+        info = embedder.info
+        indexes = GalleryIndexes(
+            db, info.sha256, info.embedding_dim, index_factory(settings, info.embedding_dim)
+        )
+        sizes = await anyio.to_thread.run_sync(indexes.rebuild)
+        batcher = MicroBatcher(
+            embedder,
+            max_batch=settings.batch_max_size,
+            max_wait_ms=settings.batch_max_wait_ms,
+            max_frames_per_batch=settings.batch_max_frames,
+            enabled=settings.batching_enabled,
+        )
+        await batcher.start()
+    except BaseException:
+        db.dispose()
+        raise
+    metrics.bind_index_size(indexes.__len__)
+    state = ServiceState(settings, db, embedder, batcher, indexes, metrics)
+    state.ready = True
+    logger.info(
+        "ready: model %s (%s) on %s, %d templates in %d galleries, database %s",
+        info.version,
+        info.sha256[:12],
+        embedder.providers,
+        sum(sizes.values()),
+        len(sizes),
+        db.url_for_display,
+    )
+    return state
+
+
+async def stop_state(state: ServiceState) -> None:
+    """Stop taking work, fail queued embeddings, close the database."""
+    state.ready = False
+    await state.batcher.stop()
+    state.db.dispose()

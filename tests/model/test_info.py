@@ -1,0 +1,65 @@
+"""model-info: parameter and FLOP accounting per component, checked against hand counts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from gaitid.cli import build_app
+from model import create_model
+from model.info import PAPER_GFLOPS, PAPER_PARAMS_M, count_flops, format_table, model_info
+from model.registry import resolve_config
+
+
+@pytest.mark.parametrize("frames", [1, 30])
+def test_backbone_flops_equal_the_hand_count(frames: int) -> None:
+    """tiny: 1->2 conv at 64x44, pool, GL 2->4 at 32x22, pool, GL 4->8, GL 8->8 at 16x11."""
+    k = 27  # 3x3x3 kernel
+    macs = frames * (
+        64 * 44 * 2 * 1 * k  # layer 0
+        + 2 * 32 * 22 * 4 * 2 * k  # layer 1, global + local (strips only split the map)
+        + 2 * 16 * 11 * 8 * 4 * k  # layer 2
+        + 2 * 16 * 11 * 8 * 8 * k  # layer 3
+    )
+    assert count_flops(create_model("tiny"), frames)["backbone"] == 2 * macs
+
+
+def test_components_cover_every_parameter() -> None:
+    config = resolve_config("tiny", num_classes=11)
+    info = model_info(config, "tiny", frames=7)
+    assert info.params == sum(p.numel() for p in create_model(config).parameters())
+    names = [c.name for c in info.components]
+    assert names == ["backbone", "lmfe", "mff", "gsfe", "fc", "bnneck", "projection"]
+    by_name = {c.name: c for c in info.components}
+    stripes, dim = config.num_stripes, config.embed_dim
+    assert by_name["fc"].params == stripes * config.channels[-1] * dim
+    assert by_name["projection"].params == stripes * dim * 256
+    assert by_name["mff"].params == 0  # static fusion: no parameters (III-C)
+    assert info.flops == sum(c.flops for c in info.components) > 0
+
+
+def test_gsfe_flops_grow_with_depth() -> None:
+    shallow = model_info(resolve_config("tiny"), "tiny").components[3].flops
+    deep = model_info(resolve_config("tiny", enc_layers=3, dec_layers=3), "tiny").components[3]
+    assert deep.flops > 2 * shallow
+
+
+def test_cli_model_info_json_and_table() -> None:
+    runner = CliRunner()
+    result = runner.invoke(build_app(), ["model-info", "tiny", "--json", "--frames", "5"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["frames"] == 5 and data["num_classes"] == 74
+    assert data["paper_table_ix"] == {"params_m": PAPER_PARAMS_M, "gflops": PAPER_GFLOPS}
+    assert data["total_macs"] * 2 == data["total_flops"]
+    table = runner.invoke(build_app(), ["model-info", "tiny"])
+    assert table.exit_code == 0 and "paper IX" in table.output and "backbone" in table.output
+    bad = runner.invoke(build_app(), ["model-info", "huge"])
+    assert bad.exit_code != 0 and "unknown variant" in bad.output
+
+
+def test_format_table_lists_totals() -> None:
+    text = format_table(model_info(resolve_config("tiny"), "tiny"))
+    assert text.splitlines()[-3].startswith("total")

@@ -1,0 +1,117 @@
+"""API keys: hashing, 401/403 with JSON bodies, scopes, revocation, the `gaitid keys` CLI."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from gaitid.cli import build_app
+from service.auth import Scope, hash_key, parse_scopes
+from service.config import Settings
+from service.db.engine import Database
+from service.db.models import ApiKey, AuditLog
+from service.errors import InvalidRequestError
+from service.inference import Embedder
+from tests.service.helpers import assert_error, enroll, headers, identify, running
+
+
+def test_keys_are_stored_hashed(settings: Settings, keys: dict[str, str]) -> None:
+    db = Database(settings.resolved_database_url)
+    with db.session() as session:
+        rows = session.scalars(select(ApiKey)).all()
+    db.dispose()
+    stored = {r.key_hash for r in rows}
+    assert stored == {hash_key(k) for k in keys.values()}
+    for key in keys.values():
+        assert all(key not in (r.key_hash, r.prefix, r.name) for r in rows)
+
+
+def test_missing_unknown_and_revoked_keys_are_401(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:
+    with running(settings, embedder) as client:
+        r = client.get("/identities")
+        assert_error(r, 401, "unauthenticated")
+        assert r.headers["www-authenticate"] == "ApiKey"
+        assert_error(client.get("/identities", headers=headers("gid_nope_nope")), 401, "unauthenticated")
+        assert_error(client.get("/identities", headers=headers("")), 401)
+        db = Database(settings.resolved_database_url)
+        with db.session(write=True) as session:
+            row = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(keys["enroll"]))).one()
+            from service.auth import revoke_key
+
+            revoke_key(session, str(row.id))
+        db.dispose()
+        error = assert_error(client.get("/identities", headers=headers(keys["enroll"])), 401)
+        assert "revoked" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("scope", "allowed"),
+    [
+        ("identify", {"identify", "verify"}),
+        ("enroll", {"enroll", "list", "patch"}),
+        ("admin", {"identify", "verify", "enroll", "list", "patch", "delete", "admin"}),
+    ],
+)
+def test_scopes(settings: Settings, embedder: Embedder, keys: dict[str, str], scope: str, allowed: set[str]) -> None:
+    with running(settings, embedder) as client:
+        seeded = enroll(client, keys["admin"], "seed", seed=9).json()
+        key = keys[scope]
+        calls = {
+            "identify": lambda: identify(client, key, seed=1),
+            "verify": lambda: client.post("/verify", headers=headers(key), files={"file": ("a.npz", b"x")},
+                                          data={"identity_id": str(seeded["identity_id"])}),
+            "enroll": lambda: enroll(client, key, "ann", seed=1),
+            "list": lambda: client.get("/identities", headers=headers(key)),
+            "patch": lambda: client.patch(f"/identities/{seeded['identity_id']}", headers=headers(key), json={}),
+            "delete": lambda: client.delete("/templates/999", headers=headers(key)),
+            "admin": lambda: client.get("/admin/index/check", headers=headers(key)),
+        }
+        for name, call in calls.items():
+            r = call()
+            if name in allowed:
+                assert r.status_code not in (401, 403), (scope, name, r.text)
+            else:
+                error = assert_error(r, 403, "forbidden")
+                assert scope in error["message"]
+
+
+def test_denials_are_audited(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:
+    with running(settings, embedder) as client:
+        client.delete("/templates/1", headers=headers(keys["identify"]))
+    db = Database(settings.resolved_database_url)
+    with db.session() as session:
+        (row,) = session.scalars(select(AuditLog).where(AuditLog.action == "auth.denied")).all()
+    db.dispose()
+    assert row.detail == {"reason": "scope", "needed": "admin"}
+
+
+def test_parse_scopes() -> None:
+    assert parse_scopes(["Admin", "identify"]) == {Scope.ADMIN, Scope.IDENTIFY}
+    with pytest.raises(InvalidRequestError, match="'root'"):
+        parse_scopes(["root"])
+    with pytest.raises(InvalidRequestError, match="at least one"):
+        parse_scopes([])
+
+
+def test_keys_cli(settings: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAITID_DATABASE_URL", settings.resolved_database_url)
+    monkeypatch.setenv("GAITID_DATA_DIR", str(settings.data_dir))
+    runner = CliRunner()
+    cli = build_app()
+    created = runner.invoke(cli, ["keys", "create", "--scope", "identify", "--scope", "enroll", "--name", "kiosk"])
+    assert created.exit_code == 0, created.output
+    key = created.output.strip().splitlines()[-1]
+    assert key.startswith("gid_") and len(key) > 40
+    bad = runner.invoke(cli, ["keys", "create", "--scope", "root"])
+    assert bad.exit_code == 2 and "unknown scope 'root'" in bad.output
+    listed = runner.invoke(cli, ["keys", "list"])
+    assert listed.exit_code == 0 and "kiosk" in listed.output and key not in listed.output
+    with running(settings, embedder) as client:
+        assert enroll(client, key, "ann", seed=1).status_code == 201
+        prefix = key.split("_")[1]
+        revoked = runner.invoke(cli, ["keys", "revoke", prefix])
+        assert revoked.exit_code == 0, revoked.output
+        assert_error(enroll(client, key, "ann", seed=2), 401)
+    missing = runner.invoke(cli, ["keys", "revoke", "12345"])
+    assert missing.exit_code == 1 and "no API key" in missing.output

@@ -1,0 +1,313 @@
+"""VectorIndex: every kind behaves like exact inner-product search with explicit, stable ids."""
+
+from __future__ import annotations
+
+import threading
+
+import faiss
+import numpy as np
+import pytest
+
+from gaitid.distance import l2_normalize
+from service.index import (
+    IVF_POINTS_PER_CENTROID,
+    GpuUnavailableError,
+    VectorIndex,
+    gpu_available,
+)
+
+DIM = 16
+NLIST = 4  # IVF trains once it holds 39 * 4 = 156 vectors
+KINDS = ("flat", "ivf", "hnsw")
+
+
+def make_index(kind: str, **kwargs: object) -> VectorIndex:
+    params: dict[str, object] = {"use_gpu": False, "nlist": NLIST, "nprobe": NLIST, "hnsw_m": 8}
+    params.update(kwargs)
+    return VectorIndex(DIM, kind, **params)  # type: ignore[arg-type]
+
+
+def unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    return l2_normalize(rng.standard_normal((n, DIM)))
+
+
+def exact_top(ids: np.ndarray, vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    scores = queries @ vectors.T
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return ids[order]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_add_search_returns_exact_neighbours_with_large_gappy_ids(
+    kind: str, rng: np.random.Generator
+) -> None:
+    index = make_index(kind)
+    ids = np.array([0, 5, 2**40 + 3, 2**62, 17, 9_999_999_999], np.int64)
+    ids = np.concatenate([ids, 10**12 + 7 * np.arange(194, dtype=np.int64)])  # 200 ids, gaps
+    vectors = unit(rng, len(ids))
+    index.add(ids, vectors)
+    assert len(index) == 200
+    assert np.array_equal(index.ids(), np.sort(ids))
+    scores, found = index.search(vectors[:6], 3)
+    assert found.shape == (6, 3) and scores.dtype == np.float32
+    assert np.array_equal(found[:, 0], ids[:6])  # each vector finds itself first
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)  # descending
+    if kind == "flat":
+        queries = unit(rng, 10)
+        assert np.array_equal(index.search(queries, 5)[1], exact_top(ids, vectors, queries, 5))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_remove_makes_vectors_unfindable(kind: str, rng: np.random.Generator) -> None:
+    index = make_index(kind)
+    ids = np.arange(100, 300, dtype=np.int64) * 3
+    vectors = unit(rng, len(ids))
+    index.add(ids, vectors)
+    gone = ids[::10]  # 20 of 200 = 10%: HNSW compacts exactly at this point
+    assert index.remove(np.concatenate([gone, [1, 2]])) == len(gone)  # unknown ids ignored
+    assert len(index) == 180 and not set(gone.tolist()) & set(index.ids().tolist())
+    _, found = index.search(vectors[::10], 10)
+    assert not np.isin(found, gone).any()
+    assert index.remove(gone) == 0
+
+
+def test_hnsw_tombstones_hide_and_erase_without_compaction(rng: np.random.Generator) -> None:
+    index = make_index("hnsw")
+    ids = np.arange(200, dtype=np.int64)
+    vectors = unit(rng, 200)
+    index.add(ids, vectors)
+    assert index.remove(ids[:5]) == 5  # 2.5%: stays a tombstone
+    scores, found = index.search(vectors[:5], 1)
+    assert not np.isin(found, ids[:5]).any()
+    assert np.all(scores[:, 0] < 0.999)  # nobody else is the same vector
+    assert index.search(vectors[5:6], 1)[1][0, 0] == 5
+    # the stored bytes of the removed vectors are zeroed (erasure), the others untouched
+    storage = faiss.downcast_index(index._backend._hnsw.storage)
+    rows = faiss.rev_swig_ptr(storage.get_xb(), 200 * DIM).reshape(200, DIM)
+    assert not rows[:5].any() and np.array_equal(rows[5:], vectors[5:])
+
+
+def test_flat_removal_drops_the_stored_rows(rng: np.random.Generator) -> None:
+    index = make_index("flat")
+    vectors = unit(rng, 10)
+    index.add(np.arange(10), vectors)
+    index.remove(np.array([2, 3]))
+    _, rows = index._backend.contents()
+    assert rows.shape == (8, DIM)
+    assert not (np.abs(rows[:, None, :] - vectors[None, 2:4, :]).max(axis=2) < 1e-7).any()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_re_adding_an_id_replaces_its_vector(kind: str, rng: np.random.Generator) -> None:
+    index = make_index(kind)
+    ids = np.arange(50, dtype=np.int64)
+    vectors = unit(rng, 50)
+    index.add(ids, vectors)
+    fresh = unit(rng, 1)
+    index.add(np.array([7]), fresh)
+    assert len(index) == 50
+    scores, found = index.search(fresh, 2)
+    assert found[0, 0] == 7 and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+    scores_old, found_old = index.search(vectors[7:8], 50)
+    # id 7 now scores as the new vector against the old query
+    score_7 = scores_old[0][found_old[0] == 7]
+    np.testing.assert_allclose(score_7, [float(vectors[7] @ fresh[0])], atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_k_larger_than_index_pads_with_minus_one(kind: str, rng: np.random.Generator) -> None:
+    index = make_index(kind)
+    index.add(np.array([3, 11, 40]), unit(rng, 3))
+    scores, found = index.search(unit(rng, 2), 5)
+    assert found.shape == (2, 5)
+    assert np.array_equal(np.sort(found[:, :3], axis=1), [[3, 11, 40]] * 2)
+    assert np.all(found[:, 3:] == -1) and np.all(np.isneginf(scores[:, 3:]))
+    assert np.all(np.isfinite(scores[:, :3]))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_empty_index(kind: str, rng: np.random.Generator) -> None:
+    index = make_index(kind)
+    assert len(index) == 0 and index.ids().shape == (0,)
+    scores, found = index.search(unit(rng, 2), 4)
+    assert np.all(found == -1) and np.all(np.isneginf(scores))
+    index.add(np.empty(0, np.int64), np.empty((0, DIM), np.float32))
+    assert len(index) == 0
+    assert index.search(np.empty((0, DIM), np.float32), 3)[1].shape == (0, 3)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_rebuild_replaces_all_contents(kind: str, rng: np.random.Generator) -> None:
+    index = make_index(kind)
+    index.add(np.arange(30), unit(rng, 30))
+    new_ids = np.arange(1000, 1020, dtype=np.int64)
+    new_vectors = unit(rng, 20)
+    index.rebuild(new_ids, new_vectors)
+    assert np.array_equal(index.ids(), new_ids)
+    _, found = index.search(new_vectors, 1)
+    assert np.array_equal(found[:, 0], new_ids)
+    index.rebuild(np.empty(0, np.int64), np.empty((0, DIM), np.float32))
+    assert len(index) == 0 and np.all(index.search(new_vectors, 1)[1] == -1)
+
+
+def test_ivf_is_exact_until_it_has_enough_vectors_to_train(rng: np.random.Generator) -> None:
+    index = make_index("ivf", nprobe=1)
+    threshold = IVF_POINTS_PER_CENTROID * NLIST
+    ids = np.arange(threshold + 40, dtype=np.int64)
+    vectors = unit(rng, len(ids))
+    index.add(ids[: threshold - 1], vectors[: threshold - 1])
+    assert not index.trained
+    queries = unit(rng, 20)
+    expected = exact_top(ids[: threshold - 1], vectors[: threshold - 1], queries, 5)
+    assert np.array_equal(index.search(queries, 5)[1], expected)
+    index.add(ids[threshold - 1 :], vectors[threshold - 1 :])
+    assert index.trained and len(index) == len(ids)
+    _, found = index.search(vectors[:50], 1)  # one probed list still holds the vector itself
+    assert np.array_equal(found[:, 0], ids[:50])
+    index.rebuild(ids[:10], vectors[:10])
+    assert not index.trained  # too few to train again: exact search
+    index.rebuild(ids, vectors)
+    assert index.trained
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_wrong_dimensions_raise_value_error_naming_shapes(
+    kind: str, rng: np.random.Generator
+) -> None:
+    index = make_index(kind)
+    with pytest.raises(ValueError, match=r"\(n, 16\); got \(3, 8\)"):
+        index.add(np.arange(3), rng.standard_normal((3, 8)).astype(np.float32))
+    with pytest.raises(ValueError, match=r"\(n, 16\); got \(16,\)"):
+        index.search(np.ones(DIM, np.float32), 1)
+    with pytest.raises(ValueError, match=r"\(n, 16\); got \(2, 17\)"):
+        index.rebuild(np.arange(2), np.ones((2, 17), np.float32))
+
+
+@pytest.mark.parametrize(
+    ("ids", "vectors", "message"),
+    [
+        (np.arange(3), np.ones((2, DIM)), "got 3 ids for 2 vectors"),
+        (np.array([1, 1]), np.ones((2, DIM)), r"unique.*\[1\]"),
+        (np.array([-1, 2]), np.ones((2, DIM)), "ids must be >= 0"),
+        (np.array([0.5, 2.0]), np.ones((2, DIM)), "ids must be integers"),
+        (np.arange(4).reshape(2, 2), np.ones((2, DIM)), "one-dimensional"),
+        (np.arange(2), np.full((2, DIM), np.nan), "NaN"),
+        (np.arange(2), np.full((2, DIM), "x"), "real numbers"),
+    ],
+)
+def test_bad_add_arguments_are_rejected(ids: object, vectors: object, message: str) -> None:
+    index = make_index("flat")
+    with pytest.raises(ValueError, match=message):
+        index.add(ids, vectors)  # type: ignore[arg-type]
+    assert len(index) == 0
+
+
+@pytest.mark.parametrize("k", [0, -2, 1.5, True])
+def test_bad_k_is_rejected(k: object) -> None:
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        make_index("flat").search(np.ones((1, DIM), np.float32), k)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"kind": "annoy"}, "not one of"),
+        ({"nlist": 0}, "nlist must be a positive integer"),
+        ({"kind": "ivf", "nlist": 4, "nprobe": 8}, "cannot exceed nlist"),
+        ({"use_gpu": "yes"}, "use_gpu must be"),
+    ],
+)
+def test_bad_construction_is_rejected(kwargs: dict[str, object], message: str) -> None:
+    params: dict[str, object] = {"kind": "flat", "use_gpu": False}
+    params.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        VectorIndex(DIM, **params)  # type: ignore[arg-type]
+
+
+def test_gpu_auto_uses_cpu_without_a_device_and_hnsw_never_on_gpu() -> None:
+    assert not VectorIndex(DIM, "hnsw", use_gpu="auto").on_gpu
+    assert VectorIndex(DIM, "flat", use_gpu="auto").on_gpu == gpu_available()
+    with pytest.raises(GpuUnavailableError, match="HNSW"):
+        VectorIndex(DIM, "hnsw", use_gpu=True)
+
+
+@pytest.mark.skipif(gpu_available(), reason="a GPU is visible to faiss")
+def test_forcing_the_gpu_without_one_fails_clearly() -> None:
+    with pytest.raises(GpuUnavailableError, match="no GPU support or sees no device"):
+        VectorIndex(DIM, "flat", use_gpu=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_gpu_index_matches_cpu(kind: str, rng: np.random.Generator) -> None:
+    if not gpu_available():
+        pytest.skip("faiss sees no GPU")
+    cpu, gpu = make_index(kind), make_index(kind, use_gpu=True)
+    assert gpu.on_gpu
+    ids = np.arange(400, dtype=np.int64) * 5
+    vectors = unit(rng, 400)
+    for index in (cpu, gpu):
+        index.add(ids[:300], vectors[:300])
+        index.search(vectors[:2], 3)  # builds the replica, then appends follow it
+        index.add(ids[300:], vectors[300:])
+        index.remove(ids[:20])
+    queries = unit(rng, 20)
+    assert np.array_equal(cpu.search(queries, 5)[1], gpu.search(queries, 5)[1])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_concurrent_add_remove_and_search_keep_the_index_consistent(
+    kind: str, rng: np.random.Generator
+) -> None:
+    index = make_index(kind)
+    vectors = unit(rng, 400)
+    errors: list[BaseException] = []
+
+    def writer(offset: int) -> None:
+        try:
+            for start in range(offset, 400, 40):
+                ids = np.arange(start, start + 20, dtype=np.int64)
+                index.add(ids, vectors[start : start + 20])
+                index.remove(ids[:2])
+        except BaseException as exc:  # surfaced in the main thread below
+            errors.append(exc)
+
+    def reader() -> None:
+        try:
+            for _ in range(30):
+                _, found = index.search(vectors[:8], 5)
+                assert found.shape == (8, 5)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(o,)) for o in (0, 20)]
+    threads += [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    expected = np.array([i for i in range(400) if i % 20 >= 2], np.int64)
+    assert np.array_equal(index.ids(), expected)
+    _, found = index.search(vectors[expected], 1)
+    assert np.array_equal(found[:, 0], expected)
+
+
+def test_search_params_trade_speed_for_recall_without_rebuild(rng: np.random.Generator) -> None:
+    index = make_index("ivf", nprobe=1)
+    ids = np.arange(400, dtype=np.int64)
+    vectors = unit(rng, 400)
+    index.add(ids, vectors)
+    assert index.trained
+    queries = unit(rng, 30)
+    index.set_search_params(nprobe=NLIST)  # every list probed: exact
+    assert np.array_equal(index.search(queries, 5)[1], exact_top(ids, vectors, queries, 5))
+    with pytest.raises(ValueError, match=r"nprobe \(5\) cannot exceed nlist \(4\)"):
+        index.set_search_params(nprobe=5)
+    with pytest.raises(ValueError, match="ef_search must be a positive integer"):
+        index.set_search_params(ef_search=0)
+    hnsw = make_index("hnsw", ef_search=1)
+    hnsw.add(ids, vectors)
+    hnsw.set_search_params(ef_search=400)
+    assert np.array_equal(hnsw.search(queries, 5)[1], exact_top(ids, vectors, queries, 5))

@@ -1,0 +1,138 @@
+"""Extract evaluation features from walks with a PyTorch model, a checkpoint, or an ONNX file.
+
+Every frame of every walk is used (no 30-frame window): walks of similar length are padded
+into a batch and the network masks the padding through ``lengths``. A PyTorch model gives both
+the part features (for the paper's part-wise distance) and the 256-d embedding; an ONNX export
+carries only the embedding (the service contract), so evaluating it gives the embedding
+distance alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from training.evaluation.protocols import FeatureSet
+from training.torch_data import eval_batches
+
+if TYPE_CHECKING:
+    import torch
+
+    from training.data.opengait import WalkKey
+
+logger = logging.getLogger(__name__)
+
+
+class ModelFileError(ValueError):
+    """A model file that is neither a training checkpoint nor an ONNX export."""
+
+
+def load_eval_walks(
+    root: Path, subjects: Sequence[str] | None = None
+) -> tuple[list[WalkKey], list[NDArray[np.uint8]]]:
+    """Load walks (sorted by key) cropped to the network's ``(T, 64, 44)``."""
+    from gaitid.preprocess import to_network_input
+    from training.data.opengait import load_dataset
+
+    walks = load_dataset(root, subjects)
+    keys = sorted(walks)
+    return keys, [np.ascontiguousarray(to_network_input(walks[k])) for k in keys]
+
+
+def _feature_set(
+    keys: Sequence[WalkKey], embeddings: NDArray[np.float32], parts: NDArray[np.float32] | None
+) -> FeatureSet:
+    return FeatureSet(
+        subjects=np.array([k.subject for k in keys]),
+        conditions=np.array([k.condition for k in keys]),
+        views=np.array([k.view for k in keys]),
+        embeddings=embeddings,
+        part_features=parts,
+    )
+
+
+def features_from_torch(
+    model: torch.nn.Module,
+    keys: Sequence[WalkKey],
+    walks: Sequence[NDArray[np.uint8]],
+    *,
+    device: torch.device,
+    batch_size: int = 8,
+) -> FeatureSet:
+    """Part features and embeddings of every walk from a PyTorch network (eval mode)."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    embeddings: list[NDArray[np.float32] | None] = [None] * len(walks)
+    parts: list[NDArray[np.float32] | None] = [None] * len(walks)
+    with torch.inference_mode():
+        for indices, silhouettes, lengths in eval_batches(walks, batch_size):
+            out = model(
+                torch.from_numpy(silhouettes).to(device), torch.from_numpy(lengths).to(device)
+            )
+            emb = out.embedding.float().cpu().numpy()
+            part = out.part_features.float().cpu().numpy()
+            for row, index in enumerate(indices):
+                embeddings[index], parts[index] = emb[row], part[row]
+    model.train(was_training)
+    return _feature_set(keys, np.stack(embeddings), np.stack(parts))  # type: ignore[arg-type]
+
+
+def features_from_onnx(
+    path: Path,
+    keys: Sequence[WalkKey],
+    walks: Sequence[NDArray[np.uint8]],
+    *,
+    batch_size: int = 8,
+) -> FeatureSet:
+    """Embeddings of every walk from an ONNX export (no part features in the graph)."""
+    import onnxruntime as ort
+
+    from gaitid.contract import INPUT_LENGTHS, INPUT_SILHOUETTES, OUTPUT_EMBEDDING
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    embeddings: list[NDArray[np.float32] | None] = [None] * len(walks)
+    for indices, silhouettes, lengths in eval_batches(walks, batch_size):
+        (emb,) = session.run(
+            [OUTPUT_EMBEDDING], {INPUT_SILHOUETTES: silhouettes, INPUT_LENGTHS: lengths}
+        )
+        for row, index in enumerate(indices):
+            embeddings[index] = np.asarray(emb[row], dtype=np.float32)
+    return _feature_set(keys, np.stack(embeddings), None)  # type: ignore[arg-type]
+
+
+def features_from_file(
+    path: Path,
+    keys: Sequence[WalkKey],
+    walks: Sequence[NDArray[np.uint8]],
+    *,
+    device: str = "cpu",
+    batch_size: int = 8,
+) -> tuple[FeatureSet, Mapping[str, Any]]:
+    """Features from a checkpoint (``.pt``) or an ONNX file; also returns what the file says."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist")
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if path.suffix == ".onnx":
+        return features_from_onnx(path, keys, walks, batch_size=batch_size), {"format": "onnx"}
+    if magic[:2] != b"PK" and path.suffix not in {".pt", ".pth", ".ckpt"}:
+        raise ModelFileError(
+            f"{path} is neither an ONNX file (.onnx) nor a PyTorch checkpoint (.pt, .pth, .ckpt)"
+        )
+    import torch
+
+    from model.export import load_checkpoint_model
+
+    model, meta = load_checkpoint_model(path)
+    torch_device = torch.device(device)
+    model.to(torch_device)
+    features = features_from_torch(model, keys, walks, device=torch_device, batch_size=batch_size)
+    return features, {"format": "checkpoint", **dict(meta)}

@@ -1,0 +1,88 @@
+"""The training objective: the paper's weighted loss terms on one :class:`GaitOutput`.
+
+``L = w_tri1 L_tri1 + w_tri2 L_tri2 + w_ce L_ce + w_emb L_emb`` (Eqs. 10-14 plus the embedding's
+own term). A term whose weight is 0 is not computed. Every term is returned unweighted for
+logging next to the weighted total.
+
+Under DDP each rank holds a disjoint slice of the P x K batch. The triplet terms need the whole
+batch (a slice may hold too few walks of an identity), so features are all-gathered first, with
+this rank's slice kept in the autograd graph (OpenGait's ``ddp_all_gather``). Each rank's
+gathered loss then only back-propagates into its own slice; DDP averages gradients over ranks,
+so the triplet losses are scaled by the world size to give the single-process gradient.
+Cross-entropy is per walk and needs no gathering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from model.output import GaitOutput
+from training.config import LossConfig
+from training.losses import batch_all_triplet, part_cross_entropy, triplet_on_embedding
+
+
+@dataclass(frozen=True)
+class LossBreakdown:
+    total: Tensor  # weighted sum, the tensor to back-propagate
+    terms: dict[str, float]  # unweighted values and statistics, for logging
+
+
+def _gather(x: Tensor) -> Tensor:
+    """Concatenate ``x`` over ranks in rank order, keeping gradients for the local part."""
+    import torch.distributed as dist
+
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    parts[dist.get_rank()] = x
+    return torch.cat(parts, 0)
+
+
+def _distributed() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def compute_loss(output: GaitOutput, labels: Tensor, weights: LossConfig) -> LossBreakdown:
+    """Weighted sum of the enabled loss terms for one batch (or one rank's slice of it)."""
+    world = _distributed()
+
+    def gathered(x: Tensor) -> Tensor:
+        return _gather(x) if world > 1 else x
+
+    all_labels = gathered(labels)
+    total = output.embedding.new_zeros((), dtype=torch.float32)
+    terms: dict[str, float] = {}
+    logged_total = 0.0  # the single-process value of the objective (no world-size scaling)
+    for name, weight, features in (
+        ("tri1", weights.tri1, output.tri1_features),
+        ("tri2", weights.tri2, output.tri2_features),
+    ):
+        if weight > 0:
+            stats = batch_all_triplet(gathered(features), all_labels, weights.margin)
+            total = total + weight * world * stats.loss
+            terms[f"loss_{name}"] = stats.loss.item()
+            logged_total += weight * terms[f"loss_{name}"]
+            terms[f"{name}_active"] = stats.active_fraction.item()
+            terms[f"{name}_mean_dist"] = stats.mean_distance.item()
+    if weights.ce > 0:
+        if output.logits is None:
+            raise ValueError("loss.ce > 0 needs a model with a classifier (num_classes > 0)")
+        ce, accuracy = part_cross_entropy(output.logits, labels, weights.label_smoothing)
+        total = total + weights.ce * ce
+        terms["loss_ce"] = ce.item()
+        logged_total += weights.ce * terms["loss_ce"]
+        terms["ce_accuracy"] = accuracy.item()
+    if weights.embedding_triplet > 0:
+        stats = triplet_on_embedding(
+            gathered(output.embedding), all_labels, weights.embedding_margin
+        )
+        total = total + weights.embedding_triplet * world * stats.loss
+        terms["loss_embedding_triplet"] = stats.loss.item()
+        logged_total += weights.embedding_triplet * terms["loss_embedding_triplet"]
+        terms["embedding_active"] = stats.active_fraction.item()
+    terms["loss_total"] = logged_total
+    return LossBreakdown(total, terms)

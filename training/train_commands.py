@@ -1,0 +1,146 @@
+"""The ``gaitid train`` and ``gaitid eval`` commands (registered by ``training/cli.py``).
+
+Importing this module is cheap: torch, onnxruntime and matplotlib load inside the command
+bodies, so ``gaitid --help`` stays fast. Known failures (bad config, missing data, a checkpoint
+that cannot be resumed) exit with status 2 and one clear message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+logger = logging.getLogger(__name__)
+
+
+class Protocol(str, Enum):
+    casia_b = "casia-b"
+    ou_mvlp = "ou-mvlp"
+    retrieval = "retrieval"
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def train_command(
+    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="Training config YAML."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue OUT/checkpoints/last.pt exactly."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Run folder (default: output_dir of the config)."
+    ),
+    stop_after: int | None = typer.Option(
+        None,
+        "--stop-after",
+        min=1,
+        help="Stop with a checkpoint after this iteration (resume later).",
+    ),
+    max_minutes: float | None = typer.Option(
+        None, "--max-minutes", min=0.0, help="Stop with a checkpoint after this much wall time."
+    ),
+) -> None:
+    """Train an LMGCS network from a validated config (unknown keys are an error)."""
+    from training.checkpoint import CheckpointError
+    from training.config import ConfigError, load_config
+    from training.data.errors import DatasetError
+    from training.sampler import SamplerError
+    from training.trainer import Trainer, TrainingError
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    run_dir = out.resolve() if out is not None else cfg.output_dir
+    if run_dir is None:
+        raise _fail(f"{config} sets no output_dir; pass --out DIR")
+    try:
+        result = Trainer(cfg, run_dir).fit(
+            resume=resume, stop_after=stop_after, max_minutes=max_minutes
+        )
+    except (TrainingError, DatasetError, SamplerError, CheckpointError) as exc:
+        raise _fail(str(exc)) from exc
+    state = "finished" if result.finished else "stopped (continue with --resume)"
+    typer.echo(f"{state} at iteration {result.iteration}; checkpoint {result.checkpoint}")
+    if result.eval_summary:
+        typer.echo(json.dumps({k: round(v, 2) for k, v in result.eval_summary.items()}))
+
+
+def eval_command(
+    model_file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="Checkpoint (.pt) or ONNX file."
+    ),
+    data: Path = typer.Option(
+        ..., "--data", exists=True, file_okay=False, help="OpenGait-layout root."
+    ),
+    protocol: Protocol = typer.Option(Protocol.casia_b, "--protocol", help="Evaluation protocol."),
+    partition: Path | None = typer.Option(
+        None,
+        "--partition",
+        exists=True,
+        dir_okay=False,
+        help="Evaluate the TEST_SET of this partition JSON.",
+    ),
+    subjects: str | None = typer.Option(
+        None, "--subjects", help="Subjects to evaluate, e.g. 063-074."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write report.md, report.json and heatmaps here."
+    ),
+    probe_conditions: str | None = typer.Option(
+        None, "--probe-conditions", help="retrieval: comma-separated probe conditions."
+    ),
+    gallery_conditions: str | None = typer.Option(
+        None, "--gallery-conditions", help="retrieval: comma-separated gallery conditions."
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Walks per forward pass."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda (checkpoints only)."),
+) -> None:
+    """Evaluate a checkpoint or ONNX export under a gait protocol; print the markdown table."""
+    from training.data.errors import DatasetError
+    from training.data.opengait import load_partition, parse_subject_spec
+    from training.evaluation.extract import ModelFileError, features_from_file, load_eval_walks
+    from training.evaluation.protocols import ProtocolError, run_protocol
+    from training.evaluation.report import to_markdown, write_report
+
+    if partition is not None and subjects is not None:
+        raise _fail("give --partition or --subjects, not both")
+    try:
+        chosen = parse_subject_spec(subjects) if subjects else None
+        if partition is not None:
+            chosen = list(load_partition(partition).test_set)
+    except DatasetError as exc:
+        raise _fail(str(exc)) from exc
+    split = (
+        tuple(s.strip() for s in probe_conditions.split(",")) if probe_conditions else None,
+        tuple(s.strip() for s in gallery_conditions.split(",")) if gallery_conditions else None,
+    )
+    try:
+        keys, walks = load_eval_walks(data.resolve(), chosen)
+        features, info = features_from_file(
+            model_file, keys, walks, device=device, batch_size=batch_size
+        )
+        results = run_protocol(
+            features, protocol.value, probe_conditions=split[0], gallery_conditions=split[1]
+        )
+    except (DatasetError, ModelFileError, ProtocolError) as exc:
+        raise _fail(str(exc)) from exc
+    meta = {
+        "protocol": protocol.value,
+        "data": f"{data.resolve()} ({len(set(features.subjects.tolist()))} subjects, {len(keys)} walks)",
+        "model": str(model_file.resolve()),
+        "model_format": info.get("format"),
+    }
+    typer.echo(to_markdown(results, full_tables=False))
+    if out is not None:
+        written = write_report(results, out.resolve(), meta)
+        typer.echo("wrote " + ", ".join(str(p) for p in written.values()))

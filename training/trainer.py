@@ -1,0 +1,588 @@
+"""One training loop for every LMGCS variant and dataset: weighted loss terms, exact resume, DDP.
+
+The loop (``Trainer.fit``): draw the P x K batch of iteration ``i`` (a pure function of the
+seed and ``i``), cut the 30-frame windows, forward under bf16 autocast on CUDA (fp32 on CPU),
+add the weighted loss terms of :mod:`training.objective`, clip the gradient norm, step Adam and
+the multi-step schedule. Every ``checkpoint_every`` iterations and at the end the full state is
+written atomically: model, optimiser, scheduler, sampler position and every RNG (python, numpy,
+torch, CUDA; per rank under DDP). Resuming from it replays the same batches, windows and
+dropout masks, so the loss sequence equals that of an uninterrupted run.
+
+DDP is a mode, not a requirement: under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is
+initialised (NCCL on CUDA, gloo on CPU), each rank takes its slice of every batch and rank 0
+logs, evaluates and writes checkpoints. Without ``torchrun`` nothing touches
+``torch.distributed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from numpy.typing import NDArray
+
+from gaitid import __version__
+from training.checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    seed_everything,
+)
+from training.config import InitConfig, OptimizerConfig, ScheduleConfig, TrainConfig
+from training.objective import compute_loss
+from training.run_log import RunLog
+from training.sampler import PKSampler
+from training.torch_data import TrainBatches, to_model_input
+
+logger = logging.getLogger(__name__)
+
+#: Config sections that must match for a resume to continue the same run; everything else
+#: (total iterations, logging, workers, device, evaluation) may change between calls.
+_RESUME_FIXED = (
+    "seed",
+    "data.root",
+    "data.partition",
+    "data.train_subjects",
+    "data.frames",
+    "data.min_frames",
+    "model",
+    "sampler",
+    "optimizer",
+    "loss",
+    "schedule.milestones",
+    "schedule.gamma",
+    "schedule.warmup_iterations",
+    "init",
+)
+
+
+class TrainingError(RuntimeError):
+    """A training run that cannot start or continue as configured."""
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Training walks in memory (uint8 ``(T, 64, 44)``) with class indices."""
+
+    walks: list[NDArray[np.uint8]]
+    labels: list[int]
+    label_names: list[str]  # class index -> subject id
+    val_subjects: list[str]
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    checkpoint: Path
+    iteration: int
+    finished: bool  # reached schedule.iterations (False when stopped early)
+    last_terms: dict[str, float] = field(default_factory=dict)
+    eval_summary: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _pick_device(preference: str, local_rank: int) -> torch.device:
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device: cuda was asked for but no CUDA device is visible")
+    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def init_distributed(device_preference: str) -> DistContext:
+    """Join the ``torchrun`` process group when there is one; else a single-process context."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _pick_device(device_preference, local_rank)
+    if world_size == 1:
+        return DistContext(0, 1, device)
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistContext(dist.get_rank(), dist.get_world_size(), device)
+
+
+def select_subjects(config: TrainConfig) -> tuple[list[str] | None, list[str]]:
+    """Training subjects (None = every subject of the root) and validation subjects."""
+    from training.data.opengait import load_partition
+
+    data = config.data
+    train: list[str] | None = data.train_subjects
+    val: list[str] = list(data.val_subjects or [])
+    if data.partition is not None:
+        partition = load_partition(data.partition)
+        train = list(partition.train_set)
+        if data.val_subjects is None:
+            val = list(partition.test_set)
+    if train is not None and set(train) & set(val):
+        raise TrainingError(
+            f"subjects {sorted(set(train) & set(val))} are in training and validation"
+        )
+    return train, val
+
+
+def load_training_data(config: TrainConfig) -> TrainingData:
+    """Read the training subjects into memory, cropped to the network's 64 x 44 frames."""
+    from gaitid.preprocess import to_network_input
+    from training.data.opengait import list_subjects, load_dataset
+
+    train, val = select_subjects(config)
+    if train is None:
+        train = [s for s in list_subjects(config.data.root) if s not in set(val)]
+    walks = load_dataset(config.data.root, train)
+    names = sorted({key.subject for key in walks})
+    index = {name: i for i, name in enumerate(names)}
+    kept, labels, short = [], [], 0
+    for key in sorted(walks):
+        frames = walks[key]
+        if frames.shape[0] < config.data.min_frames:
+            short += 1
+            continue
+        kept.append(np.ascontiguousarray(to_network_input(frames)))
+        labels.append(index[key.subject])
+    if short:
+        logger.info("left out %d walks shorter than %d frames", short, config.data.min_frames)
+    if not kept:
+        raise TrainingError(f"no training walks under {config.data.root} for subjects {train}")
+    logger.info("training on %d walks of %d subjects", len(kept), len(names))
+    return TrainingData(kept, labels, names, val)
+
+
+class MultiStepWarmup:
+    """LR factor at an iteration: linear warm-up, then x gamma at each milestone passed."""
+
+    def __init__(self, schedule: ScheduleConfig) -> None:
+        self.milestones = list(schedule.milestones)
+        self.gamma = schedule.gamma
+        self.warmup = schedule.warmup_iterations
+
+    def __call__(self, iteration: int) -> float:
+        factor = self.gamma ** sum(1 for m in self.milestones if iteration >= m)
+        if self.warmup and iteration < self.warmup:
+            factor *= (iteration + 1) / self.warmup
+        return factor
+
+
+def build_optimizer(
+    params: list[torch.nn.Parameter], cfg: OptimizerConfig
+) -> torch.optim.Optimizer:
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def _lookup(config: dict[str, Any], dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def check_resume_compatible(saved: dict[str, Any], current: TrainConfig) -> None:
+    """Refuse to resume a checkpoint under a config that would change the run it continues."""
+    now = current.model_dump(mode="json")
+    changed = [key for key in _RESUME_FIXED if _lookup(saved, key) != _lookup(now, key)]
+    if changed:
+        details = "; ".join(f"{k}: {_lookup(saved, k)!r} -> {_lookup(now, k)!r}" for k in changed)
+        raise TrainingError(f"cannot resume: the config changed in {details}")
+
+
+class Trainer:
+    """Train one network as ``config`` says, writing everything under ``out_dir``."""
+
+    def __init__(self, config: TrainConfig, out_dir: Path) -> None:
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+
+    # -- setup -------------------------------------------------------------------------------
+    def _build_model(self, num_classes: int, ctx: DistContext) -> torch.nn.Module:
+        from model import create_model
+
+        cfg = self.config
+        model = create_model(cfg.model.variant, num_classes=num_classes, **cfg.model.overrides)
+        if cfg.init is not None:
+            self._init_from(model, cfg.init)
+        return model.to(ctx.device)
+
+    @staticmethod
+    def _init_from(model: torch.nn.Module, init: InitConfig) -> None:
+        """Load earlier weights (a second stage); ``new_modules`` may be absent from them."""
+        state = load_checkpoint(init.checkpoint)
+        names = [n for n, _ in model.named_parameters()]
+        top = sorted({n.split(".")[0] for n in names})
+        for prefix in [*init.freeze, *init.new_modules]:
+            if not any(n.startswith(prefix) for n in names):
+                raise TrainingError(
+                    f"init prefix {prefix!r} matches no parameter; top-level modules: {top}"
+                )
+        missing, unexpected = model.load_state_dict(state["model"], strict=False)
+        missing = [k for k in missing if not k.startswith(tuple(init.new_modules))]
+        if missing or unexpected:
+            raise TrainingError(
+                f"init checkpoint {init.checkpoint} does not fit this model: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]} (list new modules in init.new_modules)"
+            )
+        for name, param in model.named_parameters():
+            if init.freeze and name.startswith(tuple(init.freeze)):
+                param.requires_grad_(False)
+
+    def _checkpoint_state(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        sampler: PKSampler,
+        iteration: int,
+        data: TrainingData,
+        rng: list[Any],
+    ) -> dict[str, Any]:
+        cfg = self.config
+        model_config = model.config.model_dump() if hasattr(model, "config") else {}
+        return {
+            "model": model.state_dict(),
+            "model_config": model_config,
+            "num_classes": len(data.label_names),
+            "meta": {
+                "name": cfg.name,
+                "variant": cfg.model.variant,
+                "iteration": iteration,
+                "training_data": (
+                    f"{cfg.data.root} ({len(data.label_names)} subjects "
+                    f"{data.label_names[0]}..{data.label_names[-1]})"
+                ),
+                "version": f"{__version__}+{cfg.name}.it{iteration}",
+                "train_subjects": data.label_names,
+                "frames": cfg.data.frames,
+            },
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "sampler": {**sampler.state_dict(), "iteration": iteration},
+            "rng": rng,
+            "iteration": iteration,
+            "config": cfg.model_dump(mode="json"),
+            "labels": data.label_names,
+        }
+
+    def _write_checkpoint(self, state: dict[str, Any], iteration: int) -> Path:
+        last = save_checkpoint(state, self.ckpt_dir / "last.pt")
+        keep = self.ckpt_dir / f"iter-{iteration:07d}.pt"
+        try:
+            if keep.exists():
+                keep.unlink()
+            os.link(last, keep)  # same bytes, no second write
+        except OSError:
+            save_checkpoint(state, keep)
+        old = sorted(self.ckpt_dir.glob("iter-*.pt"))[: -self.config.trainer.keep_checkpoints]
+        for path in old:
+            path.unlink(missing_ok=True)
+        return last
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(
+        self,
+        *,
+        resume: bool = False,
+        stop_after: int | None = None,
+        max_minutes: float | None = None,
+    ) -> TrainResult:
+        """Train to ``schedule.iterations``; ``stop_after`` / ``max_minutes`` stop earlier with a
+        checkpoint, so a time-limited job can continue later with ``resume=True``."""
+        cfg = self.config
+        ctx = init_distributed(cfg.device)
+        try:
+            return self._fit(ctx, resume=resume, stop_after=stop_after, max_minutes=max_minutes)
+        finally:
+            if ctx.world_size > 1:
+                import torch.distributed as dist
+
+                dist.destroy_process_group()
+
+    def _fit(
+        self, ctx: DistContext, *, resume: bool, stop_after: int | None, max_minutes: float | None
+    ) -> TrainResult:
+        cfg = self.config
+        started = time.monotonic()
+        seed_everything(cfg.seed + ctx.rank)
+        data = load_training_data(cfg)
+        model = self._build_model(len(data.label_names), ctx)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = build_optimizer(params, cfg.optimizer)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, MultiStepWarmup(cfg.schedule))
+        sampler = PKSampler(
+            data.labels,
+            cfg.sampler.p,
+            cfg.sampler.k,
+            seed=cfg.seed,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+        )
+        start = 0
+        if resume:
+            start = self._restore(model, optimizer, scheduler, sampler, ctx)
+        elif ctx.is_main and (self.ckpt_dir / "last.pt").exists():
+            raise TrainingError(
+                f"{self.ckpt_dir / 'last.pt'} exists: pass --resume to continue it or choose another --out"
+            )
+        if ctx.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.yaml").write_text(
+                yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+            )
+        log = RunLog(self.out_dir, enabled=ctx.is_main, resume_from=start if resume else None)
+        val = self._load_validation(data, ctx)
+
+        net: torch.nn.Module = model
+        if ctx.world_size > 1:
+            net = torch.nn.parallel.DistributedDataParallel(
+                model,
+                device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
+        loader = self._loader(data, sampler, start, ctx)
+        use_amp = cfg.trainer.amp and ctx.device.type == "cuda"
+        total = cfg.schedule.iterations
+        stop = min(total, stop_after) if stop_after is not None else total
+        bar = self._progress(start, total, ctx)
+        terms: dict[str, float] = {}
+        eval_summary: dict[str, float] = {}
+        window_start, window_its = time.monotonic(), 0
+        iteration = start
+        net.train()
+        for iteration in range(start + 1, stop + 1):
+            frames, labels = next(loader)
+            silhouettes, lengths = to_model_input(frames, ctx.device)
+            labels = labels.to(ctx.device, non_blocking=True)
+            with torch.autocast(device_type=ctx.device.type, dtype=torch.bfloat16, enabled=use_amp):
+                output = net(silhouettes, lengths)
+            loss = compute_loss(output, labels, cfg.loss)
+            if not math.isfinite(loss.terms["loss_total"]):
+                raise TrainingError(
+                    f"loss is {loss.terms['loss_total']} at iteration {iteration}: {loss.terms}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.total.backward()
+            terms = dict(loss.terms)
+            if cfg.trainer.grad_clip is not None:
+                norm = torch.nn.utils.clip_grad_norm_(params, cfg.trainer.grad_clip)
+                terms["grad_norm"] = float(norm)
+            terms["lr"] = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            scheduler.step()
+            window_its += 1
+            bar.update(1)
+            if iteration % cfg.trainer.log_every == 0 or iteration == stop:
+                now = time.monotonic()
+                terms["its_per_s"] = window_its / max(now - window_start, 1e-9)
+                window_start, window_its = now, 0
+                log.train(iteration, terms)
+                bar.set_postfix(loss=f"{terms['loss_total']:.4f}", lr=f"{terms['lr']:.1e}")
+            out_of_time = (
+                max_minutes is not None and (time.monotonic() - started) / 60 >= max_minutes
+            )
+            if out_of_time:
+                stop = iteration  # leave with a checkpoint below; --resume continues
+            if iteration % cfg.trainer.checkpoint_every == 0 or iteration == stop:
+                self._save(model, optimizer, scheduler, sampler, iteration, data, ctx)
+                log.plot()
+            if val is not None and (
+                (cfg.trainer.eval_every and iteration % cfg.trainer.eval_every == 0)
+                or iteration == total
+            ):
+                eval_summary = self._evaluate(
+                    model, val, iteration, log, ctx, final=iteration == total
+                )
+            if out_of_time:
+                break
+        bar.close()
+        log.plot()
+        log.close()
+        return TrainResult(
+            self.out_dir,
+            self.ckpt_dir / "last.pt",
+            iteration,
+            iteration >= total,
+            terms,
+            eval_summary,
+        )
+
+    def _progress(self, start: int, total: int, ctx: DistContext) -> Any:
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=total,
+            initial=start,
+            desc=self.config.name,
+            unit="it",
+            dynamic_ncols=True,
+            disable=not (ctx.is_main and self.config.trainer.progress),
+        )
+
+    def _loader(
+        self, data: TrainingData, sampler: PKSampler, start: int, ctx: DistContext
+    ) -> Iterator[Any]:
+        sampler.iteration = start
+        dataset = TrainBatches(
+            data.walks,
+            data.labels,
+            frames=self.config.data.frames,
+            seed=self.config.seed,
+            rank=ctx.rank,
+        )
+        workers = self.config.data.workers
+        # a private generator: creating the loader iterator draws a base seed from it, and
+        # drawing from the global RNG instead would shift dropout masks after a resume
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=None,
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=ctx.device.type == "cuda",
+            persistent_workers=workers > 0,
+            generator=torch.Generator().manual_seed(self.config.seed),
+        )
+        return iter(loader)
+
+    def _save(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        sampler: PKSampler,
+        iteration: int,
+        data: TrainingData,
+        ctx: DistContext,
+    ) -> None:
+        rng = capture_rng_state()
+        if ctx.world_size > 1:
+            import torch.distributed as dist
+
+            states: list[Any] = [None] * ctx.world_size
+            dist.all_gather_object(states, rng)
+        else:
+            states = [rng]
+        if ctx.is_main:
+            state = self._checkpoint_state(
+                model, optimizer, scheduler, sampler, iteration, data, states
+            )
+            self._write_checkpoint(state, iteration)
+        if ctx.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def _restore(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        sampler: PKSampler,
+        ctx: DistContext,
+    ) -> int:
+        path = self.ckpt_dir / "last.pt"
+        try:
+            state = load_checkpoint(path, for_resume=True)
+        except CheckpointError as exc:
+            raise TrainingError(f"--resume: {exc}") from exc
+        check_resume_compatible(state["config"], self.config)
+        if len(state["rng"]) != ctx.world_size:
+            raise TrainingError(
+                f"{path} was written by {len(state['rng'])} processes; resume with the same "
+                f"number (now {ctx.world_size}) for an exact continuation"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        sampler.load_state_dict(state["sampler"])
+        restore_rng_state(state["rng"][ctx.rank])
+        logger.info("resumed %s at iteration %d", path, state["iteration"])
+        return int(state["iteration"])
+
+    # -- validation --------------------------------------------------------------------------
+    def _load_validation(self, data: TrainingData, ctx: DistContext) -> Any:
+        if not data.val_subjects or not ctx.is_main:
+            return None
+        from training.evaluation.extract import load_eval_walks
+
+        return load_eval_walks(self.config.data.root, data.val_subjects)
+
+    def _evaluate(
+        self,
+        model: torch.nn.Module,
+        val: Any,
+        iteration: int,
+        log: RunLog,
+        ctx: DistContext,
+        *,
+        final: bool,
+    ) -> dict[str, float]:
+        summary: dict[str, float] = {}
+        if ctx.is_main:
+            from training.evaluation.extract import features_from_torch
+            from training.evaluation.protocols import CrossViewResult, run_protocol
+            from training.evaluation.report import write_report
+
+            keys, walks = val
+            features = features_from_torch(
+                model,
+                keys,
+                walks,
+                device=ctx.device,
+                batch_size=self.config.trainer.eval_batch_size,
+            )
+            results = run_protocol(features, self.config.trainer.eval_protocol)
+            for r in results:
+                if isinstance(r, CrossViewResult):
+                    tag = f"{r.distance}{'_matched' if r.exclude_unmatched else ''}"
+                    summary.update({f"{tag}_{k}": v for k, v in r.mean.items()})
+                else:
+                    summary.update(
+                        {
+                            f"{r.distance}_{k}": float(v)
+                            for k, v in r.metrics.items()
+                            if not k.startswith("num_")
+                        }
+                    )
+            log.eval(iteration, summary)
+            logger.info("iteration %d validation: %s", iteration, summary)
+            if final:
+                write_report(
+                    results,
+                    self.out_dir / "eval",
+                    {
+                        "protocol": self.config.trainer.eval_protocol,
+                        "data": f"{self.config.data.root} subjects {sorted(set(features.subjects.tolist()))}",
+                        "model": str(self.ckpt_dir / "last.pt"),
+                        "iteration": iteration,
+                    },
+                )
+        if ctx.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+        return summary
