@@ -34,7 +34,7 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
-from service.index import INDEX_KINDS, VectorIndex
+from service.index import INDEX_KINDS, IndexKind, VectorIndex
 
 logger = logging.getLogger("bench.faiss_index")
 
@@ -84,7 +84,7 @@ def default_nlist(n: int) -> int:
 
 
 def measure(
-    kind: str,
+    kind: IndexKind,
     ids: NDArray[np.int64],
     vectors: NDArray[np.float32],
     queries: NDArray[np.float32],
@@ -103,7 +103,7 @@ def measure(
         use_gpu=False,
         nlist=nlist,
         nprobe=nprobes[0],
-        hnsw_m=hnsw_m,  # type: ignore[arg-type]
+        hnsw_m=hnsw_m,
     )
     t0 = time.perf_counter()
     index.rebuild(ids, vectors)

@@ -5,4 +5,4 @@ from model.lmgcs import LMGCS
 from model.output import GaitOutput
 from model.registry import create_model
 
-__all__ = ["VARIANTS", "LMGCS", "GaitOutput", "LMGCSConfig", "create_model"]
+__all__ = ["LMGCS", "VARIANTS", "GaitOutput", "LMGCSConfig", "create_model"]

@@ -33,7 +33,7 @@ class LMGCSConfig(BaseModel):
     channels: tuple[int, int, int, int] = (32, 64, 128, 128)
     # indices of E3D layers followed by a (1, 2, 2) spatial max pool (GaitGL: after layer 1)
     pool_after: tuple[int, ...] = (1,)
-    # horizontal strips of the local 3D conv inside layers 1-3 (GaitGL halving 3 -> 8); 0 = global only
+    # strips of the local 3D conv in layers 1-3 (GaitGL halving 3 -> 8); 0 = global only
     local_strips: int = Field(8, ge=0)
     # m, horizontal parts of the HPP mapping (Eq. 1)
     parts: int = Field(32, ge=1)

@@ -93,7 +93,9 @@ def build_metadata(metadata: dict[str, str], config: LMGCSConfig, fp16: bool) ->
     }
     for key, value in derived.items():
         if key in metadata and metadata[key] != value and key != "model_name":
-            raise MetadataError(f"metadata {key}={metadata[key]!r} contradicts the contract {value!r}")
+            raise MetadataError(
+                f"metadata {key}={metadata[key]!r} contradicts the contract {value!r}"
+            )
     props = {**derived, **{k: str(v) for k, v in metadata.items()}}
     props.setdefault("precision", "float16" if fp16 else "float32")
     props.setdefault("model_config", json.dumps(config.model_dump(), sort_keys=True))
@@ -224,7 +226,7 @@ def _checkpoint_safe_globals() -> list[Any]:
 
     import numpy as np
 
-    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray  # type: ignore[attr-defined]
     return [
         np.ndarray,
         np.dtype,

@@ -83,7 +83,7 @@ def count_flops(model: LMGCS, frames: int, batch: int = 1) -> dict[str, int]:
     flops: dict[str, int] = {}
     for name, ops in per_module.items():
         if name.startswith(prefix) and name.count(".") == 1:
-            flops[name[len(prefix):]] = int(sum(ops.values()))
+            flops[name[len(prefix) :]] = int(sum(ops.values()))
     return flops
 
 
@@ -111,9 +111,7 @@ def format_table(info: ModelInfo) -> str:
     lines.append(
         f"{'total':<12}{info.params:>14,}{info.flops / 1e9:>10.3f}{info.flops / 2e9:>10.3f}"
     )
-    lines.append(
-        f"{'paper IX':<12}{PAPER_PARAMS_M * 1e6:>14,.0f}{PAPER_GFLOPS:>10.2f}{'?':>10}"
-    )
+    lines.append(f"{'paper IX':<12}{PAPER_PARAMS_M * 1e6:>14,.0f}{PAPER_GFLOPS:>10.2f}{'?':>10}")
     lines.append(
         "FLOPs: conv/matmul only, 1 multiply-add = 2 FLOPs. The paper does not name its "
         "counter; see model/README.md for why the numbers differ."

@@ -67,8 +67,14 @@ class LMGCS(nn.Module):
         self.lmfe = LMFE(c, config.branches) if config.lmfe else None
         self.mff = MFF(config.fusion, c, len(config.branches))
         self.gsfe = (
-            GSFE(c, config.heads, config.ffn_dim, config.enc_layers, config.dec_layers,
-                 config.dropout)
+            GSFE(
+                c,
+                config.heads,
+                config.ffn_dim,
+                config.enc_layers,
+                config.dec_layers,
+                config.dropout,
+            )
             if config.gsfe
             else None
         )
@@ -86,10 +92,8 @@ class LMGCS(nn.Module):
         mask = length_mask(lengths, silhouettes.shape[1])
         feature_map = self.backbone(silhouettes, mask)  # [N, c, T, h2, w2]
         parts = self.hpp(feature_map)  # [N, m, c, T]
-        if self.lmfe is not None:
-            branches = self.lmfe(parts, lengths, mask)  # [N, B, m, c, T]
-        else:
-            branches = parts.unsqueeze(1)  # [N, 1, m, c, T]
+        # [N, m, c, T] -> [N, B, m, c, T]; without LMFE, one identity branch (B = 1)
+        branches = parts.unsqueeze(1) if self.lmfe is None else self.lmfe(parts, lengths, mask)
         fused = self.mff(branches)
         n, b, m, c, t = fused.shape
         # [N, B, m, c, T] -> [N, B*m, c, T], stripes ordered branch-major

@@ -26,7 +26,12 @@ from sqlalchemy.orm import Session
 
 from service.db.engine import Database
 from service.db.models import ApiKey, AuditLog
-from service.errors import AuthenticationError, InvalidRequestError, NotFoundError, PermissionDeniedError
+from service.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,9 +97,7 @@ def create_key(session: Session, scopes: frozenset[Scope], name: str) -> Created
     if not name or len(name) > 128:
         raise InvalidRequestError(f"key name must be 1..128 characters; got {len(name)}")
     key, prefix = generate_key()
-    row = ApiKey(
-        name=name, prefix=prefix, key_hash=hash_key(key), scopes=",".join(sorted(scopes))
-    )
+    row = ApiKey(name=name, prefix=prefix, key_hash=hash_key(key), scopes=",".join(sorted(scopes)))
     session.add(row)
     session.flush()
     session.add(AuditLog(action="key.create", api_key_id=row.id, detail={"scopes": row.scopes}))

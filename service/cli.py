@@ -167,7 +167,9 @@ def keys_create(
     scope: Annotated[
         list[str], typer.Option("--scope", "-s", help="identify, enroll or admin (repeatable).")
     ],
-    name: Annotated[str, typer.Option("--name", "-n", help="Who or what uses this key.")] = "default",
+    name: Annotated[
+        str, typer.Option("--name", "-n", help="Who or what uses this key.")
+    ] = "default",
 ) -> None:
     """Create an API key; the key itself is printed once, as the last line."""
     from service.auth import create_key, parse_scopes
@@ -282,4 +284,3 @@ def index_check(url: UrlOption = None, api_key: KeyOption = None) -> None:
     if not result["consistent"]:
         typer.echo("index and SQL differ: run `gaitid index rebuild`", err=True)
         raise typer.Exit(1)
-

@@ -100,7 +100,13 @@ class ErrorResponse(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"error": {"code": "not_found", "message": "identity 42 not found", "details": None}}
+                {
+                    "error": {
+                        "code": "not_found",
+                        "message": "identity 42 not found",
+                        "details": None,
+                    }
+                }
             ]
         },
     )

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import func, select
+from sqlalchemy import Result, func, select
 from sqlalchemy.orm import Session
 
 from service.db.engine import Database
@@ -81,7 +81,7 @@ class GalleryIndexes:
         self._indexes: dict[int, VectorIndex] = {}
 
     # ------------------------------------------------------------------ mutation under lock
-    def commit_and_apply(self, session: Session, apply: Callable[[], None]) -> None:
+    def commit_and_apply(self, session: Session, apply: Callable[[], object]) -> None:
         """Flush, then commit and run ``apply`` (the index change) under the lock.
 
         If the index change fails after the commit, the indexes are rebuilt from SQL before
@@ -135,7 +135,7 @@ class GalleryIndexes:
         return sum(len(index) for index in list(self._indexes.values()))
 
     # ------------------------------------------------------------------ SQL <-> index
-    def _current_rows(self, session: Session):  # type: ignore[no-untyped-def]
+    def _current_rows(self, session: Session) -> Result[int, int, bytes]:
         return session.execute(
             select(Identity.gallery_id, Template.id, Template.embedding)
             .join(Identity, Template.identity_id == Identity.id)
@@ -169,7 +169,9 @@ class GalleryIndexes:
             fresh[gallery_id] = index
         self._indexes = fresh
         sizes = {g: len(i) for g, i in fresh.items()}
-        logger.info("index rebuilt from SQL: %d templates in %d galleries", sum(sizes.values()), len(sizes))
+        logger.info(
+            "index rebuilt from SQL: %d templates in %d galleries", sum(sizes.values()), len(sizes)
+        )
         return sizes
 
     def count_in_db(self, session: Session) -> int:
@@ -203,7 +205,11 @@ class GalleryIndexes:
             missing: list[int] = []
             extra: list[int] = []
             for gallery_id in set(want) | set(self._indexes):
-                have = set(self._indexes[gallery_id].ids().tolist()) if gallery_id in self._indexes else set()
+                have = (
+                    set(self._indexes[gallery_id].ids().tolist())
+                    if gallery_id in self._indexes
+                    else set()
+                )
                 missing.extend(sorted(want[gallery_id] - have))
                 extra.extend(sorted(have - want[gallery_id]))
             return Consistency(

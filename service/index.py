@@ -40,7 +40,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import faiss
 import numpy as np
@@ -79,24 +79,6 @@ def _gpu_resources() -> Any:
     return faiss.StandardGpuResources()
 
 
-class _Backend(Protocol):
-    """One FAISS structure behind :class:`VectorIndex` (which validates and locks)."""
-
-    def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> bool:
-        """Append new ids; True when the same faiss object only grew (a GPU replica can follow)."""
-        ...
-
-    def remove(self, ids: NDArray[np.int64]) -> int: ...
-
-    def search(
-        self, queries: NDArray[np.float32], k: int
-    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]: ...
-
-    def faiss_index(self) -> Any:
-        """The faiss object a GPU replica is cloned from (None when not replicable)."""
-        ...
-
-
 def _flat_rows(flat: Any) -> NDArray[np.float32]:
     """Copy of the vectors stored in a faiss ``IndexFlat`` as ``[ntotal, d]``."""
     n, d = int(flat.ntotal), int(flat.d)
@@ -106,7 +88,13 @@ def _flat_rows(flat: Any) -> NDArray[np.float32]:
 
 
 class _FlatBackend:
-    """Exact search: ``IndexIDMap2(IndexFlatIP)``."""
+    """Exact search: ``IndexIDMap2(IndexFlatIP)``.
+
+    Each backend offers ``add`` (new ids only; returns True when the same faiss object just
+    grew, so a GPU replica can follow with the same append), ``remove``, ``search`` and
+    ``faiss_index`` (what a GPU replica is cloned from; None when there is no GPU version).
+    :class:`VectorIndex` validates arguments, tracks the ids and holds the lock.
+    """
 
     def __init__(self, dim: int) -> None:
         self._flat = faiss.IndexFlatIP(dim)

@@ -18,7 +18,8 @@ GALLERY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 ThresholdSource = Literal["request", "gallery", "model", "fallback"]
 
-_EXAMPLE_TIMINGS = {
+_EXAMPLE_SHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+_EXAMPLE_TIMINGS: dict[str, Any] = {
     "decode_ms": 4.1,
     "queue_ms": 0.8,
     "inference_ms": 21.5,
@@ -200,7 +201,7 @@ class IdentityDetail(IdentitySummary):
                             "metadata": None,
                             "frames_used": 58,
                             "frames_total": 60,
-                            "content_sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                            "content_sha256": _EXAMPLE_SHA256,
                             "created_at": "2025-11-25T10:00:00Z",
                         }
                     ],
@@ -214,7 +215,9 @@ class IdentityDetail(IdentitySummary):
 
 class IdentityPage(_Out):
     items: list[IdentitySummary]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
 
 
 class IdentityUpdate(BaseModel):
@@ -249,7 +252,9 @@ class GalleryInfo(_Out):
 class GalleryUpdate(BaseModel):
     """Set (or with null, clear) the gallery's default decision threshold."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"default_threshold": 0.62}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"default_threshold": 0.62}]}
+    )
 
     default_threshold: float | None = Field(ge=-1.0, le=1.0)
 
@@ -373,7 +378,9 @@ def check_metadata(value: dict[str, Any]) -> dict[str, Any]:
     except UnicodeEncodeError:
         raise ValueError("metadata must be valid Unicode (no lone surrogates)") from None
     if len(text) > MAX_METADATA_CHARS:
-        raise ValueError(f"metadata is {len(text)} characters as JSON; at most {MAX_METADATA_CHARS}")
+        raise ValueError(
+            f"metadata is {len(text)} characters as JSON; at most {MAX_METADATA_CHARS}"
+        )
     return value
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 import anyio
@@ -49,7 +49,6 @@ class ServiceState:
     indexes: GalleryIndexes
     metrics: Metrics
     ready: bool = False
-    _closers: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def model(self) -> ModelInfo:

@@ -20,7 +20,7 @@ import pickle
 import random
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -70,7 +70,7 @@ def load_checkpoint(path: Path, *, for_resume: bool = False) -> dict[str, Any]:
 
 def capture_rng_state() -> dict[str, Any]:
     """Every global RNG a training step may touch: python, numpy, torch CPU and CUDA."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    name, keys, pos, has_gauss, cached = cast(tuple[Any, ...], np.random.get_state())
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],

@@ -12,6 +12,7 @@ The schedule fields follow the paper's Table II / section IV-B (Adam 1e-4, multi
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,9 +35,9 @@ class DataConfig(_Section):
     partition: Path | None = None  # OpenGait JSON {"TRAIN_SET", "TEST_SET"}
     train_subjects: list[str] | None = None  # alternative to partition (explicit list)
     val_subjects: list[str] | None = None  # evaluated every eval_every iterations
-    frames: int = Field(30, ge=1)  # ordered window length per walk in training (paper IV-B)
-    workers: int = Field(0, ge=0)  # DataLoader worker processes (0 = main process)
-    min_frames: int = Field(1, ge=1)  # walks shorter than this are left out of training
+    frames: int = Field(default=30, ge=1)  # ordered window length per walk in training (paper IV-B)
+    workers: int = Field(default=0, ge=0)  # DataLoader worker processes (0 = main process)
+    min_frames: int = Field(default=1, ge=1)  # walks shorter than this are left out of training
 
     @model_validator(mode="after")
     def _one_subject_source(self) -> DataConfig:
@@ -55,30 +56,30 @@ class ModelSection(_Section):
 class SamplerConfig(_Section):
     """P identities x K walks per batch (paper: 8 x 8 on CASIA-B, 32 x 8 on OU-MVLP)."""
 
-    p: int = Field(8, ge=2)  # at least two identities, or no triplet has a negative
-    k: int = Field(8, ge=1)
+    p: int = Field(default=8, ge=2)  # at least two identities, or no triplet has a negative
+    k: int = Field(default=8, ge=1)
 
 
 class OptimizerConfig(_Section):
     name: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    lr: float = Field(default=1e-4, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)  # the paper's "momentum of 0.9" is Adam's beta1
-    momentum: float = Field(0.9, ge=0)  # sgd only
+    momentum: float = Field(default=0.9, ge=0)  # sgd only
 
 
 class ScheduleConfig(_Section):
     """Multi-step learning-rate schedule over a fixed number of iterations."""
 
-    iterations: int = Field(80_000, ge=1)
+    iterations: int = Field(default=80_000, ge=1)
     milestones: list[int] = Field(default_factory=lambda: [70_000])
-    gamma: float = Field(0.1, gt=0)
-    warmup_iterations: int = Field(0, ge=0)  # linear warm-up from 0 (0 = none)
+    gamma: float = Field(default=0.1, gt=0)
+    warmup_iterations: int = Field(default=0, ge=0)  # linear warm-up from 0 (0 = none)
 
     @field_validator("milestones")
     @classmethod
     def _increasing(cls, value: list[int]) -> list[int]:
-        if any(b <= a for a, b in zip(value, value[1:], strict=False)) or any(v < 1 for v in value):
+        if any(b <= a for a, b in itertools.pairwise(value)) or any(v < 1 for v in value):
             raise ValueError(f"milestones must be positive and strictly increasing, got {value}")
         return value
 
@@ -86,24 +87,28 @@ class ScheduleConfig(_Section):
 class LossConfig(_Section):
     """Weights of every loss term (0 disables a term); all terms are logged."""
 
-    tri1: float = Field(1.0, ge=0)  # batch-all triplet on tri1_features (Eq. 10)
-    tri2: float = Field(1.0, ge=0)  # batch-all triplet on tri2_features (Eq. 11)
-    ce: float = Field(1.0, ge=0)  # cross-entropy through the BNNeck per part (Eq. 13)
-    embedding_triplet: float = Field(1.0, ge=0)  # triplet on the 256-d service embedding
-    margin: float = Field(0.2, gt=0)  # triplet margin m (Table II)
-    embedding_margin: float = Field(0.2, gt=0)  # margin on the embedding's Euclidean distance
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    tri1: float = Field(default=1.0, ge=0)  # batch-all triplet on tri1_features (Eq. 10)
+    tri2: float = Field(default=1.0, ge=0)  # batch-all triplet on tri2_features (Eq. 11)
+    ce: float = Field(default=1.0, ge=0)  # cross-entropy through the BNNeck per part (Eq. 13)
+    embedding_triplet: float = Field(default=1.0, ge=0)  # triplet on the 256-d service embedding
+    margin: float = Field(default=0.2, gt=0)  # triplet margin m (Table II)
+    embedding_margin: float = Field(
+        default=0.2, gt=0
+    )  # margin on the embedding's Euclidean distance
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
 
 
 class TrainerConfig(_Section):
     amp: bool = True  # bf16 autocast on CUDA; always off on CPU
-    grad_clip: float | None = Field(None, gt=0)  # max global grad norm (None = off)
-    checkpoint_every: int = Field(1000, ge=1)
-    log_every: int = Field(50, ge=1)
-    eval_every: int = Field(0, ge=0)  # 0 = evaluate only at the end (when val subjects given)
-    eval_batch_size: int = Field(8, ge=1)
+    grad_clip: float | None = Field(default=None, gt=0)  # max global grad norm (None = off)
+    checkpoint_every: int = Field(default=1000, ge=1)
+    log_every: int = Field(default=50, ge=1)
+    eval_every: int = Field(
+        default=0, ge=0
+    )  # 0 = evaluate only at the end (when val subjects given)
+    eval_batch_size: int = Field(default=8, ge=1)
     eval_protocol: Literal["casia-b", "ou-mvlp", "retrieval"] = "casia-b"
-    keep_checkpoints: int = Field(2, ge=1)  # iteration checkpoints kept besides last.pt
+    keep_checkpoints: int = Field(default=2, ge=1)  # iteration checkpoints kept besides last.pt
     progress: bool = True  # tqdm bar on rank 0
 
 
@@ -123,12 +128,13 @@ class TrainConfig(_Section):
     output_dir: Path | None = None  # run folder (relative to this file); `--out` overrides
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataConfig
-    model: ModelSection = Field(default_factory=ModelSection)
-    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    loss: LossConfig = Field(default_factory=LossConfig)
-    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    # sections are frozen, so one shared default instance per section is safe
+    model: ModelSection = ModelSection()
+    sampler: SamplerConfig = SamplerConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    loss: LossConfig = LossConfig()
+    trainer: TrainerConfig = TrainerConfig()
     init: InitConfig | None = None
 
     @model_validator(mode="after")

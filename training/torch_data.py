@@ -1,8 +1,9 @@
 """Torch datasets over walks held in memory as uint8 ``(T, 64, 44)`` arrays.
 
-Training batches are built whole by :class:`TrainBatches` from a :class:`~training.sampler.BatchSpec`
-(``DataLoader(batch_size=None)``), so a batch is one numpy gather of small uint8 arrays: cheap
-enough that a single process keeps a GPU fed, with worker processes as an option. Batches stay
+Training batches are built whole by :class:`TrainBatches` from a
+:class:`~training.sampler.BatchSpec` (``DataLoader(batch_size=None)``), so a batch is one numpy
+gather of small uint8 arrays: cheap enough that a single process keeps a GPU fed (measured by
+``bench/train_loader.py``), with worker processes as an option. Batches stay
 uint8 until they reach the device (4x less to copy), where :func:`to_model_input` scales to
 [0, 1] as the ONNX contract and ``gaitid.contract.batch_sequences`` do.
 
@@ -61,7 +62,7 @@ class TrainBatches(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __len__(self) -> int:  # batches are addressed by BatchSpec, not by position
         return len(self.walks)
 
-    def __getitem__(self, spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+    def __getitem__(self, spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, spec.iteration, self.rank])
         out = np.empty((len(spec.indices), self.frames, *self.walks[0].shape[1:]), np.uint8)
         for row, index in enumerate(spec.indices):

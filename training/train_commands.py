@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -17,7 +17,7 @@ import typer
 logger = logging.getLogger(__name__)
 
 
-class Protocol(str, Enum):
+class Protocol(StrEnum):
     casia_b = "casia-b"
     ou_mvlp = "ou-mvlp"
     retrieval = "retrieval"
@@ -136,7 +136,9 @@ def eval_command(
         raise _fail(str(exc)) from exc
     meta = {
         "protocol": protocol.value,
-        "data": f"{data.resolve()} ({len(set(features.subjects.tolist()))} subjects, {len(keys)} walks)",
+        "data": (
+            f"{data.resolve()} ({len(set(features.subjects.tolist()))} subjects, {len(keys)} walks)"
+        ),
         "model": str(model_file.resolve()),
         "model_format": info.get("format"),
     }

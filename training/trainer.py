@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -44,6 +44,9 @@ from training.objective import compute_loss
 from training.run_log import RunLog
 from training.sampler import PKSampler
 from training.torch_data import TrainBatches, to_model_input
+
+if TYPE_CHECKING:
+    from model import LMGCS
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +224,7 @@ class Trainer:
         self.ckpt_dir = self.out_dir / "checkpoints"
 
     # -- setup -------------------------------------------------------------------------------
-    def _build_model(self, num_classes: int, ctx: DistContext) -> torch.nn.Module:
+    def _build_model(self, num_classes: int, ctx: DistContext) -> LMGCS:
         from model import create_model
 
         cfg = self.config
@@ -245,7 +248,8 @@ class Trainer:
         missing = [k for k in missing if not k.startswith(tuple(init.new_modules))]
         if missing or unexpected:
             raise TrainingError(
-                f"init checkpoint {init.checkpoint} does not fit this model: missing {missing[:5]}, "
+                f"init checkpoint {init.checkpoint} does not fit this model: "
+                f"missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]} (list new modules in init.new_modules)"
             )
         for name, param in model.named_parameters():
@@ -254,7 +258,7 @@ class Trainer:
 
     def _checkpoint_state(
         self,
-        model: torch.nn.Module,
+        model: LMGCS,
         optimizer: torch.optim.Optimizer,
         scheduler: Any,
         sampler: PKSampler,
@@ -263,7 +267,7 @@ class Trainer:
         rng: list[Any],
     ) -> dict[str, Any]:
         cfg = self.config
-        model_config = model.config.model_dump() if hasattr(model, "config") else {}
+        model_config = model.config.model_dump()
         return {
             "model": model.state_dict(),
             "model_config": model_config,
@@ -347,7 +351,8 @@ class Trainer:
             start = self._restore(model, optimizer, scheduler, sampler, ctx)
         elif ctx.is_main and (self.ckpt_dir / "last.pt").exists():
             raise TrainingError(
-                f"{self.ckpt_dir / 'last.pt'} exists: pass --resume to continue it or choose another --out"
+                f"{self.ckpt_dir / 'last.pt'} exists: pass --resume to continue it "
+                "or choose another --out"
             )
         if ctx.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -470,7 +475,7 @@ class Trainer:
 
     def _save(
         self,
-        model: torch.nn.Module,
+        model: LMGCS,
         optimizer: torch.optim.Optimizer,
         scheduler: Any,
         sampler: PKSampler,
@@ -576,7 +581,10 @@ class Trainer:
                     self.out_dir / "eval",
                     {
                         "protocol": self.config.trainer.eval_protocol,
-                        "data": f"{self.config.data.root} subjects {sorted(set(features.subjects.tolist()))}",
+                        "data": (
+                            f"{self.config.data.root} subjects "
+                            f"{sorted(set(features.subjects.tolist()))}"
+                        ),
                         "model": str(self.ckpt_dir / "last.pt"),
                         "iteration": iteration,
                     },

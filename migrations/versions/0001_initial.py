@@ -17,8 +17,9 @@ from alembic import op
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
-def UTCDateTime() -> sa.DateTime:  # noqa: N802 - reads like the model's column type
+def UTCDateTime() -> sa.DateTime:
     return sa.DateTime(timezone=True)
+
 
 revision: str = "0001"
 down_revision: str | None = None

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 
-def length_mask(lengths: Tensor, steps: int | Tensor) -> Tensor:
+def length_mask(lengths: Tensor, steps: int) -> Tensor:
     """``[N]`` lengths -> ``[N, T]`` bool, True on real frames (``t < length``)."""
     time = torch.arange(steps, device=lengths.device)
     return time.unsqueeze(0) < lengths.unsqueeze(1)

@@ -6,10 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
-from service import gallery
+from service import enrollment
 from service.deps import EnrollKeyDep, StateDep
 from service.errors import InvalidRequestError, error_responses
-from service.schemas import GALLERY_PATTERN, TEXT_PATTERN, EnrollResponse, parse_metadata, storable_text
+from service.schemas import (
+    GALLERY_PATTERN,
+    TEXT_PATTERN,
+    EnrollResponse,
+    parse_metadata,
+    storable_text,
+)
 from service.uploads import read_upload
 
 router = APIRouter(tags=["enrolment"])
@@ -29,24 +35,38 @@ async def enroll(
     response: Response,
     state: StateDep,
     principal: EnrollKeyDep,
-    file: Annotated[UploadFile, File(description="Silhouette walk: zip/tar of frames, npy, npz, mp4/avi or TIFF.")],
+    file: Annotated[
+        UploadFile,
+        File(description="Silhouette walk: zip/tar of frames, npy, npz, mp4/avi or TIFF."),
+    ],
     identity: Annotated[
         str,
-        Form(min_length=1, max_length=256, pattern=TEXT_PATTERN, description="Your name or id for the person.", examples=["alice"]),
+        Form(
+            min_length=1,
+            max_length=256,
+            pattern=TEXT_PATTERN,
+            description="Your name or id for the person.",
+            examples=["alice"],
+        ),
     ],
     gallery_name: Annotated[
         str, Form(alias="gallery", pattern=GALLERY_PATTERN, description="Gallery to enrol into.")
     ] = "default",
     view: Annotated[str | None, Form(max_length=64, pattern=TEXT_PATTERN, examples=["090"])] = None,
-    condition: Annotated[str | None, Form(max_length=64, pattern=TEXT_PATTERN, examples=["nm-01"])] = None,
+    condition: Annotated[
+        str | None, Form(max_length=64, pattern=TEXT_PATTERN, examples=["nm-01"])
+    ] = None,
     metadata: Annotated[
-        str | None, Form(description="A JSON object stored with the template.", examples=['{"camera": "lobby"}'])
+        str | None,
+        Form(
+            description="A JSON object stored with the template.", examples=['{"camera": "lobby"}']
+        ),
     ] = None,
 ) -> EnrollResponse:
     """Creates the identity if new. The same bytes enrolled again for the same identity return
     the existing template with status 200 instead of a duplicate."""
     try:
-        fields = gallery.EnrollFields(
+        fields = enrollment.EnrollFields(
             identity=storable_text(identity),
             gallery=gallery_name,
             view=storable_text(view) if view is not None else None,
@@ -56,7 +76,7 @@ async def enroll(
     except ValueError as exc:
         raise InvalidRequestError(str(exc)) from None
     upload = await read_upload(file, state.settings.max_upload_bytes)
-    result = await gallery.enroll(state, principal, upload, fields)
+    result = await enrollment.enroll(state, principal, upload, fields)
     if not result.created:
         response.status_code = status.HTTP_200_OK
     return result

@@ -21,7 +21,9 @@ router = APIRouter(prefix="/galleries", tags=["galleries"])
     summary="All galleries",
     responses=error_responses(401, 403, 503),
 )
-def list_galleries(state: StateDep, session: SessionDep, _principal: EnrollKeyDep) -> list[GalleryInfo]:
+def list_galleries(
+    state: StateDep, session: SessionDep, _principal: EnrollKeyDep
+) -> list[GalleryInfo]:
     return gallery.list_galleries(session, state.model.sha256)
 
 

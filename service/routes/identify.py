@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from service import gallery
+from service import matching
 from service.deps import IdentifyKeyDep, StateDep
 from service.errors import error_responses
 from service.schemas import GALLERY_PATTERN, IdentifyResponse
@@ -34,4 +34,4 @@ async def identify(
 ) -> IdentifyResponse:
     """Best template per identity, by cosine similarity, with a match/unknown decision."""
     upload = await read_upload(file, state.settings.max_upload_bytes)
-    return await gallery.identify(state, principal, upload, gallery_name, top_k, threshold)
+    return await matching.identify(state, principal, upload, gallery_name, top_k, threshold)

@@ -7,7 +7,7 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Path, Query, Response, status
 
-from service import gallery
+from service import identities
 from service.deps import AdminKeyDep, EnrollKeyDep, SessionDep, StateDep
 from service.errors import error_responses
 from service.schemas import GALLERY_PATTERN, IdentityDetail, IdentityPage, IdentityUpdate
@@ -29,9 +29,11 @@ def list_identities(
     _principal: EnrollKeyDep,
     gallery_name: Annotated[str | None, Query(alias="gallery", pattern=GALLERY_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` of the previous page.")
+    ] = None,
 ) -> IdentityPage:
-    return gallery.list_identities(session, state.model.sha256, gallery_name, limit, cursor)
+    return identities.list_identities(session, state.model.sha256, gallery_name, limit, cursor)
 
 
 @router.get(
@@ -43,7 +45,7 @@ def list_identities(
 def get_identity(
     state: StateDep, session: SessionDep, _principal: EnrollKeyDep, identity_id: IdentityId
 ) -> IdentityDetail:
-    return gallery.identity_detail(session, state.model.sha256, identity_id)
+    return identities.identity_detail(session, state.model.sha256, identity_id)
 
 
 @router.patch(
@@ -56,7 +58,7 @@ async def update_identity(
     state: StateDep, principal: EnrollKeyDep, identity_id: IdentityId, body: IdentityUpdate
 ) -> IdentityDetail:
     return await anyio.to_thread.run_sync(
-        gallery.update_identity, state, principal, identity_id, body
+        identities.update_identity, state, principal, identity_id, body
     )
 
 
@@ -71,5 +73,5 @@ async def delete_identity(
     state: StateDep, principal: AdminKeyDep, identity_id: IdentityId
 ) -> Response:
     """Rows and index vectors are gone when this returns; the id then answers 404."""
-    await anyio.to_thread.run_sync(gallery.delete_identity, state, principal, identity_id)
+    await anyio.to_thread.run_sync(identities.delete_identity, state, principal, identity_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

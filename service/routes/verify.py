@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from service import gallery
+from service import matching
 from service.deps import IdentifyKeyDep, StateDep
 from service.errors import error_responses
 from service.schemas import GALLERY_PATTERN, TEXT_PATTERN, VerifyResponse
@@ -28,7 +28,12 @@ async def verify(
     identity_id: Annotated[int | None, Form(ge=1, description="The identity's id.")] = None,
     identity: Annotated[
         str | None,
-        Form(min_length=1, max_length=256, pattern=TEXT_PATTERN, description="Or its name in `gallery`."),
+        Form(
+            min_length=1,
+            max_length=256,
+            pattern=TEXT_PATTERN,
+            description="Or its name in `gallery`.",
+        ),
     ] = None,
     gallery_name: Annotated[str, Form(alias="gallery", pattern=GALLERY_PATTERN)] = "default",
     threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
@@ -36,6 +41,6 @@ async def verify(
     """Give exactly one of `identity_id` or `identity`. 409 when the identity has no template
     of the current model."""
     upload = await read_upload(file, state.settings.max_upload_bytes)
-    return await gallery.verify(
+    return await matching.verify(
         state, principal, upload, identity_id, identity, gallery_name, threshold
     )

@@ -126,8 +126,11 @@ def test_bad_checkpoints_are_refused(tmp_path: Path) -> None:
         load_checkpoint_model(tmp_path / "partial.pt")
     model = create_model("tiny")
     torch.save(
-        {"model": model.state_dict(), "model_config": {**model.config.model_dump(), "parts": 2},
-         "num_classes": 0},
+        {
+            "model": model.state_dict(),
+            "model_config": {**model.config.model_dump(), "parts": 2},
+            "num_classes": 0,
+        },
         tmp_path / "mismatch.pt",
     )
     with pytest.raises(CheckpointError, match="do not fit"):

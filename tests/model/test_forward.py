@@ -64,7 +64,10 @@ def test_mixed_length_batch_matches_each_walk_alone(overrides: dict[str, Any]) -
             alone = model(silhouettes[i : i + 1, :length], lengths[i : i + 1])
             for name in ("embedding", "part_features", "tri1_features", "logits"):
                 torch.testing.assert_close(
-                    getattr(alone, name)[0], getattr(batched, name)[i], atol=1e-5, rtol=0,
+                    getattr(alone, name)[0],
+                    getattr(batched, name)[i],
+                    atol=1e-5,
+                    rtol=0,
                     msg=lambda m, n=name, ln=length: f"{n} of the {ln}-frame walk: {m}",
                 )
 
@@ -78,7 +81,9 @@ def test_padding_content_is_ignored() -> None:
     noisy[0, 4:] = torch.rand(5, *silhouettes.shape[2:])
     with torch.no_grad():
         torch.testing.assert_close(
-            model(noisy, lengths).embedding, model(silhouettes, lengths).embedding, atol=1e-6,
+            model(noisy, lengths).embedding,
+            model(silhouettes, lengths).embedding,
+            atol=1e-6,
             rtol=0,
         )
 
@@ -110,7 +115,9 @@ def test_every_ablation_builds_runs_and_trains_every_parameter(overrides: dict[s
     loss = (
         out.tri1_features.square().mean()
         + out.tri2_features.square().mean()
-        + torch.nn.functional.cross_entropy(out.logits.transpose(1, 2), labels[:, None].expand(4, out.logits.shape[1]))
+        + torch.nn.functional.cross_entropy(
+            out.logits.transpose(1, 2), labels[:, None].expand(4, out.logits.shape[1])
+        )
         + out.embedding[:, :8].sum()
     )
     loss.backward()

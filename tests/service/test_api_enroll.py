@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -33,10 +34,19 @@ def _templates(settings: Settings) -> list[Template]:
         db.dispose()
 
 
-def test_enroll_creates_identity_and_template(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:
+def test_enroll_creates_identity_and_template(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
     with running(settings, embedder) as client:
-        r = enroll(client, keys["enroll"], "alice", seed=1, view="090", condition="nm-01",
-                   metadata=json.dumps({"camera": "lobby"}))
+        r = enroll(
+            client,
+            keys["enroll"],
+            "alice",
+            seed=1,
+            view="090",
+            condition="nm-01",
+            metadata=json.dumps({"camera": "lobby"}),
+        )
         assert r.status_code == 201, r.text
         body = r.json()
         assert body["identity"] == "alice" and body["gallery"] == "default"
@@ -44,7 +54,9 @@ def test_enroll_creates_identity_and_template(settings: Settings, embedder: Embe
         assert body["frames_used"] == 12 and body["frames_total"] == 12
         assert body["model_version"] == embedder.info.version
         assert body["timings"]["total_ms"] > 0
-        detail = client.get(f"/identities/{body['identity_id']}", headers=headers(keys["enroll"])).json()
+        detail = client.get(
+            f"/identities/{body['identity_id']}", headers=headers(keys["enroll"])
+        ).json()
         (template,) = detail["template_list"]
         assert template["id"] == body["template_id"]
         assert (template["view"], template["condition"]) == ("090", "nm-01")
@@ -57,7 +69,9 @@ def test_enroll_creates_identity_and_template(settings: Settings, embedder: Embe
     assert row.silhouettes is None  # not stored unless enabled
 
 
-def test_same_content_twice_returns_existing_template(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:
+def test_same_content_twice_returns_existing_template(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
     with running(settings, embedder) as client:
         first = enroll(client, keys["enroll"], "alice", seed=1)
         again = enroll(client, keys["enroll"], "alice", seed=1)
@@ -73,18 +87,26 @@ def test_same_content_twice_returns_existing_template(settings: Settings, embedd
     assert len(_templates(settings)) == 3
 
 
-def test_galleries_are_separate(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:
+def test_galleries_are_separate(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
     with running(settings, embedder) as client:
         a = enroll(client, keys["enroll"], "alice", seed=1, gallery="site-a")
         b = enroll(client, keys["enroll"], "alice", seed=1, gallery="site-b")
         assert a.status_code == b.status_code == 201
         assert a.json()["identity_id"] != b.json()["identity_id"]
-        r = client.post("/identify", headers=headers(keys["identify"]),
-                        files={"file": npz_upload(1)}, data={"gallery": "site-a"})
+        r = client.post(
+            "/identify",
+            headers=headers(keys["identify"]),
+            files={"file": npz_upload(1)},
+            data={"gallery": "site-a"},
+        )
         assert [m["identity_id"] for m in r.json()["matches"]] == [a.json()["identity_id"]]
 
 
-def test_store_silhouettes_when_enabled(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:
+def test_store_silhouettes_when_enabled(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
     stored = settings.model_copy(update={"store_silhouettes": True})
     with running(stored, embedder) as client:
         assert enroll(client, keys["enroll"], "alice", seed=1).status_code == 201
@@ -102,7 +124,11 @@ def test_enroll_is_audited(settings: Settings, embedder: Embedder, keys: dict[st
         enroll(client, keys["enroll"], "alice", seed=1)
     db = Database(settings.resolved_database_url)
     with db.session() as session:
-        rows = list(session.scalars(select(AuditLog).where(AuditLog.action == "enroll").order_by(AuditLog.id)))
+        rows = list(
+            session.scalars(
+                select(AuditLog).where(AuditLog.action == "enroll").order_by(AuditLog.id)
+            )
+        )
     db.dispose()
     assert [r.detail for r in rows] == [{"created": True}, {"created": False}]
     assert all(r.api_key_id is not None and r.template_id is not None for r in rows)
@@ -123,9 +149,17 @@ def test_enroll_is_audited(settings: Settings, embedder: Embedder, keys: dict[st
         ({}, "identity"),
     ],
 )
-def test_invalid_fields_are_422(settings: Settings, embedder: Embedder, keys: dict[str, str], data: dict[str, str], field: str | None) -> None:
+def test_invalid_fields_are_422(
+    settings: Settings,
+    embedder: Embedder,
+    keys: dict[str, str],
+    data: dict[str, str],
+    field: str | None,
+) -> None:
     with running(settings, embedder) as client:
-        r = client.post("/enroll", headers=headers(keys["enroll"]), files={"file": npz_upload(1)}, data=data)
+        r = client.post(
+            "/enroll", headers=headers(keys["enroll"]), files={"file": npz_upload(1)}, data=data
+        )
         error = assert_error(r, 422)
         if field is not None:
             assert field in error["message"]
@@ -138,6 +172,7 @@ def test_missing_file_is_422(settings: Settings, embedder: Embedder, keys: dict[
         assert "file" in assert_error(r, 422, "validation_error")["message"]
 
 
+@functools.cache
 def _malformed() -> dict[str, bytes]:
     """One of each malformed upload from the foundation issue's list."""
     import tarfile
@@ -154,7 +189,9 @@ def _malformed() -> dict[str, bytes]:
         "zip-absolute": uploads.zip_with_members({"/abs.png": uploads.encode_image(good[0])}),
         "zip-unreadable-member": uploads.zip_with_members({"f0.png": b"not a png"}),
         "tar-symlink": uploads.tar_with([link]),
-        "npy-object": uploads.npy_with_header("{'descr': '|O', 'fortran_order': False, 'shape': (2,), }"),
+        "npy-object": uploads.npy_with_header(
+            "{'descr': '|O', 'fortran_order': False, 'shape': (2,), }"
+        ),
         "npy-complex": npy_bytes(np.zeros((3, 8, 8), np.complex64)),
         "npy-structured": npy_bytes(np.zeros((3, 8, 8), dtype=[("a", "u1"), ("b", "u1")])),
         "npy-1d": npy_bytes(np.zeros(10, np.uint8)),
@@ -162,18 +199,29 @@ def _malformed() -> dict[str, bytes]:
         "npy-nan": npy_bytes(np.full((5, 64, 44), np.nan, np.float32)),
         "npy-inf": npy_bytes(np.full((5, 64, 44), np.inf, np.float32)),
         "npy-truncated": npy_bytes(good)[:100],
-        "npy-lying-shape": uploads.npy_with_header("{'descr': '|u1', 'fortran_order': False, 'shape': (100000, 100000, 100000), }"),
+        "npy-lying-shape": uploads.npy_with_header(
+            "{'descr': '|u1', 'fortran_order': False, 'shape': (100000, 100000, 100000), }"
+        ),
         "blank-frames": npy_bytes(np.zeros((10, 64, 44), np.uint8)),
         "tiff-garbage": b"II*\x00" + b"\x00" * 64,
+        "video-garbage": b"\x00\x00\x00\x18ftypmp42" + b"\x01" * 200,
+        "avi-garbage": b"RIFF\x00\x01\x00\x00AVI LIST" + b"\x02" * 200,
+        "zip-bomb": uploads.zip_bomb(5 * 1024 * 1024),
+        "zip-lying-size": uploads.zip_lying_about_size(3 * 1024 * 1024, 1000),
+        "huge-frame": uploads.encode_image(np.zeros((2000, 2000), np.uint8)),
     }
 
 
 @pytest.mark.parametrize("name", sorted(_malformed()))
-def test_malformed_uploads_get_4xx_json(settings: Settings, embedder: Embedder, keys: dict[str, str], name: str) -> None:
+def test_malformed_uploads_get_4xx_json(
+    settings: Settings, embedder: Embedder, keys: dict[str, str], name: str
+) -> None:
     data = _malformed()[name]
     with running(settings, embedder) as client:
         for route, fields in (("/enroll", {"identity": "alice"}), ("/identify", {})):
-            r = client.post(route, headers=headers(keys["admin"]), files={"file": (name, data)}, data=fields)
+            r = client.post(
+                route, headers=headers(keys["admin"]), files={"file": (name, data)}, data=fields
+            )
             if route == "/identify" and r.status_code == 404:
                 continue  # empty gallery: checked before decoding
             assert 400 <= r.status_code < 500, (name, r.status_code, r.text)
@@ -181,28 +229,57 @@ def test_malformed_uploads_get_4xx_json(settings: Settings, embedder: Embedder, 
     assert _templates(settings) == []
 
 
-def test_too_few_frames_details(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:
+def test_too_few_frames_details(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
     with running(settings, embedder) as client:
         r = enroll(client, keys["enroll"], "alice", seed=1, frames=2)
         error = assert_error(r, 422, "too_few_frames")
         assert error["details"]["usable"] == 2 and error["details"]["required"] == 4
 
 
-def test_upload_over_limit_is_413(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:
+def test_upload_over_limit_is_413(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
     small = settings.model_copy(update={"max_upload_bytes": 4096})
     big = ("big.npy", npy_bytes(np.zeros((4, 64, 44), np.uint8)), "application/octet-stream")
     assert len(big[1]) > 4096
     with running(small, embedder) as client:
-        r = client.post("/enroll", headers=headers(keys["enroll"]), files={"file": big}, data={"identity": "a"})
+        r = client.post(
+            "/enroll", headers=headers(keys["enroll"]), files={"file": big}, data={"identity": "a"}
+        )
         assert_error(r, 413, "upload_too_large")
         huge = ("huge.npy", b"\x00" * 200_000, "application/octet-stream")
-        r = client.post("/enroll", headers=headers(keys["enroll"]), files={"file": huge}, data={"identity": "a"})
+        r = client.post(
+            "/enroll", headers=headers(keys["enroll"]), files={"file": huge}, data={"identity": "a"}
+        )
         assert_error(r, 413, "request_too_large")
 
 
-def test_decode_limits_are_413(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:
+def test_decode_limits_are_413(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
     limited = settings.model_copy(update={"max_frames": 10})
     with running(limited, embedder) as client:
         r = enroll(client, keys["enroll"], "alice", seed=1, frames=11)
         assert_error(r, 413, "upload_too_large")
 
+
+def test_streamed_body_over_cap_is_413(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
+    """A chunked body (no Content-Length) is cut off at the cap while it streams."""
+    small = settings.model_copy(update={"max_upload_bytes": 4096, "form_overhead_bytes": 1024})
+
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.npy"\r\n\r\n'
+        for _ in range(100):
+            yield b"\x00" * 1024
+
+    with running(small, embedder) as client:
+        r = client.post(
+            "/enroll",
+            headers={**headers(keys["enroll"]), "Content-Type": "multipart/form-data; boundary=b"},
+            content=chunks(),
+        )
+        assert_error(r, 413, "request_too_large")

@@ -13,10 +13,14 @@ from tests.service.helpers import assert_error, enroll, headers, identify, npz_u
 from tests.utils.uploads import encode_npz, encode_zip
 
 
-def test_identify_ranks_the_enrolled_walk_first(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:
+def test_identify_ranks_the_enrolled_walk_first(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
     with running(settings, embedder) as client:
-        ids = {name: enroll(client, keys["enroll"], name, seed=i).json()["identity_id"]
-               for i, name in enumerate(["ann", "ben", "cid", "dot"], start=1)}
+        ids = {
+            name: enroll(client, keys["enroll"], name, seed=i).json()["identity_id"]
+            for i, name in enumerate(["ann", "ben", "cid", "dot"], start=1)
+        }
         for i, name in enumerate(["ann", "ben", "cid", "dot"], start=1):
             r = identify(client, keys["identify"], seed=i, top_k=3)
             assert r.status_code == 200, r.text
@@ -32,7 +36,9 @@ def test_identify_ranks_the_enrolled_walk_first(settings: Settings, embedder: Em
             assert body["timings"]["search_ms"] is not None
 
 
-def test_identify_on_synthetic_walkers(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:
+def test_identify_on_synthetic_walkers(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
     """Raw 320x240 camera masks of synthetic people: the same walk comes back first."""
     from training.synth.dataset import SynthConfig, render_walk, subject_identity
 
@@ -43,17 +49,26 @@ def test_identify_on_synthetic_walkers(settings: Settings, embedder: Embedder, k
     ]
     with running(settings, embedder) as client:
         for s, masks in enumerate(walks):
-            r = client.post("/enroll", headers=headers(keys["enroll"]),
-                            files={"file": (f"s{s}.zip", encode_zip(masks))}, data={"identity": f"subject-{s}"})
+            r = client.post(
+                "/enroll",
+                headers=headers(keys["enroll"]),
+                files={"file": (f"s{s}.zip", encode_zip(masks))},
+                data={"identity": f"subject-{s}"},
+            )
             assert r.status_code == 201, r.text
         for s, masks in enumerate(walks):
-            r = client.post("/identify", headers=headers(keys["identify"]),
-                            files={"file": (f"s{s}.npz", encode_npz(masks))})  # same walk, other format
+            r = client.post(
+                "/identify",
+                headers=headers(keys["identify"]),
+                files={"file": (f"s{s}.npz", encode_npz(masks))},
+            )  # same walk, other format
             assert r.status_code == 200, r.text
             assert r.json()["matches"][0]["identity"] == f"subject-{s}"
 
 
-def test_best_template_per_identity(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:
+def test_best_template_per_identity(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
     with running(settings, embedder) as client:
         for seed in (1, 2, 3):
             enroll(client, keys["enroll"], "ann", seed=seed)
@@ -67,12 +82,19 @@ def test_best_template_per_identity(settings: Settings, embedder: Embedder, keys
         assert [m["identity"] for m in top1["matches"]] == ["ann"]
 
 
-def test_threshold_precedence(settings: Settings, embedder: Embedder, keys: dict[str, str], tmp_path: Path, onnx_model: Path) -> None:
+def test_threshold_precedence(
+    settings: Settings, embedder: Embedder, keys: dict[str, str], tmp_path: Path, onnx_model: Path
+) -> None:
     with running(settings, embedder) as client:
         enroll(client, keys["enroll"], "ann", seed=1)
         body = identify(client, keys["identify"], seed=1).json()
-        assert (body["threshold"], body["threshold_source"]) == (settings.fallback_threshold, "fallback")
-        r = client.patch("/galleries/default", headers=headers(keys["admin"]), json={"default_threshold": 0.7})
+        assert (body["threshold"], body["threshold_source"]) == (
+            settings.fallback_threshold,
+            "fallback",
+        )
+        r = client.patch(
+            "/galleries/default", headers=headers(keys["admin"]), json={"default_threshold": 0.7}
+        )
         assert r.status_code == 200 and r.json()["default_threshold"] == 0.7
         body = identify(client, keys["identify"], seed=1).json()
         assert (body["threshold"], body["threshold_source"]) == (0.7, "gallery")
@@ -80,7 +102,9 @@ def test_threshold_precedence(settings: Settings, embedder: Embedder, keys: dict
         assert (body["threshold"], body["threshold_source"]) == (1.0, "request")
         body = identify(client, keys["identify"], seed=2, threshold=0.9999).json()
         assert body["decision"] == "unknown"  # another walk never reaches 0.9999
-        client.patch("/galleries/default", headers=headers(keys["admin"]), json={"default_threshold": None})
+        client.patch(
+            "/galleries/default", headers=headers(keys["admin"]), json={"default_threshold": None}
+        )
     calibrated = _with_default_threshold(onnx_model, tmp_path / "calibrated.onnx", 0.42)
     model_settings = settings.model_copy(update={"model_path": calibrated})
     with running(model_settings, Embedder(calibrated, device="cpu")) as client:
@@ -104,7 +128,13 @@ def test_identify_errors(settings: Settings, embedder: Embedder, keys: dict[str,
         assert_error(identify(client, keys["identify"], seed=1), 404, "not_found")  # no gallery yet
         enroll(client, keys["enroll"], "ann", seed=1)
         assert_error(identify(client, keys["identify"], seed=1, gallery="nope"), 404, "not_found")
-        for bad in ({"top_k": 0}, {"top_k": "x"}, {"threshold": 1.5}, {"threshold": "nan"}, {"gallery": "a b"}):
+        for bad in (
+            {"top_k": 0},
+            {"top_k": "x"},
+            {"threshold": 1.5},
+            {"threshold": "nan"},
+            {"gallery": "a b"},
+        ):
             assert_error(identify(client, keys["identify"], seed=1, **bad), 422)
         limited = identify(client, keys["identify"], seed=1, top_k=200)
         assert_error(limited, 422, "invalid_request")
@@ -116,8 +146,12 @@ def test_verify(settings: Settings, embedder: Embedder, keys: dict[str, str]) ->
         enroll(client, keys["enroll"], "ben", seed=2)
 
         def verify(seed: int, **data: object) -> object:
-            return client.post("/verify", headers=headers(keys["identify"]), files={"file": npz_upload(seed)},
-                               data={k: str(v) for k, v in data.items()})
+            return client.post(
+                "/verify",
+                headers=headers(keys["identify"]),
+                files={"file": npz_upload(seed)},
+                data={k: str(v) for k, v in data.items()},
+            )
 
         same = verify(1, identity_id=ann["identity_id"])
         assert same.status_code == 200, same.text
@@ -132,7 +166,9 @@ def test_verify(settings: Settings, embedder: Embedder, keys: dict[str, str]) ->
         assert_error(verify(1, identity="nobody"), 404, "not_found")
         assert_error(verify(1, identity="ann", gallery="other"), 404, "not_found")
         assert_error(verify(1), 422, "invalid_request")
-        assert_error(verify(1, identity="ann", identity_id=ann["identity_id"]), 422, "invalid_request")
+        assert_error(
+            verify(1, identity="ann", identity_id=ann["identity_id"]), 422, "invalid_request"
+        )
         assert_error(verify(1, identity_id=0), 422)
         client.delete(f"/templates/{ann['template_id']}", headers=headers(keys["admin"]))
         assert_error(verify(1, identity_id=ann["identity_id"]), 409, "conflict")

@@ -11,7 +11,9 @@ from service.inference import Embedder
 from tests.service.helpers import assert_error, enroll, headers, identify, running
 
 
-def test_pagination_and_gallery_filter(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:
+def test_pagination_and_gallery_filter(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
     with running(settings, embedder) as client:
         for i in range(7):
             enroll(client, keys["enroll"], f"p{i}", seed=i, gallery="a" if i % 2 else "b")
@@ -25,37 +27,63 @@ def test_pagination_and_gallery_filter(settings: Settings, embedder: Embedder, k
             if cursor is None:
                 break
         assert seen == [f"p{i}" for i in range(7)]
-        only_a = client.get("/identities", headers=headers(keys["enroll"]), params={"gallery": "a"}).json()
+        only_a = client.get(
+            "/identities", headers=headers(keys["enroll"]), params={"gallery": "a"}
+        ).json()
         assert [i["name"] for i in only_a["items"]] == ["p1", "p3", "p5"]
         assert all(i["gallery"] == "a" and i["templates"] == 1 for i in only_a["items"])
-        assert_error(client.get("/identities", headers=headers(keys["enroll"]), params={"gallery": "zzz"}), 404)
+        assert_error(
+            client.get("/identities", headers=headers(keys["enroll"]), params={"gallery": "zzz"}),
+            404,
+        )
         for bad in ("garbage", "eyJhZnRlciI6ICJ4In0", "e30"):
-            assert_error(client.get("/identities", headers=headers(keys["enroll"]), params={"cursor": bad}), 422)
-        assert_error(client.get("/identities", headers=headers(keys["enroll"]), params={"limit": 0}), 422)
+            assert_error(
+                client.get("/identities", headers=headers(keys["enroll"]), params={"cursor": bad}),
+                422,
+            )
+        assert_error(
+            client.get("/identities", headers=headers(keys["enroll"]), params={"limit": 0}), 422
+        )
 
 
-def test_get_and_patch_identity(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:
+def test_get_and_patch_identity(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
     with running(settings, embedder) as client:
         ann = enroll(client, keys["enroll"], "ann", seed=1).json()
         enroll(client, keys["enroll"], "ben", seed=2)
         url = f"/identities/{ann['identity_id']}"
         r = client.patch(url, headers=headers(keys["enroll"]), json={"metadata": {"team": "blue"}})
-        assert r.status_code == 200 and r.json()["metadata"] == {"team": "blue"} and r.json()["name"] == "ann"
+        assert (
+            r.status_code == 200
+            and r.json()["metadata"] == {"team": "blue"}
+            and r.json()["name"] == "ann"
+        )
         r = client.patch(url, headers=headers(keys["enroll"]), json={"name": "ann-marie"})
         assert r.json()["name"] == "ann-marie" and r.json()["metadata"] == {"team": "blue"}
         r = client.patch(url, headers=headers(keys["enroll"]), json={"metadata": None})
         assert r.json()["metadata"] is None
-        assert_error(client.patch(url, headers=headers(keys["enroll"]), json={"name": "ben"}), 409, "conflict")
-        assert_error(client.patch(url, headers=headers(keys["enroll"]), json={"colour": "red"}), 422)
+        assert_error(
+            client.patch(url, headers=headers(keys["enroll"]), json={"name": "ben"}),
+            409,
+            "conflict",
+        )
+        assert_error(
+            client.patch(url, headers=headers(keys["enroll"]), json={"colour": "red"}), 422
+        )
         assert_error(client.patch(url, headers=headers(keys["enroll"]), json={"name": ""}), 422)
         assert_error(client.patch("/identities/999", headers=headers(keys["enroll"]), json={}), 404)
-        assert_error(client.get("/identities/999", headers=headers(keys["enroll"])), 404, "not_found")
+        assert_error(
+            client.get("/identities/999", headers=headers(keys["enroll"])), 404, "not_found"
+        )
         assert_error(client.get("/identities/abc", headers=headers(keys["enroll"])), 422)
         body = identify(client, keys["identify"], seed=1).json()
         assert body["matches"][0]["identity"] == "ann-marie"
 
 
-def test_delete_identity_is_erasure(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:
+def test_delete_identity_is_erasure(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
     with running(settings, embedder) as client:
         ann = enroll(client, keys["enroll"], "ann", seed=1).json()
         enroll(client, keys["enroll"], "ann", seed=2)
@@ -67,7 +95,10 @@ def test_delete_identity_is_erasure(settings: Settings, embedder: Embedder, keys
         assert_error(client.get(url, headers=headers(keys["enroll"])), 404)
         assert_error(client.delete(url, headers=headers(keys["admin"])), 404)
         for seed in (1, 2):
-            names = [m["identity"] for m in identify(client, keys["identify"], seed=seed).json()["matches"]]
+            names = [
+                m["identity"]
+                for m in identify(client, keys["identify"], seed=seed).json()["matches"]
+            ]
             assert names == ["ben"]
         check = client.get("/admin/index/check", headers=headers(keys["admin"])).json()
         assert check["consistent"] and check["db_templates"] == check["index_templates"] == 1
@@ -88,10 +119,14 @@ def test_delete_template(settings: Settings, embedder: Embedder, keys: dict[str,
         second = enroll(client, keys["enroll"], "ann", seed=2).json()
         r = client.delete(f"/templates/{first['template_id']}", headers=headers(keys["admin"]))
         assert r.status_code == 204
-        assert_error(client.delete(f"/templates/{first['template_id']}", headers=headers(keys["admin"])), 404)
+        assert_error(
+            client.delete(f"/templates/{first['template_id']}", headers=headers(keys["admin"])), 404
+        )
         body = identify(client, keys["identify"], seed=1).json()
         assert [m["template_id"] for m in body["matches"]] == [second["template_id"]]
-        detail = client.get(f"/identities/{first['identity_id']}", headers=headers(keys["enroll"])).json()
+        detail = client.get(
+            f"/identities/{first['identity_id']}", headers=headers(keys["enroll"])
+        ).json()
         assert [t["id"] for t in detail["template_list"]] == [second["template_id"]]
         # the same content can be enrolled again after erasure: a new template
         again = enroll(client, keys["enroll"], "ann", seed=1)
@@ -99,7 +134,9 @@ def test_delete_template(settings: Settings, embedder: Embedder, keys: dict[str,
         assert_error(client.delete("/templates/0", headers=headers(keys["admin"])), 422)
 
 
-def test_no_parameterless_delete(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:
+def test_no_parameterless_delete(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
     with running(settings, embedder) as client:
         enroll(client, keys["enroll"], "ann", seed=1)
         for url in ("/identities", "/templates", "/galleries"):
@@ -113,8 +150,26 @@ def test_galleries(settings: Settings, embedder: Embedder, keys: dict[str, str])
         enroll(client, keys["enroll"], "ben", seed=2, gallery="lobby")
         enroll(client, keys["enroll"], "cid", seed=3)
         listed = client.get("/galleries", headers=headers(keys["enroll"])).json()
-        assert [(g["name"], g["identities"], g["templates"]) for g in listed] == [("default", 1, 1), ("lobby", 2, 2)]
-        assert_error(client.patch("/galleries/lobby", headers=headers(keys["enroll"]), json={"default_threshold": 0.5}), 403)
-        assert_error(client.patch("/galleries/nope", headers=headers(keys["admin"]), json={"default_threshold": 0.5}), 404)
-        assert_error(client.patch("/galleries/lobby", headers=headers(keys["admin"]), json={"default_threshold": 2}), 422)
+        assert [(g["name"], g["identities"], g["templates"]) for g in listed] == [
+            ("default", 1, 1),
+            ("lobby", 2, 2),
+        ]
+        assert_error(
+            client.patch(
+                "/galleries/lobby", headers=headers(keys["enroll"]), json={"default_threshold": 0.5}
+            ),
+            403,
+        )
+        assert_error(
+            client.patch(
+                "/galleries/nope", headers=headers(keys["admin"]), json={"default_threshold": 0.5}
+            ),
+            404,
+        )
+        assert_error(
+            client.patch(
+                "/galleries/lobby", headers=headers(keys["admin"]), json={"default_threshold": 2}
+            ),
+            422,
+        )
         assert_error(client.patch("/galleries/lobby", headers=headers(keys["admin"]), json={}), 422)

@@ -27,16 +27,22 @@ def test_keys_are_stored_hashed(settings: Settings, keys: dict[str, str]) -> Non
         assert all(key not in (r.key_hash, r.prefix, r.name) for r in rows)
 
 
-def test_missing_unknown_and_revoked_keys_are_401(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:
+def test_missing_unknown_and_revoked_keys_are_401(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
     with running(settings, embedder) as client:
         r = client.get("/identities")
         assert_error(r, 401, "unauthenticated")
         assert r.headers["www-authenticate"] == "ApiKey"
-        assert_error(client.get("/identities", headers=headers("gid_nope_nope")), 401, "unauthenticated")
+        assert_error(
+            client.get("/identities", headers=headers("gid_nope_nope")), 401, "unauthenticated"
+        )
         assert_error(client.get("/identities", headers=headers("")), 401)
         db = Database(settings.resolved_database_url)
         with db.session(write=True) as session:
-            row = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(keys["enroll"]))).one()
+            row = session.scalars(
+                select(ApiKey).where(ApiKey.key_hash == hash_key(keys["enroll"]))
+            ).one()
             from service.auth import revoke_key
 
             revoke_key(session, str(row.id))
@@ -53,17 +59,25 @@ def test_missing_unknown_and_revoked_keys_are_401(settings: Settings, embedder: 
         ("admin", {"identify", "verify", "enroll", "list", "patch", "delete", "admin"}),
     ],
 )
-def test_scopes(settings: Settings, embedder: Embedder, keys: dict[str, str], scope: str, allowed: set[str]) -> None:
+def test_scopes(
+    settings: Settings, embedder: Embedder, keys: dict[str, str], scope: str, allowed: set[str]
+) -> None:
     with running(settings, embedder) as client:
         seeded = enroll(client, keys["admin"], "seed", seed=9).json()
         key = keys[scope]
         calls = {
             "identify": lambda: identify(client, key, seed=1),
-            "verify": lambda: client.post("/verify", headers=headers(key), files={"file": ("a.npz", b"x")},
-                                          data={"identity_id": str(seeded["identity_id"])}),
+            "verify": lambda: client.post(
+                "/verify",
+                headers=headers(key),
+                files={"file": ("a.npz", b"x")},
+                data={"identity_id": str(seeded["identity_id"])},
+            ),
             "enroll": lambda: enroll(client, key, "ann", seed=1),
             "list": lambda: client.get("/identities", headers=headers(key)),
-            "patch": lambda: client.patch(f"/identities/{seeded['identity_id']}", headers=headers(key), json={}),
+            "patch": lambda: client.patch(
+                f"/identities/{seeded['identity_id']}", headers=headers(key), json={}
+            ),
             "delete": lambda: client.delete("/templates/999", headers=headers(key)),
             "admin": lambda: client.get("/admin/index/check", headers=headers(key)),
         }
@@ -99,7 +113,9 @@ def test_keys_cli(settings: Settings, embedder: Embedder, monkeypatch: pytest.Mo
     monkeypatch.setenv("GAITID_DATA_DIR", str(settings.data_dir))
     runner = CliRunner()
     cli = build_app()
-    created = runner.invoke(cli, ["keys", "create", "--scope", "identify", "--scope", "enroll", "--name", "kiosk"])
+    created = runner.invoke(
+        cli, ["keys", "create", "--scope", "identify", "--scope", "enroll", "--name", "kiosk"]
+    )
     assert created.exit_code == 0, created.output
     key = created.output.strip().splitlines()[-1]
     assert key.startswith("gid_") and len(key) > 40

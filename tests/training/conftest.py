@@ -54,3 +54,18 @@ def write_config(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished 4-iteration tiny run (checkpoints at 2 and 4), shared by several tests."""
+    from training.config import load_config
+    from training.trainer import Trainer
+
+    base = tmp_path_factory.mktemp("uninterrupted")
+    cfg_path = base / "train.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_config(synthetic_root)))
+    run = base / "run"
+    result = Trainer(load_config(cfg_path), run).fit()
+    assert result.finished and result.iteration == 4
+    return run

@@ -72,7 +72,9 @@ def test_cross_view_table_restricts_gallery_per_view() -> None:
             [0.5, 0.4, 0.1, 0.7],  # probe s1@B: wrong in A, right in B
         ]
     )
-    table = cross_view_rank1(dist, probe_labels, probe_views, gallery_labels, gallery_views, ["A", "B"])
+    table = cross_view_rank1(
+        dist, probe_labels, probe_views, gallery_labels, gallery_views, ["A", "B"]
+    )
     np.testing.assert_allclose(table, [[0.5, 1.0], [0.0, 1.0]])
     np.testing.assert_allclose(mean_excluding_identical(table), [1.0, 0.0])
 

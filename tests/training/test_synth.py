@@ -130,7 +130,9 @@ def test_bag_and_coat_add_to_the_silhouette(view: int, conditions: tuple[str, ..
     for condition in conditions:
         dressed = masks[condition] > 0
         assert dressed.shape == plain.shape
-        assert np.all(dressed[plain]), f"{condition} removed body pixels"
+        # rasterising a larger polygon may round a stray edge pixel the other way
+        lost = np.count_nonzero(plain & ~dressed)
+        assert lost <= 1e-3 * plain.sum(), f"{condition} removed {lost} body pixels"
         assert dressed.sum() > 1.03 * plain.sum(), f"{condition} barely changed the silhouette"
 
 

@@ -30,7 +30,8 @@ def _check(
         )
     if d.shape != (pl.shape[0], gl.shape[0]) or pl.ndim != 1 or gl.ndim != 1:
         raise MetricInputError(
-            f"distance matrix {d.shape} does not match {pl.shape} probe and {gl.shape} gallery labels"
+            f"distance matrix {d.shape} does not match {pl.shape} probe and "
+            f"{gl.shape} gallery labels"
         )
     if np.isnan(d).any():
         raise MetricInputError("distance matrix contains NaN")

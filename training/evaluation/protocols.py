@@ -187,7 +187,8 @@ def evaluate_retrieval(
     gallery = np.flatnonzero(np.isin(features.conditions, gallery_conditions))
     if probes.size == 0 or gallery.size == 0:
         raise ProtocolError(
-            f"retrieval needs probes {list(probe_conditions)} and gallery {list(gallery_conditions)}; "
+            f"retrieval needs probes {list(probe_conditions)} and gallery "
+            f"{list(gallery_conditions)}; "
             f"found {probes.size} probes and {gallery.size} gallery walks"
         )
     dist = features.distance(probes, gallery, distance)

@@ -166,7 +166,10 @@ def save_heatmap(result: CrossViewResult, path: Path) -> Path:
 def write_report(results: list[Result], out_dir: Path, meta: dict[str, Any]) -> dict[str, Path]:
     """Write ``report.md``, ``report.json`` and one heatmap per cross-view result."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    header = f"## Evaluation: {meta.get('protocol', '')} on {meta.get('data', '')}\n\nModel: `{meta.get('model', '')}`\n"
+    header = (
+        f"## Evaluation: {meta.get('protocol', '')} on {meta.get('data', '')}\n\n"
+        f"Model: `{meta.get('model', '')}`\n"
+    )
     written = {"markdown": out_dir / "report.md", "json": out_dir / "report.json"}
     written["markdown"].write_text(to_markdown(results, header=header))
     written["json"].write_text(json.dumps(to_json(results, meta), indent=2) + "\n")

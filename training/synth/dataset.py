@@ -149,7 +149,7 @@ def render_walk(
     bag = identity.bags[(index - 1) % 2] if kind == "bg" else None
     primitives = pose_walk(walker, kind, n_frames, float(rng.random()), bag)  # type: ignore[arg-type]
     shot = Shot(
-        view_deg=view_deg + float(rng.normal(0.0, 2.5)),
+        view_deg=view_deg + float(rng.normal(0.0, 4.0)),
         elevation_deg=float(rng.uniform(2.0, 10.0)),
         stature_px=walker.stature_px,
         width=config.width,

@@ -185,7 +185,7 @@ def sample_style(rng: np.random.Generator) -> GaitStyle:
 def sample_coat(rng: np.random.Generator) -> Coat:
     """Draw the subject's coat for the cl walks (CASIA-B subjects wear their own coat)."""
     return Coat(
-        widen=float(rng.uniform(1.2, 1.55)),
+        widen=float(rng.uniform(1.25, 1.6)),
         hem=float(rng.uniform(0.6, 1.35)),
         flare=float(rng.uniform(1.8, 2.8)),
         sleeve=float(rng.uniform(1.3, 1.8)),
@@ -229,10 +229,10 @@ def sample_identity(rng: np.random.Generator) -> Identity:
 
 
 #: Per-walk relative jitter of the gait dynamics: a person never walks exactly alike twice.
-_STYLE_JITTER = 0.07
+_STYLE_JITTER = 0.1
 #: Absolute per-walk jitter (degrees) of posture angles, which relative noise would not move
 #: when their mean is near zero.
-_POSTURE_JITTER = {"lean": 1.5, "head_tilt": 3.0, "arm_offset": 3.0, "hip_offset": 1.5}
+_POSTURE_JITTER = {"lean": 2.0, "head_tilt": 4.0, "arm_offset": 4.0, "hip_offset": 2.0}
 
 
 def vary_for_walk(identity: Identity, rng: np.random.Generator) -> Identity:

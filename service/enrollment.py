@@ -1,0 +1,244 @@
+"""Enrolment: one uploaded walk becomes a template of an identity.
+
+Idempotent per identity and content: the sha256 of the uploaded bytes is checked before any
+decoding, and a unique constraint settles concurrent duplicates; either way the existing
+template comes back with ``created=False`` (HTTP 200). The template is indexed only after its
+commit, under the index lock (see ``service.gallery``).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from service.auth import Principal
+from service.db.models import Gallery, Identity, Template
+from service.errors import ConflictError
+from service.gallery import audit, elapsed_ms, get_or_create_gallery, get_or_create_identity
+from service.gallery_index import vector_to_bytes
+from service.schemas import EnrollResponse, Timings
+from service.state import ServiceState
+from service.uploads import Upload, decode
+
+
+def _frames_blob(frames: NDArray[np.uint8]) -> bytes:
+    """Preprocessed frames as a compressed ``.npz`` (key ``silhouettes``), for re-embedding."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, silhouettes=frames)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class EnrollFields:
+    """The validated form fields of an enrolment (metadata belongs to the template)."""
+
+    identity: str
+    gallery: str
+    view: str | None
+    condition: str | None
+    metadata: dict[str, Any] | None
+
+
+def _enroll_response(
+    template: Template, identity: Identity, gallery: str, created: bool, timings: Timings | None
+) -> EnrollResponse:
+    return EnrollResponse(
+        identity_id=identity.id,
+        identity=identity.name,
+        gallery=gallery,
+        template_id=template.id,
+        created=created,
+        frames_used=template.frames_used,
+        frames_total=template.frames_total,
+        frames_dropped=template.frames_total - template.frames_used,
+        model_version=template.model_version,
+        timings=timings,
+    )
+
+
+def _existing_template(
+    state: ServiceState, principal: Principal, fields: EnrollFields, content_sha: str
+) -> EnrollResponse | None:
+    """The template already enrolled from these bytes for this identity (current model)."""
+    with state.db.session() as session:
+        row = session.execute(
+            select(Template, Identity)
+            .join(Identity, Template.identity_id == Identity.id)
+            .join(Gallery, Identity.gallery_id == Gallery.id)
+            .where(
+                Gallery.name == fields.gallery,
+                Identity.name == fields.identity,
+                Template.content_sha256 == content_sha,
+                Template.model_sha256 == state.model.sha256,
+            )
+        ).one_or_none()
+    if row is None:
+        return None
+    template, identity = row
+    with state.db.session(write=True) as session:
+        audit(
+            session,
+            "enroll",
+            principal,
+            gallery_id=identity.gallery_id,
+            identity_id=identity.id,
+            template_id=template.id,
+            detail={"created": False},
+        )
+        session.commit()
+    return _enroll_response(template, identity, fields.gallery, False, None)
+
+
+#: Attempts at storing a template when a concurrent erasure removes its identity midway.
+_STORE_ATTEMPTS = 3
+
+
+def _store_template(
+    state: ServiceState,
+    principal: Principal,
+    fields: EnrollFields,
+    content_sha: str,
+    vector: NDArray[np.float32],
+    frames: NDArray[np.uint8],
+    frames_total: int,
+    timings: Timings,
+) -> EnrollResponse:
+    """Insert the template (creating gallery and identity as needed) and index it.
+
+    On PostgreSQL an identity found a moment ago can be erased by a concurrent delete before
+    the template row references it; the foreign key then fails and the whole step is retried,
+    which creates the identity afresh.
+    """
+    blob = _frames_blob(frames) if state.settings.store_silhouettes else None
+    for _ in range(_STORE_ATTEMPTS):
+        stored = _store_once(
+            state, principal, fields, content_sha, vector, frames, frames_total, blob, timings
+        )
+        if stored is not None:
+            return stored
+    raise ConflictError(
+        f"identity {fields.identity!r} was erased repeatedly while enrolling; retry the request"
+    )
+
+
+def _store_once(
+    state: ServiceState,
+    principal: Principal,
+    fields: EnrollFields,
+    content_sha: str,
+    vector: NDArray[np.float32],
+    frames: NDArray[np.uint8],
+    frames_total: int,
+    blob: bytes | None,
+    timings: Timings,
+) -> EnrollResponse | None:
+    model = state.model
+    with state.db.session(write=True) as session:
+        gallery = get_or_create_gallery(session, fields.gallery)
+        identity = get_or_create_identity(session, gallery, fields.identity)
+        template = Template(
+            identity_id=identity.id,
+            model_version=model.version,
+            model_sha256=model.sha256,
+            embedding=vector_to_bytes(vector),
+            embedding_dim=int(vector.shape[0]),
+            content_sha256=content_sha,
+            view=fields.view,
+            condition=fields.condition,
+            meta=fields.metadata,
+            frames_used=int(frames.shape[0]),
+            frames_total=frames_total,
+            silhouettes=blob,
+        )
+        try:
+            with session.begin_nested():
+                session.add(template)
+        except IntegrityError:
+            existing = session.scalars(
+                select(Template).where(
+                    Template.identity_id == identity.id,
+                    Template.content_sha256 == content_sha,
+                    Template.model_sha256 == model.sha256,
+                )
+            ).one_or_none()
+            if existing is None:  # the identity was erased concurrently: start again
+                session.rollback()
+                return None
+            # the same content was enrolled concurrently for this identity: return that one
+            audit(
+                session,
+                "enroll",
+                principal,
+                gallery_id=gallery.id,
+                identity_id=identity.id,
+                template_id=existing.id,
+                detail={"created": False},
+            )
+            session.commit()
+            return _enroll_response(existing, identity, gallery.name, False, None)
+        audit(
+            session,
+            "enroll",
+            principal,
+            gallery_id=gallery.id,
+            identity_id=identity.id,
+            template_id=template.id,
+            detail={"created": True},
+        )
+        gallery_id, template_id = gallery.id, template.id
+        state.indexes.commit_and_apply(
+            session,
+            lambda: state.indexes.add(
+                gallery_id, np.asarray([template_id], np.int64), vector.reshape(1, -1)
+            ),
+        )
+        return _enroll_response(template, identity, gallery.name, True, timings)
+
+
+async def enroll(
+    state: ServiceState, principal: Principal, upload: Upload, fields: EnrollFields
+) -> EnrollResponse:
+    """Enrol one walk; ``created`` tells a new template from an existing one."""
+    start = time.perf_counter()
+    content_sha = upload.sha256
+    existing = await anyio.to_thread.run_sync(
+        _existing_template, state, principal, fields, content_sha
+    )
+    if existing is not None:
+        state.metrics.enrollments.labels("existing").inc()
+        return existing
+    decoded = await decode(upload, state.settings)
+    state.metrics.decode.observe(decoded.decode_ms / 1000.0)
+    embedded = await state.batcher.embed(decoded.sequence.frames)
+    state.metrics.observe_embedding(embedded.inference_ms, embedded.queue_ms, embedded.batch_size)
+    timings = Timings(
+        decode_ms=decoded.decode_ms,
+        queue_ms=embedded.queue_ms,
+        inference_ms=embedded.inference_ms,
+        batch_size=embedded.batch_size,
+        total_ms=0.0,
+    )
+    response = await anyio.to_thread.run_sync(
+        lambda: _store_template(
+            state,
+            principal,
+            fields,
+            content_sha,
+            embedded.vector,
+            decoded.sequence.frames,
+            decoded.sequence.total,
+            timings,
+        )
+    )
+    if response.timings is not None:
+        response.timings.total_ms = elapsed_ms(start)
+    state.metrics.enrollments.labels("created" if response.created else "existing").inc()
+    return response

@@ -1,0 +1,206 @@
+"""Identities and templates: cursor-paginated listing, details, updates and erasure.
+
+Erasure is real: the rows (embedding, stored frames) go in one transaction and the vectors
+leave the index under the same lock, so the id answers 404 and nothing matches it afterwards.
+Audit rows keep ids only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from typing import Any
+
+import numpy as np
+from sqlalchemy import case, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.auth import Principal
+from service.db.models import Gallery, Identity, Template
+from service.errors import ConflictError, InvalidRequestError
+from service.gallery import audit, gallery_by_name, get_or_404
+from service.schemas import (
+    IdentityDetail,
+    IdentityPage,
+    IdentitySummary,
+    IdentityUpdate,
+    TemplateInfo,
+)
+from service.state import ServiceState
+
+logger = logging.getLogger(__name__)
+
+
+def encode_cursor(after_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": after_id}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The id a cursor continues after; :class:`InvalidRequestError` for anything else."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise InvalidRequestError(f"cursor {cursor[:40]!r} is not one this API returned") from None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidRequestError(f"cursor {cursor[:40]!r} is not one this API returned")
+    return value
+
+
+def _template_counts(
+    session: Session, identity_ids: list[int], model_sha: str
+) -> dict[int, tuple[int, int]]:
+    """``identity_id -> (current, stale)`` template counts."""
+    if not identity_ids:
+        return {}
+    current = func.sum(case((Template.model_sha256 == model_sha, 1), else_=0))
+    rows = session.execute(
+        select(Template.identity_id, current, func.count())
+        .where(Template.identity_id.in_(identity_ids))
+        .group_by(Template.identity_id)
+    ).all()
+    return {i: (int(c or 0), int(total) - int(c or 0)) for i, c, total in rows}
+
+
+def _summary(identity: Identity, gallery: str, counts: tuple[int, int]) -> dict[str, Any]:
+    return {
+        "id": identity.id,
+        "name": identity.name,
+        "gallery": gallery,
+        "metadata": identity.meta,
+        "templates": counts[0],
+        "stale_templates": counts[1],
+        "created_at": identity.created_at,
+        "updated_at": identity.updated_at,
+    }
+
+
+def list_identities(
+    session: Session, model_sha: str, gallery: str | None, limit: int, cursor: str | None
+) -> IdentityPage:
+    """One page of identities in id order; ``next_cursor`` continues after the last."""
+    stmt = select(Identity, Gallery.name).join(Gallery, Identity.gallery_id == Gallery.id)
+    if gallery is not None:
+        stmt = stmt.where(Identity.gallery_id == gallery_by_name(session, gallery).id)
+    if cursor is not None:
+        stmt = stmt.where(Identity.id > decode_cursor(cursor))
+    rows = session.execute(stmt.order_by(Identity.id).limit(limit + 1)).all()
+    page = rows[:limit]
+    counts = _template_counts(session, [r[0].id for r in page], model_sha)
+    items = [
+        IdentitySummary(**_summary(identity, name, counts.get(identity.id, (0, 0))))
+        for identity, name in page
+    ]
+    next_cursor = encode_cursor(page[-1][0].id) if len(rows) > limit else None
+    return IdentityPage(items=items, next_cursor=next_cursor)
+
+
+def identity_detail(session: Session, model_sha: str, identity_id: int) -> IdentityDetail:
+    identity = get_or_404(session, Identity, identity_id, "identity")
+    templates = [
+        TemplateInfo(
+            id=t.id,
+            model_version=t.model_version,
+            stale=t.model_sha256 != model_sha,
+            view=t.view,
+            condition=t.condition,
+            metadata=t.meta,
+            frames_used=t.frames_used,
+            frames_total=t.frames_total,
+            content_sha256=t.content_sha256,
+            created_at=t.created_at,
+        )
+        for t in identity.templates
+    ]
+    current = sum(not t.stale for t in templates)
+    return IdentityDetail(
+        **_summary(identity, identity.gallery.name, (current, len(templates) - current)),
+        template_list=templates,
+    )
+
+
+def update_identity(
+    state: ServiceState, principal: Principal, identity_id: int, update: IdentityUpdate
+) -> IdentityDetail:
+    """Rename and/or replace the metadata of an identity (409 when the name is taken)."""
+    with state.db.session(write=True) as session:
+        identity = get_or_404(session, Identity, identity_id, "identity")
+        changed = sorted(update.model_fields_set)
+        if update.name is not None and update.name != identity.name:
+            taken = session.scalars(
+                select(Identity.id).where(
+                    Identity.gallery_id == identity.gallery_id, Identity.name == update.name
+                )
+            ).first()
+            if taken is not None:
+                raise ConflictError(
+                    f"gallery already has an identity named {update.name!r} (id {taken})"
+                )
+            identity.name = update.name
+        if "metadata" in update.model_fields_set:
+            identity.meta = update.metadata
+        audit(
+            session,
+            "identity.update",
+            principal,
+            gallery_id=identity.gallery_id,
+            identity_id=identity.id,
+            detail={"fields": changed},
+        )
+        try:
+            session.commit()
+        except IntegrityError:
+            raise ConflictError(f"gallery already has an identity named {update.name!r}") from None
+    with state.db.session() as session:
+        return identity_detail(session, state.model.sha256, identity_id)
+
+
+def delete_identity(state: ServiceState, principal: Principal, identity_id: int) -> int:
+    """Erase an identity and all its templates; returns how many templates went."""
+    with state.db.session(write=True) as session:
+        # FOR UPDATE (PostgreSQL): waits for enrolments that hold this identity's key lock to
+        # commit, so their templates are in the list below and leave the index too
+        identity = get_or_404(session, Identity, identity_id, "identity", for_update=True)
+        gallery_id = identity.gallery_id
+        template_ids = np.asarray(
+            session.scalars(select(Template.id).where(Template.identity_id == identity_id)).all(),
+            np.int64,
+        )
+        session.delete(identity)
+        audit(
+            session,
+            "identity.delete",
+            principal,
+            gallery_id=gallery_id,
+            identity_id=identity_id,
+            detail={"templates": len(template_ids)},
+        )
+        state.indexes.commit_and_apply(
+            session, lambda: state.indexes.remove(gallery_id, template_ids)
+        )
+    logger.info("erased identity %d with %d templates", identity_id, len(template_ids))
+    return len(template_ids)
+
+
+def delete_template(state: ServiceState, principal: Principal, template_id: int) -> None:
+    """Erase one template (the identity stays, possibly with no templates)."""
+    with state.db.session(write=True) as session:
+        template = get_or_404(session, Template, template_id, "template")
+        identity_id = template.identity_id
+        gallery_id = template.identity.gallery_id
+        session.delete(template)
+        audit(
+            session,
+            "template.delete",
+            principal,
+            gallery_id=gallery_id,
+            identity_id=identity_id,
+            template_id=template_id,
+        )
+        state.indexes.commit_and_apply(
+            session,
+            lambda: state.indexes.remove(gallery_id, np.asarray([template_id], np.int64)),
+        )

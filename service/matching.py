@@ -1,0 +1,266 @@
+"""Identification (1:N within a gallery) and verification (1:1 against one identity).
+
+Only templates of the loaded model are compared (the index holds nothing else, and verify
+filters by model sha256). Identify returns the best template per identity: it fetches a few
+index hits per wanted identity and widens the search until ``top_k`` distinct identities are
+found or the gallery is exhausted. An index hit whose row a concurrent delete has just
+committed is dropped (SQL wins).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import anyio
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import select
+
+from service.auth import Principal
+from service.db.models import Identity, Template
+from service.errors import ConflictError, InvalidRequestError, NotFoundError
+from service.gallery import audit, elapsed_ms, gallery_by_name, get_or_404, resolve_threshold
+from service.gallery_index import vector_from_bytes
+from service.schemas import IdentifyResponse, Match, Timings, VerifyResponse
+from service.state import ServiceState
+from service.uploads import Upload, decode
+
+#: How many index hits are fetched per wanted identity before grouping by identity.
+_HITS_PER_IDENTITY = 4
+
+Decision = Literal["match", "unknown"]
+
+
+def decide(matches: list[Match], threshold: float) -> Decision:
+    """``match`` when the best score reaches the threshold (scores equal to it match)."""
+    return "match" if matches and matches[0].score >= threshold else "unknown"
+
+
+@dataclass(frozen=True)
+class _GalleryRef:
+    id: int
+    name: str
+    default_threshold: float | None
+
+
+def _gallery_ref(state: ServiceState, name: str) -> _GalleryRef:
+    with state.db.session() as session:
+        gallery = gallery_by_name(session, name)
+        return _GalleryRef(gallery.id, gallery.name, gallery.default_threshold)
+
+
+def _rank(
+    state: ServiceState, gallery: _GalleryRef, vector: NDArray[np.float32], top_k: int
+) -> list[Match]:
+    """Best template per identity, best first, at most ``top_k`` identities."""
+    size = state.indexes.gallery_size(gallery.id)
+    k = min(size, top_k * _HITS_PER_IDENTITY)
+    while True:
+        scores, ids = state.indexes.search(gallery.id, vector, max(k, 1))
+        if not len(ids):
+            return []
+        with state.db.session() as session:
+            rows = session.execute(
+                select(Template.id, Identity.id, Identity.name)
+                .join(Identity, Template.identity_id == Identity.id)
+                .where(Template.id.in_(ids.tolist()))
+            ).all()
+        owner = {template_id: (identity_id, name) for template_id, identity_id, name in rows}
+        best: dict[int, Match] = {}
+        for score, template_id in zip(scores.tolist(), ids.tolist(), strict=True):
+            if template_id not in owner:  # deleted a moment ago; SQL wins
+                continue
+            identity_id, name = owner[template_id]
+            if identity_id not in best:  # scores arrive best first
+                best[identity_id] = Match(
+                    identity=name, identity_id=identity_id, template_id=template_id, score=score
+                )
+        if len(best) >= top_k or k >= size:
+            return sorted(best.values(), key=lambda m: m.score, reverse=True)[:top_k]
+        k = min(size, k * _HITS_PER_IDENTITY)
+
+
+def _search_and_audit(
+    state: ServiceState,
+    principal: Principal,
+    gallery: _GalleryRef,
+    vector: NDArray[np.float32],
+    top_k: int,
+    threshold: float,
+) -> list[Match]:
+    matches = _rank(state, gallery, vector, top_k)
+    decision = decide(matches, threshold)
+    with state.db.session(write=True) as session:
+        audit(
+            session,
+            "identify",
+            principal,
+            gallery_id=gallery.id,
+            identity_id=matches[0].identity_id if decision == "match" else None,
+            detail={"decision": decision, "returned": len(matches)},
+        )
+        session.commit()
+    return matches
+
+
+async def identify(
+    state: ServiceState,
+    principal: Principal,
+    upload: Upload,
+    gallery_name: str,
+    top_k: int,
+    threshold: float | None,
+) -> IdentifyResponse:
+    """Rank the gallery's identities against one walk and decide match/unknown."""
+    start = time.perf_counter()
+    if top_k > state.settings.max_top_k:
+        raise InvalidRequestError(f"top_k={top_k} exceeds the limit {state.settings.max_top_k}")
+    gallery = await anyio.to_thread.run_sync(_gallery_ref, state, gallery_name)
+    used, source = resolve_threshold(
+        threshold,
+        gallery.default_threshold,
+        state.model.default_threshold,
+        state.settings.fallback_threshold,
+    )
+    decoded = await decode(upload, state.settings)
+    state.metrics.decode.observe(decoded.decode_ms / 1000.0)
+    embedded = await state.batcher.embed(decoded.sequence.frames)
+    state.metrics.observe_embedding(embedded.inference_ms, embedded.queue_ms, embedded.batch_size)
+    search_start = time.perf_counter()
+    matches = await anyio.to_thread.run_sync(
+        _search_and_audit, state, principal, gallery, embedded.vector, top_k, used
+    )
+    decision = decide(matches, used)
+    state.metrics.decisions.labels(decision).inc()
+    return IdentifyResponse(
+        gallery=gallery.name,
+        matches=matches,
+        decision=decision,
+        threshold=used,
+        threshold_source=source,
+        model_version=state.model.version,
+        frames_used=int(decoded.sequence.frames.shape[0]),
+        timings=Timings(
+            decode_ms=decoded.decode_ms,
+            queue_ms=embedded.queue_ms,
+            inference_ms=embedded.inference_ms,
+            batch_size=embedded.batch_size,
+            search_ms=elapsed_ms(search_start),
+            total_ms=elapsed_ms(start),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class _VerifyTarget:
+    identity_id: int
+    name: str
+    gallery: _GalleryRef
+    template_ids: NDArray[np.int64]
+    vectors: NDArray[np.float32]
+
+
+def _verify_target(
+    state: ServiceState, identity_id: int | None, identity_name: str | None, gallery_name: str
+) -> _VerifyTarget:
+    with state.db.session() as session:
+        if identity_id is not None:
+            identity = get_or_404(session, Identity, identity_id, "identity")
+        else:
+            gallery = gallery_by_name(session, gallery_name)
+            found = session.scalars(
+                select(Identity).where(
+                    Identity.gallery_id == gallery.id, Identity.name == identity_name
+                )
+            ).one_or_none()
+            if found is None:
+                raise NotFoundError(
+                    f"identity {identity_name!r} not found in gallery {gallery_name!r}"
+                )
+            identity = found
+        gallery_row = identity.gallery
+        rows = session.execute(
+            select(Template.id, Template.embedding)
+            .where(Template.identity_id == identity.id, Template.model_sha256 == state.model.sha256)
+            .order_by(Template.id)
+        ).all()
+        if not rows:
+            raise ConflictError(
+                f"identity {identity.id} has no templates of the current model "
+                f"({state.model.version}); enrol it again to verify against it"
+            )
+        dim = state.model.embedding_dim
+        return _VerifyTarget(
+            identity_id=identity.id,
+            name=identity.name,
+            gallery=_GalleryRef(gallery_row.id, gallery_row.name, gallery_row.default_threshold),
+            template_ids=np.asarray([r[0] for r in rows], np.int64),
+            vectors=np.stack([vector_from_bytes(r[1], dim) for r in rows]),
+        )
+
+
+async def verify(
+    state: ServiceState,
+    principal: Principal,
+    upload: Upload,
+    identity_id: int | None,
+    identity_name: str | None,
+    gallery_name: str,
+    threshold: float | None,
+) -> VerifyResponse:
+    """1:1: is this walk the given identity? Best score over its current templates."""
+    start = time.perf_counter()
+    if (identity_id is None) == (identity_name is None):
+        raise InvalidRequestError("give exactly one of identity_id or identity (a name)")
+    target = await anyio.to_thread.run_sync(
+        _verify_target, state, identity_id, identity_name, gallery_name
+    )
+    used, source = resolve_threshold(
+        threshold,
+        target.gallery.default_threshold,
+        state.model.default_threshold,
+        state.settings.fallback_threshold,
+    )
+    decoded = await decode(upload, state.settings)
+    state.metrics.decode.observe(decoded.decode_ms / 1000.0)
+    embedded = await state.batcher.embed(decoded.sequence.frames)
+    state.metrics.observe_embedding(embedded.inference_ms, embedded.queue_ms, embedded.batch_size)
+    scores = target.vectors @ embedded.vector
+    best = int(np.argmax(scores))
+    score = float(scores[best])
+    match = score >= used
+
+    def _record() -> None:
+        with state.db.session(write=True) as session:
+            audit(
+                session,
+                "verify",
+                principal,
+                gallery_id=target.gallery.id,
+                identity_id=target.identity_id,
+                detail={"match": match},
+            )
+            session.commit()
+
+    await anyio.to_thread.run_sync(_record)
+    return VerifyResponse(
+        identity_id=target.identity_id,
+        identity=target.name,
+        gallery=target.gallery.name,
+        score=score,
+        match=match,
+        threshold=used,
+        threshold_source=source,
+        template_id=int(target.template_ids[best]),
+        model_version=state.model.version,
+        frames_used=int(decoded.sequence.frames.shape[0]),
+        timings=Timings(
+            decode_ms=decoded.decode_ms,
+            queue_ms=embedded.queue_ms,
+            inference_ms=embedded.inference_ms,
+            batch_size=embedded.batch_size,
+            total_ms=elapsed_ms(start),
+        ),
+    )

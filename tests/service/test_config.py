@@ -1,0 +1,69 @@
+"""Settings: GAITID_ environment, defaults in the per-user data dir, rejected bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.config import Settings, default_data_dir
+
+
+def test_defaults_live_in_the_user_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    settings = Settings()
+    assert settings.data_dir == tmp_path / "xdg" / "gaitid"
+    assert (
+        settings.resolved_database_url == f"sqlite:///{tmp_path / 'xdg' / 'gaitid' / 'gaitid.db'}"
+    )
+    assert settings.resolved_model_path == tmp_path / "xdg" / "gaitid" / "model.onnx"
+    assert settings.store_silhouettes is False
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_data_dir() == tmp_path / "home" / ".local" / "share" / "gaitid"
+
+
+def test_environment_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAITID_DATABASE_URL", "postgresql+psycopg://u@db/gaitid")
+    monkeypatch.setenv("GAITID_INDEX_KIND", "hnsw")
+    monkeypatch.setenv("GAITID_BATCHING_ENABLED", "false")
+    monkeypatch.setenv("GAITID_MAX_UPLOAD_BYTES", "1048576")
+    monkeypatch.setenv("GAITID_MODEL_PATH", str(tmp_path / "m.onnx"))
+    settings = Settings()
+    assert settings.resolved_database_url == "postgresql+psycopg://u@db/gaitid"
+    assert settings.index_kind == "hnsw" and settings.batching_enabled is False
+    assert settings.max_request_bytes == 1048576 + settings.form_overhead_bytes
+    assert settings.resolved_model_path == tmp_path / "m.onnx"
+
+
+def test_relative_paths_are_resolved_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(model_path=Path("m.onnx"), data_dir=Path("d"))
+    assert settings.model_path == tmp_path / "m.onnx" and settings.data_dir == tmp_path / "d"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"index_kind": "annoy"},
+        {"device": "tpu"},
+        {"batch_max_size": 0},
+        {"request_timeout_s": 0},
+        {"fallback_threshold": 1.5},
+        {"port": 70000},
+        {"index_use_gpu": "maybe"},
+        {"no_such_setting": 1},
+    ],
+)
+def test_bad_values_are_rejected(bad: dict[str, object]) -> None:
+    with pytest.raises(ValidationError, match=next(iter(bad))):
+        Settings(**bad)  # type: ignore[arg-type]
+
+
+def test_gpu_flag_forms() -> None:
+    assert Settings(index_use_gpu="auto").use_gpu_index == "auto"
+    assert Settings(index_use_gpu="true").use_gpu_index is True
+    assert Settings(index_use_gpu="false").use_gpu_index is False

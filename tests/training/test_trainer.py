@@ -1,0 +1,102 @@
+"""The tiny variant trains on synthetic walkers, writes its outputs, and resumes exactly."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.training.conftest import tiny_config
+from training.checkpoint import load_checkpoint
+from training.config import load_config
+from training.trainer import Trainer, TrainingError
+
+
+def _losses(run: Path) -> list[tuple[int, float, float]]:
+    with (run / "metrics.csv").open() as handle:
+        return [
+            (int(r["iteration"]), float(r["loss_total"]), float(r["lr"]))
+            for r in csv.DictReader(handle)
+        ]
+
+
+def test_run_writes_checkpoints_metrics_and_curves(uninterrupted: Path) -> None:
+    rows = _losses(uninterrupted)
+    assert [r[0] for r in rows] == [1, 2, 3, 4]
+    assert all(torch.isfinite(torch.tensor(r[1])) for r in rows)
+    # multi-step schedule: 1e-4 for iterations 1-3, x0.1 from the milestone at 3
+    assert [r[2] for r in rows] == pytest.approx([1e-4, 1e-4, 1e-4, 1e-5])
+    assert (uninterrupted / "loss_curves.png").stat().st_size > 1000
+    assert any((uninterrupted / "tensorboard").iterdir())
+    ckpts = sorted(p.name for p in (uninterrupted / "checkpoints").iterdir())
+    assert ckpts == ["iter-0000002.pt", "iter-0000004.pt", "last.pt"]  # no temp files left
+    state = load_checkpoint(uninterrupted / "checkpoints" / "last.pt", for_resume=True)
+    assert state["iteration"] == 4 and state["num_classes"] == 2
+    assert state["labels"] == ["001", "002"]
+
+
+def test_resume_reproduces_the_uninterrupted_loss_sequence(
+    synthetic_root: Path, uninterrupted: Path, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    cfg = load_config(write_config(tiny_config(synthetic_root)))
+    run = tmp_path / "run"
+    first = Trainer(cfg, run).fit(stop_after=1)
+    assert not first.finished and first.iteration == 1
+    # a crash after iteration 1's checkpoint would leave later rows behind: resume drops them
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    with (run / "metrics.csv").open("a") as handle:
+        handle.write(",".join(["2"] + ["0"] * (len(header) - 1)) + "\n")
+    second = Trainer(cfg, run).fit(resume=True)
+    assert second.finished and second.iteration == 4
+    assert _losses(run) == _losses(uninterrupted)  # exact: same batches, windows, dropout, Adam
+    a = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(uninterrupted / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_a_changed_config(
+    synthetic_root: Path, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    Trainer(load_config(write_config(tiny_config(synthetic_root))), run).fit(stop_after=1)
+    changed = tiny_config(synthetic_root, sampler={"p": 2, "k": 1})
+    with pytest.raises(TrainingError, match=r"sampler"):
+        Trainer(load_config(write_config(changed, "b.yaml")), run).fit(resume=True)
+
+
+def test_fresh_run_refuses_to_overwrite_and_resume_needs_a_checkpoint(
+    synthetic_root: Path, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    cfg = load_config(write_config(tiny_config(synthetic_root)))
+    with pytest.raises(TrainingError, match="does not exist"):
+        Trainer(cfg, tmp_path / "empty").fit(resume=True)
+    Trainer(cfg, tmp_path / "run").fit(stop_after=1)
+    with pytest.raises(TrainingError, match="--resume"):
+        Trainer(cfg, tmp_path / "run").fit()
+
+
+def test_second_stage_starts_from_the_first(
+    synthetic_root: Path, uninterrupted: Path, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    init: dict[str, Any] = {
+        "checkpoint": str(uninterrupted / "checkpoints" / "last.pt"),
+        "freeze": ["backbone"],
+    }
+    cfg = load_config(
+        write_config(
+            tiny_config(synthetic_root, init=init, schedule={"iterations": 1, "milestones": []})
+        )
+    )
+    Trainer(cfg, tmp_path / "b").fit()
+    before = load_checkpoint(uninterrupted / "checkpoints" / "last.pt")["model"]
+    after = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"]
+    frozen = [k for k in before if k.startswith("backbone") and "running" not in k]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("fc"))
+    bad = tiny_config(synthetic_root, init={**init, "freeze": ["no_such_module"]})
+    with pytest.raises(TrainingError, match="no_such_module"):
+        Trainer(load_config(write_config(bad, "bad.yaml")), tmp_path / "c").fit()
