@@ -194,11 +194,8 @@ def _store_once(
             detail={"created": True},
         )
         gallery_id, template_id = gallery.id, template.id
-        state.indexes.commit_and_apply(
-            session,
-            lambda: state.indexes.add(
-                gallery_id, np.asarray([template_id], np.int64), vector.reshape(1, -1)
-            ),
+        state.indexes.commit_add(
+            session, gallery_id, np.asarray([template_id], np.int64), vector.reshape(1, -1)
         )
         return _enroll_response(template, identity, gallery.name, True, timings)
 

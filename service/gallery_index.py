@@ -2,11 +2,20 @@
 
 SQL is the source of truth. This module owns the rule that keeps the in-memory indexes equal
 to it: every change is committed and applied to the index while holding one lock
-(:meth:`GalleryIndexes.commit_and_apply`), and a rebuild reads the database and replaces the
-indexes while holding the same lock. So the order of index updates is the order of commits,
-and a rebuild can never interleave with a half-applied change. The SQL statements themselves
-run (and flush) before the lock is taken, so a transaction that waits on a database lock never
-holds the index lock; reads done under the lock use non-locking read transactions.
+(:meth:`GalleryIndexes.commit_add` / :meth:`GalleryIndexes.commit_remove`), and a rebuild
+reads the database and replaces the indexes while holding the same lock. So the order of
+index updates is the order of commits, and a rebuild can never interleave with a
+half-applied change. The SQL statements themselves run (and flush) before the lock is taken,
+so a transaction that waits on a database lock never holds the index lock; reads done under
+the lock use non-locking read transactions.
+
+Other processes on the same database. Each change is also written to the change log
+(``service.changelog``) in its own transaction. :meth:`GalleryIndexes.catch_up` replays the
+log past the last applied position (``applied_seq``), skipping this process's own rows
+(applied at their commit). Under the lock and in one database snapshot it removes the ids of
+``remove`` rows and adds those templates of ``add`` rows that still exist in that snapshot, so
+the outcome does not depend on the order of the two. A rebuild reads the log position and the
+templates in one snapshot, so replay resumes exactly where the rebuilt state ends.
 
 Only templates of the current model (by model file sha256) are ever loaded: a template
 embedded by another model lives in a different space and is never compared ("stale").
@@ -19,8 +28,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +39,7 @@ from numpy.typing import NDArray
 from sqlalchemy import Result, func, select
 from sqlalchemy.orm import Session
 
+from service import changelog
 from service.db.engine import Database
 from service.db.models import Identity, Template
 from service.index import VectorIndex
@@ -35,6 +47,8 @@ from service.index import VectorIndex
 logger = logging.getLogger(__name__)
 
 _REBUILD_CHUNK = 10_000
+#: Change-log rows read per query while catching up.
+_CATCH_UP_CHUNK = 5_000
 
 
 def vector_from_bytes(data: bytes, dim: int) -> NDArray[np.float32]:
@@ -79,17 +93,57 @@ class GalleryIndexes:
         self._factory = factory
         self._lock = threading.RLock()
         self._indexes: dict[int, VectorIndex] = {}
+        #: This process in the change log: its own rows are applied at commit, not replayed.
+        self.origin = uuid.uuid4().hex
+        self._applied_seq = 0
+        # a commit raised: it may have committed all the same, so replay own rows once too
+        self._replay_own = False
+
+    @property
+    def applied_seq(self) -> int:
+        """The change-log position the indexes reflect (see the module docstring)."""
+        return self._applied_seq
 
     # ------------------------------------------------------------------ mutation under lock
-    def commit_and_apply(self, session: Session, apply: Callable[[], object]) -> None:
-        """Flush, then commit and run ``apply`` (the index change) under the lock.
+    def commit_add(
+        self,
+        session: Session,
+        gallery_id: int,
+        ids: NDArray[np.int64],
+        vectors: NDArray[np.float32],
+    ) -> None:
+        """Log, commit and index new templates of one gallery (see :meth:`_commit_and_apply`)."""
+        self._commit_and_apply(
+            session, "add", gallery_id, ids, lambda: self.add(gallery_id, ids, vectors)
+        )
+
+    def commit_remove(self, session: Session, gallery_id: int, ids: NDArray[np.int64]) -> None:
+        """Log, commit and unindex erased templates of one gallery."""
+        self._commit_and_apply(
+            session, "remove", gallery_id, ids, lambda: self.remove(gallery_id, ids)
+        )
+
+    def _commit_and_apply(
+        self,
+        session: Session,
+        op: changelog.Op,
+        gallery_id: int,
+        ids: NDArray[np.int64],
+        apply: Callable[[], object],
+    ) -> None:
+        """Flush, log the change, then commit and run ``apply`` (the index change) under the lock.
 
         If the index change fails after the commit, the indexes are rebuilt from SQL before
         the error propagates, so they never stay behind the database.
         """
         session.flush()
+        changelog.record(session, op, gallery_id, np.asarray(ids).tolist(), self.origin)
         with self._lock:
-            session.commit()
+            try:
+                session.commit()
+            except Exception:
+                self._replay_own = True
+                raise
             try:
                 apply()
             except Exception:
@@ -98,7 +152,7 @@ class GalleryIndexes:
                 raise
 
     def add(self, gallery_id: int, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
-        """Add to a gallery's index (call inside :meth:`commit_and_apply`)."""
+        """Add to a gallery's index (an id already there is replaced)."""
         with self._lock:
             index = self._indexes.get(gallery_id)
             if index is None:
@@ -106,7 +160,7 @@ class GalleryIndexes:
             index.add(ids, vectors)
 
     def remove(self, gallery_id: int, ids: NDArray[np.int64]) -> int:
-        """Remove from a gallery's index (call inside :meth:`commit_and_apply`)."""
+        """Remove from a gallery's index (unknown ids are ignored)."""
         with self._lock:
             index = self._indexes.get(gallery_id)
             return index.remove(ids) if index is not None else 0
@@ -152,7 +206,9 @@ class GalleryIndexes:
     def _rebuild_locked(self) -> dict[int, int]:
         ids: dict[int, list[int]] = defaultdict(list)
         blobs: dict[int, list[bytes]] = defaultdict(list)
-        with self._db.session() as session:
+        with self._db.session(snapshot=True) as session:
+            # the log position of exactly the state read below (same snapshot)
+            position = changelog.latest_seq(session)
             for gallery_id, template_id, embedding in self._current_rows(session):
                 ids[gallery_id].append(template_id)
                 blobs[gallery_id].append(embedding)
@@ -168,11 +224,95 @@ class GalleryIndexes:
             index.rebuild(np.asarray(template_ids, np.int64), vectors.reshape(-1, self._dim))
             fresh[gallery_id] = index
         self._indexes = fresh
+        self._applied_seq = position
         sizes = {g: len(i) for g, i in fresh.items()}
         logger.info(
-            "index rebuilt from SQL: %d templates in %d galleries", sum(sizes.values()), len(sizes)
+            "index rebuilt from SQL: %d templates in %d galleries (change log at %d)",
+            sum(sizes.values()),
+            len(sizes),
+            position,
         )
         return sizes
+
+    # ------------------------------------------------------------------ other processes
+    def catch_up(self) -> int:
+        """Apply changes other processes committed since :attr:`applied_seq`; how many."""
+        with self._lock, self._db.session(snapshot=True) as session:
+            return self._catch_up_locked(session) or 0
+
+    @contextmanager
+    def _synced_snapshot(self) -> Iterator[Session]:
+        """A snapshot session whose state the indexes equal (call under the lock)."""
+        with self._db.session(snapshot=True) as session:
+            if self._catch_up_locked(session) is None:
+                # rebuilt from a newer snapshot: end this one, the next statement starts anew
+                session.rollback()
+                self._catch_up_locked(session)
+            yield session
+
+    def _catch_up_locked(self, session: Session) -> int | None:
+        """Replay the log in ``session``'s snapshot; None when it rebuilt from SQL instead."""
+        oldest = changelog.oldest_seq(session)
+        if oldest is not None and oldest > self._applied_seq + 1:
+            # rows this process never saw may have been pruned: only a rebuild is safe
+            logger.warning(
+                "change log starts at %d, this process is at %d: rebuilding from SQL",
+                oldest,
+                self._applied_seq,
+            )
+            self._rebuild_locked()
+            return None
+        applied = 0
+        while True:
+            changes = changelog.since(session, self._applied_seq, _CATCH_UP_CHUNK)
+            if not changes:
+                self._replay_own = False
+                return applied
+            foreign = [c for c in changes if self._replay_own or c.origin != self.origin]
+            try:
+                self._replay(session, foreign)
+            except Exception:
+                logger.exception("replaying the change log failed; rebuilding from SQL")
+                self._rebuild_locked()
+                raise
+            self._applied_seq = changes[-1].seq
+            applied += len(foreign)
+            if len(changes) < _CATCH_UP_CHUNK:
+                self._replay_own = False
+                if applied:
+                    logger.debug("applied %d changes of other processes", applied)
+                return applied
+
+    def _replay(self, session: Session, changes: list[changelog.Change]) -> None:
+        removed: dict[int, list[int]] = defaultdict(list)
+        added: list[int] = []
+        for change in changes:
+            if change.op == "remove":
+                removed[change.gallery_id].append(change.template_id)
+            else:
+                added.append(change.template_id)
+        for gallery_id, template_ids in removed.items():
+            self.remove(gallery_id, np.asarray(template_ids, np.int64))
+        if not added:
+            return
+        # only templates that exist in this snapshot (a later erasure is already in it) and
+        # belong to the loaded model (a replica on another model writes rows too)
+        rows = session.execute(
+            select(Identity.gallery_id, Template.id, Template.embedding)
+            .join(Identity, Template.identity_id == Identity.id)
+            .where(Template.id.in_(added), Template.model_sha256 == self._model_sha256)
+        )
+        grouped_ids: dict[int, list[int]] = defaultdict(list)
+        grouped_vectors: dict[int, list[NDArray[np.float32]]] = defaultdict(list)
+        for gallery_id, template_id, embedding in rows:
+            grouped_ids[gallery_id].append(template_id)
+            grouped_vectors[gallery_id].append(vector_from_bytes(embedding, self._dim))
+        for gallery_id, template_ids in grouped_ids.items():
+            self.add(
+                gallery_id,
+                np.asarray(template_ids, np.int64),
+                np.stack(grouped_vectors[gallery_id]),
+            )
 
     def count_in_db(self, session: Session) -> int:
         """Templates of the current model in SQL."""
@@ -186,15 +326,19 @@ class GalleryIndexes:
         )
 
     def counts(self) -> tuple[int, int]:
-        """``(db_count, index_count)`` read together under the lock (no change in between)."""
-        with self._lock, self._db.session() as session:
+        """``(db_count, index_count)`` after catching up, in one snapshot under the lock.
+
+        Catching up first means a process that is merely a few milliseconds behind another
+        one's commit is not reported as inconsistent; a vector lost behind SQL's back is.
+        """
+        with self._lock, self._synced_snapshot() as session:
             return self.count_in_db(session), len(self)
 
     def check(self) -> Consistency:
-        """Compare the ids of every gallery's index with SQL (under the lock)."""
+        """Compare the ids of every gallery's index with SQL (caught up, under the lock)."""
         with self._lock:
             want: dict[int, set[int]] = defaultdict(set)
-            with self._db.session() as session:
+            with self._synced_snapshot() as session:
                 rows = session.execute(
                     select(Identity.gallery_id, Template.id)
                     .join(Identity, Template.identity_id == Identity.id)

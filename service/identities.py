@@ -178,9 +178,7 @@ def delete_identity(state: ServiceState, principal: Principal, identity_id: int)
             identity_id=identity_id,
             detail={"templates": len(template_ids)},
         )
-        state.indexes.commit_and_apply(
-            session, lambda: state.indexes.remove(gallery_id, template_ids)
-        )
+        state.indexes.commit_remove(session, gallery_id, template_ids)
     logger.info("erased identity %d with %d templates", identity_id, len(template_ids))
     return len(template_ids)
 
@@ -200,7 +198,4 @@ def delete_template(state: ServiceState, principal: Principal, template_id: int)
             identity_id=identity_id,
             template_id=template_id,
         )
-        state.indexes.commit_and_apply(
-            session,
-            lambda: state.indexes.remove(gallery_id, np.asarray([template_id], np.int64)),
-        )
+        state.indexes.commit_remove(session, gallery_id, np.asarray([template_id], np.int64))

@@ -70,6 +70,15 @@ class Database:
         self._write = sessionmaker(
             self.engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
         )
+        # One snapshot for every statement of a transaction. PostgreSQL's default (READ
+        # COMMITTED) takes a new snapshot per statement; SQLite's deferred read transaction in
+        # WAL mode already keeps the snapshot of its first read.
+        snapshot_engine = (
+            self.engine.execution_options(isolation_level="REPEATABLE READ")
+            if self.backend == "postgresql"
+            else self.engine
+        )
+        self._snapshot = sessionmaker(snapshot_engine, expire_on_commit=False)
 
     @property
     def url_for_display(self) -> str:
@@ -81,9 +90,15 @@ class Database:
         return self.engine.url.get_backend_name()
 
     @contextmanager
-    def session(self, *, write: bool = False) -> Iterator[Session]:
-        """A session that rolls back on error and always closes."""
-        factory = self._write if write else self._read
+    def session(self, *, write: bool = False, snapshot: bool = False) -> Iterator[Session]:
+        """A session that rolls back on error and always closes.
+
+        ``snapshot`` (read only): every statement sees the same committed state, so a log
+        position and the rows it describes can be read together (``service.changelog``).
+        """
+        if write and snapshot:
+            raise ValueError("a session is either write=True or snapshot=True, not both")
+        factory = self._write if write else self._snapshot if snapshot else self._read
         session = factory()
         try:
             yield session

@@ -11,6 +11,8 @@
 - ``api_keys``: sha256 hashes of API keys, never the keys, with scopes and revocation time.
 - ``audit_log``: who enrolled, deleted or searched what. It keeps ids only, never names,
   embeddings or metadata, so erasing a person leaves nothing personal behind here.
+- ``index_changes``: the ordered log of committed index changes (template ids only) that
+  keeps several service processes on one database consistent (``service.changelog``).
 
 The Alembic migration in ``migrations/versions`` creates exactly these tables; a test compares
 the two.
@@ -172,3 +174,25 @@ class AuditLog(Base):
     identity_id: Mapped[int | None] = mapped_column(BigId)
     template_id: Mapped[int | None] = mapped_column(BigId)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class IndexChange(Base):
+    """One committed change of the searchable set: a template added to or removed from a
+    gallery's index. Written in the same transaction as the change itself, so the log holds
+    exactly the committed changes, in commit order (``seq``; see ``service.changelog``).
+    Other processes replay it to keep their in-memory indexes equal to SQL. Ids only: no
+    embedding or name is copied here, so an erasure leaves nothing personal behind.
+    """
+
+    __tablename__ = "index_changes"
+    # AUTOINCREMENT on SQLite: never reuse a sequence number, even after pruning.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True)
+    op: Mapped[str] = mapped_column(String(8))
+    """``add`` or ``remove``."""
+    gallery_id: Mapped[int] = mapped_column(BigId)
+    template_id: Mapped[int] = mapped_column(BigId)
+    origin: Mapped[str] = mapped_column(String(32))
+    """The writing process (random per start); it applied the change itself at commit."""
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -63,3 +63,13 @@ def test_cli_model_info_json_and_table() -> None:
 def test_format_table_lists_totals() -> None:
     text = format_table(model_info(resolve_config("tiny"), "tiny"))
     assert text.splitlines()[-3].startswith("total")
+
+
+def test_model_cli_registration_does_not_import_torch() -> None:
+    """`gaitid --help` / `gaitid serve` must stay torch-free: model.cli imports lazily."""
+    import subprocess
+    import sys
+
+    code = "import sys, model.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
