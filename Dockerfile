@@ -29,8 +29,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     GAITID_PORT=8000
 RUN useradd --system --uid 10001 --home-dir /var/lib/gaitid --create-home gaitid \
     && mkdir -p /models
+# Exact pins (requirements/serve-cpu.txt, generated from the tested environment; CI installs
+# the same file into a fresh virtualenv and runs the API from it), then the project alone.
+COPY requirements/serve-cpu.txt /tmp/serve-cpu.txt
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir "$(ls /wheels/gaitid-*.whl)[cpu]" && rm -rf /wheels
+RUN pip install --no-cache-dir -r /tmp/serve-cpu.txt \
+    && pip install --no-cache-dir --no-deps /wheels/gaitid-*.whl \
+    && rm -rf /wheels /tmp/serve-cpu.txt
 COPY models/ /models/
 USER 10001
 EXPOSE 8000

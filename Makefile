@@ -7,7 +7,18 @@ BIN := $(VENV)/bin
 # and pip never pulls the CUDA wheels.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: help install-dev test test-all lint serve clean
+# The model `make serve` runs: GAITID_MODEL_PATH if set, else the shipped model once one is
+# committed, else a seeded random-initialised `lite` export (the API works; matches mean nothing).
+SHIPPED_MODEL := models/gaitid-lmgcs.onnx
+DEMO_MODEL := .cache/random-init-lite.onnx
+
+# The CPU serving image's environment, built as the Dockerfile's `cpu` stage builds it: the
+# pinned requirements, then the project itself without dependencies (tests/deploy runs the
+# API from it against PostgreSQL).
+SERVE_VENV ?= .venv-serve-cpu
+SERVE_SOURCES := $(shell find gaitid service migrations model training -name '*.py' -o -name '*.ini' -o -name '*.mako')
+
+.PHONY: help install-dev test test-all lint serve clean requirements serve-cpu-venv
 
 help:
 	@echo "make serve     set up and run the service on its embedded default (SQLite + local index)"
@@ -19,22 +30,49 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+# The serving pins constrain the dev environment too, so the tests run the exact versions the
+# CPU image ships (and a new upstream release cannot make the two drift apart).
+$(VENV)/.dev-installed: pyproject.toml requirements/serve-cpu.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q -e '.[cpu,train,dev]'
+	$(BIN)/python -m pip install -q -c requirements/serve-cpu.txt -e '.[cpu,train,dev]'
 	touch $@
 
 install-dev: $(VENV)/.dev-installed
 
-test: $(VENV)/.dev-installed
+$(SERVE_VENV)/.installed: requirements/serve-cpu.txt pyproject.toml $(SERVE_SOURCES)
+	rm -rf $(SERVE_VENV)
+	$(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SERVE_VENV)/bin/python -m pip install -q -r requirements/serve-cpu.txt
+	$(SERVE_VENV)/bin/python -m pip install -q --no-deps .
+	touch $@
+
+serve-cpu-venv: $(SERVE_VENV)/.installed
+
+# Re-pin requirements/serve-cpu.txt from the dev environment (after changing dependencies).
+requirements: $(VENV)/.dev-installed
+	$(BIN)/python requirements/pin_serve_cpu.py
+
+test: $(VENV)/.dev-installed $(SERVE_VENV)/.installed
 	$(BIN)/python -m pytest -q
 
 test-all: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -q -m "not gpu"
+
+serve: $(VENV)/.dev-installed
+	@model="$${GAITID_MODEL_PATH:-}"; \
+	if [ -z "$$model" ] && [ -f "$(SHIPPED_MODEL)" ]; then model="$(CURDIR)/$(SHIPPED_MODEL)"; fi; \
+	if [ -z "$$model" ]; then \
+	  model="$(CURDIR)/$(DEMO_MODEL)"; \
+	  [ -f "$$model" ] || $(BIN)/gaitid export --random-init lite --seed 0 --out "$$model"; \
+	  echo "WARNING: no trained model ships yet; serving a random-initialised 'lite' model." \
+	       "The API works end to end, but its scores carry no identity information." >&2; \
+	fi; \
+	GAITID_MODEL_PATH="$$model" exec $(BIN)/gaitid serve --init
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy gaitid model training service
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SERVE_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -47,7 +47,26 @@ GAITID = [str(Path(sys.executable).parent / "gaitid")]
 
 
 @dataclass(frozen=True)
+class Measurement:
+    """One (server, op, concurrency) step: raw latencies and the server's batch counters."""
+
+    mode: str
+    op: str
+    concurrency: int
+    latencies_ms: list[float]
+    errors: int
+    wall_s: float
+    server: dict[str, float]  # deltas of the server's histogram sums and counts (/metrics)
+
+    def server_mean(self, name: str) -> float | None:
+        count = self.server.get(f"{name}_count", 0.0)
+        return self.server.get(f"{name}_sum", 0.0) / count if count else None
+
+
+@dataclass(frozen=True)
 class Result:
+    """All steps of one (mode, op, concurrency) pooled over the repeated servers."""
+
     mode: str
     op: str
     concurrency: int
@@ -57,6 +76,44 @@ class Result:
     p99_ms: float
     throughput_rps: float
     mean_batch: float | None
+    decode_ms: float | None  # mean upload decoding + preprocessing per request
+    inference_ms: float | None  # mean ONNX Runtime time of the run a request was part of
+    queue_ms: float | None  # mean wait for the batcher
+
+
+def pool(measurements: list[Measurement]) -> list[Result]:
+    """Pool repeated runs: percentiles over all latencies, throughput = requests / total wall."""
+    keys = dict.fromkeys((m.mode, m.op, m.concurrency) for m in measurements)
+    results = []
+    for mode, op, concurrency in keys:
+        group = [
+            m for m in measurements if (m.mode, m.op, m.concurrency) == (mode, op, concurrency)
+        ]
+        latencies = [x for m in group for x in m.latencies_ms]
+        totals = {k: sum(m.server.get(k, 0.0) for m in group) for k in group[0].server}
+        pooled = Measurement(mode, op, concurrency, latencies, 0, 0.0, totals)
+
+        def ms(name: str, pooled: Measurement = pooled) -> float | None:
+            mean = pooled.server_mean(name)
+            return None if mean is None else mean * 1000.0
+
+        results.append(
+            Result(
+                mode=mode,
+                op=op,
+                concurrency=concurrency,
+                requests=len(latencies),
+                errors=sum(m.errors for m in group),
+                p50_ms=float(np.percentile(latencies, 50)),
+                p99_ms=float(np.percentile(latencies, 99)),
+                throughput_rps=len(latencies) / sum(m.wall_s for m in group),
+                mean_batch=pooled.server_mean(BATCH),
+                decode_ms=ms(DECODE),
+                inference_ms=ms(INFERENCE),
+                queue_ms=ms(QUEUE),
+            )
+        )
+    return results
 
 
 def free_port() -> int:
@@ -92,8 +149,8 @@ def run_cli(args: list[str], env: dict[str, str]) -> str:
 @contextmanager
 def running_server(model: Path, batching: bool, workdir: Path, args: argparse.Namespace) -> Any:
     """A migrated, keyed ``gaitid serve`` on a free loopback port; yields (base URL, key)."""
-    data_dir = workdir / ("batched" if batching else "unbatched")
-    data_dir.mkdir()
+    prefix = "batched-" if batching else "unbatched-"
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=workdir))
     port = free_port()
     env = {
         **os.environ,
@@ -137,16 +194,23 @@ def running_server(model: Path, batching: bool, workdir: Path, args: argparse.Na
         log.close()
 
 
-def batch_sizes(url: str, key: str) -> tuple[float, float]:
-    """(sum, count) of the server's inference batch-size histogram, from /metrics."""
+#: Histograms of the service's /metrics read before and after each step.
+BATCH = "gaitid_inference_batch_size"
+DECODE = "gaitid_decode_seconds"
+INFERENCE = "gaitid_inference_seconds"
+QUEUE = "gaitid_inference_queue_seconds"
+
+
+def server_counters(url: str, key: str) -> dict[str, float]:
+    """``<histogram>_sum`` and ``_count`` of the histograms above, from /metrics."""
     text = httpx.get(f"{url}/metrics", headers={"X-API-Key": key}, timeout=10).text
-    total = count = 0.0
+    wanted = {f"{h}_{part}" for h in (BATCH, DECODE, INFERENCE, QUEUE) for part in ("sum", "count")}
+    values: dict[str, float] = dict.fromkeys(wanted, 0.0)
     for line in text.splitlines():
-        if line.startswith("gaitid_inference_batch_size_sum"):
-            total = float(line.split()[-1])
-        elif line.startswith("gaitid_inference_batch_size_count"):
-            count = float(line.split()[-1])
-    return total, count
+        name, _, value = line.partition(" ")
+        if name in wanted:
+            values[name] = float(value)
+    return values
 
 
 async def load(
@@ -187,34 +251,43 @@ async def load(
 
 def bench_mode(
     batching: bool, model: Path, walks: list[bytes], args: argparse.Namespace, workdir: Path
-) -> list[Result]:
+) -> list[Measurement]:
     mode = "batched" if batching else "unbatched"
-    results = []
+    measurements = []
     with running_server(model, batching, workdir, args) as (url, key):
         asyncio.run(load(url, key, "enroll", walks, 2, 4, f"warmup-{mode}"))
         for concurrency in args.concurrency:
             n = max(args.min_requests, args.requests_per_worker * concurrency)
             for op in ("enroll", "identify"):
-                before = batch_sizes(url, key)
+                before = server_counters(url, key)
                 latencies, errors, wall = asyncio.run(
                     load(url, key, op, walks, concurrency, n, f"c{concurrency}")
                 )
-                after = batch_sizes(url, key)
-                runs = after[1] - before[1]
-                result = Result(
-                    mode=mode,
-                    op=op,
-                    concurrency=concurrency,
-                    requests=n,
-                    errors=errors,
-                    p50_ms=float(np.percentile(latencies, 50)),
-                    p99_ms=float(np.percentile(latencies, 99)),
-                    throughput_rps=n / wall,
-                    mean_batch=(after[0] - before[0]) / runs if runs else None,
+                after = server_counters(url, key)
+                step = Measurement(
+                    mode,
+                    op,
+                    concurrency,
+                    latencies,
+                    errors,
+                    wall,
+                    {k: after[k] - before[k] for k in after},
                 )
-                logger.info("%s", result)
-                results.append(result)
-    return results
+                logger.info(
+                    "%s %s c=%d: p50 %.0f ms, %.2f req/s, mean batch %.2f",
+                    mode,
+                    op,
+                    concurrency,
+                    np.percentile(latencies, 50),
+                    n / wall,
+                    step.server_mean(BATCH) or 0.0,
+                )
+                measurements.append(step)
+    return measurements
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def export_model(variant: str, out: Path) -> Path:
@@ -227,6 +300,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="ONNX file; default: export --variant")
     parser.add_argument("--variant", default="lite", help="random-init variant to export")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=("batched", "unbatched"),
+        default=["unbatched", "batched", "unbatched", "batched"],
+        help="servers to run, in order (alternating twice evens out drifting machine load)",
+    )
     parser.add_argument("--requests-per-worker", type=int, default=4)
     parser.add_argument("--min-requests", type=int, default=24)
     parser.add_argument("--walks", type=int, default=16, help="distinct synthetic walks")
@@ -235,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="GAITID_BATCH_MAX_WAIT_MS")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary data dirs and server logs"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
@@ -245,37 +328,52 @@ def main(argv: list[str] | None = None) -> int:
         walks = make_walks(args.walks, args.seed)
         sizes = [len(w) for w in walks]
         logger.info("%d walks, npz %d-%d bytes", len(walks), min(sizes), max(sizes))
-        results = bench_mode(True, model, walks, args, workdir)
-        results += bench_mode(False, model, walks, args, workdir)
+        measurements: list[Measurement] = []
+        for mode in args.modes:
+            measurements += bench_mode(mode == "batched", model, walks, args, workdir)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            logger.info("kept %s (server.log in each data dir)", workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
+    results = pool(measurements)
     print(
+        f"servers run: {' '.join(args.modes)}; "
         f"model: {args.model or 'random-init ' + args.variant}, {os.cpu_count()} CPUs, "
         f"max batch {args.max_batch}, max wait {args.max_wait_ms} ms"
     )
-    print("| op | concurrency | mode | requests | errors | p50 ms | p99 ms | req/s | mean batch |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| op | concurrency | mode | requests | errors | p50 ms | p99 ms | req/s | mean batch "
+        "| decode ms | inference ms | queue ms |"
+    )
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        batch = f"{r.mean_batch:.2f}" if r.mean_batch is not None else "-"
         print(
             f"| {r.op} | {r.concurrency} | {r.mode} | {r.requests} | {r.errors} | "
-            f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.throughput_rps:.2f} | {batch} |"
+            f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.throughput_rps:.2f} | {_fmt(r.mean_batch)} | "
+            f"{_fmt(r.decode_ms, 0)} | {_fmt(r.inference_ms, 0)} | {_fmt(r.queue_ms, 0)} |"
         )
-    print("\n| op | concurrency | throughput batched/unbatched | p50 batched/unbatched |")
+    print("\n| op | concurrency | req/s batched/unbatched | p50 batched/unbatched |")
     print("|---|---:|---:|---:|")
     for on in (r for r in results if r.mode == "batched"):
         off = next(
-            r
-            for r in results
-            if r.mode == "unbatched" and r.op == on.op and r.concurrency == on.concurrency
+            (
+                r
+                for r in results
+                if r.mode == "unbatched" and r.op == on.op and r.concurrency == on.concurrency
+            ),
+            None,
         )
+        if off is None:
+            continue
         print(
             f"| {on.op} | {on.concurrency} | {on.throughput_rps / off.throughput_rps:.2f} | "
             f"{on.p50_ms / off.p50_ms:.2f} |"
         )
     if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+        raw = [asdict(m) for m in measurements]
+        args.json.write_text(json.dumps({"pooled": [asdict(r) for r in results], "runs": raw}))
     return 0
 
 

@@ -88,7 +88,8 @@ def record(
         ],
     )
     if postgresql:
-        session.execute(text("SELECT pg_notify(:channel, :origin)"), {"channel": CHANNEL, "origin": origin})
+        notify = text("SELECT pg_notify(:channel, :origin)")
+        session.execute(notify, {"channel": CHANNEL, "origin": origin})
 
 
 def latest_seq(session: Session) -> int:

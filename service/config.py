@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     """Where the embedded SQLite database and the default model file live."""
     database_url: str | None = None
     """SQLAlchemy URL; default ``sqlite:///<data_dir>/gaitid.db``."""
+    database_url_file: Path | None = None
+    """A file holding the URL instead (Docker/Kubernetes secrets); exclusive with database_url."""
     database_pool_size: int = Field(default=10, ge=1, le=200)
     """Connections kept open per process (PostgreSQL; SQLite ignores it)."""
     store_silhouettes: bool = False
@@ -87,6 +89,17 @@ class Settings(BaseSettings):
     """Whole-request budget (upload included); past it the client gets 504."""
     max_top_k: int = Field(default=100, ge=1)
 
+    # --- several processes on one database -----------------------------------------------
+    replication_poll_s: float = Field(default=0.5, gt=0.0, le=60.0)
+    """Seconds between reads of the change log (changes of other processes); the fallback
+    when a NOTIFY is missed, and the only signal on SQLite or with listening turned off."""
+    replication_listen: bool = True
+    """PostgreSQL: wake up on NOTIFY of other processes' changes (turn off behind a pooler
+    that does not keep LISTEN sessions, e.g. PgBouncer in transaction mode)."""
+    change_log_retention_s: float = Field(default=86400.0, ge=60.0)
+    """Change-log rows older than this are pruned; a process away for longer rebuilds its
+    index from SQL instead of replaying."""
+
     # --- decisions -----------------------------------------------------------------------
     fallback_threshold: float = Field(default=FALLBACK_THRESHOLD, ge=-1.0, le=1.0)
     """Threshold when neither request, gallery nor model metadata gives one."""
@@ -102,6 +115,24 @@ class Settings(BaseSettings):
         object.__setattr__(self, "data_dir", self.data_dir.expanduser().resolve())
         if self.model_path is not None:
             object.__setattr__(self, "model_path", self.model_path.expanduser().resolve())
+        return self
+
+    @model_validator(mode="after")
+    def _database_url_from_file(self) -> Settings:
+        """Secrets arrive as files in container orchestrators; read the URL once, at start-up."""
+        if self.database_url_file is None:
+            return self
+        if self.database_url:
+            raise ValueError("set GAITID_DATABASE_URL or GAITID_DATABASE_URL_FILE, not both")
+        path = self.database_url_file.expanduser().resolve()
+        try:
+            url = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"GAITID_DATABASE_URL_FILE {path} cannot be read: {exc}") from exc
+        if not url:
+            raise ValueError(f"GAITID_DATABASE_URL_FILE {path} is empty")
+        object.__setattr__(self, "database_url_file", path)
+        object.__setattr__(self, "database_url", url)
         return self
 
     @property

@@ -198,20 +198,38 @@ class GalleryIndexes:
             .execution_options(yield_per=_REBUILD_CHUNK)
         )
 
+    @contextmanager
+    def _locked_snapshot(self) -> Iterator[Session]:
+        """The lock, plus a snapshot session whose snapshot starts under the lock.
+
+        The connection is checked out before the lock is taken: a thread holding the lock must
+        never wait for the pool, whose connections may all be held by writers that are waiting
+        for this lock. The snapshot itself starts with the first statement, under the lock, so
+        no commit of this process falls between the snapshot and the indexes.
+        """
+        with self._db.session(snapshot=True) as session:
+            session.connection()
+            with self._lock:
+                yield session
+
     def rebuild(self) -> dict[int, int]:
         """Replace every index with the current model's templates from SQL; sizes per gallery."""
-        with self._lock:
-            return self._rebuild_locked()
+        with self._locked_snapshot() as session:
+            return self._rebuild_locked(session)
 
-    def _rebuild_locked(self) -> dict[int, int]:
+    def _rebuild_locked(self, session: Session | None = None) -> dict[int, int]:
+        """Rebuild while holding the lock, reading in ``session`` (a snapshot) or a new one."""
+        if session is None:
+            with self._db.session(snapshot=True) as fresh_session:
+                return self._rebuild_locked(fresh_session)
         ids: dict[int, list[int]] = defaultdict(list)
         blobs: dict[int, list[bytes]] = defaultdict(list)
-        with self._db.session(snapshot=True) as session:
-            # the log position of exactly the state read below (same snapshot)
-            position = changelog.latest_seq(session)
-            for gallery_id, template_id, embedding in self._current_rows(session):
-                ids[gallery_id].append(template_id)
-                blobs[gallery_id].append(embedding)
+        # the log position first: should the session not be a snapshot, changes committed
+        # between the two reads are replayed once more, which adds and removes tolerate
+        position = changelog.latest_seq(session)
+        for gallery_id, template_id, embedding in self._current_rows(session):
+            ids[gallery_id].append(template_id)
+            blobs[gallery_id].append(embedding)
         fresh: dict[int, VectorIndex] = {}
         for gallery_id, template_ids in ids.items():
             data = b"".join(blobs.pop(gallery_id))
@@ -237,21 +255,11 @@ class GalleryIndexes:
     # ------------------------------------------------------------------ other processes
     def catch_up(self) -> int:
         """Apply changes other processes committed since :attr:`applied_seq`; how many."""
-        with self._lock, self._db.session(snapshot=True) as session:
-            return self._catch_up_locked(session) or 0
+        with self._locked_snapshot() as session:
+            return self._catch_up_locked(session)
 
-    @contextmanager
-    def _synced_snapshot(self) -> Iterator[Session]:
-        """A snapshot session whose state the indexes equal (call under the lock)."""
-        with self._db.session(snapshot=True) as session:
-            if self._catch_up_locked(session) is None:
-                # rebuilt from a newer snapshot: end this one, the next statement starts anew
-                session.rollback()
-                self._catch_up_locked(session)
-            yield session
-
-    def _catch_up_locked(self, session: Session) -> int | None:
-        """Replay the log in ``session``'s snapshot; None when it rebuilt from SQL instead."""
+    def _catch_up_locked(self, session: Session) -> int:
+        """Replay the log in ``session``'s snapshot (or rebuild in it when rows were pruned)."""
         oldest = changelog.oldest_seq(session)
         if oldest is not None and oldest > self._applied_seq + 1:
             # rows this process never saw may have been pruned: only a rebuild is safe
@@ -260,8 +268,8 @@ class GalleryIndexes:
                 oldest,
                 self._applied_seq,
             )
-            self._rebuild_locked()
-            return None
+            self._rebuild_locked(session)
+            return 0
         applied = 0
         while True:
             changes = changelog.since(session, self._applied_seq, _CATCH_UP_CHUNK)
@@ -273,7 +281,7 @@ class GalleryIndexes:
                 self._replay(session, foreign)
             except Exception:
                 logger.exception("replaying the change log failed; rebuilding from SQL")
-                self._rebuild_locked()
+                self._rebuild_locked(session)
                 raise
             self._applied_seq = changes[-1].seq
             applied += len(foreign)
@@ -331,21 +339,22 @@ class GalleryIndexes:
         Catching up first means a process that is merely a few milliseconds behind another
         one's commit is not reported as inconsistent; a vector lost behind SQL's back is.
         """
-        with self._lock, self._synced_snapshot() as session:
+        with self._locked_snapshot() as session:
+            self._catch_up_locked(session)
             return self.count_in_db(session), len(self)
 
     def check(self) -> Consistency:
         """Compare the ids of every gallery's index with SQL (caught up, under the lock)."""
-        with self._lock:
+        with self._locked_snapshot() as session:
+            self._catch_up_locked(session)
             want: dict[int, set[int]] = defaultdict(set)
-            with self._synced_snapshot() as session:
-                rows = session.execute(
-                    select(Identity.gallery_id, Template.id)
-                    .join(Identity, Template.identity_id == Identity.id)
-                    .where(Template.model_sha256 == self._model_sha256)
-                )
-                for gallery_id, template_id in rows:
-                    want[gallery_id].add(template_id)
+            rows = session.execute(
+                select(Identity.gallery_id, Template.id)
+                .join(Identity, Template.identity_id == Identity.id)
+                .where(Template.model_sha256 == self._model_sha256)
+            )
+            for gallery_id, template_id in rows:
+                want[gallery_id].add(template_id)
             missing: list[int] = []
             extra: list[int] = []
             for gallery_id in set(want) | set(self._indexes):

@@ -266,7 +266,10 @@ class HealthResponse(_Out):
 class ReadinessChecks(_Out):
     database: bool
     model: bool
-    index: bool = Field(description="Index holds exactly the current model's templates in SQL.")
+    index: bool = Field(
+        description="Index holds exactly the current model's templates in SQL (after catching up"
+        " with other processes' changes) and follows the change log."
+    )
 
 
 class ReadinessResponse(_Out):

@@ -3,7 +3,8 @@
 Nothing here exists at import time: the engine, the ONNX session, the batcher and the indexes
 are created when the app starts (its lifespan), in an order that makes "ready" mean something:
 the schema is checked first (refusing an unmigrated database), then the model is loaded,
-then the indexes are built from SQL, and only then does :attr:`ServiceState.ready` turn true.
+then the indexes are built from SQL, then the change follower starts (other processes'
+changes, ``service.replication``), and only then does :attr:`ServiceState.ready` turn true.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from service.gallery_index import GalleryIndexes
 from service.index import VectorIndex
 from service.inference import Embedder, ModelInfo
 from service.metrics import Metrics
+from service.replication import ChangeFollower
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class ServiceState:
     batcher: MicroBatcher
     indexes: GalleryIndexes
     metrics: Metrics
+    follower: ChangeFollower
     ready: bool = False
 
     @property
@@ -93,8 +96,16 @@ async def start_state(
     except BaseException:
         db.dispose()
         raise
+    follower = ChangeFollower(
+        indexes,
+        db,
+        poll_s=settings.replication_poll_s,
+        listen=settings.replication_listen,
+        retention_s=settings.change_log_retention_s,
+    )
+    follower.start()
     metrics.bind_index_size(indexes.__len__)
-    state = ServiceState(settings, db, embedder, batcher, indexes, metrics)
+    state = ServiceState(settings, db, embedder, batcher, indexes, metrics, follower)
     state.ready = True
     logger.info(
         "ready: model %s (%s) on %s, %d templates in %d galleries, database %s",
@@ -109,7 +120,8 @@ async def start_state(
 
 
 async def stop_state(state: ServiceState) -> None:
-    """Stop taking work, fail queued embeddings, close the database."""
+    """Stop taking work and following changes, fail queued embeddings, close the database."""
     state.ready = False
+    await anyio.to_thread.run_sync(state.follower.stop)
     await state.batcher.stop()
     state.db.dispose()

@@ -39,7 +39,12 @@ def stale_count(state: ServiceState) -> int:
 
 
 def readiness(state: ServiceState | None) -> ReadinessResponse:
-    """Ready when the database answers, the model is loaded and the index equals SQL."""
+    """Ready when the database answers, the model is loaded and the index equals SQL.
+
+    The index is compared after catching up with other processes' committed changes (in the
+    same snapshot), so a replica a few milliseconds behind is ready and one that lost a vector
+    or stopped following the change log is not.
+    """
     if state is None or not state.ready:
         return ReadinessResponse(
             status="not_ready",
@@ -65,7 +70,14 @@ def readiness(state: ServiceState | None) -> ReadinessResponse:
             model_version=state.model.version,
             detail=f"database unreachable: {type(exc).__name__}",
         )
-    index_ok = in_db == in_index
+    following = state.follower.alive
+    index_ok = in_db == in_index and following
+    if not following:
+        detail: str | None = "not following other processes' changes (see the log); restart it"
+    elif in_db != in_index:
+        detail = f"index holds {in_index} templates, SQL {in_db}; run `gaitid index rebuild`"
+    else:
+        detail = None
     return ReadinessResponse(
         status="ready" if index_ok else "not_ready",
         checks=ReadinessChecks(database=True, model=True, index=index_ok),
@@ -73,9 +85,7 @@ def readiness(state: ServiceState | None) -> ReadinessResponse:
         index_templates=in_index,
         stale_templates=stale,
         model_version=state.model.version,
-        detail=None
-        if index_ok
-        else f"index holds {in_index} templates, SQL {in_db}; run `gaitid index rebuild`",
+        detail=detail,
     )
 
 

@@ -17,6 +17,11 @@ import typer
 logger = logging.getLogger(__name__)
 
 
+class EvalDevice(StrEnum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
 class Protocol(StrEnum):
     casia_b = "casia-b"
     ou_mvlp = "ou-mvlp"
@@ -103,7 +108,9 @@ def eval_command(
         None, "--gallery-conditions", help="retrieval: comma-separated gallery conditions."
     ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Walks per forward pass."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda (checkpoints only)."),
+    device: EvalDevice = typer.Option(
+        EvalDevice.cpu, "--device", help="Where a checkpoint runs (ONNX runs on the CPU)."
+    ),
 ) -> None:
     """Evaluate a checkpoint or ONNX export under a gait protocol; print the markdown table."""
     from training.data.errors import DatasetError
@@ -127,7 +134,7 @@ def eval_command(
     try:
         keys, walks = load_eval_walks(data.resolve(), chosen)
         features, info = features_from_file(
-            model_file, keys, walks, device=device, batch_size=batch_size
+            model_file, keys, walks, device=device.value, batch_size=batch_size
         )
         results = run_protocol(
             features, protocol.value, probe_conditions=split[0], gallery_conditions=split[1]

@@ -415,7 +415,9 @@ class Trainer:
             if iteration % cfg.trainer.checkpoint_every == 0 or iteration == stop:
                 self._save(model, optimizer, scheduler, sampler, iteration, data, ctx)
                 log.plot()
-            if val is not None and (
+            # decided from the config, not from `val` (loaded on rank 0 only): every rank must
+            # reach the same barrier
+            if data.val_subjects and (
                 (cfg.trainer.eval_every and iteration % cfg.trainer.eval_every == 0)
                 or iteration == total
             ):
@@ -547,7 +549,7 @@ class Trainer:
         final: bool,
     ) -> dict[str, float]:
         summary: dict[str, float] = {}
-        if ctx.is_main:
+        if ctx.is_main and val is not None:
             from training.evaluation.extract import features_from_torch
             from training.evaluation.protocols import CrossViewResult, run_protocol
             from training.evaluation.report import write_report

@@ -186,7 +186,7 @@ class IndexChange(Base):
 
     __tablename__ = "index_changes"
     # AUTOINCREMENT on SQLite: never reuse a sequence number, even after pruning.
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True)
     op: Mapped[str] = mapped_column(String(8))

@@ -38,7 +38,8 @@ def test_api_waits_for_migration_which_waits_for_healthy_db() -> None:
     assert services["migrate"]["command"] == ["gaitid", "db", "upgrade"]
     assert services["migrate"]["depends_on"]["db"]["condition"] == "service_healthy"
     for api in ("api", "api-gpu"):
-        assert services[api]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        condition = services[api]["depends_on"]["migrate"]["condition"]
+        assert condition == "service_completed_successfully"
         assert "/readyz" in " ".join(services[api]["healthcheck"]["test"])
     assert services["api-gpu"]["profiles"] == ["gpu"]
 
@@ -97,4 +98,8 @@ def test_dockerfile_images_have_no_torch_and_run_non_root() -> None:
     assert "torch" not in text.replace("No torch in either", "")
     assert text.count("USER 10001") == 2
     assert text.count("HEALTHCHECK") == 2
-    assert "[cpu]" in text and "[gpu]" in text
+    assert "[gpu]" in text
+    cpu_stage = text.split("AS cpu", 1)[1].split("AS gpu", 1)[0]
+    # the CPU image installs the exact pins, then the project without resolving anything
+    assert "pip install --no-cache-dir -r /tmp/serve-cpu.txt" in cpu_stage
+    assert "--no-deps /wheels/gaitid-*.whl" in cpu_stage

@@ -25,7 +25,7 @@ from tests.utils.onnx_models import export_tiny_onnx
 
 PG_HOST = os.environ.get("GAITID_TEST_PG_HOST", "127.0.0.1")
 PG_ADMIN_DSN = f"host={PG_HOST} port=5432 user=postgres dbname=postgres connect_timeout=3"
-TABLES = "audit_log, templates, identities, galleries, api_keys"
+TABLES = "index_changes, audit_log, templates, identities, galleries, api_keys"
 
 
 @pytest.fixture(autouse=True)

@@ -49,12 +49,20 @@ class LiveServer:
 
 @contextmanager
 def live_server(
-    env: dict[str, str], log: Path, *, init: bool = False, timeout: float = 90
+    env: dict[str, str],
+    log: Path,
+    *,
+    init: bool = False,
+    timeout: float = 90,
+    gaitid: list[str] | None = None,
 ) -> Iterator[LiveServer]:
-    """Start ``gaitid serve`` and wait until ``/readyz`` says ready; stop it (SIGINT) after."""
+    """Start ``gaitid serve`` and wait until ``/readyz`` says ready; stop it (SIGINT) after.
+
+    ``gaitid`` is the command to run (default: this environment's :data:`GAITID`).
+    """
     port = free_port()
     args = [
-        *GAITID,
+        *(gaitid or GAITID),
         "serve",
         "--host",
         "127.0.0.1",

@@ -67,3 +67,26 @@ def test_gpu_flag_forms() -> None:
     assert Settings(index_use_gpu="auto").use_gpu_index == "auto"
     assert Settings(index_use_gpu="true").use_gpu_index is True
     assert Settings(index_use_gpu="false").use_gpu_index is False
+
+
+def test_database_url_can_come_from_a_secret_file(tmp_path: Path) -> None:
+    secret = tmp_path / "db-url"
+    secret.write_text("postgresql+psycopg://gaitid:s3cret@db:5432/gaitid\n")
+    settings = Settings(data_dir=tmp_path, database_url_file=secret)
+    assert settings.resolved_database_url == "postgresql+psycopg://gaitid:s3cret@db:5432/gaitid"
+
+
+@pytest.mark.parametrize("content", [None, ""])
+def test_database_url_file_missing_or_empty_is_rejected(tmp_path: Path, content: str | None) -> None:
+    secret = tmp_path / "db-url"
+    if content is not None:
+        secret.write_text(content)
+    with pytest.raises(ValidationError, match="GAITID_DATABASE_URL_FILE"):
+        Settings(data_dir=tmp_path, database_url_file=secret)
+
+
+def test_database_url_and_its_file_are_exclusive(tmp_path: Path) -> None:
+    secret = tmp_path / "db-url"
+    secret.write_text("sqlite:///x.db")
+    with pytest.raises(ValidationError, match="not both"):
+        Settings(data_dir=tmp_path, database_url="sqlite:///y.db", database_url_file=secret)

@@ -93,3 +93,7 @@ def test_eval_errors_exit_2_with_a_message(
     bogus.write_bytes(b"not a model")
     result = runner.invoke(app, ["eval", str(bogus), "--data", str(synthetic_root)])
     assert result.exit_code == 2 and "neither an ONNX file" in result.output
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    result = runner.invoke(app, ["eval", str(broken), "--data", str(synthetic_root)])
+    assert result.exit_code == 2 and "broken.pt" in result.output

@@ -129,9 +129,16 @@ def features_from_file(
         )
     import torch
 
-    from model.export import load_checkpoint_model
+    from model.export import CheckpointError, load_checkpoint_model
 
-    model, meta = load_checkpoint_model(path)
+    if device not in {"cpu", "cuda"} or (device == "cuda" and not torch.cuda.is_available()):
+        raise ModelFileError(
+            f"device {device!r} is not available; allowed: cpu, or cuda with a GPU"
+        )
+    try:
+        model, meta = load_checkpoint_model(path)
+    except CheckpointError as exc:
+        raise ModelFileError(str(exc)) from exc
     torch_device = torch.device(device)
     model.to(torch_device)
     features = features_from_torch(model, keys, walks, device=torch_device, batch_size=batch_size)
