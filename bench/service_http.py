@@ -1,11 +1,14 @@
 """HTTP benchmark of the service: enroll and identify latency and throughput on loopback.
 
-For each mode (micro-batching on, then off) the script starts a fresh ``gaitid serve`` in a
-subprocess on 127.0.0.1 with a temporary data directory, migrates its SQLite database, creates
-an admin key with ``gaitid keys create --scope admin`` (the last output line is the key), and
-then, for each concurrency level, sends a bounded number of ``POST /enroll`` requests (new
-identities, growing the gallery) followed by the same number of ``POST /identify`` requests.
-Both modes see the same requests in the same order, so their gallery sizes match at every step.
+For each entry of ``--modes`` (default: unbatched, batched, unbatched, batched; alternating
+evens out a machine load that drifts during the run) the script starts a fresh ``gaitid serve``
+in a subprocess on 127.0.0.1 with a temporary data directory, migrates its SQLite database,
+creates an admin key with ``gaitid keys create --scope admin`` (the last output line is the
+key), and then, for each concurrency level, sends a bounded number of ``POST /enroll`` requests
+(new identities, growing the gallery) followed by the same number of ``POST /identify``
+requests. Every server sees the same requests in the same order, so gallery sizes match at
+every step. Results of the servers of one mode are pooled; the server's own decode, inference
+and queue means come from its ``/metrics``.
 
 Uploads are ``.npz`` files of raw synthetic camera masks (320x240, 40-80 frames, from
 ``training.synth``), so every request pays for decoding and preprocessing as a real client's

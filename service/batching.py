@@ -1,18 +1,19 @@
 """Micro-batching: concurrent embed requests share one ONNX Runtime run.
 
-A run on a batch of eight walks costs far less than eight runs of one (the per-run overhead and
-the small matrix products dominate a single walk), so under load the service gathers waiting
-requests into one batch. The collector task takes the first waiting request, then waits at
-most ``max_wait_ms`` for more, up to ``max_batch`` requests, and hands the batch to a worker
-thread so the event loop keeps serving while the model runs. While one batch runs, the next
+On a GPU a run on a batch of eight walks costs little more than a run on one, so under load the
+service gathers waiting requests into one batch. (On a CPU the gain is small, the 3D
+convolutions being compute-bound, and padding can cancel it: see BENCHMARKS.md, "Service".)
+The collector task takes the first waiting request, then waits at most ``max_wait_ms`` for
+more, up to ``max_batch`` requests, and hands the batch to a worker thread so the event loop
+keeps serving while the model runs. While one batch runs, the next
 requests queue up, so batches grow with load on their own and an idle service pays at most
 ``max_wait_ms`` of extra latency.
 
 Padding cost: walks are zero-padded to the longest in the batch, so one long walk makes every
-short one in its batch cost as much as itself. A batch is therefore also capped at
-``max_frames_per_batch`` padded frames (``len(batch) * longest``); a request that does not fit
-waits for the next batch (first come, first served, so no request starves), and a walk longer
-than the cap runs alone.
+short one in its batch cost as much as itself. Each batch therefore starts with the oldest
+waiting request (so none starves) and fills up with the waiting requests closest to it in
+length; and it is capped at ``max_frames_per_batch`` padded frames (``len(batch) * longest``):
+requests that do not fit wait for a later batch, and a walk longer than the cap runs alone.
 
 ``workers`` ONNX Runtime runs may be in flight at once (default 1: ORT already spreads one run
 over the cores, and a second concurrent run would only contend for them). With
@@ -231,20 +232,29 @@ class MicroBatcher:
         return False
 
     def _take_batch(self) -> list[_Request]:
-        """Pop the batch off the queue in arrival order, within both caps (at least one)."""
-        batch: list[_Request] = []
-        longest = 0
-        while self._pending and len(batch) < self.max_batch:
-            request = self._pending[0]
-            if request.future.done():
-                self._pending.popleft()
-                continue
-            padded = (len(batch) + 1) * max(longest, request.frames)
-            if batch and padded > self.max_frames_per_batch:
+        """Pop the oldest request plus the waiting ones closest to it in length.
+
+        The oldest always goes (no request starves); its batch mates are picked by length so
+        that little compute is spent on padding, and never past ``max_batch`` or the padded
+        frame cap.
+        """
+        live = [r for r in self._pending if not r.future.done()]
+        if not live:  # every waiting caller gave up during the wait
+            self._pending.clear()
+            return []
+        head, rest = live[0], live[1:]
+        rest.sort(key=lambda r: (abs(r.frames - head.frames), r.arrived))
+        batch, longest = [head], head.frames
+        for request in rest:
+            if len(batch) >= self.max_batch:
                 break
-            self._pending.popleft()
+            padded_longest = max(longest, request.frames)
+            if (len(batch) + 1) * padded_longest > self.max_frames_per_batch:
+                continue
             batch.append(request)
-            longest = max(longest, request.frames)
+            longest = padded_longest
+        taken = {id(r) for r in batch}
+        self._pending = deque(r for r in live if id(r) not in taken)
         return batch
 
     async def _dispatch(self, batch: list[_Request]) -> None:

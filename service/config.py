@@ -118,6 +118,16 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _ivf_probes_fit_lists(self) -> Settings:
+        """An IVF search cannot probe more lists than it has; fail at start-up, not at build."""
+        if self.index_nprobe > self.index_nlist:
+            raise ValueError(
+                f"GAITID_INDEX_NPROBE ({self.index_nprobe}) must be <= GAITID_INDEX_NLIST "
+                f"({self.index_nlist})"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _database_url_from_file(self) -> Settings:
         """Secrets arrive as files in container orchestrators; read the URL once, at start-up."""
         if self.database_url_file is None:

@@ -407,9 +407,7 @@ class Trainer:
                 window_start, window_its = now, 0
                 log.train(iteration, terms)
                 bar.set_postfix(loss=f"{terms['loss_total']:.4f}", lr=f"{terms['lr']:.1e}")
-            out_of_time = (
-                max_minutes is not None and (time.monotonic() - started) / 60 >= max_minutes
-            )
+            out_of_time = self._out_of_time(started, max_minutes, ctx)
             if out_of_time:
                 stop = iteration  # leave with a checkpoint below; --resume continues
             if iteration % cfg.trainer.checkpoint_every == 0 or iteration == stop:
@@ -437,6 +435,21 @@ class Trainer:
             terms,
             eval_summary,
         )
+
+    @staticmethod
+    def _out_of_time(started: float, max_minutes: float | None, ctx: DistContext) -> bool:
+        """Whether the time budget is spent; under DDP every rank takes rank 0's answer, so
+        all of them stop at the same iteration (a split decision would deadlock the save)."""
+        if max_minutes is None:
+            return False
+        spent = (time.monotonic() - started) / 60 >= max_minutes
+        if ctx.world_size == 1:
+            return spent
+        import torch.distributed as dist
+
+        flag = torch.tensor([int(spent)], device=ctx.device)
+        dist.broadcast(flag, src=0)
+        return bool(flag.item())
 
     def _progress(self, start: int, total: int, ctx: DistContext) -> Any:
         from tqdm.auto import tqdm

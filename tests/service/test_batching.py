@@ -73,11 +73,21 @@ def test_requests_keep_their_own_results_in_a_batch() -> None:
     embedder = RecordingEmbedder()
     sequences = [walk(t, value=t) for t in (3, 9, 1, 5, 7)]
     results = asyncio.run(run_all(MicroBatcher(embedder, max_batch=8, max_wait_ms=50), sequences))
-    assert embedder.batches == [[3, 9, 1, 5, 7]]
+    assert embedder.batches == [[3, 1, 5, 7, 9]]  # oldest first, then by closeness in length
     for s, r in zip(sequences, results, strict=True):
         expected = l2_normalize(np.array([[s.shape[0], s[0, 0, 0], 1.0]]))[0]
         np.testing.assert_allclose(r.vector[:3], expected, atol=1e-6)
         assert r.batch_size == 5
+
+
+def test_batches_group_similar_lengths_and_the_oldest_goes_first() -> None:
+    embedder = RecordingEmbedder()
+    lengths = [10, 80, 12, 78, 11, 79]
+    batcher = MicroBatcher(embedder, max_batch=2, max_wait_ms=50)
+    results = asyncio.run(run_all(batcher, [walk(t) for t in lengths]))
+    # each batch starts with the oldest waiting walk; its mate is the closest in length
+    assert embedder.batches == [[10, 11], [80, 79], [12, 78]]
+    assert [r.batch_size for r in results] == [2] * 6
 
 
 def test_disabled_batching_runs_each_request_alone() -> None:
@@ -246,3 +256,22 @@ def test_restart_after_stop_works() -> None:
 def test_bad_settings_are_rejected(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         MicroBatcher(RecordingEmbedder(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_batch_whose_callers_all_gave_up_is_dropped() -> None:
+    embedder = RecordingEmbedder()
+
+    async def scenario() -> EmbedResult:
+        batcher = MicroBatcher(embedder, max_batch=4, max_wait_ms=50)
+        await batcher.start()
+        try:
+            doomed = asyncio.create_task(batcher.embed(walk(2)))
+            await asyncio.sleep(0.01)  # the collector is now waiting for batch mates
+            doomed.cancel()
+            await asyncio.sleep(0.1)  # past the deadline: the collector finds nobody left
+            return await asyncio.wait_for(batcher.embed(walk(5)), timeout=5)
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(scenario()).batch_size == 1
+    assert embedder.batches == [[5]]

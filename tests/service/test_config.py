@@ -90,3 +90,8 @@ def test_database_url_and_its_file_are_exclusive(tmp_path: Path) -> None:
     secret.write_text("sqlite:///x.db")
     with pytest.raises(ValidationError, match="not both"):
         Settings(data_dir=tmp_path, database_url="sqlite:///y.db", database_url_file=secret)
+
+
+def test_ivf_nprobe_above_nlist_is_rejected_at_load(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="GAITID_INDEX_NPROBE"):
+        Settings(data_dir=tmp_path, index_nlist=8, index_nprobe=16)

@@ -69,3 +69,17 @@ def uninterrupted(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory
     result = Trainer(load_config(cfg_path), run).fit()
     assert result.finished and result.iteration == 4
     return run
+
+
+@pytest.fixture(scope="session")
+def exported(uninterrupted: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``gaitid export`` of the uninterrupted run's last checkpoint (ONNX)."""
+    from typer.testing import CliRunner
+
+    from gaitid.cli import app
+
+    out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    ckpt = uninterrupted / "checkpoints" / "last.pt"
+    result = CliRunner().invoke(app, ["export", str(ckpt), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out

@@ -14,16 +14,6 @@ from gaitid.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def exported(uninterrupted: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    result = runner.invoke(
-        app, ["export", str(uninterrupted / "checkpoints" / "last.pt"), "--out", str(out)]
-    )
-    assert result.exit_code == 0, result.output
-    return out
-
-
 def _eval(model: Path, root: Path, out: Path, *extra: str) -> dict:
     args = [
         "eval",
