@@ -1,4 +1,4 @@
-"""docs/deployment.md documents every setting of the service with its real default."""
+"""README.md's deployment section documents every setting of the service with its real default."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from service.config import Settings
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
+DOC = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _rows() -> dict[str, str]:
