@@ -44,7 +44,10 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
 CMD ["gaitid", "serve"]
 
 # ---- gpu: onnxruntime-gpu + faiss-gpu on a CUDA runtime base; falls back to CPU ----------
-FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04 AS gpu
+# onnxruntime-gpu >= 1.31 loads CUDA 13 + cuDNN 9 from the system (checked: without them it
+# logs "Require cuDNN 9.* and CUDA 13.*" and runs on the CPU), hence a CUDA 13 cuDNN base;
+# faiss-gpu-cu12 brings its own CUDA 12 runtime libraries as pip dependencies.
+FROM nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04 AS gpu
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

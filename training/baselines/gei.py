@@ -7,28 +7,23 @@ between GEIs, under the CASIA-B protocol: gallery nm-01..04; probes nm-05/06 (NM
 identical-view pairs excluded from the cross-view mean (OpenGait's ``de_diag``).
 
 :func:`casia_b_rank1` is a pure function of arrays so it can be tested on hand-built
-features. It is a minimal copy of what the evaluation package (``training/evaluation``)
-owns, kept here so this baseline stays torch-free; the two are meant to be folded together.
+features. The protocol itself (conditions, per-view rank-1, identical views left out) comes
+from the evaluation package's numpy-only ``metrics`` and ``protocols`` modules, so the baseline
+and the learned models are scored by the same code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
 from gaitid.preprocess import to_network_input
 from training.data.opengait import WalkKey
-
-CASIA_B_GALLERY: Final = ("nm-01", "nm-02", "nm-03", "nm-04")
-CASIA_B_PROBES: Final = {
-    "NM": ("nm-05", "nm-06"),
-    "BG": ("bg-01", "bg-02"),
-    "CL": ("cl-01", "cl-02"),
-}
+from training.evaluation.metrics import cross_view_rank1, mean_excluding_identical, nan_mean
+from training.evaluation.protocols import CASIA_B_GALLERY, CASIA_B_PROBES
 
 
 def gait_energy_image(frames64: NDArray[np.uint8]) -> NDArray[np.float32]:
@@ -80,18 +75,11 @@ class Rank1Table:
 
     def per_probe_view(self, group: str) -> NDArray[np.float64]:
         """Mean over gallery views other than the probe's own, one value per probe view."""
-        table = self.accuracy[group].copy()
-        np.fill_diagonal(table, np.nan)
-        with np.errstate(all="ignore"):
-            counts = np.sum(~np.isnan(table), axis=1)
-            sums = np.nansum(table, axis=1)
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        return mean_excluding_identical(self.accuracy[group])
 
     def cross_view(self, group: str) -> float:
         """The headline figure: mean over probe views of :meth:`per_probe_view`."""
-        values = self.per_probe_view(group)
-        values = values[~np.isnan(values)]
-        return float(values.mean()) if values.size else float("nan")
+        return nan_mean(self.per_probe_view(group))
 
     def same_view(self, group: str) -> float:
         """Mean of the identical-view pairs (not part of the protocol; easy by design)."""
@@ -139,17 +127,14 @@ def casia_b_rank1(
         table = np.full((len(view_list), len(view_list)), np.nan)
         if probe_idx.size:
             distances = euclidean_distances(feats[probe_idx], feats[gallery_idx])
-            for i, probe_view in enumerate(view_list):
-                rows = np.flatnonzero(views_a[probe_idx] == probe_view)
-                if rows.size == 0:
-                    continue
-                for j, gallery_view in enumerate(view_list):
-                    cols = np.flatnonzero(views_a[gallery_idx] == gallery_view)
-                    if cols.size == 0:
-                        continue
-                    nearest = cols[np.argmin(distances[np.ix_(rows, cols)], axis=1)]
-                    hits = labels_a[gallery_idx][nearest] == labels_a[probe_idx][rows]
-                    table[i, j] = 100.0 * hits.mean()
+            table = 100.0 * cross_view_rank1(
+                distances,
+                labels_a[probe_idx],
+                views_a[probe_idx],
+                labels_a[gallery_idx],
+                views_a[gallery_idx],
+                list(view_list),
+            )
         accuracy[group] = table
     return Rank1Table(views=view_list, accuracy=accuracy)
 
