@@ -53,7 +53,8 @@ def batch_sequences(
     for i, seq in enumerate(sequences):
         if seq.ndim != 3 or seq.shape[1:] != (FRAME_HEIGHT, FRAME_WIDTH) or seq.shape[0] < 1:
             raise ValueError(
-                f"sequence {i} has shape {seq.shape}; expected (T>=1, {FRAME_HEIGHT}, {FRAME_WIDTH})"
+                f"sequence {i} has shape {seq.shape}; "
+                f"expected (T>=1, {FRAME_HEIGHT}, {FRAME_WIDTH})"
             )
     lengths = np.array([s.shape[0] for s in sequences], dtype=np.int64)
     batch = np.zeros((len(sequences), int(lengths.max()), FRAME_HEIGHT, FRAME_WIDTH), np.float32)

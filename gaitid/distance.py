@@ -11,19 +11,25 @@ import numpy as np
 from numpy.typing import NDArray
 
 
-def l2_normalize(x: NDArray[np.floating], axis: int = -1, eps: float = 1e-12) -> NDArray[np.float32]:
+def l2_normalize(
+    x: NDArray[np.floating], axis: int = -1, eps: float = 1e-12
+) -> NDArray[np.float32]:
     """Scale vectors to unit length along ``axis`` (zero vectors stay zero)."""
     x = np.asarray(x, dtype=np.float32)
     norm = np.linalg.norm(x, axis=axis, keepdims=True)
     return (x / np.maximum(norm, eps)).astype(np.float32)
 
 
-def cosine_similarity(probe: NDArray[np.floating], gallery: NDArray[np.floating]) -> NDArray[np.float32]:
+def cosine_similarity(
+    probe: NDArray[np.floating], gallery: NDArray[np.floating]
+) -> NDArray[np.float32]:
     """``[N, D] x [M, D] -> [N, M]`` cosine similarity (higher is more alike)."""
     return (l2_normalize(probe) @ l2_normalize(gallery).T).astype(np.float32)
 
 
-def part_wise_euclidean(probe: NDArray[np.floating], gallery: NDArray[np.floating]) -> NDArray[np.float32]:
+def part_wise_euclidean(
+    probe: NDArray[np.floating], gallery: NDArray[np.floating]
+) -> NDArray[np.float32]:
     """``[N, P, D] x [M, P, D] -> [N, M]`` mean over parts of the Euclidean distance per part.
 
     Computed part by part with the expansion |a-b|^2 = |a|^2 + |b|^2 - 2ab to keep memory at
@@ -33,7 +39,8 @@ def part_wise_euclidean(probe: NDArray[np.floating], gallery: NDArray[np.floatin
     gallery = np.asarray(gallery, dtype=np.float32)
     if probe.ndim != 3 or gallery.ndim != 3 or probe.shape[1:] != gallery.shape[1:]:
         raise ValueError(
-            f"part features must be [N, P, D] with equal P and D; got {probe.shape} and {gallery.shape}"
+            "part features must be [N, P, D] with equal P and D; "
+            f"got {probe.shape} and {gallery.shape}"
         )
     total = np.zeros((probe.shape[0], gallery.shape[0]), dtype=np.float64)
     for p in range(probe.shape[1]):

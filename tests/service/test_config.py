@@ -77,7 +77,9 @@ def test_database_url_can_come_from_a_secret_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("content", [None, ""])
-def test_database_url_file_missing_or_empty_is_rejected(tmp_path: Path, content: str | None) -> None:
+def test_database_url_file_missing_or_empty_is_rejected(
+    tmp_path: Path, content: str | None
+) -> None:
     secret = tmp_path / "db-url"
     if content is not None:
         secret.write_text(content)
