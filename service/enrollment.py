@@ -18,15 +18,17 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from service.auth import Principal
 from service.db.models import Gallery, Identity, Template
+from service.embedding import embed_upload
 from service.errors import ConflictError
 from service.gallery import audit, elapsed_ms, get_or_create_gallery, get_or_create_identity
 from service.gallery_index import vector_to_bytes
 from service.schemas import EnrollResponse, Timings
 from service.state import ServiceState
-from service.uploads import Upload, decode
+from service.uploads import Upload
 
 
 def _frames_blob(frames: NDArray[np.uint8]) -> bytes:
@@ -64,6 +66,21 @@ def _enroll_response(
     )
 
 
+def _audit_enroll(
+    session: Session, principal: Principal, identity: Identity, template: Template, *, created: bool
+) -> None:
+    """One audit row per enroll call, whether it stored a template or returned an existing one."""
+    audit(
+        session,
+        "enroll",
+        principal,
+        gallery_id=identity.gallery_id,
+        identity_id=identity.id,
+        template_id=template.id,
+        detail={"created": created},
+    )
+
+
 def _existing_template(
     state: ServiceState, principal: Principal, fields: EnrollFields, content_sha: str
 ) -> EnrollResponse | None:
@@ -84,15 +101,7 @@ def _existing_template(
         return None
     template, identity = row
     with state.db.session(write=True) as session:
-        audit(
-            session,
-            "enroll",
-            principal,
-            gallery_id=identity.gallery_id,
-            identity_id=identity.id,
-            template_id=template.id,
-            detail={"created": False},
-        )
+        _audit_enroll(session, principal, identity, template, created=False)
         session.commit()
     return _enroll_response(template, identity, fields.gallery, False, None)
 
@@ -173,26 +182,10 @@ def _store_once(
                 session.rollback()
                 return None
             # the same content was enrolled concurrently for this identity: return that one
-            audit(
-                session,
-                "enroll",
-                principal,
-                gallery_id=gallery.id,
-                identity_id=identity.id,
-                template_id=existing.id,
-                detail={"created": False},
-            )
+            _audit_enroll(session, principal, identity, existing, created=False)
             session.commit()
             return _enroll_response(existing, identity, gallery.name, False, None)
-        audit(
-            session,
-            "enroll",
-            principal,
-            gallery_id=gallery.id,
-            identity_id=identity.id,
-            template_id=template.id,
-            detail={"created": True},
-        )
+        _audit_enroll(session, principal, identity, template, created=True)
         gallery_id, template_id = gallery.id, template.id
         state.indexes.commit_add(
             session, gallery_id, np.asarray([template_id], np.int64), vector.reshape(1, -1)
@@ -212,17 +205,9 @@ async def enroll(
     if existing is not None:
         state.metrics.enrollments.labels("existing").inc()
         return existing
-    decoded = await decode(upload, state.settings)
-    state.metrics.decode.observe(decoded.decode_ms / 1000.0)
-    embedded = await state.batcher.embed(decoded.sequence.frames)
-    state.metrics.observe_embedding(embedded.inference_ms, embedded.queue_ms, embedded.batch_size)
-    timings = Timings(
-        decode_ms=decoded.decode_ms,
-        queue_ms=embedded.queue_ms,
-        inference_ms=embedded.inference_ms,
-        batch_size=embedded.batch_size,
-        total_ms=0.0,
-    )
+    walk = await embed_upload(upload, state)
+    decoded, embedded = walk.decoded, walk.embedded
+    timings = walk.timings(total_ms=0.0)  # completed once the template is stored
     response = await anyio.to_thread.run_sync(
         lambda: _store_template(
             state,

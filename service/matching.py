@@ -20,12 +20,13 @@ from sqlalchemy import select
 
 from service.auth import Principal
 from service.db.models import Identity, Template
+from service.embedding import embed_upload
 from service.errors import ConflictError, InvalidRequestError, NotFoundError
 from service.gallery import audit, elapsed_ms, gallery_by_name, get_or_404, resolve_threshold
 from service.gallery_index import vector_from_bytes
-from service.schemas import IdentifyResponse, Match, Timings, VerifyResponse
+from service.schemas import IdentifyResponse, Match, VerifyResponse
 from service.state import ServiceState
-from service.uploads import Upload, decode
+from service.uploads import Upload
 
 #: How many index hits are fetched per wanted identity before grouping by identity.
 _HITS_PER_IDENTITY = 4
@@ -124,10 +125,8 @@ async def identify(
         state.model.default_threshold,
         state.settings.fallback_threshold,
     )
-    decoded = await decode(upload, state.settings)
-    state.metrics.decode.observe(decoded.decode_ms / 1000.0)
-    embedded = await state.batcher.embed(decoded.sequence.frames)
-    state.metrics.observe_embedding(embedded.inference_ms, embedded.queue_ms, embedded.batch_size)
+    walk = await embed_upload(upload, state)
+    decoded, embedded = walk.decoded, walk.embedded
     search_start = time.perf_counter()
     matches = await anyio.to_thread.run_sync(
         _search_and_audit, state, principal, gallery, embedded.vector, top_k, used
@@ -142,14 +141,7 @@ async def identify(
         threshold_source=source,
         model_version=state.model.version,
         frames_used=int(decoded.sequence.frames.shape[0]),
-        timings=Timings(
-            decode_ms=decoded.decode_ms,
-            queue_ms=embedded.queue_ms,
-            inference_ms=embedded.inference_ms,
-            batch_size=embedded.batch_size,
-            search_ms=elapsed_ms(search_start),
-            total_ms=elapsed_ms(start),
-        ),
+        timings=walk.timings(total_ms=elapsed_ms(start), search_ms=elapsed_ms(search_start)),
     )
 
 
@@ -223,10 +215,8 @@ async def verify(
         state.model.default_threshold,
         state.settings.fallback_threshold,
     )
-    decoded = await decode(upload, state.settings)
-    state.metrics.decode.observe(decoded.decode_ms / 1000.0)
-    embedded = await state.batcher.embed(decoded.sequence.frames)
-    state.metrics.observe_embedding(embedded.inference_ms, embedded.queue_ms, embedded.batch_size)
+    walk = await embed_upload(upload, state)
+    decoded, embedded = walk.decoded, walk.embedded
     scores = target.vectors @ embedded.vector
     best = int(np.argmax(scores))
     score = float(scores[best])
@@ -256,11 +246,5 @@ async def verify(
         template_id=int(target.template_ids[best]),
         model_version=state.model.version,
         frames_used=int(decoded.sequence.frames.shape[0]),
-        timings=Timings(
-            decode_ms=decoded.decode_ms,
-            queue_ms=embedded.queue_ms,
-            inference_ms=embedded.inference_ms,
-            batch_size=embedded.batch_size,
-            total_ms=elapsed_ms(start),
-        ),
+        timings=walk.timings(total_ms=elapsed_ms(start)),
     )
