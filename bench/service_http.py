@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,10 +42,12 @@ from typing import Any
 import httpx
 import numpy as np
 
-logger = logging.getLogger("bench.service_http")
+# The live-server helpers are shared with the service tests; this script runs by path, so put
+# the repository root (not the working directory) on the import path to reach them.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.service.live import GAITID, cli_env, live_server
 
-#: The ``gaitid`` console script of the interpreter running this file (its virtualenv).
-GAITID = [str(Path(sys.executable).parent / "gaitid")]
+logger = logging.getLogger("bench.service_http")
 
 
 @dataclass(frozen=True)
@@ -119,12 +120,6 @@ def pool(measurements: list[Measurement]) -> list[Result]:
     return results
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def make_walks(count: int, seed: int) -> list[bytes]:
     """``count`` raw synthetic walks, each as the bytes of an ``.npz`` upload."""
     from training.synth.dataset import SynthConfig, render_walk, subject_identity
@@ -154,47 +149,20 @@ def running_server(model: Path, batching: bool, workdir: Path, args: argparse.Na
     """A migrated, keyed ``gaitid serve`` on a free loopback port; yields (base URL, key)."""
     prefix = "batched-" if batching else "unbatched-"
     data_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=workdir))
-    port = free_port()
-    env = {
-        **os.environ,
-        "GAITID_DATA_DIR": str(data_dir),
-        "GAITID_MODEL_PATH": str(model),
-        "GAITID_HOST": "127.0.0.1",
-        "GAITID_PORT": str(port),
-        "GAITID_BATCHING_ENABLED": "true" if batching else "false",
-        "GAITID_INTRA_OP_THREADS": str(args.intra_op_threads),
-        "GAITID_BATCH_MAX_SIZE": str(args.max_batch),
-        "GAITID_BATCH_MAX_WAIT_MS": str(args.max_wait_ms),
-        "GAITID_LOG_LEVEL": "warning",
-    }
+    env = cli_env(
+        data_dir,
+        model,
+        GAITID_BATCHING_ENABLED="true" if batching else "false",
+        GAITID_INTRA_OP_THREADS=str(args.intra_op_threads),
+        GAITID_BATCH_MAX_SIZE=str(args.max_batch),
+        GAITID_BATCH_MAX_WAIT_MS=str(args.max_wait_ms),
+        GAITID_LOG_LEVEL="warning",
+    )
     run_cli(["db", "upgrade"], env)
-    key = run_cli(["keys", "create", "--scope", "admin", "--name", "bench"], env).strip()
-    key = key.splitlines()[-1].strip()
-    log = (data_dir / "server.log").open("w")
-    server = subprocess.Popen([*GAITID, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"server exited ({server.returncode}); see {log.name}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server not ready after 180 s; see {log.name}")
-            time.sleep(0.5)
-        yield url, key
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+    key = run_cli(["keys", "create", "--scope", "admin", "--name", "bench"], env)
+    key = key.strip().splitlines()[-1].strip()
+    with live_server(env, data_dir / "server.log", timeout=180) as server:
+        yield server.url, key
 
 
 #: Histograms of the service's /metrics read before and after each step.
