@@ -58,7 +58,7 @@ class BodyLimitMiddleware:
             await response(scope, receive, send)
             return
         received = 0
-        started = False
+        tracked = _ResponseStarted(send)
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -69,20 +69,28 @@ class BodyLimitMiddleware:
                     raise _BodyTooLarge(self.max_bytes)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracked)
         except _BodyTooLarge:
-            if started:
+            if tracked.started:
                 raise
             exc = self._too_large(f"more than {self.max_bytes} bytes")
             response = error_response(413, exc.code, str(exc), headers={"Connection": "close"})
             await response(scope, receive, send)
+
+
+class _ResponseStarted:
+    """``send`` that remembers whether the response has begun: after that, an error can no
+    longer be turned into a JSON error response, only re-raised."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -106,19 +114,12 @@ class TimeoutMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = _ResponseStarted(send)
         try:
             async with asyncio.timeout(self.timeout_s):
-                await self.app(scope, receive, tracking_send)
+                await self.app(scope, receive, tracked)
         except TimeoutError:
-            if started:
+            if tracked.started:
                 raise
             response = error_response(
                 504,
