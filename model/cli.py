@@ -28,6 +28,12 @@ def export_command(
     ),
     seed: int = typer.Option(0, help="Seed of --random-init weights."),
     fp16: bool = typer.Option(False, "--fp16", help="float16 network (for GPU providers)."),
+    allow_unfitted: bool = typer.Option(
+        False,
+        "--allow-unfitted",
+        help="Export a checkpoint whose embedding is not fitted yet (its embedding is then a "
+        "random projection).",
+    ),
 ) -> None:
     """Export a checkpoint (or a random-init variant) to the service's ONNX model."""
     if (checkpoint is None) == (random_init is None):
@@ -56,6 +62,13 @@ def export_command(
             model, state = load_checkpoint_model(checkpoint)
         except CheckpointError as exc:
             raise typer.BadParameter(str(exc), param_hint="CHECKPOINT") from exc
+        if not model.embedding_head.is_fitted and not allow_unfitted:
+            raise typer.BadParameter(
+                "its 256-d embedding is not fitted (`gaitid train` fits it after the last "
+                f"iteration): run `gaitid fit-embedding {checkpoint} --data ROOT` first, or "
+                "pass --allow-unfitted",
+                param_hint="CHECKPOINT",
+            )
         meta = state.get("meta") or {}
         metadata = {
             "variant": str(meta.get("variant") or variant_name(model.config)),
@@ -64,6 +77,8 @@ def export_command(
         }
         if "iteration" in state:
             metadata["iteration"] = str(state["iteration"])
+        if fit := meta.get("embedding_fit"):
+            metadata["embedding_fit"] = json.dumps(fit, sort_keys=True)
         path = export_onnx(model, out, metadata=metadata, fp16=fp16)
     typer.echo(f"wrote {path}")
 

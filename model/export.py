@@ -104,6 +104,13 @@ def build_metadata(metadata: dict[str, str], config: LMGCSConfig, fp16: bool) ->
     return props
 
 
+def describe_embedding(model: LMGCS) -> str:
+    """How the model's 256-d embedding was made, for the ONNX metadata (``embedding`` key)."""
+    if model.embedding_head.is_fitted:
+        return "pca+within-class whitening of part-normalised part features (fitted)"
+    return "random projection of part-normalised part features (not fitted)"
+
+
 def export_onnx(
     model: LMGCS,
     out: Path,
@@ -122,6 +129,7 @@ def export_onnx(
     import onnx
 
     props = build_metadata(metadata, model.config, fp16)
+    props.setdefault("embedding", describe_embedding(model))
     graph: nn.Module = EmbeddingOnly(copy.deepcopy(model).cpu().float()).eval()
     if stack_time:
         stack_time_in_conv3d(graph)

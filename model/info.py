@@ -26,7 +26,7 @@ PAPER_PARAMS_M = 16.82
 PAPER_GFLOPS = 2.60
 #: CASIA-B LT trains on 74 subjects: the classifier size the paper's count includes.
 PAPER_NUM_CLASSES = 74
-COMPONENTS = ("backbone", "lmfe", "mff", "gsfe", "fc", "bnneck", "projection")
+COMPONENTS = ("backbone", "lmfe", "mff", "gsfe", "fc", "bnneck", "embedding_head")
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,9 @@ class ComponentCost:
     """Parameters and FLOPs of one named part of the network."""
 
     name: str
-    params: int
+    params: int  # trainable parameters
     flops: int
+    constants: int = 0  # fixed fitted values (the embedding head's mean and reduction matrix)
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,16 @@ class ModelInfo:
     def flops(self) -> int:
         return sum(c.flops for c in self.components)
 
+    @property
+    def constants(self) -> int:
+        return sum(c.constants for c in self.components)
+
     def as_dict(self) -> dict[str, object]:
         """JSON-friendly form, with totals and the paper's reference numbers."""
         return {
             **asdict(self),
             "total_params": self.params,
+            "total_constants": self.constants,
             "total_flops": self.flops,
             "total_macs": self.flops // 2,
             "paper_table_ix": {"params_m": PAPER_PARAMS_M, "gflops": PAPER_GFLOPS},
@@ -95,7 +101,12 @@ def model_info(config: LMGCSConfig, variant: str, frames: int = 30) -> ModelInfo
     for name in COMPONENTS:
         module = getattr(model, name)
         params = sum(p.numel() for p in module.parameters()) if module is not None else 0
-        components.append(ComponentCost(name, params, flops.get(name, 0)))
+        constants = (
+            sum(b.numel() for b in module.buffers() if b.is_floating_point())
+            if name == "embedding_head"
+            else 0
+        )
+        components.append(ComponentCost(name, params, flops.get(name, 0), constants))
     return ModelInfo(variant, frames, config.num_classes, tuple(components))
 
 
@@ -104,16 +115,21 @@ def format_table(info: ModelInfo) -> str:
     lines = [
         f"LMGCS variant {info.variant!r}, one walk of T={info.frames} frames, "
         f"K={info.num_classes} classes",
-        f"{'component':<12}{'params':>14}{'GFLOPs':>10}{'GMACs':>10}",
+        f"{'component':<16}{'params':>14}{'GFLOPs':>10}{'GMACs':>10}{'fitted consts':>15}",
     ]
     for c in info.components:
-        lines.append(f"{c.name:<12}{c.params:>14,}{c.flops / 1e9:>10.3f}{c.flops / 2e9:>10.3f}")
+        lines.append(
+            f"{c.name:<16}{c.params:>14,}{c.flops / 1e9:>10.3f}{c.flops / 2e9:>10.3f}"
+            f"{c.constants:>15,}"
+        )
     lines.append(
-        f"{'total':<12}{info.params:>14,}{info.flops / 1e9:>10.3f}{info.flops / 2e9:>10.3f}"
+        f"{'total':<16}{info.params:>14,}{info.flops / 1e9:>10.3f}{info.flops / 2e9:>10.3f}"
+        f"{info.constants:>15,}"
     )
-    lines.append(f"{'paper IX':<12}{PAPER_PARAMS_M * 1e6:>14,.0f}{PAPER_GFLOPS:>10.2f}{'?':>10}")
+    lines.append(f"{'paper IX':<16}{PAPER_PARAMS_M * 1e6:>14,.0f}{PAPER_GFLOPS:>10.2f}{'?':>10}")
     lines.append(
         "FLOPs: conv/matmul only, 1 multiply-add = 2 FLOPs. The paper does not name its "
-        "counter; see model/README.md for why the numbers differ."
+        "counter; see model/README.md for why the numbers differ. The embedding head's "
+        "fitted constants are not trained parameters (training.embedding_fit)."
     )
     return "\n".join(lines)

@@ -8,14 +8,15 @@ frames (shapes for one walk; N walks in a batch):
     --HPP (Eq. 1)--> M [m, c, n] --LMFE (Eq. 2)--> T [B, m, c, n] --MFF (Eqs. 3-5)--> C
     C --masked temporal max--> C^max [B*m, c] --G--> tri1_features        (L_tri1, Eq. 10)
     C --GSFE (Eqs. 6-9)-->      O    [B*m, c] --G--> tri2_features        (L_tri2, Eq. 11)
-    tri2 --BNNeck--> logits (L_ce, Eq. 13);  tri2 --projection, L2--> embedding [256]
+    tri2 --BNNeck--> logits (L_ce, Eq. 13);  tri2 --EmbeddingHead--> embedding [256]
 
 G is one per-stripe FC (``SeparateFCs``, D = 256 by default) shared by both triplet paths, as
 Eqs. 10-11 write the same G. The paper's test-time features (``part_features``) are G(O).
 
-The 256-d service ``embedding`` is a learned linear projection of the concatenated
-``part_features`` (P*D -> 256, no bias), L2-normalised. It is trained by its own triplet term
-(see ``model/README.md``) so that cosine retrieval with it tracks the part-wise distance.
+The 256-d service ``embedding`` is a fixed linear reduction of the part-normalised, concatenated
+``part_features`` (P*D -> 256), L2-normalised (``model.embedding_head``). It is not trained by
+gradient: after training, ``training.embedding_fit`` fits it in closed form (PCA + within-class
+whitening) on the training walks; ``model/README.md`` has the measurements behind the choice.
 
 Variable length: padding + ``lengths`` masks everywhere (E3D after each layer, LMFE windows,
 temporal max, attention keys). See ``model/README.md`` for the argument that a walk alone and
@@ -27,12 +28,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gaitid.contract import FRAME_HEIGHT, FRAME_WIDTH
 from model.config import LMGCSConfig
 from model.e3d import E3D
+from model.embedding_head import EmbeddingHead
 from model.gsfe import GSFE
 from model.layers.horizontal_pooling import HorizontalPooling
 from model.layers.masking import length_mask, masked_max
@@ -84,7 +85,7 @@ class LMGCS(nn.Module):
             if config.num_classes
             else None
         )
-        self.projection = nn.Linear(stripes * config.embed_dim, config.embedding_dim, bias=False)
+        self.embedding_head = EmbeddingHead(stripes, config.embed_dim, config.embedding_dim)
 
     def forward_features(self, silhouettes: Tensor, lengths: Tensor) -> LMGCSFeatures:
         """Backbone to readouts: E3D, HPP, LMFE, MFF, then temporal max and GSFE."""
@@ -103,12 +104,11 @@ class LMGCS(nn.Module):
         return LMGCSFeatures(pooled=pooled, readout=readout)
 
     def forward_head(self, features: LMGCSFeatures) -> GaitOutput:
-        """FC mapping G, BNNeck classifier and the 256-d embedding."""
+        """FC mapping G, BNNeck classifier and the 256-d embedding (fixed reduction of G(O))."""
         tri1 = self.fc(features.pooled)  # [N, P, D]
         tri2 = self.fc(features.readout) if self.gsfe is not None else tri1
         logits = self.bnneck(tri2) if self.bnneck is not None else None
-        # [N, P, D] -> [N, P*D] -> [N, 256], unit length for cosine retrieval
-        embedding = F.normalize(self.projection(tri2.flatten(1)), dim=1)
+        embedding = self.embedding_head(tri2)  # [N, P, D] -> [N, 256], unit length
         return GaitOutput(
             tri1_features=tri1,
             tri2_features=tri2,

@@ -23,10 +23,15 @@ def register(app: typer.Typer) -> None:
     app.command("synth")(synth)
     app.command("pretreat")(pretreat)
     app.command("gei-baseline")(gei_baseline)
-    from training.train_commands import eval_command, train_command  # cheap: no torch at import
+    from training.train_commands import (  # cheap: no torch at import
+        eval_command,
+        fit_embedding_command,
+        train_command,
+    )
 
     app.command("train")(train_command)
     app.command("eval")(eval_command)
+    app.command("fit-embedding")(fit_embedding_command)
 
 
 def _fail(message: str) -> typer.Exit:

@@ -90,11 +90,7 @@ class LossConfig(_Section):
     tri1: float = Field(default=1.0, ge=0)  # batch-all triplet on tri1_features (Eq. 10)
     tri2: float = Field(default=1.0, ge=0)  # batch-all triplet on tri2_features (Eq. 11)
     ce: float = Field(default=1.0, ge=0)  # cross-entropy through the BNNeck per part (Eq. 13)
-    embedding_triplet: float = Field(default=1.0, ge=0)  # triplet on the 256-d service embedding
     margin: float = Field(default=0.2, gt=0)  # triplet margin m (Table II)
-    embedding_margin: float = Field(
-        default=0.2, gt=0
-    )  # margin on the embedding's Euclidean distance
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
 
 
@@ -110,6 +106,15 @@ class TrainerConfig(_Section):
     eval_protocol: Literal["casia-b", "ou-mvlp", "retrieval"] = "casia-b"
     keep_checkpoints: int = Field(default=2, ge=1)  # iteration checkpoints kept besides last.pt
     progress: bool = True  # tqdm bar on rank 0
+
+
+class EmbeddingFitConfig(_Section):
+    """How the service embedding is fitted after the last iteration (`training.embedding_fit`)."""
+
+    # training walks (a seeded sample, every frame) the PCA + whitening is fitted on
+    fit_walks: int = Field(default=4000, ge=3)
+    # ridge r of the within-class whitening, in units of the mean within-class variance
+    regularization: float = Field(default=1.0, gt=0)
 
 
 class InitConfig(_Section):
@@ -135,6 +140,7 @@ class TrainConfig(_Section):
     schedule: ScheduleConfig = ScheduleConfig()
     loss: LossConfig = LossConfig()
     trainer: TrainerConfig = TrainerConfig()
+    embedding: EmbeddingFitConfig = EmbeddingFitConfig()
     init: InitConfig | None = None
 
     @model_validator(mode="after")

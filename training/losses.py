@@ -7,8 +7,6 @@
   pushes every negative beyond the margin. Eq. 10 (L_tri1) and Eq. 11 (L_tri2) are this loss on
   ``tri1_features`` and ``tri2_features``.
 - :func:`part_cross_entropy` is Eq. 13 through the BNNeck, one classifier per part, averaged.
-- :func:`triplet_on_embedding` applies the same triplet loss to the 256-d service embedding, the
-  term ``model/README.md`` asks for so that retrieval with one vector matches the part-wise one.
 
 Each returns a scalar plus the statistics logged next to it.
 """
@@ -95,10 +93,3 @@ def part_cross_entropy(
     loss = F.cross_entropy(flat, target, label_smoothing=label_smoothing)
     accuracy = (flat.argmax(1) == target).float().mean().detach()
     return loss, accuracy
-
-
-def triplet_on_embedding(embedding: Tensor, labels: Tensor, margin: float) -> TripletStats:
-    """Batch-all triplet on ``embedding [N, E]`` (treated as a single part)."""
-    if embedding.ndim != 2:
-        raise ValueError(f"embedding must be [N, E], got shape {tuple(embedding.shape)}")
-    return batch_all_triplet(embedding.unsqueeze(1), labels, margin)

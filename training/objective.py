@@ -1,7 +1,8 @@
 """The training objective: the paper's weighted loss terms on one :class:`GaitOutput`.
 
-``L = w_tri1 L_tri1 + w_tri2 L_tri2 + w_ce L_ce + w_emb L_emb`` (Eqs. 10-14 plus the embedding's
-own term). A term whose weight is 0 is not computed. Every term is returned unweighted for
+``L = w_tri1 L_tri1 + w_tri2 L_tri2 + w_ce L_ce`` (Eqs. 10-14). The 256-d service embedding has
+no loss term: it is fitted after training (``training.embedding_fit``). A term whose weight is 0
+is not computed. Every term is returned unweighted for
 logging next to the weighted total.
 
 Under DDP each rank holds a disjoint slice of the P x K batch. The triplet terms need the whole
@@ -21,7 +22,7 @@ from torch import Tensor
 
 from model.output import GaitOutput
 from training.config import LossConfig
-from training.losses import batch_all_triplet, part_cross_entropy, triplet_on_embedding
+from training.losses import batch_all_triplet, part_cross_entropy
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def compute_loss(output: GaitOutput, labels: Tensor, weights: LossConfig) -> Los
         return _gather(x) if world > 1 else x
 
     all_labels = gathered(labels)
-    total = output.embedding.new_zeros((), dtype=torch.float32)
+    total = output.tri1_features.new_zeros((), dtype=torch.float32)
     terms: dict[str, float] = {}
     logged_total = 0.0  # the single-process value of the objective (no world-size scaling)
     for name, weight, features in (
@@ -76,13 +77,5 @@ def compute_loss(output: GaitOutput, labels: Tensor, weights: LossConfig) -> Los
         terms["loss_ce"] = ce.item()
         logged_total += weights.ce * terms["loss_ce"]
         terms["ce_accuracy"] = accuracy.item()
-    if weights.embedding_triplet > 0:
-        stats = triplet_on_embedding(
-            gathered(output.embedding), all_labels, weights.embedding_margin
-        )
-        total = total + weights.embedding_triplet * world * stats.loss
-        terms["loss_embedding_triplet"] = stats.loss.item()
-        logged_total += weights.embedding_triplet * terms["loss_embedding_triplet"]
-        terms["embedding_active"] = stats.active_fraction.item()
     terms["loss_total"] = logged_total
     return LossBreakdown(total, terms)

@@ -153,3 +153,75 @@ def eval_command(
     if out is not None:
         written = write_report(results, out.resolve(), meta)
         typer.echo("wrote " + ", ".join(str(p) for p in written.values()))
+
+
+def fit_embedding_command(
+    checkpoint: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="Checkpoint written by `gaitid train`."
+    ),
+    data: Path = typer.Option(
+        ..., "--data", exists=True, file_okay=False, help="OpenGait-layout root."
+    ),
+    subjects: str | None = typer.Option(
+        None,
+        "--subjects",
+        help="Subjects to fit on, e.g. 001-062 (default: the checkpoint's training subjects).",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write the fitted checkpoint here (default: update it in place)."
+    ),
+    max_walks: int = typer.Option(4000, "--max-walks", min=3, help="Seeded sample of walks."),
+    regularization: float = typer.Option(
+        1.0, "--regularization", min=1e-6, help="Within-class whitening ridge."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the walk sample."),
+    device: EvalDevice = typer.Option(EvalDevice.cpu, "--device", help="Where the network runs."),
+) -> None:
+    """(Re)fit a checkpoint's 256-d service embedding (PCA + within-class whitening).
+
+    `gaitid train` does this after its last iteration; use this for a checkpoint of a stopped
+    run, another training set or another regularisation.
+    """
+    import torch
+
+    from model.export import CheckpointError as ModelCheckpointError
+    from model.export import load_checkpoint_model
+    from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from training.data.errors import DatasetError
+    from training.data.opengait import parse_subject_spec
+    from training.embedding_fit import EmbeddingFitError, fit_embedding
+    from training.evaluation.extract import load_eval_walks
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if device is EvalDevice.cuda and not torch.cuda.is_available():
+        raise _fail("--device cuda: no CUDA device is available")
+    try:
+        state = load_checkpoint(checkpoint)
+        model, _ = load_checkpoint_model(checkpoint)
+        meta = dict(state.get("meta", {}))
+        chosen = parse_subject_spec(subjects) if subjects else meta.get("train_subjects")
+        if not chosen:
+            raise _fail(f"{checkpoint} records no training subjects; pass --subjects")
+        keys, walks = load_eval_walks(data.resolve(), list(chosen))
+        names = sorted({key.subject for key in keys})
+        labels = [names.index(key.subject) for key in keys]
+        model.to(torch.device(device.value))
+        summary = fit_embedding(
+            model,
+            walks,
+            labels,
+            device=torch.device(device.value),
+            max_walks=max_walks,
+            regularization=regularization,
+            seed=seed,
+        )
+    except (CheckpointError, ModelCheckpointError, DatasetError, EmbeddingFitError) as exc:
+        raise _fail(str(exc)) from exc
+    summary["subjects"] = f"{names[0]}..{names[-1]} ({len(names)})"
+    state["model"] = {k: v.cpu() for k, v in model.state_dict().items()}
+    state["meta"] = {**meta, "embedding_fit": summary}
+    target = save_checkpoint(state, out if out is not None else checkpoint)
+    typer.echo(json.dumps(summary))
+    typer.echo(f"wrote {target}")

@@ -16,6 +16,7 @@ logs, evaluates and writes checkpoints. Without ``torchrun`` nothing touches
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -222,6 +223,8 @@ class Trainer:
         self.config = config
         self.out_dir = Path(out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
+        # what `_fit_embedding` reports, recorded in the checkpoints written after it
+        self.embedding_fit: dict[str, Any] | None = None
 
     # -- setup -------------------------------------------------------------------------------
     def _build_model(self, num_classes: int, ctx: DistContext) -> LMGCS:
@@ -283,6 +286,7 @@ class Trainer:
                 "version": f"{__version__}+{cfg.name}.it{iteration}",
                 "train_subjects": data.label_names,
                 "frames": cfg.data.frames,
+                **({"embedding_fit": self.embedding_fit} if self.embedding_fit else {}),
             },
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -410,6 +414,8 @@ class Trainer:
             out_of_time = self._out_of_time(started, max_minutes, ctx)
             if out_of_time:
                 stop = iteration  # leave with a checkpoint below; --resume continues
+            if iteration == total:
+                self._fit_embedding(model, data, ctx)
             if iteration % cfg.trainer.checkpoint_every == 0 or iteration == stop:
                 self._save(model, optimizer, scheduler, sampler, iteration, data, ctx)
                 log.plot()
@@ -542,6 +548,37 @@ class Trainer:
         restore_rng_state(state["rng"][ctx.rank])
         logger.info("resumed %s at iteration %d", path, state["iteration"])
         return int(state["iteration"])
+
+    def _fit_embedding(self, model: LMGCS, data: TrainingData, ctx: DistContext) -> None:
+        """Fit the service embedding on the training walks (rank 0), then share it.
+
+        Runs once, after the last iteration and before the final checkpoint and validation,
+        so both hold the fitted head (``training.embedding_fit``).
+        """
+        from training.embedding_fit import fit_embedding
+
+        head = model.embedding_head
+        if ctx.is_main:
+            summary = fit_embedding(
+                model,
+                data.walks,
+                data.labels,
+                device=ctx.device,
+                max_walks=self.config.embedding.fit_walks,
+                regularization=self.config.embedding.regularization,
+                seed=self.config.seed,
+                batch_size=self.config.trainer.eval_batch_size,
+            )
+            self.embedding_fit = summary
+            (self.out_dir / "embedding_fit.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if ctx.world_size > 1:
+            import torch.distributed as dist
+
+            mean, weight = head.mean.clone(), head.weight.clone()
+            dist.broadcast(mean, src=0)
+            dist.broadcast(weight, src=0)
+            if not ctx.is_main:
+                head.set_reduction(mean, weight)
 
     # -- validation --------------------------------------------------------------------------
     def _load_validation(self, data: TrainingData, ctx: DistContext) -> Any:

@@ -89,9 +89,12 @@ def test_export_metadata_is_checked(tmp_path: Path) -> None:
 
 
 def _write_checkpoint(path: Path, num_classes: int = 3) -> torch.nn.Module:
-    """A checkpoint in the trainer's format, including its numpy RNG state and paths."""
+    """A checkpoint in the trainer's format, including its numpy RNG state and paths, with
+    the embedding head fitted (as `gaitid train` leaves it)."""
     torch.manual_seed(7)
     model = create_model("tiny", num_classes=num_classes)
+    head = model.embedding_head
+    head.set_reduction(0.01 * torch.randn(head.in_dim), torch.randn(head.in_dim, head.out_dim))
     torch.save(
         {
             "model": model.state_dict(),
@@ -149,6 +152,7 @@ def test_cli_exports_a_checkpoint_in_fp16(tmp_path: Path) -> None:
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["precision"] == "float16" and meta["version"] == "test-1"
     assert meta["iteration"] == "12" and meta["training_data"] == "synthetic"
+    assert "(fitted)" in meta["embedding"]
     float_types = {t.data_type for t in proto.graph.initializer} - {onnx.TensorProto.INT64}
     assert float_types == {onnx.TensorProto.FLOAT16}
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT

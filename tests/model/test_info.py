@@ -31,11 +31,14 @@ def test_components_cover_every_parameter() -> None:
     info = model_info(config, "tiny", frames=7)
     assert info.params == sum(p.numel() for p in create_model(config).parameters())
     names = [c.name for c in info.components]
-    assert names == ["backbone", "lmfe", "mff", "gsfe", "fc", "bnneck", "projection"]
+    assert names == ["backbone", "lmfe", "mff", "gsfe", "fc", "bnneck", "embedding_head"]
     by_name = {c.name: c for c in info.components}
     stripes, dim = config.num_stripes, config.embed_dim
     assert by_name["fc"].params == stripes * config.channels[-1] * dim
-    assert by_name["projection"].params == stripes * dim * 256
+    # the service embedding is fitted, not trained: constants (mean + matrix), no parameters
+    assert by_name["embedding_head"].params == 0
+    assert by_name["embedding_head"].constants == stripes * dim * (256 + 1)
+    assert info.constants == by_name["embedding_head"].constants
     assert by_name["mff"].params == 0  # static fusion: no parameters (III-C)
     assert info.flops == sum(c.flops for c in info.components) > 0
 

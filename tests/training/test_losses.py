@@ -11,7 +11,6 @@ from training.losses import (
     batch_all_triplet,
     pairwise_euclidean,
     part_cross_entropy,
-    triplet_on_embedding,
 )
 
 
@@ -67,14 +66,6 @@ def test_part_cross_entropy_is_mean_over_parts() -> None:
     expected = sum(torch.nn.functional.cross_entropy(logits[:, p], labels) for p in range(3)) / 3
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert 0.0 <= accuracy.item() <= 1.0
-
-
-def test_embedding_triplet_is_the_single_part_triplet() -> None:
-    emb = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
-    labels = torch.tensor([0, 0, 1, 1, 2, 2])
-    a = triplet_on_embedding(emb, labels, 0.2).loss
-    b = batch_all_triplet(emb.unsqueeze(1), labels, 0.2).loss
-    assert a.item() == pytest.approx(b.item())
 
 
 def test_shape_errors_name_the_shape() -> None:

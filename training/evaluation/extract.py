@@ -56,6 +56,39 @@ def _feature_set(
     )
 
 
+def torch_features(
+    model: torch.nn.Module,
+    walks: Sequence[NDArray[np.uint8]],
+    *,
+    device: torch.device,
+    batch_size: int = 8,
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """``(embeddings [N, 256], part_features [N, P, D])`` of every walk, in eval mode.
+
+    Also what ``training.embedding_fit`` fits the service embedding on.
+    """
+    import torch
+
+    was_training = model.training
+    model.eval()
+    embeddings: list[NDArray[np.float32] | None] = [None] * len(walks)
+    parts: list[NDArray[np.float32] | None] = [None] * len(walks)
+    try:
+        with torch.inference_mode():
+            for indices, silhouettes, lengths in eval_batches(walks, batch_size):
+                out = model(
+                    torch.from_numpy(silhouettes).to(device),
+                    torch.from_numpy(lengths).to(device),
+                )
+                emb = out.embedding.float().cpu().numpy()
+                part = out.part_features.float().cpu().numpy()
+                for row, index in enumerate(indices):
+                    embeddings[index], parts[index] = emb[row], part[row]
+    finally:
+        model.train(was_training)
+    return np.stack(embeddings), np.stack(parts)  # type: ignore[arg-type]
+
+
 def features_from_torch(
     model: torch.nn.Module,
     keys: Sequence[WalkKey],
@@ -65,23 +98,8 @@ def features_from_torch(
     batch_size: int = 8,
 ) -> FeatureSet:
     """Part features and embeddings of every walk from a PyTorch network (eval mode)."""
-    import torch
-
-    was_training = model.training
-    model.eval()
-    embeddings: list[NDArray[np.float32] | None] = [None] * len(walks)
-    parts: list[NDArray[np.float32] | None] = [None] * len(walks)
-    with torch.inference_mode():
-        for indices, silhouettes, lengths in eval_batches(walks, batch_size):
-            out = model(
-                torch.from_numpy(silhouettes).to(device), torch.from_numpy(lengths).to(device)
-            )
-            emb = out.embedding.float().cpu().numpy()
-            part = out.part_features.float().cpu().numpy()
-            for row, index in enumerate(indices):
-                embeddings[index], parts[index] = emb[row], part[row]
-    model.train(was_training)
-    return _feature_set(keys, np.stack(embeddings), np.stack(parts))  # type: ignore[arg-type]
+    embeddings, parts = torch_features(model, walks, device=device, batch_size=batch_size)
+    return _feature_set(keys, embeddings, parts)
 
 
 def features_from_onnx(
