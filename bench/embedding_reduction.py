@@ -98,7 +98,7 @@ def main(
     cache: Annotated[Path | None, typer.Option()] = None,
 ) -> None:
     from training.data.opengait import parse_subject_spec
-    from training.embedding_fit import fit_reduction
+    from training.embedding_fit import fit_reduction, principal_directions
 
     fit = _features(
         checkpoint,
@@ -128,10 +128,10 @@ def main(
     )
     _row("cosine, part-normalised concatenation (no reduction)", val, normed_val)
     mean = normed_fit.mean(0)
-    _, singular, basis = np.linalg.svd(normed_fit - mean, full_matrices=False)
-    projected = (normed_val - mean) @ basis[:dim].T
+    basis, variances, _ = principal_directions(normed_fit - mean, dim)
+    projected = (normed_val - mean) @ basis
     _row(f"PCA-{dim}", val, projected)
-    _row(f"PCA-{dim}, whitened", val, projected / singular[:dim])
+    _row(f"PCA-{dim}, whitened", val, projected / np.sqrt(variances))
     for r in regularization or [0.3, 1.0, 3.0]:
         reduction = fit_reduction(normed_fit, labels, out_dim=dim, regularization=r)
         _row(

@@ -56,28 +56,28 @@ class Reduction:
     regularization: float
 
 
-def _principal_directions(
+def principal_directions(
     centred: NDArray[np.float32], k: int
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
-    """Top-``k`` unit principal directions ``[F, k]``, their variances, explained fraction."""
+    """Top-``k`` unit principal directions ``[F, k]`` of centred rows ``[N, F]``, their
+    variances and the fraction of the total variance they hold.
+
+    Through the N x N Gram matrix when N <= F (eigenvectors u of X X^T give the directions
+    X^T u / sqrt(lambda)), else through the F x F covariance; directions whose eigenvalue is
+    numerically zero are dropped, so fewer than ``k`` may come back.
+    """
     n, f = centred.shape
-    if n <= f:  # Gram trick: eigenvectors u of X X^T give directions X^T u / sqrt(lambda)
-        gram = (centred @ centred.T).astype(np.float64)
-        values, vectors = np.linalg.eigh(gram)
-        values, vectors = values[::-1], vectors[:, ::-1]
-        keep = values[:k] > _RANK_TOLERANCE * max(values[0], 1e-30)
-        values, vectors = values[:k][keep], vectors[:, :k][:, keep]
-        directions = (centred.T @ vectors.astype(np.float32)).astype(np.float64) / np.sqrt(values)
-        total = float(np.trace(gram))
-    else:
-        cov = (centred.T @ centred).astype(np.float64)
-        values, directions = np.linalg.eigh(cov)
-        values, directions = values[::-1], directions[:, ::-1]
-        keep = values[:k] > _RANK_TOLERANCE * max(values[0], 1e-30)
-        values, directions = values[:k][keep], directions[:, :k][:, keep]
-        total = float(np.trace(cov))
+    gram_route = n <= f
+    scatter = (centred @ centred.T if gram_route else centred.T @ centred).astype(np.float64)
+    values, vectors = np.linalg.eigh(scatter)
+    values, vectors = values[::-1][:k], vectors[:, ::-1][:, :k]
+    keep = values > _RANK_TOLERANCE * max(values[0], 1e-30)
+    values, vectors = values[keep], vectors[:, keep]
+    if gram_route:
+        vectors = (centred.T @ vectors.astype(np.float32)).astype(np.float64) / np.sqrt(values)
+    total = float(np.trace(scatter))
     explained = float(values.sum() / total) if total > 0 else 0.0
-    return directions, values / max(n - 1, 1), explained
+    return vectors, values / max(n - 1, 1), explained
 
 
 def fit_reduction(
@@ -110,7 +110,7 @@ def fit_reduction(
     mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
     centred = x - mean
     k = min(out_dim, x.shape[0] - 1, x.shape[1])
-    directions, _, explained = _principal_directions(centred, k)
+    directions, _, explained = principal_directions(centred, k)
     projected = (centred @ directions.astype(np.float32)).astype(np.float64)  # [N, k']
     kept = projected.shape[1]
     within = np.zeros((kept, kept))

@@ -184,9 +184,8 @@ def fit_embedding_command(
     """
     import torch
 
-    from model.export import CheckpointError as ModelCheckpointError
-    from model.export import load_checkpoint_model
-    from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from model.export import CheckpointError, load_checkpoint_model
+    from training.checkpoint import save_checkpoint
     from training.data.errors import DatasetError
     from training.data.opengait import parse_subject_spec
     from training.embedding_fit import EmbeddingFitError, fit_embedding
@@ -198,15 +197,15 @@ def fit_embedding_command(
     if device is EvalDevice.cuda and not torch.cuda.is_available():
         raise _fail("--device cuda: no CUDA device is available")
     try:
-        state = load_checkpoint(checkpoint)
-        model, _ = load_checkpoint_model(checkpoint)
+        model, state = load_checkpoint_model(checkpoint)
         meta = dict(state.get("meta", {}))
         chosen = parse_subject_spec(subjects) if subjects else meta.get("train_subjects")
         if not chosen:
             raise _fail(f"{checkpoint} records no training subjects; pass --subjects")
         keys, walks = load_eval_walks(data.resolve(), list(chosen))
         names = sorted({key.subject for key in keys})
-        labels = [names.index(key.subject) for key in keys]
+        index = {name: i for i, name in enumerate(names)}
+        labels = [index[key.subject] for key in keys]
         model.to(torch.device(device.value))
         summary = fit_embedding(
             model,
@@ -217,7 +216,7 @@ def fit_embedding_command(
             regularization=regularization,
             seed=seed,
         )
-    except (CheckpointError, ModelCheckpointError, DatasetError, EmbeddingFitError) as exc:
+    except (CheckpointError, DatasetError, EmbeddingFitError) as exc:
         raise _fail(str(exc)) from exc
     summary["subjects"] = f"{names[0]}..{names[-1]} ({len(names)})"
     state["model"] = {k: v.cpu() for k, v in model.state_dict().items()}
