@@ -2,8 +2,9 @@
 # gaitid serving images. No torch in either: the service runs the exported ONNX model.
 #   CPU (default):  docker build -t gaitid:cpu .
 #   GPU:            docker build --target gpu -t gaitid:gpu .
-# The model is mounted at /models/model.onnx (GAITID_MODEL_PATH), or baked in by placing it
-# at models/model.onnx before the build (see README, "Deployment").
+# The shipped model (models/gaitid-lmgcs.onnx) is baked in at /models and served by default;
+# mount another folder at /models and/or set GAITID_MODEL_PATH to serve another model (see
+# README, "Deployment").
 
 ARG PYTHON_VERSION=3.11
 
@@ -24,7 +25,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     GAITID_DATA_DIR=/var/lib/gaitid \
-    GAITID_MODEL_PATH=/models/model.onnx \
+    GAITID_MODEL_PATH=/models/gaitid-lmgcs.onnx \
     GAITID_HOST=0.0.0.0 \
     GAITID_PORT=8000
 RUN useradd --system --uid 10001 --home-dir /var/lib/gaitid --create-home gaitid \
@@ -55,7 +56,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     GAITID_DATA_DIR=/var/lib/gaitid \
-    GAITID_MODEL_PATH=/models/model.onnx \
+    GAITID_MODEL_PATH=/models/gaitid-lmgcs.onnx \
     GAITID_HOST=0.0.0.0 \
     GAITID_PORT=8000 \
     GAITID_DEVICE=auto

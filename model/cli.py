@@ -34,10 +34,34 @@ def export_command(
         help="Export a checkpoint whose embedding is not fitted yet (its embedding is then a "
         "random projection).",
     ),
+    threshold_from: Path | None = typer.Option(
+        None,
+        "--threshold-from",
+        exists=True,
+        dir_okay=False,
+        help="calibration.json of `gaitid eval --protocol open-set`: stored as the model's "
+        "default_threshold (the service's threshold_source: model).",
+    ),
+    training_data: str | None = typer.Option(
+        None,
+        "--training-data",
+        help="Describe the training data in the metadata (default: the checkpoint's record).",
+    ),
+    weights: Path | None = typer.Option(
+        None,
+        "--weights",
+        help="Also write the PyTorch weights here (for fine-tuning: weights, config and "
+        "provenance; no optimiser state, no local paths).",
+    ),
 ) -> None:
     """Export a checkpoint (or a random-init variant) to the service's ONNX model."""
     if (checkpoint is None) == (random_init is None):
         raise typer.BadParameter("give exactly one of CHECKPOINT or --random-init VARIANT")
+    if random_init is not None and (threshold_from or training_data or weights):
+        raise typer.BadParameter(
+            "--threshold-from, --training-data and --weights describe a trained checkpoint; "
+            "a --random-init export has none"
+        )
     from model.config import VARIANTS
 
     if random_init is not None and random_init not in VARIANTS:
@@ -52,6 +76,7 @@ def export_command(
         export_random_init,
         load_checkpoint_model,
         variant_name,
+        write_weights,
     )
 
     if random_init is not None:
@@ -73,13 +98,26 @@ def export_command(
         metadata = {
             "variant": str(meta.get("variant") or variant_name(model.config)),
             "version": str(meta.get("version") or f"{__version__}+{checkpoint.stem}"),
-            "training_data": str(meta.get("training_data") or meta.get("data") or "unknown"),
+            "training_data": training_data
+            or str(meta.get("training_data") or meta.get("data") or "unknown"),
         }
         if "iteration" in state:
             metadata["iteration"] = str(state["iteration"])
         if fit := meta.get("embedding_fit"):
             metadata["embedding_fit"] = json.dumps(fit, sort_keys=True)
+        if threshold_from is not None:
+            from training.evaluation.open_set import read_threshold
+            from training.evaluation.protocols import ProtocolError
+
+            try:
+                threshold, provenance = read_threshold(threshold_from)
+            except ProtocolError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--threshold-from") from exc
+            metadata["default_threshold"] = f"{threshold:.6f}"
+            metadata["threshold_calibration"] = json.dumps(provenance, sort_keys=True)
         path = export_onnx(model, out, metadata=metadata, fp16=fp16)
+        if weights is not None:
+            typer.echo(f"wrote {write_weights(model, state, weights, metadata)}")
     typer.echo(f"wrote {path}")
 
 

@@ -234,6 +234,43 @@ def load_checkpoint_model(path: Path) -> tuple[LMGCS, dict[str, Any]]:
     return model.eval(), checkpoint
 
 
+#: Training-config keys that hold local paths: left out of shipped weights.
+_LOCAL_PATH_KEYS = ("output_dir", "init")
+_LOCAL_DATA_KEYS = ("root", "partition")
+
+
+def write_weights(
+    model: LMGCS, checkpoint: dict[str, Any], out: Path, metadata: dict[str, str]
+) -> Path:
+    """Write the weights-only file that ships beside the ONNX model (for fine-tuning).
+
+    It holds what ``load_checkpoint_model`` and a training config's ``init`` read (``model``,
+    ``model_config``, ``num_classes``, ``meta``) plus the recipe it was trained with, without
+    optimiser or RNG state and without any local path (data root, partition, run folder).
+    """
+    config = dict(checkpoint.get("config") or {})
+    recipe = {k: v for k, v in config.items() if k not in _LOCAL_PATH_KEYS}
+    if isinstance(recipe.get("data"), dict):
+        recipe["data"] = {k: v for k, v in recipe["data"].items() if k not in _LOCAL_DATA_KEYS}
+    meta = dict(checkpoint.get("meta") or {})
+    meta.update({k: metadata[k] for k in ("variant", "version", "training_data")})
+    for key in ("default_threshold", "threshold_calibration"):
+        if key in metadata:
+            meta[key] = metadata[key]
+    state = {
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "model_config": model.config.model_dump(),
+        "num_classes": int(checkpoint["num_classes"]),
+        "meta": meta,
+        "recipe": recipe,
+        "labels": list(checkpoint.get("labels") or []),
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, out)
+    return out
+
+
 def _checkpoint_safe_globals() -> list[Any]:
     """Non-tensor types a trainer checkpoint legitimately holds (RNG states, config paths)."""
     import pathlib

@@ -21,6 +21,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: uncalibrated model (documented in service/README.md, "Thresholds").
 FALLBACK_THRESHOLD = 0.5
 
+#: The trained model committed with the source (``models/``; see models/README.md). Found
+#: beside the package in a source checkout or editable install; a wheel does not carry it (the
+#: images copy ``models/`` to ``/models`` and point ``GAITID_MODEL_PATH`` at it).
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "gaitid-lmgcs.onnx"
+
 
 def default_data_dir() -> Path:
     """Per-user data directory: ``$XDG_DATA_HOME/gaitid`` or ``~/.local/share/gaitid``.
@@ -52,7 +57,8 @@ class Settings(BaseSettings):
 
     # --- model -------------------------------------------------------------------------
     model_path: Path | None = None
-    """The ONNX file (gaitid.contract); default ``<data_dir>/model.onnx``."""
+    """The ONNX file (gaitid.contract); default ``<data_dir>/model.onnx`` if present, else the
+    shipped model (``SHIPPED_MODEL``)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     intra_op_threads: int = Field(default=0, ge=0)
     """ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose."""
@@ -154,8 +160,15 @@ class Settings(BaseSettings):
 
     @property
     def resolved_model_path(self) -> Path:
-        """The configured model file, or ``<data_dir>/model.onnx``."""
-        return self.model_path if self.model_path is not None else self.data_dir / "model.onnx"
+        """The configured model file; else ``<data_dir>/model.onnx`` when one was placed there;
+        else the shipped model when this is a source checkout; else ``<data_dir>/model.onnx``
+        (whose absence the model loader then reports)."""
+        if self.model_path is not None:
+            return self.model_path
+        placed = self.data_dir / "model.onnx"
+        if not placed.is_file() and SHIPPED_MODEL.is_file():
+            return SHIPPED_MODEL
+        return placed
 
     @property
     def max_request_bytes(self) -> int:

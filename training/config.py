@@ -69,12 +69,20 @@ class OptimizerConfig(_Section):
 
 
 class ScheduleConfig(_Section):
-    """Multi-step learning-rate schedule over a fixed number of iterations."""
+    """Multi-step learning-rate schedule over iterations or a wall-time budget.
+
+    Decays are given either as ``milestones`` (iterations, the paper's form) or as ``decay_at``
+    (fractions of the run). With ``minutes`` set (or ``gaitid train --max-minutes``) the run
+    is sized by wall time instead of iterations: the decays happen at the same fractions of
+    the training time and ``iterations`` is only an upper bound (``training.schedule``).
+    """
 
     iterations: int = Field(default=80_000, ge=1)
     milestones: list[int] = Field(default_factory=lambda: [70_000])
+    decay_at: list[float] | None = None  # fractions of the run in (0, 1); replaces milestones
     gamma: float = Field(default=0.1, gt=0)
     warmup_iterations: int = Field(default=0, ge=0)  # linear warm-up from 0 (0 = none)
+    minutes: float | None = Field(default=None, gt=0)  # wall-time budget of the whole run
 
     @field_validator("milestones")
     @classmethod
@@ -82,6 +90,29 @@ class ScheduleConfig(_Section):
         if any(b <= a for a, b in itertools.pairwise(value)) or any(v < 1 for v in value):
             raise ValueError(f"milestones must be positive and strictly increasing, got {value}")
         return value
+
+    @field_validator("decay_at")
+    @classmethod
+    def _fractions(cls, value: list[float] | None) -> list[float] | None:
+        if value is None:
+            return value
+        if any(b <= a for a, b in itertools.pairwise(value)) or any(not 0 < v < 1 for v in value):
+            raise ValueError(
+                f"decay_at must be strictly increasing fractions in (0, 1), got {value}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_decay_form(self) -> ScheduleConfig:
+        if self.decay_at is not None and "milestones" in self.model_fields_set:
+            raise ValueError("give schedule.milestones or schedule.decay_at, not both")
+        return self
+
+    def decay_fractions(self) -> list[float]:
+        """Where the learning rate decays, as fractions of the run."""
+        if self.decay_at is not None:
+            return list(self.decay_at)
+        return [m / self.iterations for m in self.milestones]
 
 
 class LossConfig(_Section):
@@ -115,6 +146,8 @@ class EmbeddingFitConfig(_Section):
     fit_walks: int = Field(default=4000, ge=3)
     # ridge r of the within-class whitening, in units of the mean within-class variance
     regularization: float = Field(default=1.0, gt=0)
+    # frames per walk fed to the fit (the middle window; None = every frame, as evaluation)
+    fit_frames: int | None = Field(default=None, ge=1)
 
 
 class InitConfig(_Section):
@@ -145,6 +178,8 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _milestones_inside(self) -> TrainConfig:
+        if self.schedule.decay_at is not None:
+            return self
         late = [m for m in self.schedule.milestones if m >= self.schedule.iterations]
         if late:
             raise ValueError(

@@ -26,11 +26,24 @@ class Protocol(StrEnum):
     casia_b = "casia-b"
     ou_mvlp = "ou-mvlp"
     retrieval = "retrieval"
+    open_set = "open-set"
 
 
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=2)
+
+
+def _saved_budget(run_dir: Path) -> float | None:
+    """``schedule.minutes`` of the run in ``run_dir`` (its ``config.yaml``), if it has one."""
+    import yaml
+
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return None
+    schedule = (yaml.safe_load(saved.read_text()) or {}).get("schedule") or {}
+    minutes = schedule.get("minutes")
+    return float(minutes) if minutes is not None else None
 
 
 def train_command(
@@ -48,7 +61,13 @@ def train_command(
         help="Stop with a checkpoint after this iteration (resume later).",
     ),
     max_minutes: float | None = typer.Option(
-        None, "--max-minutes", min=0.0, help="Stop with a checkpoint after this much wall time."
+        None,
+        "--max-minutes",
+        min=0.0,
+        help=(
+            "Wall-time budget of the whole run (sets schedule.minutes): the decays fall at "
+            "their fractions of it and the embedding fit and validation finish inside it."
+        ),
     ),
 ) -> None:
     """Train an LMGCS network from a validated config (unknown keys are an error)."""
@@ -63,15 +82,18 @@ def train_command(
     )
     try:
         cfg = load_config(config)
+        run_dir = out.resolve() if out is not None else cfg.output_dir
+        if run_dir is None:
+            raise _fail(f"{config} sets no output_dir; pass --out DIR")
+        if max_minutes is None and resume:
+            # a resumed run keeps the budget it was started with (its schedule is sized by it)
+            max_minutes = _saved_budget(run_dir)
+        if max_minutes is not None:
+            cfg = load_config(config, {"schedule": {"minutes": max_minutes}})
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
-    run_dir = out.resolve() if out is not None else cfg.output_dir
-    if run_dir is None:
-        raise _fail(f"{config} sets no output_dir; pass --out DIR")
     try:
-        result = Trainer(cfg, run_dir).fit(
-            resume=resume, stop_after=stop_after, max_minutes=max_minutes
-        )
+        result = Trainer(cfg, run_dir).fit(resume=resume, stop_after=stop_after)
     except (TrainingError, DatasetError, SamplerError, CheckpointError) as exc:
         raise _fail(str(exc)) from exc
     state = "finished" if result.finished else "stopped (continue with --resume)"
@@ -111,8 +133,20 @@ def eval_command(
     device: EvalDevice = typer.Option(
         EvalDevice.cpu, "--device", help="Where a checkpoint runs (ONNX runs on the CPU)."
     ),
+    target_fmr: float = typer.Option(
+        1e-3,
+        "--target-fmr",
+        min=1e-9,
+        max=0.5,
+        help="open-set: false-match rate the default threshold is chosen at.",
+    ),
 ) -> None:
-    """Evaluate a checkpoint or ONNX export under a gait protocol; print the markdown table."""
+    """Evaluate a checkpoint or ONNX export under a gait protocol; print the markdown table.
+
+    ``--protocol open-set`` calibrates instead: FMR/FNMR (ROC/DET), open-set identification
+    (DIR at FAR 1 %) and the default decision threshold at ``--target-fmr``, written to
+    ``OUT/calibration.json`` (what ``gaitid export --threshold-from`` reads) with its curve.
+    """
     from training.data.errors import DatasetError
     from training.data.opengait import load_partition, parse_subject_spec
     from training.evaluation.extract import ModelFileError, features_from_file, load_eval_walks
@@ -136,6 +170,9 @@ def eval_command(
         features, info = features_from_file(
             model_file, keys, walks, device=device.value, batch_size=batch_size
         )
+        if protocol is Protocol.open_set:
+            _calibrate(features, model_file, target_fmr, out)
+            return
         results = run_protocol(
             features, protocol.value, probe_conditions=split[0], gallery_conditions=split[1]
         )
@@ -153,6 +190,19 @@ def eval_command(
     if out is not None:
         written = write_report(results, out.resolve(), meta)
         typer.echo("wrote " + ", ".join(str(p) for p in written.values()))
+
+
+def _calibrate(features: object, model_file: Path, target_fmr: float, out: Path | None) -> None:
+    """The open-set protocol of ``gaitid eval``: print the tables, write the calibration."""
+    from training.evaluation.open_set import calibrate, to_markdown, write_calibration
+    from training.evaluation.protocols import FeatureSet
+
+    assert isinstance(features, FeatureSet)
+    result = calibrate(features, target_fmr=target_fmr)
+    typer.echo(to_markdown(result))
+    if out is not None:
+        written = write_calibration(result, out.resolve(), model=model_file.name)
+        typer.echo("wrote " + ", ".join(str(p) for p in written))
 
 
 def fit_embedding_command(

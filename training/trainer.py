@@ -40,10 +40,11 @@ from training.checkpoint import (
     save_checkpoint,
     seed_everything,
 )
-from training.config import InitConfig, OptimizerConfig, ScheduleConfig, TrainConfig
+from training.config import InitConfig, OptimizerConfig, TrainConfig
 from training.objective import compute_loss
 from training.run_log import RunLog
 from training.sampler import PKSampler
+from training.schedule import RunSchedule, ScheduleError
 from training.torch_data import TrainBatches, to_model_input
 
 if TYPE_CHECKING:
@@ -65,8 +66,10 @@ _RESUME_FIXED = (
     "optimizer",
     "loss",
     "schedule.milestones",
+    "schedule.decay_at",
     "schedule.gamma",
     "schedule.warmup_iterations",
+    "schedule.minutes",
     "init",
 )
 
@@ -90,7 +93,7 @@ class TrainResult:
     out_dir: Path
     checkpoint: Path
     iteration: int
-    finished: bool  # reached schedule.iterations (False when stopped early)
+    finished: bool  # reached the end of its schedule (False when stopped early)
     last_terms: dict[str, float] = field(default_factory=dict)
     eval_summary: dict[str, float] = field(default_factory=dict)
 
@@ -104,6 +107,16 @@ class DistContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+def _from_rank0(value: float, ctx: DistContext) -> float:
+    """Rank 0's ``value`` on every rank, so that all ranks take the same schedule decisions
+    (a split decision would deadlock the next collective)."""
+    import torch.distributed as dist
+
+    tensor = torch.tensor([value], dtype=torch.float64, device=ctx.device)
+    dist.broadcast(tensor, src=0)
+    return float(tensor.item())
 
 
 def _pick_device(preference: str, local_rank: int) -> torch.device:
@@ -175,21 +188,6 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     return TrainingData(kept, labels, names, val)
 
 
-class MultiStepWarmup:
-    """LR factor at an iteration: linear warm-up, then x gamma at each milestone passed."""
-
-    def __init__(self, schedule: ScheduleConfig) -> None:
-        self.milestones = list(schedule.milestones)
-        self.gamma = schedule.gamma
-        self.warmup = schedule.warmup_iterations
-
-    def __call__(self, iteration: int) -> float:
-        factor = self.gamma ** sum(1 for m in self.milestones if iteration >= m)
-        if self.warmup and iteration < self.warmup:
-            factor *= (iteration + 1) / self.warmup
-        return factor
-
-
 def build_optimizer(
     params: list[torch.nn.Parameter], cfg: OptimizerConfig
 ) -> torch.optim.Optimizer:
@@ -247,7 +245,11 @@ class Trainer:
                 raise TrainingError(
                     f"init prefix {prefix!r} matches no parameter; top-level modules: {top}"
                 )
-        missing, unexpected = model.load_state_dict(state["model"], strict=False)
+        # weights of new modules are not loaded even when present (a classifier over another
+        # set of identities, when fine-tuning the shipped weights on one's own cameras)
+        fresh = tuple(init.new_modules)
+        weights = {k: v for k, v in state["model"].items() if not (fresh and k.startswith(fresh))}
+        missing, unexpected = model.load_state_dict(weights, strict=False)
         missing = [k for k in missing if not k.startswith(tuple(init.new_modules))]
         if missing or unexpected:
             raise TrainingError(
@@ -263,7 +265,7 @@ class Trainer:
         self,
         model: LMGCS,
         optimizer: torch.optim.Optimizer,
-        scheduler: Any,
+        schedule: RunSchedule,
         sampler: PKSampler,
         iteration: int,
         data: TrainingData,
@@ -279,8 +281,9 @@ class Trainer:
                 "name": cfg.name,
                 "variant": cfg.model.variant,
                 "iteration": iteration,
+                # the data folder's name only: checkpoint metadata reaches the ONNX export
                 "training_data": (
-                    f"{cfg.data.root} ({len(data.label_names)} subjects "
+                    f"{cfg.data.root.name} ({len(data.label_names)} subjects "
                     f"{data.label_names[0]}..{data.label_names[-1]})"
                 ),
                 "version": f"{__version__}+{cfg.name}.it{iteration}",
@@ -289,7 +292,7 @@ class Trainer:
                 **({"embedding_fit": self.embedding_fit} if self.embedding_fit else {}),
             },
             "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
+            "scheduler": schedule.state_dict(),
             "sampler": {**sampler.state_dict(), "iteration": iteration},
             "rng": rng,
             "iteration": iteration,
@@ -312,28 +315,23 @@ class Trainer:
         return last
 
     # -- the loop ----------------------------------------------------------------------------
-    def fit(
-        self,
-        *,
-        resume: bool = False,
-        stop_after: int | None = None,
-        max_minutes: float | None = None,
-    ) -> TrainResult:
-        """Train to ``schedule.iterations``; ``stop_after`` / ``max_minutes`` stop earlier with a
-        checkpoint, so a time-limited job can continue later with ``resume=True``."""
+    def fit(self, *, resume: bool = False, stop_after: int | None = None) -> TrainResult:
+        """Train to the end of the schedule: its iterations, or its wall-time budget
+        (``schedule.minutes``), then fit the embedding head, validate and checkpoint.
+        ``stop_after`` pauses earlier with a checkpoint that ``resume=True`` continues."""
         cfg = self.config
         ctx = init_distributed(cfg.device)
         try:
-            return self._fit(ctx, resume=resume, stop_after=stop_after, max_minutes=max_minutes)
+            return self._fit(ctx, resume=resume, stop_after=stop_after)
+        except ScheduleError as exc:
+            raise TrainingError(str(exc)) from exc
         finally:
             if ctx.world_size > 1:
                 import torch.distributed as dist
 
                 dist.destroy_process_group()
 
-    def _fit(
-        self, ctx: DistContext, *, resume: bool, stop_after: int | None, max_minutes: float | None
-    ) -> TrainResult:
+    def _fit(self, ctx: DistContext, *, resume: bool, stop_after: int | None) -> TrainResult:
         cfg = self.config
         started = time.monotonic()
         seed_everything(cfg.seed + ctx.rank)
@@ -341,7 +339,7 @@ class Trainer:
         model = self._build_model(len(data.label_names), ctx)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = build_optimizer(params, cfg.optimizer)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, MultiStepWarmup(cfg.schedule))
+        schedule = RunSchedule(cfg.schedule, [g["lr"] for g in optimizer.param_groups])
         sampler = PKSampler(
             data.labels,
             cfg.sampler.p,
@@ -352,7 +350,7 @@ class Trainer:
         )
         start = 0
         if resume:
-            start = self._restore(model, optimizer, scheduler, sampler, ctx)
+            start = self._restore(model, optimizer, schedule, sampler, ctx)
         elif ctx.is_main and (self.ckpt_dir / "last.pt").exists():
             raise TrainingError(
                 f"{self.ckpt_dir / 'last.pt'} exists: pass --resume to continue it "
@@ -365,6 +363,13 @@ class Trainer:
             )
         log = RunLog(self.out_dir, enabled=ctx.is_main, resume_from=start if resume else None)
         val = self._load_validation(data, ctx)
+        if schedule.budgeted and schedule.plan_ is None:
+            reserve = self._measure_reserve(model, data, val, ctx)
+            plan = schedule.plan(time.monotonic() - started, reserve)
+            if ctx.is_main:
+                (self.out_dir / "budget.json").write_text(
+                    json.dumps({**plan.as_dict(), "reserve_work_s": reserve}, indent=2) + "\n"
+                )
 
         net: torch.nn.Module = model
         if ctx.world_size > 1:
@@ -375,15 +380,17 @@ class Trainer:
             )
         loader = self._loader(data, sampler, start, ctx)
         use_amp = cfg.trainer.amp and ctx.device.type == "cuda"
-        total = cfg.schedule.iterations
-        stop = min(total, stop_after) if stop_after is not None else total
-        bar = self._progress(start, total, ctx)
+        bar = self._progress(start, schedule, ctx)
         terms: dict[str, float] = {}
         eval_summary: dict[str, float] = {}
         window_start, window_its = time.monotonic(), 0
         iteration = start
+        last = schedule.done(start)
+        mark = time.monotonic()
         net.train()
-        for iteration in range(start + 1, stop + 1):
+        while not last:
+            iteration += 1
+            lr = schedule.apply(optimizer, iteration - 1)
             frames, labels = next(loader)
             silhouettes, lengths = to_model_input(frames, ctx.device)
             labels = labels.to(ctx.device, non_blocking=True)
@@ -400,68 +407,108 @@ class Trainer:
             if cfg.trainer.grad_clip is not None:
                 norm = torch.nn.utils.clip_grad_norm_(params, cfg.trainer.grad_clip)
                 terms["grad_norm"] = float(norm)
-            terms["lr"] = optimizer.param_groups[0]["lr"]
+            terms["lr"] = lr
             optimizer.step()
-            scheduler.step()
+            # the time since the previous mark also covers the previous iteration's
+            # checkpoint and periodic evaluation: everything but the final fit and validation
+            now = time.monotonic()
+            schedule.add_time(now - mark)
+            mark = now
+            if schedule.budgeted and ctx.world_size > 1:
+                schedule.trained_s = _from_rank0(schedule.trained_s, ctx)
+            last = schedule.done(iteration)
+            paused = not last and stop_after is not None and iteration >= stop_after
             window_its += 1
             bar.update(1)
-            if iteration % cfg.trainer.log_every == 0 or iteration == stop:
-                now = time.monotonic()
+            if iteration % cfg.trainer.log_every == 0 or last or paused:
                 terms["its_per_s"] = window_its / max(now - window_start, 1e-9)
+                terms["progress"] = schedule.progress(iteration)
                 window_start, window_its = now, 0
                 log.train(iteration, terms)
                 bar.set_postfix(loss=f"{terms['loss_total']:.4f}", lr=f"{terms['lr']:.1e}")
-            out_of_time = self._out_of_time(started, max_minutes, ctx)
-            if out_of_time:
-                stop = iteration  # leave with a checkpoint below; --resume continues
-            if iteration == total:
+            if last:
                 self._fit_embedding(model, data, ctx)
-            if iteration % cfg.trainer.checkpoint_every == 0 or iteration == stop:
-                self._save(model, optimizer, scheduler, sampler, iteration, data, ctx)
+            if iteration % cfg.trainer.checkpoint_every == 0 or last or paused:
+                self._save(model, optimizer, schedule, sampler, iteration, data, ctx)
                 log.plot()
             # decided from the config, not from `val` (loaded on rank 0 only): every rank must
             # reach the same barrier
             if data.val_subjects and (
-                (cfg.trainer.eval_every and iteration % cfg.trainer.eval_every == 0)
-                or iteration == total
+                (cfg.trainer.eval_every and iteration % cfg.trainer.eval_every == 0) or last
             ):
-                eval_summary = self._evaluate(
-                    model, val, iteration, log, ctx, final=iteration == total
-                )
-            if out_of_time:
+                eval_summary = self._evaluate(model, val, iteration, log, ctx, final=last)
+            if paused:
                 break
         bar.close()
         log.plot()
         log.close()
+        if ctx.is_main and last:
+            self._write_timing(started, iteration, schedule)
         return TrainResult(
             self.out_dir,
             self.ckpt_dir / "last.pt",
             iteration,
-            iteration >= total,
+            last,
             terms,
             eval_summary,
         )
 
-    @staticmethod
-    def _out_of_time(started: float, max_minutes: float | None, ctx: DistContext) -> bool:
-        """Whether the time budget is spent; under DDP every rank takes rank 0's answer, so
-        all of them stop at the same iteration (a split decision would deadlock the save)."""
-        if max_minutes is None:
-            return False
-        spent = (time.monotonic() - started) / 60 >= max_minutes
-        if ctx.world_size == 1:
-            return spent
-        import torch.distributed as dist
+    def _measure_reserve(
+        self, model: LMGCS, data: TrainingData, val: Any, ctx: DistContext
+    ) -> float:
+        """Seconds the embedding fit and the final validation will take, from one timed
+        forward pass (eval mode) priced per frame; decided on rank 0 and shared."""
+        seconds = 0.0
+        if ctx.is_main:
+            from training.embedding_fit import middle_window
+            from training.torch_data import eval_batches
 
-        flag = torch.tensor([int(spent)], device=ctx.device)
-        dist.broadcast(flag, src=0)
-        return bool(flag.item())
+            fit = self.config.embedding
+            lengths = np.array([w.shape[0] for w in data.walks])
+            if fit.fit_frames is not None:
+                lengths = np.minimum(lengths, fit.fit_frames)
+            fit_frames = float(lengths.mean()) * min(fit.fit_walks, len(data.walks))
+            val_frames = float(sum(w.shape[0] for w in val[1])) if val is not None else 0.0
+            sample = data.walks[: self.config.trainer.eval_batch_size]
+            probe = [middle_window(w, 40) for w in sample]
+            _, batch, batch_lengths = next(iter(eval_batches(probe, len(probe))))
+            x = torch.from_numpy(batch).to(ctx.device)
+            n = torch.from_numpy(batch_lengths).to(ctx.device)
+            was_training = model.training
+            model.eval()
+            with torch.inference_mode():
+                model(x, n)  # warm-up (allocations, kernels)
+                tick = time.monotonic()
+                model(x, n)
+                per_frame = (time.monotonic() - tick) / float(batch_lengths.sum())
+            model.train(was_training)
+            seconds = per_frame * (fit_frames + val_frames)
+            logger.info(
+                "fit (%.0f frames) + validation (%.0f frames) at %.2f ms/frame: %.0f s",
+                fit_frames,
+                val_frames,
+                1000 * per_frame,
+                seconds,
+            )
+        return _from_rank0(seconds, ctx) if ctx.world_size > 1 else seconds
 
-    def _progress(self, start: int, total: int, ctx: DistContext) -> Any:
+    def _write_timing(self, started: float, iteration: int, schedule: RunSchedule) -> None:
+        """Where the wall time of this call went (``timing.json``), for the run's records."""
+        timing = {
+            "iterations": iteration,
+            "wall_s_this_call": round(time.monotonic() - started, 1),
+            "trained_s": round(schedule.trained_s, 1),
+            "plan": schedule.plan_.as_dict() if schedule.plan_ is not None else None,
+            "embedding_fit_s": (self.embedding_fit or {}).get("seconds"),
+        }
+        (self.out_dir / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+
+    def _progress(self, start: int, schedule: RunSchedule, ctx: DistContext) -> Any:
         from tqdm.auto import tqdm
 
+        # a budget run's length is known in time, not iterations: the bar then counts only
         return tqdm(
-            total=total,
+            total=None if schedule.budgeted else schedule.config.iterations,
             initial=start,
             desc=self.config.name,
             unit="it",
@@ -498,7 +545,7 @@ class Trainer:
         self,
         model: LMGCS,
         optimizer: torch.optim.Optimizer,
-        scheduler: Any,
+        schedule: RunSchedule,
         sampler: PKSampler,
         iteration: int,
         data: TrainingData,
@@ -514,7 +561,7 @@ class Trainer:
             states = [rng]
         if ctx.is_main:
             state = self._checkpoint_state(
-                model, optimizer, scheduler, sampler, iteration, data, states
+                model, optimizer, schedule, sampler, iteration, data, states
             )
             self._write_checkpoint(state, iteration)
         if ctx.world_size > 1:
@@ -526,7 +573,7 @@ class Trainer:
         self,
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
-        scheduler: Any,
+        schedule: RunSchedule,
         sampler: PKSampler,
         ctx: DistContext,
     ) -> int:
@@ -543,7 +590,7 @@ class Trainer:
             )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        schedule.load_state_dict(state["scheduler"])
         sampler.load_state_dict(state["sampler"])
         restore_rng_state(state["rng"][ctx.rank])
         logger.info("resumed %s at iteration %d", path, state["iteration"])
@@ -565,6 +612,7 @@ class Trainer:
                 data.labels,
                 device=ctx.device,
                 max_walks=self.config.embedding.fit_walks,
+                max_frames=self.config.embedding.fit_frames,
                 regularization=self.config.embedding.regularization,
                 seed=self.config.seed,
                 batch_size=self.config.trainer.eval_batch_size,

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from service import config as service_config
 from service.config import Settings, default_data_dir
 
 
@@ -19,6 +20,7 @@ def test_defaults_live_in_the_user_data_dir(
     assert (
         settings.resolved_database_url == f"sqlite:///{tmp_path / 'xdg' / 'gaitid' / 'gaitid.db'}"
     )
+    monkeypatch.setattr(service_config, "SHIPPED_MODEL", tmp_path / "no-shipped-model.onnx")
     assert settings.resolved_model_path == tmp_path / "xdg" / "gaitid" / "model.onnx"
     assert settings.store_silhouettes is False
     monkeypatch.delenv("XDG_DATA_HOME")
@@ -97,3 +99,24 @@ def test_database_url_and_its_file_are_exclusive(tmp_path: Path) -> None:
 def test_ivf_nprobe_above_nlist_is_rejected_at_load(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="GAITID_INDEX_NPROBE"):
         Settings(data_dir=tmp_path, index_nlist=8, index_nprobe=16)
+
+
+def test_the_shipped_model_serves_unless_one_is_placed_or_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = tmp_path / "models" / "gaitid-lmgcs.onnx"
+    shipped.parent.mkdir()
+    shipped.write_bytes(b"onnx")
+    monkeypatch.setattr(service_config, "SHIPPED_MODEL", shipped)
+    settings = Settings(data_dir=tmp_path / "data")
+    assert settings.resolved_model_path == shipped
+    placed = tmp_path / "data" / "model.onnx"
+    placed.parent.mkdir()
+    placed.write_bytes(b"onnx")
+    assert settings.resolved_model_path == placed
+    assert Settings(model_path=tmp_path / "m.onnx").resolved_model_path == tmp_path / "m.onnx"
+
+
+def test_the_shipped_model_path_points_into_the_source_tree() -> None:
+    root = Path(__file__).resolve().parents[2]
+    assert service_config.SHIPPED_MODEL == root / "models" / "gaitid-lmgcs.onnx"
