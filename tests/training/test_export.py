@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from gaitid.contract import INPUT_LENGTHS, INPUT_SILHOUETTES, OUTPUT_EMBEDDING, batch_sequences
 
@@ -31,3 +32,99 @@ def test_trained_checkpoint_exports_and_matches_torch(
     meta = {p.key: p.value for p in onnx.load(str(exported)).metadata_props}
     assert meta["variant"] == "tiny" and "001..002" in meta["training_data"]
     assert meta["iteration"] == "4" and state["meta"]["iteration"] == 4
+
+
+def _strings(value: object) -> list[str]:
+    """Every string inside a nested checkpoint structure."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def test_calibrated_export_carries_its_threshold_and_ships_clean_weights(
+    uninterrupted: Path, exported: Path, synthetic_root: Path, tmp_path: Path
+) -> None:
+    import json
+
+    import onnx
+    import torch
+    from typer.testing import CliRunner
+
+    from gaitid.cli import app
+    from model.export import load_checkpoint_model
+    from service.inference import Embedder
+
+    runner = CliRunner()
+    cal = tmp_path / "cal"
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            str(exported),
+            "--data",
+            str(synthetic_root),
+            "--protocol",
+            "open-set",
+            "--target-fmr",
+            "0.01",
+            "--out",
+            str(cal),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Default threshold" in result.output and "DIR % at FAR 1 %" in result.output
+    record = json.loads((cal / "calibration.json").read_text())
+    assert record["model"] == exported.name and record["target_fmr"] == 0.01
+    assert (cal / "det.png").stat().st_size > 1000
+
+    onnx_out, weights = tmp_path / "m.onnx", tmp_path / "m.pt"
+    ckpt = uninterrupted / "checkpoints" / "last.pt"
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            str(ckpt),
+            "--out",
+            str(onnx_out),
+            "--threshold-from",
+            str(cal / "calibration.json"),
+            "--weights",
+            str(weights),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    meta = {p.key: p.value for p in onnx.load(str(onnx_out)).metadata_props}
+    assert float(meta["default_threshold"]) == pytest.approx(record["threshold"], abs=1e-6)
+    assert json.loads(meta["threshold_calibration"])["target_fmr"] == 0.01
+    info = Embedder(onnx_out, device="cpu").info  # what the service reads
+    assert info.default_threshold == pytest.approx(record["threshold"], abs=1e-5)
+    for value in meta.values():
+        assert str(synthetic_root) not in value and str(tmp_path) not in value
+
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    assert set(state) == {"model", "model_config", "num_classes", "meta", "recipe", "labels"}
+    local = [s for s in _strings(state) if "/" in s and Path(s).is_absolute()]
+    assert local == []
+    model, _ = load_checkpoint_model(weights)  # the one checkpoint loader reads it
+    reference, _ = load_checkpoint_model(ckpt)
+    for key, tensor in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[key], tensor)
+    assert weights.stat().st_size < ckpt.stat().st_size  # no optimiser state
+
+    bad = runner.invoke(
+        app,
+        [
+            "export",
+            "--random-init",
+            "tiny",
+            "--out",
+            str(tmp_path / "r.onnx"),
+            "--threshold-from",
+            str(cal / "calibration.json"),
+        ],
+    )
+    assert bad.exit_code == 2 and "trained checkpoint" in bad.output
