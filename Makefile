@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 # and pip never pulls the CUDA wheels.
 TORCH_SPEC ?= torch==2.13.0
 
-# The model `make serve` runs: GAITID_MODEL_PATH if set, else the shipped model once one is
-# committed, else a seeded random-initialised `lite` export (the API works; matches mean nothing).
+# The model `make serve` runs: GAITID_MODEL_PATH if set, else the shipped trained model
+# (models/README.md). The seeded random-initialised `lite` export is a development fallback for
+# a checkout without it (the API works; matches mean nothing).
 SHIPPED_MODEL := models/gaitid-lmgcs.onnx
 DEMO_MODEL := .cache/random-init-lite.onnx
 
@@ -65,7 +66,7 @@ serve: $(VENV)/.dev-installed
 	if [ -z "$$model" ]; then \
 	  model="$(CURDIR)/$(DEMO_MODEL)"; \
 	  [ -f "$$model" ] || $(BIN)/gaitid export --random-init lite --seed 0 --out "$$model"; \
-	  echo "WARNING: no trained model ships yet; serving a random-initialised 'lite' model." \
+	  echo "WARNING: $(SHIPPED_MODEL) is missing; serving a random-initialised 'lite' model." \
 	       "The API works end to end, but its scores carry no identity information." >&2; \
 	fi; \
 	GAITID_MODEL_PATH="$$model" exec $(BIN)/gaitid serve --init

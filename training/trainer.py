@@ -249,6 +249,14 @@ class Trainer:
         # set of identities, when fine-tuning the shipped weights on one's own cameras)
         fresh = tuple(init.new_modules)
         weights = {k: v for k, v in state["model"].items() if not (fresh and k.startswith(fresh))}
+        own = model.state_dict()
+        reshaped = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
+        if reshaped:
+            raise TrainingError(
+                f"init checkpoint {init.checkpoint} has other shapes for {reshaped[:5]} (another "
+                "number of identities?): list their modules in init.new_modules, e.g. "
+                "bnneck.classifier"
+            )
         missing, unexpected = model.load_state_dict(weights, strict=False)
         missing = [k for k in missing if not k.startswith(tuple(init.new_modules))]
         if missing or unexpected:

@@ -100,3 +100,33 @@ def test_second_stage_starts_from_the_first(
     bad = tiny_config(synthetic_root, init={**init, "freeze": ["no_such_module"]})
     with pytest.raises(TrainingError, match="no_such_module"):
         Trainer(load_config(write_config(bad, "bad.yaml")), tmp_path / "c").fit()
+
+
+def test_fine_tuning_starts_from_shipped_weights_with_a_new_classifier(
+    synthetic_root: Path, uninterrupted: Path, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    from model.export import load_checkpoint_model, write_weights
+
+    model, state = load_checkpoint_model(uninterrupted / "checkpoints" / "last.pt")
+    shipped = write_weights(
+        model,
+        state,
+        tmp_path / "shipped.pt",
+        {"variant": "tiny", "version": "v", "training_data": "t"},
+    )
+    # all four subjects (the shipped weights knew two): the classifier is the new module
+    data = {"root": str(synthetic_root), "frames": 8}
+    init = {"checkpoint": str(shipped), "new_modules": ["bnneck.classifier"]}
+    cfg = load_config(
+        write_config(
+            tiny_config(
+                synthetic_root, data=data, init=init, schedule={"iterations": 1, "milestones": []}
+            )
+        )
+    )
+    Trainer(cfg, tmp_path / "ft").fit()
+    tuned = load_checkpoint(tmp_path / "ft" / "checkpoints" / "last.pt")
+    assert tuned["num_classes"] == 4 and tuned["model"]["bnneck.classifier.weight"].shape[-1] == 4
+    without = tiny_config(synthetic_root, data=data, init={"checkpoint": str(shipped)})
+    with pytest.raises(TrainingError, match=r"init\.new_modules"):
+        Trainer(load_config(write_config(without, "b.yaml")), tmp_path / "ft2").fit()
