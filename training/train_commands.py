@@ -11,6 +11,7 @@ import json
 import logging
 from enum import StrEnum
 from pathlib import Path
+from typing import cast
 
 import typer
 
@@ -150,7 +151,7 @@ def eval_command(
     from training.data.errors import DatasetError
     from training.data.opengait import load_partition, parse_subject_spec
     from training.evaluation.extract import ModelFileError, features_from_file, load_eval_walks
-    from training.evaluation.protocols import ProtocolError, run_protocol
+    from training.evaluation.protocols import ProtocolError, ProtocolName, run_protocol
     from training.evaluation.report import to_markdown, write_report
 
     if partition is not None and subjects is not None:
@@ -174,7 +175,10 @@ def eval_command(
             _calibrate(features, model_file, target_fmr, out)
             return
         results = run_protocol(
-            features, protocol.value, probe_conditions=split[0], gallery_conditions=split[1]
+            features,
+            cast(ProtocolName, protocol.value),
+            probe_conditions=split[0],
+            gallery_conditions=split[1],
         )
     except (DatasetError, ModelFileError, ProtocolError) as exc:
         raise _fail(str(exc)) from exc

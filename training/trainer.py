@@ -637,6 +637,26 @@ class Trainer:
                 head.set_reduction(mean, weight)
 
     # -- validation --------------------------------------------------------------------------
+    def _calibrate(self, features: Any) -> None:
+        """The open-set figures and default threshold of the final model on the validation
+        subjects (``eval/calibration.json``; what ``gaitid export --threshold-from`` reads)."""
+        from training.evaluation.open_set import calibrate, write_calibration
+        from training.evaluation.protocols import ProtocolError
+
+        try:
+            result = calibrate(features)
+        except ProtocolError as exc:  # too few validation subjects or conditions: say so
+            logger.warning("no open-set calibration: %s", exc)
+            return
+        write_calibration(result, self.out_dir / "eval", model="checkpoints/last.pt")
+        logger.info(
+            "threshold %.4f at FMR <= %g (FNMR %.3f); DIR at FAR 1%%: %s",
+            result.threshold,
+            result.target_fmr,
+            result.at_threshold["identity"]["fnmr"],
+            {k: round(v, 1) for k, v in result.open_set["dir"].items()},
+        )
+
     def _load_validation(self, data: TrainingData, ctx: DistContext) -> Any:
         if not data.val_subjects or not ctx.is_main:
             return None
@@ -684,6 +704,7 @@ class Trainer:
             log.eval(iteration, summary)
             logger.info("iteration %d validation: %s", iteration, summary)
             if final:
+                self._calibrate(features)
                 write_report(
                     results,
                     self.out_dir / "eval",

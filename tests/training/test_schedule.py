@@ -115,3 +115,29 @@ def test_a_paused_budget_run_resumes_with_its_plan(
         Trainer(other, run).fit(resume=True)
     second = Trainer(cfg, run).fit(resume=True)
     assert second.finished and second.iteration > 2
+
+
+def test_cli_budget_is_kept_by_a_resume_that_does_not_repeat_it(
+    synthetic_root: Path, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from gaitid.cli import app
+
+    config = write_config(
+        tiny_config(synthetic_root, schedule={"iterations": 100_000, "decay_at": [0.5]})
+    )
+    run = tmp_path / "run"
+    runner = CliRunner()
+    first = runner.invoke(
+        app,
+        ["train", str(config), "--out", str(run), "--max-minutes", "0.4", "--stop-after", "2"],
+    )
+    assert first.exit_code == 0, first.output
+    assert "stopped" in first.output
+    second = runner.invoke(app, ["train", str(config), "--out", str(run), "--resume"])
+    assert second.exit_code == 0, second.output
+    assert "finished" in second.output
+    saved = load_checkpoint(run / "checkpoints" / "last.pt", for_resume=True)
+    assert saved["config"]["schedule"]["minutes"] == 0.4
+    assert saved["scheduler"]["trained_s"] >= saved["scheduler"]["plan"]["train_s"]
