@@ -1,12 +1,17 @@
 """One training loop for every LMGCS variant and dataset: weighted loss terms, exact resume, DDP.
 
 The loop (``Trainer.fit``): draw the P x K batch of iteration ``i`` (a pure function of the
-seed and ``i``), cut the 30-frame windows, forward under bf16 autocast on CUDA (fp32 on CPU),
-add the weighted loss terms of :mod:`training.objective`, clip the gradient norm, step Adam and
-the multi-step schedule. Every ``checkpoint_every`` iterations and at the end the full state is
-written atomically: model, optimiser, scheduler, sampler position and every RNG (python, numpy,
+seed and ``i``), cut the ``data.frames`` windows, forward under bf16 autocast on CUDA (fp32 on
+CPU), add the weighted loss terms of :mod:`training.objective`, clip the gradient norm, step
+Adam at the learning rate of :mod:`training.schedule`. The run ends when its schedule does:
+after ``schedule.iterations``, or, for a wall-time budget (``schedule.minutes`` /
+``--max-minutes``), when the training time the budget leaves is spent; either way it then fits
+the embedding head, validates (with the open-set calibration) and writes its last checkpoint,
+inside the budget. Every ``checkpoint_every`` iterations and at the end the full state is
+written atomically: model, optimiser, schedule, sampler position and every RNG (python, numpy,
 torch, CUDA; per rank under DDP). Resuming from it replays the same batches, windows and
-dropout masks, so the loss sequence equals that of an uninterrupted run.
+dropout masks, so the loss sequence of an iteration run equals that of an uninterrupted run
+(a budget run follows the clock, so only its schedule position is exact).
 
 DDP is a mode, not a requirement: under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is
 initialised (NCCL on CUDA, gloo on CPU), each rank takes its slice of every batch and rank 0
