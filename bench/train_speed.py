@@ -67,8 +67,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, batch {args.p} x {args.k}")
+    print(
+        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, batch {args.p} x {args.k}"
+    )
     print("| variant | frames | s / iteration | frames / s (train) | forward ms / frame |")
     print("|---|---:|---:|---:|---:|")
     rows = []
@@ -77,8 +79,11 @@ def main() -> None:
             s = step_seconds(variant, frames, args.p, args.k, args.iterations, args.warmup)
             f = forward_seconds_per_frame(variant, 80, 8)
             rows.append({"variant": variant, "frames": frames, "s_per_it": s, "fwd_s_per_frame": f})
-            print(f"| {variant} | {frames} | {s:.2f} | {args.p * args.k * frames / s:.0f} "
-                  f"| {1000 * f:.2f} |", flush=True)
+            print(
+                f"| {variant} | {frames} | {s:.2f} | {args.p * args.k * frames / s:.0f} "
+                f"| {1000 * f:.2f} |",
+                flush=True,
+            )
     print(json.dumps(rows))
 
 

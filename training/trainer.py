@@ -114,6 +114,39 @@ class DistContext:
         return self.rank == 0
 
 
+#: Validation time over its forward passes' time (the two distances over every probe x
+#: gallery pair, the report and its heatmaps come on top); see ``Trainer._measure_reserve``.
+_VALIDATION_OVERHEAD = 2.0
+
+
+def _typical(walks: list[NDArray[np.uint8]], count: int) -> list[NDArray[np.uint8]]:
+    """``count`` walks of about the median length (what evaluation batches look like)."""
+    order = sorted(range(len(walks)), key=lambda i: walks[i].shape[0])
+    middle = max(0, len(order) // 2 - count // 2)
+    return [walks[i] for i in order[middle : middle + count]]
+
+
+def _seconds_per_frame(
+    model: torch.nn.Module, walks: list[NDArray[np.uint8]], device: torch.device
+) -> float:
+    """Inference seconds per frame of ``model`` on ``walks`` as one padded batch (eval mode;
+    one untimed pass first, for allocations)."""
+    from gaitid.contract import batch_sequences
+
+    batch, lengths = batch_sequences(walks)
+    x, n = torch.from_numpy(batch).to(device), torch.from_numpy(lengths).to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            model(x, n)
+            tick = time.monotonic()
+            model(x, n)
+            return (time.monotonic() - tick) / float(lengths.sum())
+    finally:
+        model.train(was_training)
+
+
 def _from_rank0(value: float, ctx: DistContext) -> float:
     """Rank 0's ``value`` on every rank, so that all ranks take the same schedule decisions
     (a split decision would deadlock the next collective)."""
@@ -469,40 +502,29 @@ class Trainer:
     def _measure_reserve(
         self, model: LMGCS, data: TrainingData, val: Any, ctx: DistContext
     ) -> float:
-        """Seconds the embedding fit and the final validation will take, from one timed
-        forward pass (eval mode) priced per frame; decided on rank 0 and shared."""
+        """Seconds the embedding fit and the final validation will take, decided on rank 0
+        and shared: one timed forward pass per job, on walks shaped as that job feeds them
+        (the fit's middle windows; whole validation walks), priced per frame. Validation
+        also computes both distances over every probe x gallery pair and writes its report,
+        which costs about as much again as its forward passes (measured: 165 s against 69 s
+        of forward passes in the 50-minute validation run), hence ``_VALIDATION_OVERHEAD``."""
         seconds = 0.0
         if ctx.is_main:
             from training.embedding_fit import middle_window
-            from training.torch_data import eval_batches
 
             fit = self.config.embedding
+            batch = self.config.trainer.eval_batch_size
             lengths = np.array([w.shape[0] for w in data.walks])
             if fit.fit_frames is not None:
                 lengths = np.minimum(lengths, fit.fit_frames)
             fit_frames = float(lengths.mean()) * min(fit.fit_walks, len(data.walks))
-            val_frames = float(sum(w.shape[0] for w in val[1])) if val is not None else 0.0
-            sample = data.walks[: self.config.trainer.eval_batch_size]
-            probe = [middle_window(w, 40) for w in sample]
-            _, batch, batch_lengths = next(iter(eval_batches(probe, len(probe))))
-            x = torch.from_numpy(batch).to(ctx.device)
-            n = torch.from_numpy(batch_lengths).to(ctx.device)
-            was_training = model.training
-            model.eval()
-            with torch.inference_mode():
-                model(x, n)  # warm-up (allocations, kernels)
-                tick = time.monotonic()
-                model(x, n)
-                per_frame = (time.monotonic() - tick) / float(batch_lengths.sum())
-            model.train(was_training)
-            seconds = per_frame * (fit_frames + val_frames)
-            logger.info(
-                "fit (%.0f frames) + validation (%.0f frames) at %.2f ms/frame: %.0f s",
-                fit_frames,
-                val_frames,
-                1000 * per_frame,
-                seconds,
-            )
+            sample = [middle_window(w, fit.fit_frames) for w in _typical(data.walks, batch)]
+            seconds = fit_frames * _seconds_per_frame(model, sample, ctx.device)
+            if val is not None:
+                val_frames = float(sum(w.shape[0] for w in val[1]))
+                per_frame = _seconds_per_frame(model, _typical(val[1], batch), ctx.device)
+                seconds += _VALIDATION_OVERHEAD * val_frames * per_frame
+            logger.info("the embedding fit and the validation will take about %.0f s", seconds)
         return _from_rank0(seconds, ctx) if ctx.world_size > 1 else seconds
 
     def _write_timing(self, started: float, iteration: int, schedule: RunSchedule) -> None:

@@ -119,4 +119,4 @@ def test_the_shipped_model_serves_unless_one_is_placed_or_configured(
 
 def test_the_shipped_model_path_points_into_the_source_tree() -> None:
     root = Path(__file__).resolve().parents[2]
-    assert service_config.SHIPPED_MODEL == root / "models" / "gaitid-lmgcs.onnx"
+    assert root / "models" / "gaitid-lmgcs.onnx" == service_config.SHIPPED_MODEL

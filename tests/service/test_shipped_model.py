@@ -1,0 +1,49 @@
+"""The shipped model: present, within the contract, calibrated, and described by its card."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from service.config import SHIPPED_MODEL
+from service.inference import Embedder
+
+CARD = SHIPPED_MODEL.parent / "README.md"
+MAX_BYTES = 50 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder(SHIPPED_MODEL, device="cpu")
+
+
+def test_the_shipped_model_is_committed_and_small_enough() -> None:
+    assert SHIPPED_MODEL.is_file(), "models/gaitid-lmgcs.onnx must ship with the source"
+    assert SHIPPED_MODEL.stat().st_size < MAX_BYTES
+
+
+def test_its_metadata_carries_a_calibrated_threshold_and_no_local_path(
+    embedder: Embedder,
+) -> None:
+    info = embedder.info
+    assert info.variant == "lite" and info.default_threshold is not None
+    assert 0.0 < info.default_threshold < 1.0
+    assert "74 subjects" in info.training_data
+    assert not re.search(r"(^|[\s(])/(work|home|root|tmp|Users)\b", info.training_data)
+
+
+def test_the_card_states_the_threshold_the_model_carries(embedder: Embedder) -> None:
+    card = CARD.read_text()
+    assert embedder.info.default_threshold is not None
+    assert f"**{embedder.info.default_threshold:.4f}**" in card
+    assert "{{" not in card  # no unfilled placeholder
+
+
+def test_it_embeds_walks_of_any_length_to_unit_vectors(embedder: Embedder) -> None:
+    rng = np.random.default_rng(0)
+    walks = [(rng.random((t, 64, 44)) > 0.5).astype(np.uint8) * 255 for t in (8, 40, 120)]
+    vectors = embedder.embed_batch(walks)
+    assert vectors.shape == (3, 256)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
