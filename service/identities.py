@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.auth import Principal
-from service.db.models import Gallery, Identity, Template
+from service.db.models import MAX_ID, Gallery, Identity, Template
 from service.errors import ConflictError, InvalidRequestError
 from service.gallery import audit, gallery_by_name, get_or_404
 from service.schemas import (
@@ -45,7 +45,7 @@ def decode_cursor(cursor: str) -> int:
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise InvalidRequestError(f"cursor {cursor[:40]!r} is not one this API returned") from None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_ID:
         raise InvalidRequestError(f"cursor {cursor[:40]!r} is not one this API returned")
     return value
 

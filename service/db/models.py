@@ -52,6 +52,9 @@ NAMING_CONVENTION = {
 #: Integer ids that are 64-bit on PostgreSQL (FAISS ids are int64) and ROWID aliases on SQLite
 #: (SQLite only autoincrements a column declared exactly INTEGER PRIMARY KEY).
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+#: The largest id a row can have (signed 64-bit): any larger number names no row, and the
+#: routes refuse it with a 422 before it reaches the database driver (which would overflow).
+MAX_ID = 2**63 - 1
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -8,13 +8,14 @@ import anyio
 from fastapi import APIRouter, Path, Query, Response, status
 
 from service import identities
+from service.db.models import MAX_ID
 from service.deps import AdminKeyDep, EnrollKeyDep, SessionDep, StateDep
 from service.errors import error_responses
 from service.schemas import GALLERY_PATTERN, IdentityDetail, IdentityPage, IdentityUpdate
 
 router = APIRouter(prefix="/identities", tags=["identities"])
 
-IdentityId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The identity's id.")]
+IdentityId = Annotated[int, Path(ge=1, le=MAX_ID, description="The identity's id.")]
 
 
 @router.get(

@@ -8,6 +8,7 @@ import anyio
 from fastapi import APIRouter, Path, Response, status
 
 from service import identities
+from service.db.models import MAX_ID
 from service.deps import AdminKeyDep, StateDep
 from service.errors import error_responses
 
@@ -24,7 +25,7 @@ router = APIRouter(prefix="/templates", tags=["identities"])
 async def delete_template(
     state: StateDep,
     principal: AdminKeyDep,
-    template_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    template_id: Annotated[int, Path(ge=1, le=MAX_ID)],
 ) -> Response:
     await anyio.to_thread.run_sync(identities.delete_template, state, principal, template_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile
 
 from service import matching
+from service.db.models import MAX_ID
 from service.deps import IdentifyKeyDep, StateDep
 from service.errors import error_responses
 from service.schemas import GALLERY_PATTERN, TEXT_PATTERN, VerifyResponse
@@ -25,7 +26,9 @@ async def verify(
     state: StateDep,
     principal: IdentifyKeyDep,
     file: Annotated[UploadFile, File(description="Silhouette walk in any supported format.")],
-    identity_id: Annotated[int | None, Form(ge=1, description="The identity's id.")] = None,
+    identity_id: Annotated[
+        int | None, Form(ge=1, le=MAX_ID, description="The identity's id.")
+    ] = None,
     identity: Annotated[
         str | None,
         Form(

@@ -170,5 +170,7 @@ def test_verify(settings: Settings, embedder: Embedder, keys: dict[str, str]) ->
             verify(1, identity="ann", identity_id=ann["identity_id"]), 422, "invalid_request"
         )
         assert_error(verify(1, identity_id=0), 422)
+        assert_error(verify(1, identity_id=2**63), 422)  # past 64 bits: no row, no overflow
+        assert_error(verify(1, identity_id=2**70), 422)
         client.delete(f"/templates/{ann['template_id']}", headers=headers(keys["admin"]))
         assert_error(verify(1, identity_id=ann["identity_id"]), 409, "conflict")

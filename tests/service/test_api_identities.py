@@ -7,6 +7,7 @@ from sqlalchemy import select
 from service.config import Settings
 from service.db.engine import Database
 from service.db.models import AuditLog, Identity, Template
+from service.identities import encode_cursor
 from service.inference import Embedder
 from tests.service.helpers import assert_error, enroll, headers, identify, running
 
@@ -36,7 +37,8 @@ def test_pagination_and_gallery_filter(
             client.get("/identities", headers=headers(keys["enroll"]), params={"gallery": "zzz"}),
             404,
         )
-        for bad in ("garbage", "eyJhZnRlciI6ICJ4In0", "e30"):
+        past_64_bits = encode_cursor(2**70)
+        for bad in ("garbage", "eyJhZnRlciI6ICJ4In0", "e30", past_64_bits):
             assert_error(
                 client.get("/identities", headers=headers(keys["enroll"]), params={"cursor": bad}),
                 422,
@@ -44,6 +46,8 @@ def test_pagination_and_gallery_filter(
         assert_error(
             client.get("/identities", headers=headers(keys["enroll"]), params={"limit": 0}), 422
         )
+        assert_error(client.get(f"/identities/{2**63}", headers=headers(keys["admin"])), 422)
+        assert_error(client.delete(f"/templates/{2**70}", headers=headers(keys["admin"])), 422)
 
 
 def test_get_and_patch_identity(
