@@ -89,6 +89,7 @@ class Base(DeclarativeBase):
 
 class Gallery(Base):
     __tablename__ = "galleries"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
@@ -102,7 +103,7 @@ class Gallery(Base):
 
 class Identity(Base):
     __tablename__ = "identities"
-    __table_args__ = (UniqueConstraint("gallery_id", "name"),)
+    __table_args__ = (UniqueConstraint("gallery_id", "name"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     gallery_id: Mapped[int] = mapped_column(
@@ -128,6 +129,7 @@ class Template(Base):
         # One template per uploaded content, identity and model: re-enrolling returns it.
         UniqueConstraint("identity_id", "content_sha256", "model_sha256"),
         Index("ix_templates_model_sha256", "model_sha256"),
+        {"sqlite_autoincrement": True},  # ids never reused (migration 0003)
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -152,6 +154,7 @@ class Template(Base):
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
@@ -166,6 +169,7 @@ class ApiKey(Base):
 
 class AuditLog(Base):
     __tablename__ = "audit_log"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

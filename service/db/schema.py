@@ -44,11 +44,29 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> str | None:
-    """Migrate the database behind ``engine`` to ``revision``; returns the new revision."""
+    """Migrate the database behind ``engine`` to ``revision``; returns the new revision.
+
+    On SQLite, foreign keys are off while the migrations run (a revision that rebuilds a
+    table must not cascade into its children; SQLite's documented procedure for schema
+    changes), and the result must pass ``PRAGMA foreign_key_check`` before it is committed.
+    """
     cfg = alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        raw = conn.connection.dbapi_connection  # no transaction open yet: PRAGMA applies
+        if sqlite and raw is not None:
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration left broken foreign keys: {broken[:5]}")
+        finally:
+            if sqlite and raw is not None:
+                raw.execute("PRAGMA foreign_keys=ON")
     new = current_revision(engine)
     logger.info("database at revision %s", new)
     return new

@@ -177,3 +177,16 @@ def test_galleries(settings: Settings, embedder: Embedder, keys: dict[str, str])
             422,
         )
         assert_error(client.patch("/galleries/lobby", headers=headers(keys["admin"]), json={}), 422)
+
+
+def test_erased_ids_are_never_issued_again(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
+    """Issue 14, item 3: alice erased, mallory enrolled elsewhere, mallory gets new ids."""
+    with running(settings, embedder) as client:
+        alice = enroll(client, keys["enroll"], "alice", seed=1).json()
+        gone = client.delete(f"/identities/{alice['identity_id']}", headers=headers(keys["admin"]))
+        assert gone.status_code == 204
+        mallory = enroll(client, keys["enroll"], "mallory", seed=2, gallery="other").json()
+        assert mallory["identity_id"] > alice["identity_id"]
+        assert mallory["template_id"] > alice["template_id"]
