@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gaitid import __version__
+from service.auth_first import AuthFirstMiddleware
 from service.config import Settings, load_settings
 from service.errors import install_error_handlers
 from service.limits import BodyLimitMiddleware, TimeoutMiddleware
@@ -62,8 +63,11 @@ def create_app(
     install_error_handlers(app)
     # Starlette runs the last added middleware outermost: metrics see timeouts and 413s.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    # outside the body limit: a caller without a valid key learns nothing about the limits
+    routers = (enroll, identify, verify, identities, templates, galleries, health, admin)
+    app.add_middleware(AuthFirstMiddleware, routes=[r for m in routers for r in m.router.routes])
     app.add_middleware(TimeoutMiddleware, timeout_s=settings.request_timeout_s)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for module in (enroll, identify, verify, identities, templates, galleries, health, admin):
+    for module in routers:
         app.include_router(module.router)
     return app

@@ -16,6 +16,7 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy.orm import Session
 
 from service.auth import Principal, Scope, authenticate
+from service.auth_first import PRINCIPAL_STATE, REQUIRED_SCOPE_ATTR
 from service.config import Settings
 from service.errors import ServiceUnavailableError
 from service.gallery_index import GalleryIndexes
@@ -59,14 +60,22 @@ IndexDep = Annotated[GalleryIndexes, Depends(get_indexes)]
 
 
 def require(scope: Scope) -> Callable[..., object]:
-    """A dependency that authenticates ``X-API-Key`` and demands ``scope`` (admin implies all)."""
+    """A dependency that authenticates ``X-API-Key`` and demands ``scope`` (admin implies all).
+
+    ``service.auth_first`` has usually done so already, from the headers and before the body
+    was read (it finds this dependency by its ``required_scope``); its principal is reused.
+    """
 
     async def _dependency(
-        state: StateDep, key: Annotated[str | None, Security(_api_key_header)]
+        request: Request, state: StateDep, key: Annotated[str | None, Security(_api_key_header)]
     ) -> Principal:
+        early = getattr(request.state, PRINCIPAL_STATE, None)
+        if isinstance(early, Principal) and early.allows(scope):
+            return early
         return await anyio.to_thread.run_sync(authenticate, state.db, key, scope)
 
     _dependency.__name__ = f"require_{scope.value}"
+    setattr(_dependency, REQUIRED_SCOPE_ATTR, scope.value)
     return _dependency
 
 

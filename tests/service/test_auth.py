@@ -131,3 +131,65 @@ def test_keys_cli(settings: Settings, embedder: Embedder, monkeypatch: pytest.Mo
         assert_error(enroll(client, key, "ann", seed=2), 401)
     missing = runner.invoke(cli, ["keys", "revoke", "12345"])
     assert missing.exit_code == 1 and "no API key" in missing.output
+
+
+def _post_without_body(client: object, path: str, key: str | None) -> tuple[int, dict, bool]:
+    """POST ``path`` declaring a 40 MB multipart body that never arrives, straight to the ASGI
+    app: (status, JSON body, whether the app ever asked for the body)."""
+    import json
+
+    from starlette.testclient import TestClient
+
+    assert isinstance(client, TestClient)
+    asked = False
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        nonlocal asked
+        asked = True
+        raise AssertionError("the body was read before the key was checked")
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    raw_headers = [
+        (b"content-type", b"multipart/form-data; boundary=x"),
+        (b"content-length", b"40000000"),
+        *([(b"x-api-key", key.encode())] if key else []),
+    ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": raw_headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+    client.portal.call(client.app, scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], json.loads(body), asked
+
+
+def test_the_key_is_checked_from_the_headers_before_the_body(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
+    """Issue 14, item 5: no key, a bad key or a key without the scope is answered at once."""
+    with running(settings, embedder) as client:
+        for path in ("/enroll", "/identify", "/verify"):
+            status, body, asked = _post_without_body(client, path, None)
+            assert (status, body["error"]["code"], asked) == (401, "unauthenticated", False)
+            status, body, asked = _post_without_body(client, path, "gid_nope_nope")
+            assert (status, asked) == (401, False)
+        status, body, asked = _post_without_body(client, "/enroll", keys["identify"])
+        assert (status, body["error"]["code"], asked) == (403, "forbidden", False)
+        # a valid key goes on to read the body (here: the test's receive refuses it)
+        ok = enroll(client, keys["enroll"], "zoe", seed=3)
+        assert ok.status_code == 201, ok.text

@@ -1,0 +1,92 @@
+"""Authenticate from the headers before a byte of the body is read (pure ASGI middleware).
+
+FastAPI reads and parses a form body before it resolves a route's dependencies, so the
+``X-API-Key`` dependency alone would let a caller without a key make the server receive a
+40 MB upload (or wait for it until the timeout) just to answer 401. This middleware finds the
+route a request is for, and when that route demands a scope (``service.deps.require``) it
+authenticates the key and checks the scope first: a 401 or 403 goes out at once, the body is
+never read, and the connection is closed. The principal it resolved is left in the request
+state, so the route's dependency does not look the key up a second time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.auth import Principal, authenticate
+from service.auth import Scope as KeyScope
+from service.errors import ServiceError, code_for, error_response, status_for
+
+#: Request-state key of the principal resolved here (read by ``service.deps.require``).
+PRINCIPAL_STATE = "principal"
+#: Attribute ``service.deps.require`` sets on its dependency: the scope it demands.
+REQUIRED_SCOPE_ATTR = "required_scope"
+
+
+class AuthFirstMiddleware:
+    """401 / 403 from the request headers, before the body, for routes that need a key.
+
+    ``routes`` are the app's routes as its routers declare them (the middleware matches a
+    request against them itself: path and method, as the router will).
+    """
+
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
+        self.app = app
+        self._routes = [(route, _required_scope(route)) for route in routes]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        service = getattr(getattr(scope.get("app"), "state", None), "service", None)
+        needed = self._needed(scope)
+        if needed is None or service is None or not service.ready:
+            await self.app(scope, receive, send)  # open route, or 503 from the route
+            return
+        key = _header(scope, b"x-api-key")
+        try:
+            principal: Principal = await anyio.to_thread.run_sync(
+                authenticate, service.db, key, needed
+            )
+        except ServiceError as exc:
+            status = status_for(exc)
+            headers = {"Connection": "close"}
+            if status == 401:
+                headers["WWW-Authenticate"] = "ApiKey"
+            response = error_response(status, code_for(exc), str(exc), headers=headers)
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})[PRINCIPAL_STATE] = principal
+        await self.app(scope, receive, send)
+
+    def _needed(self, scope: Scope) -> KeyScope | None:
+        """The scope the route of this request demands (None: no such route, or open)."""
+        for route, needed in self._routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return needed
+        return None
+
+
+def _required_scope(route: Any) -> KeyScope | None:
+    """The scope of the first ``require(...)`` dependency in the route's dependency tree."""
+    pending = list(getattr(getattr(route, "dependant", None), "dependencies", ()))
+    while pending:
+        dependant = pending.pop(0)
+        needed = getattr(dependant.call, REQUIRED_SCOPE_ATTR, None)
+        if needed is not None:
+            return KeyScope(needed)
+        pending.extend(dependant.dependencies)
+    return None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))  # as Starlette decodes header values
+    return None
