@@ -158,10 +158,12 @@ def _verify_target(
     state: ServiceState, identity_id: int | None, identity_name: str | None, gallery_name: str
 ) -> _VerifyTarget:
     with state.db.session() as session:
+        gallery = gallery_by_name(session, gallery_name)
         if identity_id is not None:
             identity = get_or_404(session, Identity, identity_id, "identity")
+            if identity.gallery_id != gallery.id:  # a request stays inside the gallery it names
+                raise NotFoundError(f"identity {identity_id} not found in gallery {gallery_name!r}")
         else:
-            gallery = gallery_by_name(session, gallery_name)
             found = session.scalars(
                 select(Identity).where(
                     Identity.gallery_id == gallery.id, Identity.name == identity_name

@@ -165,6 +165,9 @@ def test_verify(settings: Settings, embedder: Embedder, keys: dict[str, str]) ->
         assert_error(verify(1, identity_id=999), 404, "not_found")
         assert_error(verify(1, identity="nobody"), 404, "not_found")
         assert_error(verify(1, identity="ann", gallery="other"), 404, "not_found")
+        # issue 14, item 6: an identity of another gallery is not found in the one named
+        enroll(client, keys["enroll"], "cat", seed=5, gallery="other")
+        assert_error(verify(1, identity_id=ann["identity_id"], gallery="other"), 404, "not_found")
         assert_error(verify(1), 422, "invalid_request")
         assert_error(
             verify(1, identity="ann", identity_id=ann["identity_id"]), 422, "invalid_request"
