@@ -7,6 +7,7 @@ Examples in ``json_schema_extra`` appear in the OpenAPI document (``/docs``).
 from __future__ import annotations
 
 import json
+import unicodedata
 from datetime import datetime
 from typing import Any, Literal
 
@@ -228,13 +229,13 @@ class IdentityUpdate(BaseModel):
         json_schema_extra={"examples": [{"name": "alice.smith", "metadata": {"team": "blue"}}]},
     )
 
-    name: str | None = Field(default=None, min_length=1, max_length=256, pattern=TEXT_PATTERN)
+    name: str | None = Field(default=None, min_length=1, max_length=256)
     metadata: dict[str, Any] | None = None
 
     @field_validator("name")
     @classmethod
     def _unicode_name(cls, value: str | None) -> str | None:
-        return None if value is None else storable_text(value)
+        return None if value is None else identity_name(value)
 
     @field_validator("metadata")
     @classmethod
@@ -385,6 +386,44 @@ def check_metadata(value: dict[str, Any]) -> dict[str, Any]:
             f"metadata is {len(text)} characters as JSON; at most {MAX_METADATA_CHARS}"
         )
     return value
+
+
+#: Unicode categories a name may not hold, and how the error names them.
+_REFUSED_IN_NAMES = {
+    "Cc": "control character",
+    "Cf": "format character (bidi override, zero-width, ...)",
+    "Zl": "line separator",
+    "Zp": "paragraph separator",
+    "Cs": "lone surrogate",
+    "Cn": "unassigned code point",
+}
+
+
+def identity_name(value: str) -> str:
+    """An identity name as stored and compared: NFC, trimmed, made of printable characters.
+
+    NFC first, so that an NFD spelling of an existing name is that name and not a second
+    identity; control and format characters (bidi overrides can make a name display as
+    another), line separators and U+FFFD (what undecodable UTF-8 becomes) are refused with
+    a message naming the character and its position.
+    """
+    text = unicodedata.normalize("NFC", value).strip()
+    if not text:
+        raise ValueError("an identity name must not be empty or whitespace only")
+    for position, char in enumerate(text):
+        if char == "\ufffd":
+            raise ValueError(
+                f"the identity name holds U+FFFD at position {position}: its bytes were not "
+                "valid UTF-8"
+            )
+        kind = _REFUSED_IN_NAMES.get(unicodedata.category(char))
+        if kind is not None:
+            label = unicodedata.name(char, "")
+            raise ValueError(
+                f"the identity name holds U+{ord(char):04X}{' ' + label if label else ''} ({kind}) "
+                f"at position {position}"
+            )
+    return text
 
 
 def storable_text(value: str) -> str:

@@ -13,6 +13,7 @@ from service.schemas import (
     GALLERY_PATTERN,
     TEXT_PATTERN,
     EnrollResponse,
+    identity_name,
     parse_metadata,
     storable_text,
 )
@@ -44,8 +45,8 @@ async def enroll(
         Form(
             min_length=1,
             max_length=256,
-            pattern=TEXT_PATTERN,
-            description="Your name or id for the person.",
+            description="Your name or id for the person (stored NFC, trimmed; control and "
+            "format characters are refused).",
             examples=["alice"],
         ),
     ],
@@ -67,7 +68,7 @@ async def enroll(
     the existing template with status 200 instead of a duplicate."""
     try:
         fields = enrollment.EnrollFields(
-            identity=storable_text(identity),
+            identity=identity_name(identity),
             gallery=gallery_name,
             view=storable_text(view) if view is not None else None,
             condition=storable_text(condition) if condition is not None else None,

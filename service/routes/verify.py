@@ -9,8 +9,8 @@ from fastapi import APIRouter, File, Form, UploadFile
 from service import matching
 from service.db.models import MAX_ID
 from service.deps import IdentifyKeyDep, StateDep
-from service.errors import error_responses
-from service.schemas import GALLERY_PATTERN, TEXT_PATTERN, VerifyResponse
+from service.errors import InvalidRequestError, error_responses
+from service.schemas import GALLERY_PATTERN, VerifyResponse, identity_name
 from service.uploads import read_upload
 
 router = APIRouter(tags=["identification"])
@@ -34,7 +34,6 @@ async def verify(
         Form(
             min_length=1,
             max_length=256,
-            pattern=TEXT_PATTERN,
             description="Or its name in `gallery`.",
         ),
     ] = None,
@@ -43,6 +42,11 @@ async def verify(
 ) -> VerifyResponse:
     """Give exactly one of `identity_id` or `identity`. 409 when the identity has no template
     of the current model."""
+    if identity is not None:
+        try:
+            identity = identity_name(identity)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
     upload = await read_upload(file, state.settings.max_upload_bytes)
     return await matching.verify(
         state, principal, upload, identity_id, identity, gallery_name, threshold

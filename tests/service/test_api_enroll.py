@@ -283,3 +283,26 @@ def test_streamed_body_over_cap_is_413(
             content=chunks(),
         )
         assert_error(r, 413, "request_too_large")
+
+
+def test_names_are_normalised_and_unprintable_ones_refused(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
+    """Issue 14, item 7: NFC and trimmed; control/format characters get a 422 naming them."""
+    import unicodedata
+
+    with running(settings, embedder) as client:
+        nfc = enroll(client, keys["enroll"], unicodedata.normalize("NFC", "Zoë"), seed=1).json()
+        nfd = enroll(client, keys["enroll"], unicodedata.normalize("NFD", "  Zoë "), seed=2)
+        assert nfd.status_code == 201, nfd.text
+        assert nfd.json()["identity_id"] == nfc["identity_id"]  # the same person
+        assert nfd.json()["identity"] == "Zoë"
+        for bad, named in [
+            ("evil\u202egpj.exe", "U+202E"),  # right-to-left override
+            ("line\u2028break", "U+2028"),
+            ("c1\u0085control", "U+0085"),
+            ("zero\u200bwidth", "U+200B"),
+            ("   ", "whitespace"),
+        ]:
+            error = assert_error(enroll(client, keys["enroll"], bad, seed=3), 422)
+            assert named in error["message"] and "identity" in error["message"]
