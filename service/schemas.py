@@ -353,7 +353,7 @@ def parse_metadata(text: str | None) -> dict[str, Any] | None:
     if len(text) > MAX_METADATA_CHARS:
         raise ValueError(f"metadata is {len(text)} characters; at most {MAX_METADATA_CHARS}")
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise ValueError(f"metadata is not valid JSON: {exc.msg} at position {exc.pos}") from None
     except RecursionError:
@@ -363,12 +363,30 @@ def parse_metadata(text: str | None) -> dict[str, Any] | None:
     return check_metadata(value)
 
 
+#: Digits of the longest integer metadata may hold: any 64-bit integer, sign included.
+MAX_INT_DIGITS = 20
+
+
+def _bounded_int(digits: str) -> int:
+    """JSON integers beyond 64 bits are refused before Python converts them (a 5000-digit
+    number would otherwise surface Python's own conversion-limit message)."""
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(
+            f"metadata holds an integer of {len(digits.lstrip('-'))} digits; integers must fit "
+            "in 64 bits"
+        )
+    return int(digits)
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"metadata contains {name}; JSON numbers must be finite")
 
 
 def check_metadata(value: dict[str, Any]) -> dict[str, Any]:
-    """Reject metadata a database cannot store faithfully (NUL characters, non-finite numbers)."""
+    """Reject metadata a database cannot store faithfully (NUL characters, non-finite numbers,
+    integers beyond 64 bits)."""
+    if _has_huge_int(value):
+        raise ValueError("metadata integers must fit in 64 bits")
     try:
         text = json.dumps(value, allow_nan=False)
     except ValueError:
@@ -386,6 +404,20 @@ def check_metadata(value: dict[str, Any]) -> dict[str, Any]:
             f"metadata is {len(text)} characters as JSON; at most {MAX_METADATA_CHARS}"
         )
     return value
+
+
+def _has_huge_int(value: Any, depth: int = 0) -> bool:
+    if depth > 64:
+        raise ValueError("metadata is nested too deeply")
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return not -(2**63) <= value < 2**64
+    if isinstance(value, dict):
+        return any(_has_huge_int(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_huge_int(v, depth + 1) for v in value)
+    return False
 
 
 #: Unicode categories a name may not hold, and how the error names them.

@@ -146,6 +146,7 @@ def test_enroll_is_audited(settings: Settings, embedder: Embedder, keys: dict[st
         ({"identity": "alice", "metadata": "[1, 2]"}, None),
         ({"identity": "alice", "metadata": '{"a": NaN}'}, None),
         ({"identity": "alice", "metadata": '{"a": "\\u0000"}'}, None),
+        ({"identity": "alice", "metadata": '{"a": ' + "9" * 5000 + "}"}, "64 bits"),
         ({}, "identity"),
     ],
 )
