@@ -179,6 +179,7 @@ def delete_identity(state: ServiceState, principal: Principal, identity_id: int)
             detail={"templates": len(template_ids)},
         )
         state.indexes.commit_remove(session, gallery_id, template_ids)
+    state.db.flush_erasures()
     logger.info("erased identity %d with %d templates", identity_id, len(template_ids))
     return len(template_ids)
 
@@ -199,3 +200,4 @@ def delete_template(state: ServiceState, principal: Principal, template_id: int)
             template_id=template_id,
         )
         state.indexes.commit_remove(session, gallery_id, np.asarray([template_id], np.int64))
+    state.db.flush_erasures()

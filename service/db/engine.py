@@ -113,5 +113,24 @@ class Database:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
+    def flush_erasures(self) -> None:
+        """After an erasure on SQLite, copy the WAL into the database and truncate it.
+
+        With ``secure_delete`` the database file's freed pages are zeroed, but the WAL still
+        holds the erased rows' old pages until a checkpoint: without this, an erased name
+        could be read from ``gaitid.db-wal`` long after its 204. Best effort: a checkpoint
+        that a concurrent reader blocks leaves the WAL to the next one (logged). PostgreSQL
+        needs nothing here.
+        """
+        if self.backend != "sqlite":
+            return
+        with self.engine.connect() as conn:
+            raw = conn.connection.dbapi_connection  # outside any transaction
+            if raw is None:
+                return
+            busy, _, _ = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            logger.warning("WAL checkpoint after an erasure was blocked by a reader; retried later")
+
     def dispose(self) -> None:
         self.engine.dispose()

@@ -190,3 +190,25 @@ def test_erased_ids_are_never_issued_again(
         mallory = enroll(client, keys["enroll"], "mallory", seed=2, gallery="other").json()
         assert mallory["identity_id"] > alice["identity_id"]
         assert mallory["template_id"] > alice["template_id"]
+
+
+def test_an_erased_name_is_gone_from_the_sqlite_files(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
+    """Issue 14, item 8: after the 204, neither the database nor its WAL holds the name."""
+    from pathlib import Path
+
+    url = settings.resolved_database_url
+    if not url.startswith("sqlite"):
+        return  # PostgreSQL: no WAL file of ours to read
+    path = Path(url.removeprefix("sqlite:///"))
+    secret = "erasable-name-7c1e"
+    with running(settings, embedder) as client:
+        person = enroll(client, keys["enroll"], secret, seed=1).json()
+        files = [path, path.with_name(path.name + "-wal")]
+        assert any(secret.encode() in f.read_bytes() for f in files if f.exists())
+        gone = client.delete(f"/identities/{person['identity_id']}", headers=headers(keys["admin"]))
+        assert gone.status_code == 204
+        for f in files:
+            if f.exists():
+                assert secret.encode() not in f.read_bytes(), f.name
