@@ -293,7 +293,7 @@ def save_curves(result: OpenSetResult, path: Path) -> Path:
             label=f"{regime} (EER {100 * result.regimes[regime]['eer']:.1f} %)",
         )
         at = result.at_threshold[regime]
-        ax.plot([100 * max(at["fmr"], 1e-4)], [100 * max(at["fnmr"], 1e-4)], "o", color="black")
+        ax.plot([100 * max(at["fmr"], 1e-9)], [100 * max(at["fnmr"], 1e-9)], "o", color="black")
     ax.axvline(100 * result.target_fmr, color="grey", linestyle=":", label="target FMR")
     ax.set_xscale("log")
     ax.set_yscale("log")
