@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gaitid import __version__
-from service.auth_first import AuthFirstMiddleware
+from service.auth_first import AuthFirstMiddleware, RedactKeysInAccessLog
 from service.config import Settings, load_settings
 from service.errors import install_error_handlers
 from service.limits import BodyLimitMiddleware, TimeoutMiddleware
@@ -46,9 +46,14 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await start_state(settings, metrics, embedder_factory)
         app.state.service = state
+        # uvicorn has configured its loggers by now: keys in URLs never reach the access log
+        access_log = logging.getLogger("uvicorn.access")
+        redact = RedactKeysInAccessLog()
+        access_log.addFilter(redact)
         try:
             yield
         finally:
+            access_log.removeFilter(redact)
             app.state.service = None
             await stop_state(state)
 

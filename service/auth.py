@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 KEY_PREFIX = "gid"
 #: ``last_used_at`` is refreshed at most this often, so reads do not become writes.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+#: A revoked key's denials are audited at most once per key in this interval.
+DENIAL_AUDIT_INTERVAL = timedelta(seconds=60)
 
 
 class Scope(StrEnum):
@@ -143,7 +145,7 @@ def authenticate(db: Database, presented: str | None, needed: Scope) -> Principa
         logger.warning("rejected unknown API key")
         raise AuthenticationError("unknown API key")
     if row.revoked_at is not None:
-        _audit(db, row.id, {"reason": "revoked"})
+        _audit(db, row.id, {"reason": "revoked"}, once_per=DENIAL_AUDIT_INTERVAL)
         raise AuthenticationError(f"API key {row.prefix} was revoked")
     principal = Principal(
         key_id=row.id, name=row.name, scopes=frozenset(Scope(s) for s in row.scopes.split(","))
@@ -160,7 +162,20 @@ def authenticate(db: Database, presented: str | None, needed: Scope) -> Principa
     return principal
 
 
-def _audit(db: Database, key_id: int, detail: dict[str, str]) -> None:
+def _audit(
+    db: Database, key_id: int, detail: dict[str, str], *, once_per: timedelta | None = None
+) -> None:
+    """Audit a denial; with ``once_per``, at most one row per key in that interval (a client
+    retrying with a revoked key must not grow the audit log by a row per request)."""
     with db.session(write=True) as session:
+        if once_per is not None:
+            last = session.scalar(
+                select(AuditLog.at)
+                .where(AuditLog.action == "auth.denied", AuditLog.api_key_id == key_id)
+                .order_by(AuditLog.id.desc())
+                .limit(1)
+            )
+            if last is not None and datetime.now(UTC) - last < once_per:
+                return
         session.add(AuditLog(action="auth.denied", api_key_id=key_id, detail=detail))
         session.commit()

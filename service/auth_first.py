@@ -11,8 +11,10 @@ state, so the route's dependency does not look the key up a second time.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import anyio
 from starlette.routing import BaseRoute, Match
@@ -42,6 +44,16 @@ class AuthFirstMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if _key_in_url(scope.get("query_string", b"")):
+            response = error_response(
+                401,
+                "unauthenticated",
+                "API keys are refused in the URL (URLs end up in logs and browser history): "
+                "send the key in the X-API-Key header",
+                headers={"WWW-Authenticate": "ApiKey", "Connection": "close"},
+            )
+            await response(scope, receive, send)
             return
         service = getattr(getattr(scope.get("app"), "state", None), "service", None)
         needed = self._needed(scope)
@@ -90,3 +102,35 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))  # as Starlette decodes header values
     return None
+
+
+#: Query parameters that look like an API key: refused, and their values never logged.
+KEY_QUERY_PARAMS = frozenset({"api_key", "apikey", "api-key", "key", "x-api-key", "x_api_key"})
+
+
+def _key_in_url(query_string: bytes) -> bool:
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    return any(name.lower() in KEY_QUERY_PARAMS for name, _ in pairs)
+
+
+def redact_url(path_with_query: str) -> str:
+    """``path?query`` with the values of key-like parameters replaced by ``[redacted]``."""
+    path, sep, query = path_with_query.partition("?")
+    if not sep:
+        return path_with_query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not any(name.lower() in KEY_QUERY_PARAMS for name, _ in pairs):
+        return path_with_query
+    cleaned = [(n, "[redacted]" if n.lower() in KEY_QUERY_PARAMS else v) for n, v in pairs]
+    return f"{path}?{urlencode(cleaned, safe='[]')}"
+
+
+class RedactKeysInAccessLog(logging.Filter):
+    """Rewrites uvicorn's access-log lines so a key sent in a URL is never written out
+    (the request itself is refused by :class:`AuthFirstMiddleware`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], redact_url(args[2]), *args[3:])
+        return True

@@ -49,6 +49,15 @@ def test_missing_unknown_and_revoked_keys_are_401(
         db.dispose()
         error = assert_error(client.get("/identities", headers=headers(keys["enroll"])), 401)
         assert "revoked" in error["message"]
+        for _ in range(4):  # a client retrying with its revoked key
+            client.get("/identities", headers=headers(keys["enroll"]))
+    db = Database(settings.resolved_database_url)
+    with db.session() as session:
+        denials = session.scalars(
+            select(AuditLog).where(AuditLog.action == "auth.denied", AuditLog.api_key_id == row.id)
+        ).all()
+    db.dispose()
+    assert len(denials) == 1  # issue 14, item 8: aggregated, not a row per request
 
 
 @pytest.mark.parametrize(
@@ -193,3 +202,35 @@ def test_the_key_is_checked_from_the_headers_before_the_body(
         # a valid key goes on to read the body (here: the test's receive refuses it)
         ok = enroll(client, keys["enroll"], "zoe", seed=3)
         assert ok.status_code == 201, ok.text
+
+
+def test_a_key_in_the_url_is_refused_and_never_logged(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
+    """Issue 14, item 8: ``?api_key=`` is a 401 on every route, and the access log shows
+    ``[redacted]`` in place of the key."""
+    import logging
+
+    from service.auth_first import RedactKeysInAccessLog, redact_url
+
+    with running(settings, embedder) as client:
+        for url in (f"/identities?api_key={keys['admin']}", f"/healthz?key={keys['admin']}"):
+            error = assert_error(client.get(url), 401, "unauthenticated")
+            assert "X-API-Key header" in error["message"]
+        assert client.get("/healthz?other=1").status_code == 200
+    secret = keys["admin"]
+    assert redact_url(f"/identities?limit=5&api_key={secret}") == (
+        "/identities?limit=5&api_key=[redacted]"
+    )
+    assert redact_url("/healthz") == "/healthz"
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", f"/identities?API_KEY={secret}", "1.1", 401),
+        None,
+    )
+    assert RedactKeysInAccessLog().filter(record)
+    assert secret not in record.getMessage() and "[redacted]" in record.getMessage()
