@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Score threshold used when neither the request, the gallery nor the model names one.
@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_token: SecretStr | None = Field(default=None, min_length=16)
+    """When set, ``/metrics`` answers only ``Authorization: Bearer <token>`` (Prometheus's
+    ``authorization`` setting); unset, it is open like ``/healthz``."""
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
+
 import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from service import status
 from service.deps import EnrollKeyDep, StateDep
-from service.errors import error_responses
+from service.errors import AuthenticationError, error_responses
 from service.metrics import CONTENT_TYPE_LATEST
 from service.schemas import HealthResponse, ReadinessResponse, StatsResponse
 
@@ -43,6 +45,16 @@ async def readyz(request: Request) -> JSONResponse:
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
 )
 async def metrics(request: Request) -> Response:
+    """Open unless ``GAITID_METRICS_TOKEN`` is set; then a bearer token is required."""
+    state = getattr(request.app.state, "service", None)
+    token = state.settings.metrics_token if state is not None else None
+    if token is not None:
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        expected = token.get_secret_value()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented, expected):
+            raise AuthenticationError(
+                "/metrics needs 'Authorization: Bearer <GAITID_METRICS_TOKEN>'"
+            )
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -6,7 +6,9 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
 from numpy.typing import NDArray
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from service.config import Settings
@@ -136,3 +138,18 @@ def test_request_timeout_is_504(
         error = assert_error(enroll(client, keys["enroll"], "ann", seed=1), 504, "timeout")
         assert "GAITID_REQUEST_TIMEOUT_S" in error["message"]
         assert client.get("/healthz").status_code == 200
+
+
+def test_metrics_token_when_configured(settings: Settings, embedder: Embedder) -> None:
+    """Issue 14, item 8: with GAITID_METRICS_TOKEN, /metrics needs it as a bearer token."""
+    token = "s3cret-metrics-token-0123"
+    guarded = settings.model_copy(update={"metrics_token": SecretStr(token)})
+    with running(guarded, embedder) as client:
+        assert_error(client.get("/metrics"), 401, "unauthenticated")
+        wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
+        assert_error(wrong, 401)
+        ok = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200 and "gaitid_" in ok.text
+        assert client.get("/healthz").status_code == 200  # liveness stays open
+    with pytest.raises(ValueError, match="16"):
+        Settings(metrics_token="short")
