@@ -10,6 +10,7 @@ OpenAPI spec see one schema.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -203,8 +204,22 @@ async def _gaitid_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(status, code_for(exc), str(exc), _details_of(exc), headers)
 
 
+#: Starlette's multipart parser refuses a text field over its part size with a 400 of this
+#: wording; the API documents an oversized part as 413 (``request_too_large``).
+_PART_TOO_LARGE = re.compile(r"^(Part|Field) exceeded maximum size of (\d+)KB\.?$")
+
+
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.detail, str):
+        too_large = _PART_TOO_LARGE.match(exc.detail)
+        if too_large:
+            return error_response(
+                413,
+                "request_too_large",
+                f"a form field exceeds {too_large.group(2)} KiB (text fields such as "
+                "metadata are bounded; the upload itself goes in the file field)",
+            )
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     return error_response(exc.status_code, code, message, None, dict(exc.headers or {}) or None)

@@ -307,3 +307,18 @@ def test_names_are_normalised_and_unprintable_ones_refused(
         ]:
             error = assert_error(enroll(client, keys["enroll"], bad, seed=3), 422)
             assert named in error["message"] and "identity" in error["message"]
+
+
+def test_an_oversized_form_field_is_413_json(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
+    """Issue 14, item 8: a 1 MB metadata field is the documented JSON 413, not a parser 400."""
+    with running(settings, embedder) as client:
+        r = client.post(
+            "/enroll",
+            headers=headers(keys["enroll"]),
+            files={"file": npz_upload(1)},
+            data={"identity": "alice", "metadata": '{"a": "' + "x" * 1_100_000 + '"}'},
+        )
+        assert "KiB" in assert_error(r, 413, "request_too_large")["message"]
+    assert _templates(settings) == []
