@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 #: loader's first batch): this many seconds, or this share of a short budget; the measured
 #: cost itself is padded by the factor.
 _RESERVE_FLOOR_S = 20.0
-_RESERVE_FLOOR_SHARE = 0.05
+_RESERVE_FLOOR_SHARE = 0.10
 _RESERVE_FACTOR = 1.25
 
 

@@ -29,7 +29,7 @@ def test_iteration_milestones_are_the_classic_multistep_rule() -> None:
 def test_decay_fractions_follow_the_clock_in_a_budget_run() -> None:
     schedule = RunSchedule(ScheduleConfig(iterations=1000, decay_at=[0.5, 0.9], minutes=1.0), [2.0])
     plan = schedule.plan(setup_s=5.0, reserve_work_s=8.0)
-    assert plan.train_s == pytest.approx(60 - 5 - (1.25 * 8 + 0.05 * 60))
+    assert plan.train_s == pytest.approx(60 - 5 - (1.25 * 8 + 0.10 * 60))
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
     assert schedule.apply(optimizer, 3) == pytest.approx(2.0)
     schedule.add_time(0.6 * plan.train_s)  # past the first decay after only 3 iterations
@@ -84,9 +84,10 @@ def test_a_budget_run_decays_fits_validates_and_checkpoints_in_time(
     result = Trainer(cfg, run).fit()
     assert result.finished and 1 <= result.iteration < 100_000  # ended by time
     timing = json.loads((run / "timing.json").read_text())
-    # the whole call, fit and validation included, ends inside the budget (the reserve is an
-    # estimate padded by 25 %; a few seconds of slack absorb a noisy machine)
-    assert timing["wall_s_this_call"] <= 60 * budget_min + 5
+    # the whole call, fit and validation included, ends about when the budget does (the
+    # reserve is an estimate: 20 % of slack absorbs a busy machine; without the reserve the
+    # fit, validation and reports would all come on top)
+    assert timing["wall_s_this_call"] <= 1.2 * 60 * budget_min
     assert timing["trained_s"] >= timing["plan"]["train_s"]
     with (run / "metrics.csv").open() as handle:
         lrs = [float(r["lr"]) for r in csv.DictReader(handle)]
