@@ -69,6 +69,7 @@ class RunSchedule:
         self.decay_fractions = schedule.decay_fractions()
         self.plan_: BudgetPlan | None = None
         self.trained_s = 0.0  # wall seconds spent in training iterations (budget runs)
+        self.step_s = 0.0  # the last iteration's wall seconds
 
     @property
     def budgeted(self) -> bool:
@@ -127,10 +128,20 @@ class RunSchedule:
 
     def add_time(self, seconds: float) -> None:
         self.trained_s += seconds
+        self.step_s = seconds
 
     def done(self, iteration: int) -> bool:
-        """Whether the run is over after ``iteration`` iterations."""
-        return self.progress(iteration) >= 1.0
+        """Whether the run is over after ``iteration`` iterations.
+
+        A budget run also stops when one more step would end further past the planned
+        training time than stopping now ends before it (so it overshoots by at most half a
+        step, not a whole one: a step is seconds on a CPU).
+        """
+        if self.progress(iteration) >= 1.0:
+            return True
+        if self.plan_ is None:
+            return False
+        return self.trained_s + self.step_s / 2 >= self.plan_.train_s
 
     # -- checkpointing ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

