@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gaitid.contract import INPUT_LENGTHS, INPUT_SILHOUETTES, OUTPUT_EMBEDDING, batch_sequences
+from tests.utils.nested import strings_in
 
 
 def test_trained_checkpoint_exports_and_matches_torch(
@@ -32,17 +33,6 @@ def test_trained_checkpoint_exports_and_matches_torch(
     meta = {p.key: p.value for p in onnx.load(str(exported)).metadata_props}
     assert meta["variant"] == "tiny" and "001..002" in meta["training_data"]
     assert meta["iteration"] == "4" and state["meta"]["iteration"] == 4
-
-
-def _strings(value: object) -> list[str]:
-    """Every string inside a nested checkpoint structure."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
-    if isinstance(value, (list, tuple)):
-        return [s for v in value for s in _strings(v)]
-    return []
 
 
 def test_calibrated_export_carries_its_threshold_and_ships_clean_weights(
@@ -107,7 +97,7 @@ def test_calibrated_export_carries_its_threshold_and_ships_clean_weights(
 
     state = torch.load(weights, map_location="cpu", weights_only=True)
     assert set(state) == {"model", "model_config", "num_classes", "meta", "recipe", "labels"}
-    local = [s for s in _strings(state) if "/" in s and Path(s).is_absolute()]
+    local = [s for s in strings_in(state) if "/" in s and Path(s).is_absolute()]
     assert local == []
     model, _ = load_checkpoint_model(weights)  # the one checkpoint loader reads it
     reference, _ = load_checkpoint_model(ckpt)

@@ -8,18 +8,9 @@ import numpy as np
 
 from gaitid.contract import INPUT_LENGTHS, INPUT_SILHOUETTES, OUTPUT_EMBEDDING, batch_sequences
 from service.config import SHIPPED_MODEL
+from tests.utils.nested import strings_in
 
 WEIGHTS = SHIPPED_MODEL.with_suffix(".pt")
-
-
-def _strings(value: object) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
-    if isinstance(value, (list, tuple)):
-        return [s for v in value for s in _strings(v)]
-    return []
 
 
 def test_shipped_weights_match_the_shipped_onnx_model() -> None:
@@ -31,7 +22,7 @@ def test_shipped_weights_match_the_shipped_onnx_model() -> None:
     assert WEIGHTS.is_file() and WEIGHTS.stat().st_size < 50 * 1024 * 1024
     model, state = load_checkpoint_model(WEIGHTS)
     assert "optimizer" not in state and "rng" not in state
-    assert not [s for s in _strings(state) if Path(s).is_absolute()]
+    assert not [s for s in strings_in(state) if Path(s).is_absolute()]
     assert model.embedding_head.is_fitted and state["num_classes"] == 74
     rng = np.random.default_rng(1)
     walks = [(rng.random((t, 64, 44)) > 0.5).astype(np.uint8) * 255 for t in (12, 33)]
