@@ -295,10 +295,10 @@ def save_curves(result: OpenSetResult, path: Path) -> Path:
         at = result.at_threshold[regime]
         ax.plot([100 * max(at["fmr"], 1e-9)], [100 * max(at["fnmr"], 1e-9)], "o", color="black")
     ax.axvline(100 * result.target_fmr, color="grey", linestyle=":", label="target FMR")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
     ax.set_xlim(1e-4, 100)  # percent; fixed, so a curve with no error at all still plots
     ax.set_ylim(1e-3, 100)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel("false match rate (%)")
     ax.set_ylabel("false non-match rate (%)")
     ax.set_title(f"DET, cosine threshold {result.threshold:.3f} (dots)")
