@@ -134,6 +134,9 @@ class TrainerConfig(_Section):
         default=0, ge=0
     )  # 0 = evaluate only at the end (when val subjects given)
     eval_batch_size: int = Field(default=8, ge=1)
+    # frames per walk in the periodic (eval_every) validations: the middle window, so they
+    # cost little; None = every frame. The final validation always uses every frame.
+    eval_frames: int | None = Field(default=None, ge=1)
     eval_protocol: Literal["casia-b", "ou-mvlp", "retrieval"] = "casia-b"
     keep_checkpoints: int = Field(default=2, ge=1)  # iteration checkpoints kept besides last.pt
     progress: bool = True  # tqdm bar on rank 0

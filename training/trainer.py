@@ -708,6 +708,10 @@ class Trainer:
             from training.evaluation.report import write_report
 
             keys, walks = val
+            if not final and self.config.trainer.eval_frames is not None:
+                from training.embedding_fit import middle_window
+
+                walks = [middle_window(w, self.config.trainer.eval_frames) for w in walks]
             features = features_from_torch(
                 model,
                 keys,

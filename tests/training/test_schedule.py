@@ -144,3 +144,18 @@ def test_cli_budget_is_kept_by_a_resume_that_does_not_repeat_it(
     saved = load_checkpoint(run / "checkpoints" / "last.pt", for_resume=True)
     assert saved["config"]["schedule"]["minutes"] == 0.4
     assert saved["scheduler"]["trained_s"] >= 0.8 * saved["scheduler"]["plan"]["train_s"]
+
+
+def test_periodic_validations_can_use_a_short_window(
+    synthetic_root: Path, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """``trainer.eval_frames`` makes in-run validations cheap; the final one stays whole."""
+    config = tiny_config(synthetic_root)
+    config["trainer"] = {**config["trainer"], "eval_every": 2, "eval_frames": 3}
+    run = tmp_path / "run"
+    result = Trainer(load_config(write_config(config)), run).fit()
+    assert result.finished
+    with (run / "eval.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["iteration"]) for r in rows] == [2, 4]
+    assert json.loads((run / "eval" / "report.json").read_text())["meta"]["iteration"] == 4
