@@ -21,7 +21,7 @@ the run ends at ``p = 1``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -48,12 +48,7 @@ class BudgetPlan:
     train_s: float  # what is left for the iterations
 
     def as_dict(self) -> dict[str, float]:
-        return {
-            "budget_s": self.budget_s,
-            "setup_s": self.setup_s,
-            "reserve_s": self.reserve_s,
-            "train_s": self.train_s,
-        }
+        return asdict(self)
 
 
 class ScheduleError(ValueError):
@@ -147,12 +142,14 @@ class RunSchedule:
     def state_dict(self) -> dict[str, Any]:
         return {
             "trained_s": self.trained_s,
+            "step_s": self.step_s,  # `done` depends on it: a finished run stays finished
             "plan": self.plan_.as_dict() if self.plan_ is not None else None,
             "base_lrs": list(self.base_lrs),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.trained_s = float(state.get("trained_s", 0.0))
+        self.step_s = float(state.get("step_s", 0.0))
         plan = state.get("plan")
         self.plan_ = BudgetPlan(**plan) if plan else None
         if "base_lrs" in state:
