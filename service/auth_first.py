@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import anyio
+from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -60,7 +61,7 @@ class AuthFirstMiddleware:
         if needed is None or service is None or not service.ready:
             await self.app(scope, receive, send)  # open route, or 503 from the route
             return
-        key = _header(scope, b"x-api-key")
+        key = Headers(scope=scope).get("x-api-key")
         try:
             principal: Principal = await anyio.to_thread.run_sync(
                 authenticate, service.db, key, needed
@@ -94,13 +95,6 @@ def _required_scope(route: Any) -> KeyScope | None:
         if needed is not None:
             return KeyScope(needed)
         pending.extend(dependant.dependencies)
-    return None
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))  # as Starlette decodes header values
     return None
 
 

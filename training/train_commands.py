@@ -11,9 +11,12 @@ import json
 import logging
 from enum import StrEnum
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import typer
+
+if TYPE_CHECKING:
+    from training.evaluation.protocols import FeatureSet
 
 logger = logging.getLogger(__name__)
 
@@ -196,12 +199,10 @@ def eval_command(
         typer.echo("wrote " + ", ".join(str(p) for p in written.values()))
 
 
-def _calibrate(features: object, model_file: Path, target_fmr: float, out: Path | None) -> None:
+def _calibrate(features: FeatureSet, model_file: Path, target_fmr: float, out: Path | None) -> None:
     """The open-set protocol of ``gaitid eval``: print the tables, write the calibration."""
     from training.evaluation.open_set import calibrate, to_markdown, write_calibration
-    from training.evaluation.protocols import FeatureSet
 
-    assert isinstance(features, FeatureSet)
     result = calibrate(features, target_fmr=target_fmr)
     typer.echo(to_markdown(result))
     if out is not None:

@@ -129,22 +129,14 @@ def _typical(walks: list[NDArray[np.uint8]], count: int) -> list[NDArray[np.uint
 def _seconds_per_frame(
     model: torch.nn.Module, walks: list[NDArray[np.uint8]], device: torch.device
 ) -> float:
-    """Inference seconds per frame of ``model`` on ``walks`` as one padded batch (eval mode;
-    one untimed pass first, for allocations)."""
-    from gaitid.contract import batch_sequences
+    """Seconds per frame of ``torch_features`` (what the fit and validation run) on ``walks``
+    as one batch; one untimed pass first, for allocations."""
+    from training.evaluation.extract import torch_features
 
-    batch, lengths = batch_sequences(walks)
-    x, n = torch.from_numpy(batch).to(device), torch.from_numpy(lengths).to(device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            model(x, n)
-            tick = time.monotonic()
-            model(x, n)
-            return (time.monotonic() - tick) / float(lengths.sum())
-    finally:
-        model.train(was_training)
+    torch_features(model, walks, device=device, batch_size=len(walks))
+    tick = time.monotonic()
+    torch_features(model, walks, device=device, batch_size=len(walks))
+    return (time.monotonic() - tick) / float(sum(w.shape[0] for w in walks))
 
 
 def _from_rank0(value: float, ctx: DistContext) -> float:
@@ -286,7 +278,7 @@ class Trainer:
         # weights of new modules are not loaded even when present (a classifier over another
         # set of identities, when fine-tuning the shipped weights on one's own cameras)
         fresh = tuple(init.new_modules)
-        weights = {k: v for k, v in state["model"].items() if not (fresh and k.startswith(fresh))}
+        weights = {k: v for k, v in state["model"].items() if not k.startswith(fresh)}
         own = model.state_dict()
         reshaped = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
         if reshaped:
@@ -296,7 +288,7 @@ class Trainer:
                 "bnneck.classifier"
             )
         missing, unexpected = model.load_state_dict(weights, strict=False)
-        missing = [k for k in missing if not k.startswith(tuple(init.new_modules))]
+        missing = [k for k in missing if not k.startswith(fresh)]
         if missing or unexpected:
             raise TrainingError(
                 f"init checkpoint {init.checkpoint} does not fit this model: "

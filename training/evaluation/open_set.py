@@ -120,9 +120,8 @@ def det_curve(scores: ScoreSets) -> tuple[NDArray[np.float64], NDArray[np.float6
     return fmr, fnmr, thresholds
 
 
-def equal_error_rate(scores: ScoreSets) -> float:
-    """The rate where FMR and FNMR cross (mean of the two at the closest threshold)."""
-    fmr, fnmr, _ = det_curve(scores)
+def equal_error_rate(fmr: NDArray[np.float64], fnmr: NDArray[np.float64]) -> float:
+    """The rate where a DET curve's FMR and FNMR cross (mean of the two where closest)."""
     i = int(np.argmin(np.abs(fmr - fnmr)))
     return float((fmr[i] + fnmr[i]) / 2)
 
@@ -223,19 +222,19 @@ def calibrate(features: FeatureSet, *, target_fmr: float = 1e-3, splits: int = 2
     at_threshold: dict[str, dict[str, float]] = {}
     curves: dict[str, Any] = {}
     for regime, scores in sets.items():
-        fnmr_at = {}
-        for point in points:
-            fmr, fnmr = fmr_fnmr(scores, threshold_at_fmr(scores.impostor, point))
-            fnmr_at[f"{point:g}"] = fnmr
+        fnmr_at = {
+            f"{point:g}": fmr_fnmr(scores, threshold_at_fmr(scores.impostor, point))[1]
+            for point in points
+        }
+        curves[regime] = det_curve(scores)
         regimes[regime] = {
             "genuine": int(scores.genuine.size),
             "impostor": int(scores.impostor.size),
-            "eer": equal_error_rate(scores),
+            "eer": equal_error_rate(*curves[regime][:2]),
             "fnmr_at_fmr": fnmr_at,
         }
         fmr, fnmr = fmr_fnmr(scores, threshold)
         at_threshold[regime] = {"fmr": fmr, "fnmr": fnmr}
-        curves[regime] = det_curve(scores)
     identification = open_set_identification(features, splits=splits)
     subjects = sorted({str(s) for s in features.subjects.tolist()})
     return OpenSetResult(
