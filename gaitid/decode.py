@@ -6,8 +6,8 @@ messages, so a misnamed file still decodes and a disguised one cannot pick its d
 - zip or tar (plain, .gz, .bz2, .xz) of PNG / JPEG / BMP frames, ordered by the natural sort
   of member names (``f2.png`` before ``f10.png``); directories, hidden members (any path
   part starting with ``.``) and ``__MACOSX`` are skipped, members of other types too.
-- ``.npy``: one ``(T, H, W)`` or ``(T, H, W, C)`` array of bool / integers / floats, loaded
-  with ``allow_pickle=False`` after its header was checked against the limits.
+- ``.npy``: one ``(T, H, W)`` or ``(T, H, W, C)`` array of bool / integers / floats, read
+  in place after its header was checked against the limits (never unpickled).
 - ``.npz``: a zip of ``.npy`` members: a single array, or the one stored under
   ``NPZ_KEY`` (``"silhouettes"``) when there are several.
 - video of masks (mp4 / mov, avi, mkv / webm) through OpenCV's FFmpeg backend from a
@@ -17,16 +17,31 @@ messages, so a misnamed file still decodes and a disguised one cannot pick its d
 
 Nothing is ever unpickled and nothing is extracted to disk. Every malformed input raises a
 subclass of ``gaitid.errors.UploadError`` whose message says what was wrong and what is
-allowed; limits (``DecodeLimits``) are enforced before the expensive step wherever a header
-announces the size: total bytes, frames, pixels per frame, archive members, uncompressed
-bytes (declared sizes first, then bytes actually read) and the compression ratio of large
-members (zip and compressed-tar bombs). Frames are decoded and pretreated one at a time, so
-memory stays bounded by the limits rather than by the raw video size.
+allowed.
+
+Bounded while decoding, not after (``DecodeLimits``):
+
+- Sizes announced by a header are checked before the expensive step: total bytes, frames,
+  pixels per frame, archive members, declared uncompressed bytes, and the compression ratio
+  of large members (zip bombs).
+- Inflation is streamed with a running cap: bytes actually produced count against
+  ``max_uncompressed_bytes``, a compressed tar stream is refused as soon as its running
+  ratio passes ``max_compression_ratio``, and one frame file (a zip or tar member) may not
+  inflate past ``max_bytes``, the size of a whole upload.
+- Frames are decoded one at a time and reduced to the 64-pixel working size as they arrive
+  (``gaitid.preprocess.normalize_keyed``): an ``.npy`` is read in place from the upload's
+  bytes, an ``.npz`` member is streamed twice (value range, then frames), a tar is streamed
+  member by member and sorted after pretreatment. Memory per decode is therefore the
+  upload, one inflated member and one raw frame, not the raw walk.
+- Work is bounded too: all frames together may hold at most ``max_total_pixels`` pixels,
+  and a ``cancel`` event (set by the service when its request is over) stops decoding
+  before the next frame or chunk with ``DecodeCancelledError``.
 """
 
 from __future__ import annotations
 
 import bz2
+import gzip
 import io
 import logging
 import lzma
@@ -34,13 +49,14 @@ import re
 import struct
 import tarfile
 import tempfile
+import threading
 import tokenize
 import zipfile
 import zlib
 from collections.abc import Callable, Generator, Iterator
-from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -49,6 +65,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gaitid.errors import (
     CorruptUploadError,
+    DecodeCancelledError,
     InvalidSequenceError,
     TooFewFramesError,
     UnsafeArchiveError,
@@ -57,7 +74,13 @@ from gaitid.errors import (
     UploadFormatError,
     UploadTooLargeError,
 )
-from gaitid.preprocess import PreprocessedSequence, preprocess_sequence
+from gaitid.preprocess import (
+    FrameKey,
+    PreprocessedSequence,
+    network_sequence,
+    normalize_keyed,
+    value_scale,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +91,8 @@ IMAGE_SUFFIXES: Final = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
 #: Compression ratios are only judged on members at least this large: small members with
 #: a high ratio (blank masks deflate ~1000:1) are harmless.
 RATIO_CHECK_MIN_BYTES: Final = 1 * MiB
+#: Bytes inflated (or read) per step: between two steps the cancel event is checked.
+_CHUNK: Final = 1 * MiB
 
 #: Errors third-party decoders (Pillow, tifffile, zipfile, numpy) raise on malformed data.
 _DECODER_FAILURES: Final = (
@@ -98,10 +123,20 @@ class DecodeLimits(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_bytes: int = Field(default=64 * MiB, gt=0, description="size of the upload itself")
+    max_bytes: int = Field(
+        default=64 * MiB,
+        gt=0,
+        description="size of the upload itself, and of any one frame file inflated from it",
+    )
     max_frames: int = Field(default=1000, gt=0, description="frames in one walk (CASIA-B: ~80)")
     max_pixels_per_frame: int = Field(
         default=1 << 21, gt=0, description="H*W of one frame; 2 Mpx admits 1920x1080"
+    )
+    max_total_pixels: int = Field(
+        default=1 << 28,
+        gt=0,
+        description="pixels decoded for one walk, all frames together (the work budget; "
+        "268 Mpx is ~870 VGA or ~130 full-HD frames)",
     )
     max_archive_members: int = Field(default=2000, gt=0, description="entries in a zip / tar")
     max_uncompressed_bytes: int = Field(
@@ -114,10 +149,70 @@ class DecodeLimits(BaseModel):
 
 DEFAULT_LIMITS: Final = DecodeLimits()
 
-#: What a container opener returns: a whole array (npy/npz) or frames decoded one by one.
-_Source = NDArray | Iterator[NDArray]
-#: The same after the frame-count checks, ready for ``preprocess_sequence``.
-Frames = NDArray | Generator[NDArray, None, None]
+
+class _Reader(Protocol):
+    """The part of a binary file that streaming readers need."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+@dataclass
+class _Source:
+    """What a container opener returns: raw frames with the key that orders them, lazily.
+
+    ``scale`` is the value scale decided for a whole array (npy/npz), ``None`` for frames
+    that each decide their own (images, video).
+    """
+
+    frames: Iterator[tuple[FrameKey, NDArray]]
+    scale: float | None = None
+
+
+class _Work:
+    """One decode's running totals against its limits, and the caller's stop signal."""
+
+    def __init__(self, limits: DecodeLimits, cancel: threading.Event | None) -> None:
+        self.limits = limits
+        self._cancel = cancel
+        self.inflated = 0
+        self.pixels = 0
+
+    def check_cancel(self) -> None:
+        if self._cancel is not None and self._cancel.is_set():
+            raise DecodeCancelledError("decoding stopped: the request it served is over")
+
+    def inflate(self, nbytes: int, what: str) -> None:
+        """Charge ``nbytes`` produced by decompression (or read from an archive)."""
+        self.check_cancel()
+        self.inflated += nbytes
+        if self.inflated > self.limits.max_uncompressed_bytes:
+            raise UploadTooLargeError(
+                f"{what} inflates past {self.limits.max_uncompressed_bytes} bytes (the "
+                "uncompressed limit); send fewer or smaller frames"
+            )
+
+    def check_frame(self, height: int, width: int, what: str) -> None:
+        """The per-frame pixel limit, before the frame is decoded."""
+        pixels = height * width
+        if pixels > self.limits.max_pixels_per_frame:
+            raise UploadTooLargeError(
+                f"{what} has {pixels} pixels; the limit is {self.limits.max_pixels_per_frame} "
+                "per frame"
+            )
+
+    def check_total(self, pixels: int, what: str) -> None:
+        """The work budget: every frame's pixels together (checked up front where known)."""
+        if pixels > self.limits.max_total_pixels:
+            raise UploadTooLargeError(
+                f"{what} holds {pixels} pixels in all; the limit is "
+                f"{self.limits.max_total_pixels} pixels per walk (send fewer or smaller "
+                "frames)"
+            )
+
+    def charge_frame(self, height: int, width: int, what: str) -> None:
+        self.check_frame(height, width, what)
+        self.pixels += height * width
+        self.check_total(self.pixels, "the upload")
 
 
 # ---------------------------------------------------------------------------- entry points
@@ -129,13 +224,16 @@ def decode_upload(
     *,
     limits: DecodeLimits = DEFAULT_LIMITS,
     min_frames: int = 1,
+    cancel: threading.Event | None = None,
 ) -> PreprocessedSequence:
-    """Bytes of any supported format -> uint8 ``(T, 64, 44)`` via ``preprocess_sequence``.
+    """Bytes of any supported format -> uint8 ``(T, 64, 44)`` via the shared pretreatment.
 
-    Raises ``UploadError`` subclasses for malformed or oversized uploads and
-    ``TooFewFramesError`` when fewer than ``min_frames`` frames have enough foreground.
+    Raises ``UploadError`` subclasses for malformed or oversized uploads,
+    ``TooFewFramesError`` when fewer than ``min_frames`` frames have enough foreground, and
+    ``DecodeCancelledError`` soon after ``cancel`` is set.
     """
-    return _preprocess(_open_bytes(data, filename, limits), min_frames)
+    work = _Work(limits, cancel)
+    return _preprocess(_open_bytes(data, filename, work), min_frames)
 
 
 def decode_path(
@@ -145,7 +243,7 @@ def decode_path(
 
     The path ``gaitid preprocess`` runs; identical to ``decode_upload`` on the file's bytes.
     """
-    return _preprocess(_open_path(path, limits), min_frames)
+    return _preprocess(_open_path(path, _Work(limits, None)), min_frames)
 
 
 def read_frames_from_path(path: Path, limits: DecodeLimits = DEFAULT_LIMITS) -> NDArray:
@@ -154,11 +252,9 @@ def read_frames_from_path(path: Path, limits: DecodeLimits = DEFAULT_LIMITS) -> 
     For dataset readers that pretreat raw folders themselves. Frames must share one shape
     (``UploadContentError`` otherwise); use ``decode_path`` for mixed sizes.
     """
-    source = _open_path(path, limits)
-    if isinstance(source, np.ndarray):
-        return source
-    with closing(source):
-        frames = list(source)
+    source = _open_path(path, _Work(limits, None))
+    keyed = sorted(source.frames, key=lambda item: item[0])
+    frames = [np.array(frame) for _key, frame in keyed]  # own, writable copies
     first = frames[0].shape
     for i, frame in enumerate(frames):
         if frame.shape != first:
@@ -198,47 +294,51 @@ def detect_format(data: bytes, filename: str | None = None) -> Format:
 # ---------------------------------------------------------------------------- dispatch
 
 
-def _preprocess(source: Frames, min_frames: int) -> PreprocessedSequence:
+def _preprocess(source: _Source, min_frames: int) -> PreprocessedSequence:
     """Run the shared pretreatment; value problems found there become ``UploadContentError``."""
     try:
-        if isinstance(source, np.ndarray):
-            return preprocess_sequence(source, min_frames=min_frames)
-        with closing(source):
-            return preprocess_sequence(source, min_frames=min_frames)
+        normalised = normalize_keyed(source.frames, min_frames=min_frames, scale=source.scale)
     except (UploadError, TooFewFramesError):
         raise
     except InvalidSequenceError as exc:
         raise UploadContentError(str(exc)) from exc
+    finally:
+        close = getattr(source.frames, "close", None)
+        if close is not None:
+            close()  # release files, temporary folders and decoders early
+    return network_sequence(normalised)
 
 
-def _open_bytes(data: bytes, filename: str | None, limits: DecodeLimits) -> Frames:
-    if len(data) > limits.max_bytes:
+def _open_bytes(data: bytes, filename: str | None, work: _Work) -> _Source:
+    if len(data) > work.limits.max_bytes:
         raise UploadTooLargeError(
-            f"the upload is {len(data)} bytes; the limit is {limits.max_bytes} bytes"
+            f"the upload is {len(data)} bytes; the limit is {work.limits.max_bytes} bytes"
         )
     fmt = detect_format(data, filename)
     _warn_on_mismatched_name(fmt, filename)
-    openers: dict[Format, Callable[[bytes, DecodeLimits], _Source]] = {
+    openers: dict[Format, Callable[[bytes, _Work], _Source]] = {
         "zip": _open_zip,
         "tar": _open_tar,
-        "npy": lambda raw, lim: _parse_npy(raw, "the .npy upload", lim),
+        "npy": lambda raw, w: _open_npy(raw, "the .npy upload", w),
         "tiff": _open_tiff,
         "video": _open_video,
-        "image": lambda raw, lim: iter([_decode_image(raw, "the image", lim)]),
+        "image": lambda raw, w: _Source(iter([(0, _decode_image(raw, "the image", w))])),
     }
-    source = openers[fmt](data, limits)
-    return source if isinstance(source, np.ndarray) else _counted(source, limits)
+    source = openers[fmt](data, work)
+    return _Source(_counted(source.frames, work), source.scale)
 
 
-def _open_path(path: Path, limits: DecodeLimits) -> Frames:
+def _open_path(path: Path, work: _Work) -> _Source:
     if path.is_dir():
-        return _counted(_folder_frames(path, limits), limits)
+        return _Source(_counted(_folder_frames(path, work), work))
     if not path.is_file():
         raise FileNotFoundError(f"no file or folder at {path}")
     size = path.stat().st_size
-    if size > limits.max_bytes:
-        raise UploadTooLargeError(f"{path} is {size} bytes; the limit is {limits.max_bytes} bytes")
-    return _open_bytes(path.read_bytes(), path.name, limits)
+    if size > work.limits.max_bytes:
+        raise UploadTooLargeError(
+            f"{path} is {size} bytes; the limit is {work.limits.max_bytes} bytes"
+        )
+    return _open_bytes(path.read_bytes(), path.name, work)
 
 
 def _warn_on_mismatched_name(fmt: Format, filename: str | None) -> None:
@@ -257,33 +357,33 @@ def _warn_on_mismatched_name(fmt: Format, filename: str | None) -> None:
         logger.info("upload %r has %s content; decoding by content", filename, fmt)
 
 
-def _counted(frames: Iterator[NDArray], limits: DecodeLimits) -> Generator[NDArray, None, None]:
-    """Enforce the frame-count limit and reject an upload with no frames at all."""
+def _counted(
+    frames: Iterator[tuple[FrameKey, NDArray]], work: _Work
+) -> Generator[tuple[FrameKey, NDArray], None, None]:
+    """Frame count, per-frame and total pixels, and the cancel check before every frame."""
     count = 0
     try:
-        for frame in frames:
+        while True:
+            work.check_cancel()
+            try:
+                key, frame = next(frames)
+            except StopIteration:
+                break
             count += 1
-            if count > limits.max_frames:
+            if count > work.limits.max_frames:
                 raise UploadTooLargeError(
-                    f"the upload has more than {limits.max_frames} frames (the limit)"
+                    f"the upload has more than {work.limits.max_frames} frames (the limit)"
                 )
             if frame.ndim < 2:
                 raise UploadContentError(f"frame {count - 1} has shape {frame.shape}")
-            _check_pixels(frame.shape[0] * frame.shape[1], f"frame {count - 1}", limits)
-            yield frame
+            work.charge_frame(frame.shape[0], frame.shape[1], f"frame {count - 1}")
+            yield key, frame
     finally:
         close = getattr(frames, "close", None)
         if close is not None:
             close()  # release files, temporary folders and decoders early
     if count == 0:
         raise UploadContentError("the upload contains no frames")
-
-
-def _check_pixels(pixels: int, what: str, limits: DecodeLimits) -> None:
-    if pixels > limits.max_pixels_per_frame:
-        raise UploadTooLargeError(
-            f"{what} has {pixels} pixels; the limit is {limits.max_pixels_per_frame} per frame"
-        )
 
 
 # ---------------------------------------------------------------------------- archives
@@ -326,22 +426,6 @@ def _member_kind(name: str) -> Literal["image", "npy", "other"]:
     return "npy" if suffix == ".npy" else "other"
 
 
-class _Budget:
-    """Running total of bytes inflated from one upload against ``max_uncompressed_bytes``."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def take(self, nbytes: int, what: str) -> None:
-        self.used += nbytes
-        if self.used > self.limit:
-            raise UploadTooLargeError(
-                f"{what} inflates past {self.limit} bytes (the uncompressed limit); "
-                "send fewer or smaller frames"
-            )
-
-
 def _check_ratio(size: int, compressed: int, what: str, limits: DecodeLimits) -> None:
     if size < RATIO_CHECK_MIN_BYTES:
         return
@@ -353,7 +437,8 @@ def _check_ratio(size: int, compressed: int, what: str, limits: DecodeLimits) ->
         )
 
 
-def _open_zip(data: bytes, limits: DecodeLimits) -> _Source:
+def _open_zip(data: bytes, work: _Work) -> _Source:
+    limits = work.limits
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = archive.infolist()
@@ -383,28 +468,41 @@ def _open_zip(data: bytes, limits: DecodeLimits) -> _Source:
             "the zip archive mixes .npy arrays and image frames; send either an .npz or a "
             "zip of PNG/JPEG/BMP frames"
         )
-    budget = _Budget(limits.max_uncompressed_bytes)
     if arrays:
-        return _npz_array(archive, arrays, budget, limits)
+        return _open_npz(archive, arrays, work)
     if not images:
         found = sorted(i.filename for i in usable)[:5]
         raise UploadContentError(
             f"the zip archive has no PNG/JPEG/BMP frames (found {found or 'nothing'})"
         )
+    for info in images:
+        _check_frame_file_size(info.file_size, f"zip member {info.filename!r}", limits)
     images.sort(key=lambda i: natural_key(i.filename))
-    return _zip_image_frames(archive, images, budget, limits)
+    return _Source(_zip_image_frames(archive, images, work))
 
 
-def _read_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> bytes:
-    """Inflate one member in chunks, charging the bytes actually produced to ``budget``."""
+def _check_frame_file_size(size: int, what: str, limits: DecodeLimits) -> None:
+    """One frame file may be as large as a whole upload, not larger."""
+    if size > limits.max_bytes:
+        raise UploadTooLargeError(
+            f"{what} is {size} bytes; one frame file may be at most {limits.max_bytes} bytes "
+            "(the upload limit)"
+        )
+
+
+def _read_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, work: _Work) -> bytes:
+    """Inflate one image member in chunks, charging the bytes actually produced to ``work``."""
     chunks: list[bytes] = []
+    size = 0
     what = f"zip member {info.filename!r}"
     try:
         with archive.open(info) as member:
-            while chunk := member.read(MiB):
-                budget.take(len(chunk), what)
+            while chunk := member.read(_CHUNK):
+                work.inflate(len(chunk), what)
+                size += len(chunk)
+                _check_frame_file_size(size, what, work.limits)
                 chunks.append(chunk)
-    except UploadError:
+    except (UploadError, DecodeCancelledError):
         raise
     except (zipfile.BadZipFile, *_DECODER_FAILURES) as exc:
         raise CorruptUploadError(f"{what} cannot be read: {exc}") from exc
@@ -412,70 +510,80 @@ def _read_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _B
 
 
 def _zip_image_frames(
-    archive: zipfile.ZipFile,
-    images: list[zipfile.ZipInfo],
-    budget: _Budget,
-    limits: DecodeLimits,
-) -> Iterator[NDArray]:
+    archive: zipfile.ZipFile, images: list[zipfile.ZipInfo], work: _Work
+) -> Iterator[tuple[FrameKey, NDArray]]:
     with archive:
-        for info in images:
-            raw = _read_zip_member(archive, info, budget)
-            yield _decode_image(raw, f"zip member {info.filename!r}", limits)
+        for index, info in enumerate(images):
+            raw = _read_zip_member(archive, info, work)
+            yield index, _decode_image(raw, f"zip member {info.filename!r}", work)
 
 
-def _npz_array(
-    archive: zipfile.ZipFile,
-    arrays: list[zipfile.ZipInfo],
-    budget: _Budget,
-    limits: DecodeLimits,
-) -> NDArray:
-    keys = {i.filename[: -len(".npy")]: i for i in arrays}
-    if len(keys) == 1:
-        key = next(iter(keys))
-    elif NPZ_KEY in keys:
-        key = NPZ_KEY
-    else:
-        raise UploadContentError(
-            f"the .npz holds arrays {sorted(keys)}; store a single array or name the "
-            f"silhouettes {NPZ_KEY!r}"
-        )
-    with archive:
-        raw = _read_zip_member(archive, keys[key], budget)
-    return _parse_npy(raw, f"npz array {key!r}", limits)
+class _TarStream:
+    """The file object ``tarfile`` streams from: inflates on demand, charging every byte.
 
+    Bytes produced count against the uncompressed limit and the running ratio of a
+    compressed stream is checked as it grows, so a bomb is refused after about a megabyte
+    of output instead of after inflating it whole.
+    """
 
-def _inflate(data: bytes, limits: DecodeLimits) -> bytes:
-    """Decompress a .gz / .bz2 / .xz stream without ever producing more than the limit."""
-    cap = limits.max_uncompressed_bytes + 1
-    try:
-        if data.startswith(b"\x1f\x8b"):
-            gzip_stream = zlib.decompressobj(wbits=31)  # 31: gzip header and trailer
-            out, finished = gzip_stream.decompress(data, cap), gzip_stream.eof
+    def __init__(self, data: bytes, work: _Work) -> None:
+        self._raw = io.BytesIO(data)
+        self._work = work
+        self._produced = 0
+        self._compressed = data[257:262] != b"ustar"
+        stream: io.BufferedIOBase
+        if not self._compressed:
+            stream = self._raw
+        elif data.startswith(b"\x1f\x8b"):
+            stream = gzip.GzipFile(fileobj=self._raw, mode="rb")
+        elif data.startswith(b"BZh"):
+            stream = bz2.BZ2File(self._raw, mode="rb")
         else:
-            stream = bz2.BZ2Decompressor() if data.startswith(b"BZh") else lzma.LZMADecompressor()
-            out, finished = stream.decompress(data, max_length=cap), stream.eof
-    except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as exc:
-        raise CorruptUploadError(f"the compressed stream cannot be decompressed: {exc}") from exc
-    if len(out) > limits.max_uncompressed_bytes:
-        raise UploadTooLargeError(
-            f"the compressed archive inflates past {limits.max_uncompressed_bytes} bytes "
-            "(the uncompressed limit)"
-        )
-    if not finished:
-        raise CorruptUploadError("the compressed archive is truncated; send the whole file")
-    _check_ratio(len(out), len(data), "the compressed archive", limits)
-    return out
+            stream = lzma.LZMAFile(self._raw, mode="rb")  # noqa: SIM115 (close())
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        wanted = _CHUNK if size < 0 else min(size, _CHUNK)
+        try:
+            chunk = self._stream.read(wanted)
+        except EOFError as exc:
+            raise CorruptUploadError(
+                "the compressed archive is truncated; send the whole file"
+            ) from exc
+        except (OSError, zlib.error, lzma.LZMAError, ValueError) as exc:
+            raise CorruptUploadError(
+                f"the compressed stream cannot be decompressed: {exc}"
+            ) from exc
+        self._produced += len(chunk)
+        self._work.inflate(len(chunk), "the tar archive")
+        if self._compressed:
+            consumed = self._raw.tell()
+            _check_ratio(self._produced, consumed, "the compressed archive", self._work.limits)
+        return chunk
+
+    def close(self) -> None:
+        self._stream.close()
 
 
-def _open_tar(data: bytes, limits: DecodeLimits) -> _Source:
-    raw = data if data[257:262] == b"ustar" else _inflate(data, limits)
+def _open_tar(data: bytes, work: _Work) -> _Source:
+    stream = _TarStream(data, work)
     try:
-        archive = tarfile.open(fileobj=io.BytesIO(raw), mode="r:")  # noqa: SIM115 (closed below)
+        # "r|": a forward-only stream; members are read as they come, never all at once
+        archive = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]  # noqa: SIM115
+    except (UploadError, DecodeCancelledError):
+        raise
     except (tarfile.TarError, *_DECODER_FAILURES) as exc:
         raise CorruptUploadError(f"the tar archive cannot be read: {exc}") from exc
-    frames: list[tuple[str, bytes]] = []
+    return _Source(_tar_image_frames(archive, stream, work))
+
+
+def _tar_image_frames(
+    archive: tarfile.TarFile, stream: _TarStream, work: _Work
+) -> Iterator[tuple[FrameKey, NDArray]]:
+    """Image members in archive order, keyed by the natural sort of their names."""
+    limits = work.limits
     usable: list[str] = []
-    budget = _Budget(limits.max_uncompressed_bytes)
+    frames = 0
     count = 0
     try:
         with archive:
@@ -498,26 +606,31 @@ def _open_tar(data: bytes, limits: DecodeLimits) -> _Source:
                     raise UnsafeArchiveError(
                         f"tar member {member.name!r} is a device or fifo; send regular files only"
                     )
-                usable.append(member.name)
+                if len(usable) < 5:
+                    usable.append(member.name)
                 if _member_kind(member.name) != "image":
                     continue
-                budget.take(member.size, f"tar member {member.name!r}")
+                what = f"tar member {member.name!r}"
+                _check_frame_file_size(member.size, what, limits)
                 handle = archive.extractfile(member)
                 assert handle is not None  # regular files always have a handle
-                frames.append((member.name, handle.read()))
-    except UploadError:
+                content = handle.read()
+                frames += 1
+                yield natural_key(member.name), _decode_image(content, what, work)
+    except (UploadError, DecodeCancelledError):
         raise
     except (tarfile.TarError, *_DECODER_FAILURES) as exc:
         raise CorruptUploadError(f"the tar archive cannot be read: {exc}") from exc
+    finally:
+        stream.close()
     if not frames:
         raise UploadContentError(
-            f"the tar archive has no PNG/JPEG/BMP frames (found {sorted(usable)[:5] or 'nothing'})"
+            f"the tar archive has no PNG/JPEG/BMP frames (found {sorted(usable) or 'nothing'})"
         )
-    frames.sort(key=lambda item: natural_key(item[0]))
-    return (_decode_image(content, f"tar member {name!r}", limits) for name, content in frames)
 
 
-def _folder_frames(folder: Path, limits: DecodeLimits) -> Iterator[NDArray]:
+def _folder_frames(folder: Path, work: _Work) -> Iterator[tuple[FrameKey, NDArray]]:
+    limits = work.limits
     files = [
         p
         for p in folder.iterdir()
@@ -530,27 +643,47 @@ def _folder_frames(folder: Path, limits: DecodeLimits) -> Iterator[NDArray]:
             f"{folder} has {len(files)} frames; the limit is {limits.max_frames}"
         )
     files.sort(key=lambda p: natural_key(p.name))
-    for path in files:
+    for index, path in enumerate(files):
         size = path.stat().st_size
         if size > limits.max_bytes:
             raise UploadTooLargeError(f"{path} is {size} bytes; the limit is {limits.max_bytes}")
-        yield _decode_image(path.read_bytes(), str(path), limits)
+        yield index, _decode_image(path.read_bytes(), str(path), work)
 
 
 # ---------------------------------------------------------------------------- arrays
 
 
-def _parse_npy(raw: bytes, what: str, limits: DecodeLimits) -> NDArray:
-    """Check an .npy header (dtype, shape, sizes) before reading any data, then load it."""
-    handle = io.BytesIO(raw)
+@dataclass(frozen=True)
+class _NpyHeader:
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        return self.shape[1:]
+
+    @property
+    def frame_bytes(self) -> int:
+        return int(np.prod(self.frame_shape)) * self.dtype.itemsize
+
+    @property
+    def data_bytes(self) -> int:
+        return self.shape[0] * self.frame_bytes
+
+
+def _read_npy_header(handle: _Reader, what: str, work: _Work) -> _NpyHeader:
+    """Parse and check an .npy header (dtype, shape, sizes, pixel budget) before any data."""
     try:
         major, _minor = np.lib.format.read_magic(handle)
         if major == 1:
-            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
         elif major in (2, 3):
-            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
         else:
             raise ValueError(f"unknown .npy version {major}")
+    except (UploadError, DecodeCancelledError):
+        raise
     except _DECODER_FAILURES as exc:
         raise CorruptUploadError(f"{what} has an unreadable .npy header: {exc}") from exc
     if dtype.kind not in "biuf" or dtype.names is not None or dtype.subdtype is not None:
@@ -565,35 +698,157 @@ def _parse_npy(raw: bytes, what: str, limits: DecodeLimits) -> NDArray:
     frames, height, width = shape[:3]
     if frames == 0 or height == 0 or width == 0:
         raise UploadContentError(f"{what} has shape {shape}: it contains no frames or no pixels")
-    if frames > limits.max_frames:
-        raise UploadTooLargeError(f"{what} has {frames} frames; the limit is {limits.max_frames}")
-    _check_pixels(height * width, f"each frame of {what}", limits)
-    expected = int(np.prod(shape)) * dtype.itemsize
-    available = len(raw) - handle.tell()
-    if available != expected:
-        raise CorruptUploadError(
-            f"{what} declares shape {shape} of {dtype} ({expected} bytes) but carries "
-            f"{available} bytes of data"
+    if frames > work.limits.max_frames:
+        raise UploadTooLargeError(
+            f"{what} has {frames} frames; the limit is {work.limits.max_frames}"
         )
+    work.check_frame(height, width, f"each frame of {what}")
+    work.check_total(frames * height * width, what)
+    return _NpyHeader(tuple(shape), bool(fortran), dtype)
+
+
+def _open_npy(raw: bytes, what: str, work: _Work) -> _Source:
+    """An in-memory .npy, read in place: the frames are views of the upload's own bytes."""
+    handle = io.BytesIO(raw)
+    header = _read_npy_header(handle, what, work)
+    offset = handle.tell()
+    available = len(raw) - offset
+    if available != header.data_bytes:
+        raise CorruptUploadError(
+            f"{what} declares shape {header.shape} of {header.dtype} ({header.data_bytes} "
+            f"bytes) but carries {available} bytes of data"
+        )
+    array = np.frombuffer(
+        raw, dtype=header.dtype, count=int(np.prod(header.shape)), offset=offset
+    ).reshape(header.shape, order="F" if header.fortran else "C")
+    return _Source(enumerate(array), _array_scale(array))
+
+
+def _array_scale(values: NDArray) -> float:
     try:
-        # the header was validated above; np.load still refuses pickles on its own
-        return np.load(io.BytesIO(raw), allow_pickle=False)
-    except _DECODER_FAILURES as exc:
-        raise CorruptUploadError(f"{what} cannot be loaded: {exc}") from exc
+        return value_scale(values)
+    except InvalidSequenceError as exc:
+        raise UploadContentError(str(exc)) from exc
+
+
+def _open_npz(archive: zipfile.ZipFile, arrays: list[zipfile.ZipInfo], work: _Work) -> _Source:
+    """The walk's array of an .npz, streamed from its zip member twice: once for the value
+    range (the scale is decided for the whole array), once for the frames themselves."""
+    keys = {i.filename[: -len(".npy")]: i for i in arrays}
+    if len(keys) == 1:
+        key = next(iter(keys))
+    elif NPZ_KEY in keys:
+        key = NPZ_KEY
+    else:
+        archive.close()
+        raise UploadContentError(
+            f"the .npz holds arrays {sorted(keys)}; store a single array or name the "
+            f"silhouettes {NPZ_KEY!r}"
+        )
+    info = keys[key]
+    what = f"npz array {key!r}"
+    try:
+        with _ZipMemberStream(archive, info, work, charge=True) as stream:
+            header = _read_npy_header(stream, what, work)
+            if header.fortran:
+                raise UploadContentError(
+                    f"{what} is stored in Fortran order, which cannot be read frame by frame; "
+                    "save it C-ordered (np.ascontiguousarray)"
+                )
+            scale = 255.0
+            for frame in _npy_frames(stream, header, what):
+                scale = min(scale, _array_scale(frame))
+            if stream.read(1):
+                raise CorruptUploadError(
+                    f"{what} carries more data than its shape {header.shape} declares"
+                )
+    except BaseException:
+        archive.close()
+        raise
+    return _Source(_npz_frames(archive, info, header, what, work), scale)
+
+
+def _npz_frames(
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    header: _NpyHeader,
+    what: str,
+    work: _Work,
+) -> Iterator[tuple[FrameKey, NDArray]]:
+    """Second pass over an npz member (already charged and checked by the first)."""
+    with archive, _ZipMemberStream(archive, info, work, charge=False) as stream:
+        _read_npy_header(stream, what, work)
+        yield from enumerate(_npy_frames(stream, header, what))
+
+
+def _npy_frames(stream: _Reader, header: _NpyHeader, what: str) -> Iterator[NDArray]:
+    for index in range(header.shape[0]):
+        raw = _read_exact(stream, header.frame_bytes)
+        if len(raw) != header.frame_bytes:
+            raise CorruptUploadError(
+                f"{what} declares shape {header.shape} of {header.dtype} ({header.data_bytes} "
+                f"bytes) but its data ends in frame {index}"
+            )
+        yield np.frombuffer(raw, dtype=header.dtype).reshape(header.frame_shape)
+
+
+def _read_exact(stream: _Reader, size: int) -> bytes:
+    chunks: list[bytes] = []
+    left = size
+    while left > 0:
+        chunk = stream.read(min(left, _CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+class _ZipMemberStream:
+    """A zip member read in chunks: inflated bytes charged to the work (``charge``), the
+    cancel event checked between chunks, and zip errors reported as a corrupt upload."""
+
+    def __init__(
+        self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, work: _Work, *, charge: bool
+    ) -> None:
+        self._what = f"zip member {info.filename!r}"
+        self._work = work
+        self._charge = charge
+        try:
+            self._member = archive.open(info)
+        except (zipfile.BadZipFile, *_DECODER_FAILURES) as exc:
+            raise CorruptUploadError(f"{self._what} cannot be read: {exc}") from exc
+
+    def read(self, size: int = -1) -> bytes:
+        self._work.check_cancel()
+        try:
+            chunk = self._member.read(_CHUNK if size < 0 else min(size, _CHUNK))
+        except (zipfile.BadZipFile, *_DECODER_FAILURES) as exc:
+            raise CorruptUploadError(f"{self._what} cannot be read: {exc}") from exc
+        if self._charge:
+            self._work.inflate(len(chunk), self._what)
+        return chunk
+
+    def __enter__(self) -> _ZipMemberStream:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._member.close()
 
 
 # ---------------------------------------------------------------------------- images
 
 
-def _decode_image(raw: bytes, what: str, limits: DecodeLimits) -> NDArray:
+def _decode_image(raw: bytes, what: str, work: _Work) -> NDArray:
     """PNG / JPEG / BMP bytes -> array; the size in the header is checked before decoding."""
     try:
         with Image.open(io.BytesIO(raw), formats=("PNG", "JPEG", "BMP")) as image:
             width, height = image.size
-            _check_pixels(width * height, what, limits)
+            work.check_frame(height, width, what)
+            work.check_total(work.pixels + height * width, "the upload")
             image.load()
             return _image_array(image)
-    except UploadError:
+    except (UploadError, DecodeCancelledError):
         raise
     except Image.DecompressionBombError as exc:
         raise UploadTooLargeError(f"{what} is too large to decode: {exc}") from exc
@@ -611,15 +866,22 @@ def _image_array(image: Image.Image) -> NDArray:
     return np.asarray(image.convert("RGB"))
 
 
-def _open_tiff(data: bytes, limits: DecodeLimits) -> Iterator[NDArray]:
+def _open_tiff(data: bytes, work: _Work) -> _Source:
     """One frame per TIFF page, with each page's size checked before it is decoded."""
     import tifffile
 
-    budget = _Budget(limits.max_uncompressed_bytes)
     try:
         tiff = tifffile.TiffFile(io.BytesIO(data))
     except (tifffile.TiffFileError, *_DECODER_FAILURES) as exc:
         raise CorruptUploadError(f"the TIFF cannot be read: {exc}") from exc
+    return _Source(_tiff_pages(tiff, work))
+
+
+def _tiff_pages(tiff: object, work: _Work) -> Iterator[tuple[FrameKey, NDArray]]:
+    import tifffile
+
+    assert isinstance(tiff, tifffile.TiffFile)
+    limits = work.limits
     with tiff:
         decoded = 0
         try:
@@ -629,14 +891,14 @@ def _open_tiff(data: bytes, limits: DecodeLimits) -> Iterator[NDArray]:
                         f"the TIFF has more than {limits.max_frames} pages (the limit)"
                     )
                 page = entry if isinstance(entry, tifffile.TiffPage) else entry.aspage()
-                _check_pixels(page.imagewidth * page.imagelength, f"TIFF page {index}", limits)
-                budget.take(int(page.nbytes), f"TIFF page {index}")
+                work.check_frame(page.imagelength, page.imagewidth, f"TIFF page {index}")
+                work.inflate(int(page.nbytes), f"TIFF page {index}")
                 array = page.asarray()
                 if page.axes.startswith("S") and array.ndim == 3:
                     array = np.moveaxis(array, 0, -1)  # planar [C, H, W] -> [H, W, C]
                 decoded += 1
-                yield array
-        except UploadError:
+                yield index, array
+        except (UploadError, DecodeCancelledError):
             raise
         except (tifffile.TiffFileError, *_DECODER_FAILURES) as exc:
             raise CorruptUploadError(f"TIFF page {decoded} cannot be decoded: {exc}") from exc
@@ -653,7 +915,11 @@ def _video_suffix(data: bytes) -> str:
     return ".avi" if data[:4] == b"RIFF" else ".mkv"
 
 
-def _open_video(data: bytes, limits: DecodeLimits) -> Iterator[NDArray]:
+def _open_video(data: bytes, work: _Work) -> _Source:
+    return _Source(_video_frames(data, work))
+
+
+def _video_frames(data: bytes, work: _Work) -> Iterator[tuple[FrameKey, NDArray]]:
     """Decode a mask video frame by frame through OpenCV (FFmpeg needs a real file)."""
     import cv2
 
@@ -668,14 +934,15 @@ def _open_video(data: bytes, limits: DecodeLimits) -> Iterator[NDArray]:
                 )
             width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
             height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-            _check_pixels(width * height, "each video frame", limits)
+            work.check_frame(height, width, "each video frame")
             decoded = 0
             while True:
+                work.check_total(work.pixels + height * width, "the video")
                 ok, frame = capture.read()
                 if not ok or frame is None:
                     break
+                yield decoded, frame
                 decoded += 1
-                yield frame
             if decoded == 0:
                 raise CorruptUploadError("the video has no decodable frames")
         finally:

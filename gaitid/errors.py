@@ -58,3 +58,11 @@ class UploadContentError(UploadError):
 
 class UploadTooLargeError(UploadError):
     """Bytes, frames, pixels, members or uncompressed size over a limit (HTTP 413)."""
+
+
+class DecodeCancelledError(GaitidError):
+    """Decoding stopped because the request it served is over (timed out or the client left).
+
+    Not the sender's fault and never shown to anyone: the answer has already gone out. It
+    exists so that a worker thread stops within one frame instead of finishing the upload.
+    """

@@ -57,7 +57,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, TypeAlias
 
 import cv2
 import numpy as np
@@ -83,6 +83,9 @@ MAX_ASPECT: Final = 64
 
 _NORMALISED_SHAPES: Final = ((NORMALIZED_SIZE, NORMALIZED_SIZE), (NORMALIZED_SIZE, FRAME_WIDTH))
 _COLOUR_CHANNELS: Final = (1, 3, 4)
+
+#: What orders the frames of a walk: their index, or (for archives) a natural sort key.
+FrameKey: TypeAlias = int | tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -232,16 +235,15 @@ def _check_min_frames(min_frames: int) -> None:
 
 
 def normalize_sequence(
-    frames: Iterable[NDArray] | NDArray, *, min_frames: int = 1
+    frames: Iterable[NDArray] | NDArray, *, min_frames: int = 1, scale: float | None = None
 ) -> NormalizedSequence:
     """Pretreat every frame of a walk to uint8 64x64, dropping (and counting) empty frames.
 
     ``frames`` is a ``(T, H, W)`` / ``(T, H, W, C)`` array (value scale decided once for the
-    whole array) or any iterable of frames, consumed lazily so decoders can stream. Raises
+    whole array) or any iterable of frames, consumed lazily so decoders can stream; ``scale``
+    gives an iterable the factor a decoder decided for the whole walk. Raises
     ``TooFewFramesError`` when fewer than ``min_frames`` frames are usable.
     """
-    _check_min_frames(min_frames)
-    scale: float | None = None
     if isinstance(frames, np.ndarray):
         colour_ok = frames.ndim == 3 or frames.shape[-1] in _COLOUR_CHANNELS
         if frames.ndim not in (3, 4) or not colour_ok:
@@ -250,19 +252,37 @@ def normalize_sequence(
                 f"got shape {frames.shape}"
             )
         scale = value_scale(frames)
-    kept: list[NDArray[np.uint8]] = []
+    return normalize_keyed(enumerate(frames), min_frames=min_frames, scale=scale)
+
+
+def normalize_keyed(
+    items: Iterable[tuple[FrameKey, NDArray]], *, min_frames: int = 1, scale: float | None = None
+) -> NormalizedSequence:
+    """Pretreat ``(key, frame)`` pairs that may arrive in any order; the walk follows the keys.
+
+    Each raw frame is reduced to 64x64 as soon as it arrives, so a decoder that streams (a tar
+    archive, whose members come in archive order and are sorted by name) never holds more
+    than one raw frame. ``scale`` as in :func:`normalize_frame`.
+    """
+    _check_min_frames(min_frames)
+    kept: list[tuple[FrameKey, NDArray[np.uint8]]] = []
     total = 0
-    for frame in frames:
+    for key, frame in items:
         total += 1
         out = normalize_frame(frame, scale=scale)
         if out is not None:
-            kept.append(out)
+            kept.append((key, out))
+    kept.sort(key=lambda item: item[0])
     dropped = total - len(kept)
     if dropped:
         logger.debug("dropped %d of %d frames with too little foreground", dropped, total)
     if len(kept) < min_frames:
         raise TooFewFramesError(len(kept), min_frames, total)
-    stacked = np.stack(kept) if kept else np.zeros((0, NORMALIZED_SIZE, NORMALIZED_SIZE), np.uint8)
+    stacked = (
+        np.stack([frame for _key, frame in kept])
+        if kept
+        else np.zeros((0, NORMALIZED_SIZE, NORMALIZED_SIZE), np.uint8)
+    )
     return NormalizedSequence(frames=stacked, total=total, dropped=dropped)
 
 
@@ -289,7 +309,11 @@ def preprocess_sequence(
     unchanged (module docstring). Raises ``TooFewFramesError`` below ``min_frames`` usable
     frames and ``InvalidSequenceError`` for unusable values, dtypes or shapes.
     """
-    normalised = normalize_sequence(frames, min_frames=min_frames)
+    return network_sequence(normalize_sequence(frames, min_frames=min_frames))
+
+
+def network_sequence(normalised: NormalizedSequence) -> PreprocessedSequence:
+    """A pretreated walk -> the network input with the same frame counts."""
     return PreprocessedSequence(
         frames=to_network_input(normalised.frames),
         total=normalised.total,

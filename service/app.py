@@ -18,7 +18,7 @@ from gaitid import __version__
 from service.auth_first import AuthFirstMiddleware, RedactKeysInAccessLog
 from service.config import Settings, load_settings
 from service.errors import install_error_handlers
-from service.limits import BodyLimitMiddleware, TimeoutMiddleware
+from service.limits import BodyLimitMiddleware, CancelOnDisconnectMiddleware, TimeoutMiddleware
 from service.metrics import Metrics, MetricsMiddleware
 from service.routes import admin, enroll, galleries, health, identify, identities, templates, verify
 from service.state import EmbedderFactory, default_embedder, start_state, stop_state
@@ -72,6 +72,7 @@ def create_app(
     routers = (enroll, identify, verify, identities, templates, galleries, health, admin)
     app.add_middleware(AuthFirstMiddleware, routes=[r for m in routers for r in m.router.routes])
     app.add_middleware(TimeoutMiddleware, timeout_s=settings.request_timeout_s)
+    app.add_middleware(CancelOnDisconnectMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for module in routers:
         app.include_router(module.router)

@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     """Height x width of one raw frame (2 Mpx admits 1920x1080)."""
     max_uncompressed_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     """Bytes an archive or compressed array may inflate to (zip bombs)."""
+    max_pixels_per_request: int = Field(default=1 << 28, ge=64 * 44)
+    """Pixels decoded for one walk, all frames together: the CPU budget of one upload."""
+    max_concurrent_decodes: int = Field(default=2, ge=1, le=64)
+    """Uploads read into memory and decoded at once; the others wait (memory ceiling)."""
     min_frames: int = Field(default=8, ge=1)
     """Usable frames an upload needs after empty frames are dropped."""
     request_timeout_s: float = Field(default=60.0, gt=0.0)

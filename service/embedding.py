@@ -30,7 +30,7 @@ class EmbeddedWalk:
 
 async def embed_upload(upload: Upload, state: ServiceState) -> EmbeddedWalk:
     """Decode and embed ``upload``; raises the ``gaitid.errors`` upload errors (4xx)."""
-    decoded = await decode(upload, state.settings)
+    decoded = await decode(upload, state.settings, state.decode_slots, state.metrics)
     state.metrics.decode.observe(decoded.decode_ms / 1000.0)
     embedded = await state.batcher.embed(decoded.sequence.frames)
     state.metrics.observe_embedding(embedded.inference_ms, embedded.queue_ms, embedded.batch_size)

@@ -1,4 +1,5 @@
-"""Request-level limits as pure ASGI middleware: body size and a whole-request timeout.
+"""Request-level limits as pure ASGI middleware: body size, a whole-request timeout, and
+work that stops when the client goes away.
 
 - Body size: a ``Content-Length`` over the cap is answered 413 before a byte of the body is
   read; a body without one (chunked) is counted while it streams and cut off at the cap, so an
@@ -7,12 +8,15 @@
   ``request_timeout_s``; otherwise the client gets 504 with the JSON error body. Work already
   handed to a worker thread (a commit and its index update) runs to completion first; it is
   never cut in half.
+- Disconnect: once the body has been read, a client that closes its connection cancels its
+  request the same way, so an upload nobody waits for stops decoding (``service.uploads``).
 """
 
 from __future__ import annotations
 
 import asyncio
 
+import anyio
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -127,3 +131,57 @@ class TimeoutMiddleware:
                 f"request took longer than {self.timeout_s:g} s (GAITID_REQUEST_TIMEOUT_S)",
             )
             await response(scope, receive, send)
+
+
+#: Set in the ASGI scope when a request was cancelled because its client went away, so the
+#: metrics can count it as 499 ("client closed request") rather than as an error.
+CLIENT_GONE = "gaitid.client_gone"
+
+
+class CancelOnDisconnectMiddleware:
+    """Cancel a request's work when its client disconnects before the answer.
+
+    After the request body has been received, the server's ``receive`` returns only when the
+    connection closes or the response is complete. A watcher task waits for that; if the
+    client left while the response was still pending, it cancels the handler (work in
+    worker threads that must not be cut, such as a commit, finishes first: it is shielded).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body_read = anyio.Event()
+        answered = False
+
+        async def tracked_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                body_read.set()
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered = True
+            await send(message)
+
+        async def watch(scope_to_cancel: anyio.CancelScope) -> None:
+            await body_read.wait()
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    break
+            if not answered:
+                scope[CLIENT_GONE] = True
+                scope_to_cancel.cancel()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch, group.cancel_scope)
+            try:
+                await self.app(scope, tracked_receive, tracked_send)
+            finally:
+                group.cancel_scope.cancel()  # the answer is out: stop watching

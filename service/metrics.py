@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.limits import CLIENT_GONE
+
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "MetricsMiddleware"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -64,6 +66,23 @@ class Metrics:
             buckets=_INFERENCE_BUCKETS,
             registry=r,
         )
+        self.decode_wait = Histogram(
+            "gaitid_decode_wait_seconds",
+            "Time an upload waited for a decode slot (GAITID_MAX_CONCURRENT_DECODES).",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.decodes_running = Gauge(
+            "gaitid_decodes_running",
+            "Worker threads decoding an upload now, including ones whose request is over "
+            "and that stop at their next frame.",
+            registry=r,
+        )
+        self.decodes_cancelled = Counter(
+            "gaitid_decodes_cancelled",
+            "Decodes stopped because their request ended first (timeout or client gone).",
+            registry=r,
+        )
         self.enrollments = Counter(
             "gaitid_enrollments", "Enrol requests by result.", ["result"], registry=r
         )
@@ -110,6 +129,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            if scope.get(CLIENT_GONE):
+                status = 499  # client closed the request before the answer (nginx's code)
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")

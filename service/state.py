@@ -51,6 +51,8 @@ class ServiceState:
     indexes: GalleryIndexes
     metrics: Metrics
     follower: ChangeFollower
+    decode_slots: anyio.CapacityLimiter
+    """Uploads read into memory and decoded at once (``max_concurrent_decodes``)."""
     ready: bool = False
 
     @property
@@ -105,7 +107,8 @@ async def start_state(
     )
     follower.start()
     metrics.bind_index_size(indexes.__len__)
-    state = ServiceState(settings, db, embedder, batcher, indexes, metrics, follower)
+    slots = anyio.CapacityLimiter(settings.max_concurrent_decodes)
+    state = ServiceState(settings, db, embedder, batcher, indexes, metrics, follower, slots)
     state.ready = True
     logger.info(
         "ready: model %s (%s) on %s, %d templates in %d galleries, database %s",

@@ -1,37 +1,54 @@
 """From an uploaded file to the network's input: bounded reading, hashing, decoding off-loop.
 
-Decoding (archives, images, video) is CPU work, so it runs in a worker thread and the event
-loop keeps serving. Limits come from the settings; ``gaitid.decode`` raises the typed
-``UploadError`` family that ``service.errors`` maps to 413/422.
+Memory and CPU per process are bounded here (the ceiling is stated in ``service/README.md``):
+
+- The multipart parser spools an upload to a temporary file; it is hashed from there in
+  chunks, so a request waiting for its turn holds no more than a chunk of it in memory.
+- At most ``max_concurrent_decodes`` uploads are read into memory and decoded at once
+  (``ServiceState.decode_slots``); the others wait, inside their request's timeout.
+- Decoding runs in a worker thread under ``gaitid.decode``'s limits (bytes, frames, pixels
+  per frame and per walk, inflation), and stops at its next frame when the request is over:
+  when the whole-request timeout fires or the client goes away, the awaiting task is
+  cancelled, the thread is told through a ``threading.Event`` and the request answers
+  without waiting for it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import anyio
 from fastapi import UploadFile
 
 from gaitid.decode import DecodeLimits, decode_upload
-from gaitid.errors import UploadTooLargeError
+from gaitid.errors import DecodeCancelledError, UploadTooLargeError
 from gaitid.preprocess import PreprocessedSequence
 from service.config import Settings
+from service.metrics import Metrics
 
 _READ_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
 class Upload:
-    """The bytes of one uploaded walk and what identifies them."""
+    """One uploaded walk, still in the parser's spooled file, and what identifies it."""
 
-    data: bytes
-    filename: str | None
+    file: UploadFile
+    size: int
+    sha256: str
 
     @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+    def filename(self) -> str | None:
+        return self.file.filename
+
+    async def read(self) -> bytes:
+        """The whole upload (at most ``max_upload_bytes``); call it inside a decode slot."""
+        await self.file.seek(0)
+        return await self.file.read()
 
 
 @dataclass(frozen=True)
@@ -45,31 +62,69 @@ def decode_limits(settings: Settings) -> DecodeLimits:
         max_bytes=settings.max_upload_bytes,
         max_frames=settings.max_frames,
         max_pixels_per_frame=settings.max_pixels_per_frame,
+        max_total_pixels=settings.max_pixels_per_request,
         max_uncompressed_bytes=settings.max_uncompressed_bytes,
     )
 
 
 async def read_upload(file: UploadFile, max_bytes: int) -> Upload:
-    """Read the file part, refusing (413) as soon as it passes ``max_bytes``."""
-    chunks: list[bytes] = []
+    """Hash the file part chunk by chunk, refusing (413) as soon as it passes ``max_bytes``."""
+    digest = hashlib.sha256()
     size = 0
+    await file.seek(0)
     while chunk := await file.read(_READ_CHUNK):
         size += len(chunk)
         if size > max_bytes:
             raise UploadTooLargeError(
                 f"upload is larger than the limit of {max_bytes} bytes (GAITID_MAX_UPLOAD_BYTES)"
             )
-        chunks.append(chunk)
-    return Upload(b"".join(chunks), file.filename)
+        digest.update(chunk)
+    return Upload(file, size, digest.hexdigest())
 
 
-async def decode(upload: Upload, settings: Settings) -> Decoded:
-    """Decode and preprocess in a worker thread; raises ``gaitid.errors`` upload errors."""
-    limits = decode_limits(settings)
-    start = time.perf_counter()
-    sequence = await anyio.to_thread.run_sync(
-        lambda: decode_upload(
-            upload.data, upload.filename, limits=limits, min_frames=settings.min_frames
+async def decode(
+    upload: Upload, settings: Settings, slots: anyio.CapacityLimiter, metrics: Metrics
+) -> Decoded:
+    """Decode and preprocess in a worker thread, at most ``slots`` at once.
+
+    Raises the ``gaitid.errors`` upload errors. When the calling task is cancelled, it
+    returns at once and the thread stops at its next frame (``DecodeCancelledError`` there).
+    """
+    queued = time.perf_counter()
+    async with slots:
+        metrics.decode_wait.observe(time.perf_counter() - queued)
+        data = await upload.read()
+        cancel = threading.Event()
+        work = partial(
+            _decode_in_thread,
+            data,
+            upload.filename,
+            decode_limits(settings),
+            settings.min_frames,
+            cancel,
+            metrics,
         )
-    )
+        start = time.perf_counter()
+        try:
+            sequence = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+        finally:
+            cancel.set()  # a no-op once the thread is done; otherwise it stops the thread
     return Decoded(sequence, (time.perf_counter() - start) * 1000.0)
+
+
+def _decode_in_thread(
+    data: bytes,
+    filename: str | None,
+    limits: DecodeLimits,
+    min_frames: int,
+    cancel: threading.Event,
+    metrics: Metrics,
+) -> PreprocessedSequence:
+    metrics.decodes_running.inc()
+    try:
+        return decode_upload(data, filename, limits=limits, min_frames=min_frames, cancel=cancel)
+    except DecodeCancelledError:
+        metrics.decodes_cancelled.inc()
+        raise
+    finally:
+        metrics.decodes_running.dec()

@@ -7,7 +7,9 @@ a small deterministic walker so tests need no real data.
 
 from __future__ import annotations
 
+import bz2
 import io
+import lzma
 import struct
 import tarfile
 import tempfile
@@ -248,3 +250,29 @@ def npy_with_header(header: str, payload: bytes = b"") -> bytes:
     """A version 1.0 ``.npy`` with a hand-written header dict (lies about shape/dtype)."""
     text = header + " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1") + payload
+
+
+def tar_bomb(member_bytes: int, compression: str = "bz2", *, declared: int | None = None) -> bytes:
+    """A compressed tar whose one ``frame0.png`` member is ``member_bytes`` of zeros.
+
+    Compressed chunk by chunk, so building a large bomb never holds it whole. ``declared``
+    writes a different size into the member header and stops after the header (a tar that
+    announces more than it could be allowed to hold).
+    """
+    info = tarfile.TarInfo("frame0.png")
+    info.size = member_bytes if declared is None else declared
+    compressor = {
+        "gz": lambda: zlib.compressobj(9, zlib.DEFLATED, 31),
+        "bz2": lambda: bz2.BZ2Compressor(9),
+        "xz": lambda: lzma.LZMACompressor(),
+    }[compression]()
+    parts = [compressor.compress(info.tobuf(format=tarfile.GNU_FORMAT))]
+    if declared is None:
+        chunk = bytes(1 << 20)
+        left = member_bytes
+        while left > 0:
+            parts.append(compressor.compress(chunk[: min(left, len(chunk))]))
+            left -= len(chunk)
+        parts.append(compressor.compress(bytes(-member_bytes % 512 + 1024)))  # padding + end
+    parts.append(compressor.flush())
+    return b"".join(parts)
