@@ -7,15 +7,24 @@ it back through this module only, so the two sides cannot drift apart.
   zero-padded at the end.
 - input ``lengths``: int64 ``[N]``, the number of real frames of each walk (>= 1).
 - output ``embedding``: float32 ``[N, 256]``, L2-normalised, compared by inner product.
+
+A walk longer than the service's ``max_embed_frames`` is embedded in chunks
+(:func:`split_walk`) whose embeddings are averaged and re-normalised (:func:`merge_embeddings`):
+the network's memory grows faster than linearly with the frames it sees at once (the
+shipped ``lite`` needs about 0.3 GB for 256 frames and 3 GB for 1000), so this bounds it.
+Walks of CASIA-B length (60-150 frames) are always embedded whole.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
+
+from gaitid.distance import l2_normalize
 
 INPUT_SILHOUETTES: Final = "silhouettes"
 INPUT_LENGTHS: Final = "lengths"
@@ -62,3 +71,28 @@ def batch_sequences(
         # uint8 0..255 -> float32 0..1, the scaling used in training (OpenGait convention)
         batch[i, : seq.shape[0]] = seq.astype(np.float32) / 255.0
     return batch, lengths
+
+
+def split_walk(frames: NDArray[np.uint8], max_frames: int) -> list[NDArray[np.uint8]]:
+    """``(T, 64, 44)`` -> consecutive chunks of at most ``max_frames``, as equal as possible.
+
+    Equal chunks (not ``max_frames`` and a short remainder) so that every chunk carries
+    several gait cycles. A walk of at most ``max_frames`` frames is returned whole.
+    """
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1; got {max_frames}")
+    total = int(frames.shape[0])
+    pieces = -(-total // max_frames)  # ceil
+    if pieces <= 1:
+        return [frames]
+    bounds = np.linspace(0, total, pieces + 1).round().astype(int)
+    return [frames[start:end] for start, end in itertools.pairwise(bounds)]
+
+
+def merge_embeddings(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Unit embeddings of one walk's chunks ``[K, 256]`` -> the walk's unit embedding."""
+    if vectors.ndim != 2 or vectors.shape[0] < 1:
+        raise ValueError(f"expected [K>=1, D] embeddings; got shape {vectors.shape}")
+    if vectors.shape[0] == 1:
+        return vectors[0]
+    return l2_normalize(vectors.mean(axis=0, dtype=np.float64).astype(np.float32)[None])[0]

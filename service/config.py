@@ -68,8 +68,12 @@ class Settings(BaseSettings):
     batching_enabled: bool = True
     batch_max_size: int = Field(default=8, ge=1, le=256)
     batch_max_wait_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
-    batch_max_frames: int = Field(default=1024, ge=1)
-    """Cap on padded frames (batch size x longest walk) in one ONNX Runtime run."""
+    batch_max_frames: int = Field(default=512, ge=1)
+    """Cap on padded frames (batch size x longest walk) in one ONNX Runtime run: with one
+    inference thread, the inference part of the memory ceiling (service/README.md)."""
+    max_embed_frames: int = Field(default=256, ge=8)
+    """Frames the network sees at once; a longer walk is embedded in equal chunks whose
+    embeddings are averaged (``gaitid.contract.split_walk``)."""
 
     # --- index -------------------------------------------------------------------------
     index_kind: Literal["flat", "ivf", "hnsw"] = "flat"
@@ -128,6 +132,16 @@ class Settings(BaseSettings):
         object.__setattr__(self, "data_dir", self.data_dir.expanduser().resolve())
         if self.model_path is not None:
             object.__setattr__(self, "model_path", self.model_path.expanduser().resolve())
+        return self
+
+    @model_validator(mode="after")
+    def _chunks_fit_a_batch(self) -> Settings:
+        """A chunk longer than a batch would run alone past the batch's memory bound."""
+        if self.max_embed_frames > self.batch_max_frames:
+            raise ValueError(
+                f"GAITID_MAX_EMBED_FRAMES ({self.max_embed_frames}) must be <= "
+                f"GAITID_BATCH_MAX_FRAMES ({self.batch_max_frames})"
+            )
         return self
 
     @model_validator(mode="after")

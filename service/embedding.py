@@ -1,10 +1,17 @@
 """One uploaded walk to its embedding: decode off the event loop, embed through the
-micro-batcher, and record both in the metrics. Enroll, identify and verify all start here."""
+micro-batcher, and record both in the metrics. Enroll, identify and verify all start here.
+
+A walk longer than ``max_embed_frames`` is embedded in chunks (batched together when they
+fit) whose embeddings are merged (``gaitid.contract``), which bounds inference memory."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
+import numpy as np
+
+from gaitid.contract import merge_embeddings, split_walk
 from service.batching import EmbedResult
 from service.schemas import Timings
 from service.state import ServiceState
@@ -32,6 +39,14 @@ async def embed_upload(upload: Upload, state: ServiceState) -> EmbeddedWalk:
     """Decode and embed ``upload``; raises the ``gaitid.errors`` upload errors (4xx)."""
     decoded = await decode(upload, state.settings, state.decode_slots, state.metrics)
     state.metrics.decode.observe(decoded.decode_ms / 1000.0)
-    embedded = await state.batcher.embed(decoded.sequence.frames)
-    state.metrics.observe_embedding(embedded.inference_ms, embedded.queue_ms, embedded.batch_size)
+    chunks = split_walk(decoded.sequence.frames, state.settings.max_embed_frames)
+    parts = await asyncio.gather(*(state.batcher.embed(chunk) for chunk in chunks))
+    for part in parts:
+        state.metrics.observe_embedding(part.inference_ms, part.queue_ms, part.batch_size)
+    embedded = EmbedResult(
+        vector=merge_embeddings(np.stack([part.vector for part in parts])),
+        inference_ms=sum(part.inference_ms for part in parts),
+        queue_ms=max(part.queue_ms for part in parts),
+        batch_size=max(part.batch_size for part in parts),
+    )
     return EmbeddedWalk(decoded, embedded)

@@ -38,6 +38,13 @@ def stale_count(state: ServiceState) -> int:
         )
 
 
+def without_counts(body: ReadinessResponse) -> ReadinessResponse:
+    """The readiness answer for callers that may not see how many people are enrolled."""
+    return body.model_copy(
+        update={"templates": None, "index_templates": None, "stale_templates": None}
+    )
+
+
 def readiness(state: ServiceState | None) -> ReadinessResponse:
     """Ready when the database answers, the model is loaded and the index equals SQL.
 
@@ -75,7 +82,7 @@ def readiness(state: ServiceState | None) -> ReadinessResponse:
     if not following:
         detail: str | None = "not following other processes' changes (see the log); restart it"
     elif in_db != in_index:
-        detail = f"index holds {in_index} templates, SQL {in_db}; run `gaitid index rebuild`"
+        detail = "the index and SQL hold different templates; run `gaitid index rebuild`"
     else:
         detail = None
     return ReadinessResponse(

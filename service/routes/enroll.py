@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Form, Response, UploadFile, status
 from service import enrollment
 from service.deps import EnrollKeyDep, StateDep
 from service.errors import InvalidRequestError, error_responses
+from service.forms import StrictFormRoute
 from service.schemas import (
     GALLERY_PATTERN,
     TEXT_PATTERN,
@@ -19,7 +20,7 @@ from service.schemas import (
 )
 from service.uploads import read_upload
 
-router = APIRouter(tags=["enrolment"])
+router = APIRouter(tags=["enrolment"], route_class=StrictFormRoute)
 
 
 @router.post(

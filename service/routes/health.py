@@ -31,11 +31,26 @@ async def healthz() -> HealthResponse:
 )
 async def readyz(request: Request) -> JSONResponse:
     """Ready: database reachable, model loaded, and the index holds exactly the current
-    model's templates in SQL. Also reports how many stale templates (other models) exist."""
+    model's templates in SQL. The template counts (current, in the index, stale) are shown
+    to callers that may read ``/metrics``: anyone unless ``GAITID_METRICS_TOKEN`` is set,
+    then only with that token; the others get ``null`` counts and the same status."""
     state = getattr(request.app.state, "service", None)
     body = await anyio.to_thread.run_sync(status.readiness, state)
+    if not _may_read_operations(request):
+        body = status.without_counts(body)
     code = 200 if body.status == "ready" else 503
     return JSONResponse(body.model_dump(mode="json"), status_code=code)
+
+
+def _may_read_operations(request: Request) -> bool:
+    """True when ``GAITID_METRICS_TOKEN`` is unset or presented as a bearer token."""
+    state = getattr(request.app.state, "service", None)
+    token = state.settings.metrics_token if state is not None else None
+    if token is None:
+        return True
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    expected = token.get_secret_value()
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented, expected)
 
 
 @router.get(
@@ -46,15 +61,8 @@ async def readyz(request: Request) -> JSONResponse:
 )
 async def metrics(request: Request) -> Response:
     """Open unless ``GAITID_METRICS_TOKEN`` is set; then a bearer token is required."""
-    state = getattr(request.app.state, "service", None)
-    token = state.settings.metrics_token if state is not None else None
-    if token is not None:
-        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-        expected = token.get_secret_value()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(presented, expected):
-            raise AuthenticationError(
-                "/metrics needs 'Authorization: Bearer <GAITID_METRICS_TOKEN>'"
-            )
+    if not _may_read_operations(request):
+        raise AuthenticationError("/metrics needs 'Authorization: Bearer <GAITID_METRICS_TOKEN>'")
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 

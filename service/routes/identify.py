@@ -9,10 +9,11 @@ from fastapi import APIRouter, File, Form, UploadFile
 from service import matching
 from service.deps import IdentifyKeyDep, StateDep
 from service.errors import error_responses
+from service.forms import StrictFormRoute
 from service.schemas import GALLERY_PATTERN, IdentifyResponse
 from service.uploads import read_upload
 
-router = APIRouter(tags=["identification"])
+router = APIRouter(tags=["identification"], route_class=StrictFormRoute)
 
 
 @router.post(

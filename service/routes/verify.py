@@ -10,10 +10,11 @@ from service import matching
 from service.db.models import MAX_ID
 from service.deps import IdentifyKeyDep, StateDep
 from service.errors import InvalidRequestError, error_responses
+from service.forms import StrictFormRoute
 from service.schemas import GALLERY_PATTERN, VerifyResponse, identity_name
 from service.uploads import read_upload
 
-router = APIRouter(tags=["identification"])
+router = APIRouter(tags=["identification"], route_class=StrictFormRoute)
 
 
 @router.post(

@@ -309,6 +309,50 @@ def test_names_are_normalised_and_unprintable_ones_refused(
             assert named in error["message"] and "identity" in error["message"]
 
 
+def test_names_that_are_not_utf8_are_refused(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
+    """Issue 14, item 7: invalid UTF-8 is a 422 naming the field, never stored as mojibake;
+    a client that declares latin-1 is decoded as latin-1."""
+
+    def form(name: bytes, charset: str | None = None) -> tuple[bytes, str]:
+        _, upload, _ = npz_upload(1)
+        body = (
+            b'--b\r\nContent-Disposition: form-data; name="identity"\r\n\r\n'
+            + name
+            + b'\r\n--b\r\nContent-Disposition: form-data; name="file"; filename="w.npz"'
+            b"\r\nContent-Type: application/octet-stream\r\n\r\n" + upload + b"\r\n--b--\r\n"
+        )
+        declared = f"; charset={charset}" if charset else ""
+        return body, f"multipart/form-data; boundary=b{declared}"
+
+    with running(settings, embedder) as client:
+        for raw in (b"Jos\xe9", b"\xff\xfeann", b"ann\xc3"):
+            body, content_type = form(raw)
+            r = client.post(
+                "/enroll",
+                headers={**headers(keys["enroll"]), "Content-Type": content_type},
+                content=body,
+            )
+            error = assert_error(r, 422, "invalid_request")
+            assert "'identity'" in error["message"] and "UTF-8" in error["message"]
+        body, content_type = form("José".encode(), None)
+        ok = client.post(
+            "/enroll",
+            headers={**headers(keys["enroll"]), "Content-Type": content_type},
+            content=body,
+        )
+        assert ok.status_code == 201 and ok.json()["identity"] == "José", ok.text
+        body, content_type = form(b"Jos\xe9", "latin-1")
+        same = client.post(
+            "/enroll",
+            headers={**headers(keys["enroll"]), "Content-Type": content_type},
+            content=body,
+        )
+        assert same.status_code in (200, 201), same.text  # the same walk again: not a new one
+        assert same.json()["identity_id"] == ok.json()["identity_id"]
+
+
 def test_an_oversized_form_field_is_413_json(
     settings: Settings, embedder: Embedder, keys: dict[str, str]
 ) -> None:

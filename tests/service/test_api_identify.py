@@ -6,8 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
+from gaitid.contract import merge_embeddings, split_walk
+from gaitid.decode import decode_upload
 from service.config import Settings
+from service.db.engine import Database
+from service.db.models import Template
 from service.inference import Embedder
 from tests.service.helpers import assert_error, enroll, headers, identify, npz_upload, running
 from tests.utils.uploads import encode_npz, encode_zip
@@ -177,3 +182,32 @@ def test_verify(settings: Settings, embedder: Embedder, keys: dict[str, str]) ->
         assert_error(verify(1, identity_id=2**70), 422)
         client.delete(f"/templates/{ann['template_id']}", headers=headers(keys["admin"]))
         assert_error(verify(1, identity_id=ann["identity_id"]), 409, "conflict")
+
+
+def test_long_walks_are_embedded_in_chunks(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
+    """A walk over ``max_embed_frames`` gets the merged embedding of its equal chunks."""
+    chunked = settings.model_copy(update={"max_embed_frames": 16})
+    _, data, _ = npz_upload(1, frames=40)
+    frames = decode_upload(data).frames
+    chunks = split_walk(frames, 16)
+    assert [len(c) for c in chunks] == [13, 14, 13]
+    expected = merge_embeddings(embedder.embed_batch(chunks))
+    whole = embedder.embed_batch([frames])[0]
+    with running(chunked, embedder) as client:
+        enroll(client, keys["enroll"], "ann", seed=1, frames=40)
+        r = identify(client, keys["identify"], seed=1, frames=40, top_k=1)
+        assert r.status_code == 200, r.text
+        assert r.json()["matches"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+        assert r.json()["timings"]["batch_size"] >= 1
+    # the service stored the merged vector, which is not the whole-walk one
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as session:
+            stored = session.scalars(select(Template)).one()
+            vector = np.frombuffer(stored.embedding, np.float32)
+    finally:
+        db.dispose()
+    assert np.allclose(vector, expected, atol=1e-5)
+    assert not np.allclose(vector, whole, atol=1e-3)

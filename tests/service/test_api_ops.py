@@ -151,5 +151,13 @@ def test_metrics_token_when_configured(settings: Settings, embedder: Embedder) -
         ok = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
         assert ok.status_code == 200 and "gaitid_" in ok.text
         assert client.get("/healthz").status_code == 200  # liveness stays open
+        # /readyz stays open too, but says how many people are enrolled only with the token
+        anonymous = client.get("/readyz")
+        assert anonymous.status_code == 200 and anonymous.json()["status"] == "ready"
+        assert anonymous.json()["templates"] is None
+        assert anonymous.json()["index_templates"] is None
+        assert anonymous.json()["stale_templates"] is None
+        shown = client.get("/readyz", headers={"Authorization": f"Bearer {token}"}).json()
+        assert (shown["templates"], shown["index_templates"], shown["stale_templates"]) == (0, 0, 0)
     with pytest.raises(ValueError, match="16"):
         Settings(metrics_token="short")

@@ -120,3 +120,8 @@ def test_the_shipped_model_serves_unless_one_is_placed_or_configured(
 def test_the_shipped_model_path_points_into_the_source_tree() -> None:
     root = Path(__file__).resolve().parents[2]
     assert root / "models" / "gaitid-lmgcs.onnx" == service_config.SHIPPED_MODEL
+
+
+def test_embed_chunks_must_fit_a_batch(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="GAITID_MAX_EMBED_FRAMES"):
+        Settings(data_dir=tmp_path, batch_max_frames=128, max_embed_frames=256)

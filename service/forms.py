@@ -1,0 +1,82 @@
+"""Multipart forms whose text fields must be valid UTF-8.
+
+Starlette decodes a text field that is not valid in the request's charset as latin-1
+instead, so invalid UTF-8 in an identity name would be stored as mojibake that no client
+can type again. The upload routes parse their forms with :class:`StrictFormRoute`, which
+refuses such a field with a 422 naming it. A client that declares another charset in the
+``Content-Type`` (``charset=latin-1``) is decoded in that charset, as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import aclosing
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from python_multipart.multipart import parse_options_header
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+
+class TextFieldEncodingError(MultiPartException):
+    """A text field's bytes are not valid in the form's charset."""
+
+
+class _StrictMultiPartParser(MultiPartParser):
+    def on_part_end(self) -> None:
+        part = self._current_part
+        if part.file is None:
+            try:
+                bytes(part.data).decode(self._charset)
+            except UnicodeDecodeError as exc:
+                raise TextFieldEncodingError(
+                    f"form field {part.field_name!r} is not valid {self._charset}: byte "
+                    f"0x{part.data[exc.start]:02x} at offset {exc.start}; send text fields "
+                    "as UTF-8"
+                ) from exc
+        super().on_part_end()
+
+
+class StrictFormRequest(Request):
+    """A request whose multipart form refuses text fields that are not valid text."""
+
+    async def _get_form(
+        self,
+        *,
+        max_files: int | float = 1000,
+        max_fields: int | float = 1000,
+        max_part_size: int = 1024 * 1024,
+    ) -> FormData:
+        content_type, _ = parse_options_header(self.headers.get("Content-Type"))
+        if self._form is None and content_type == b"multipart/form-data":
+            try:
+                async with aclosing(self.stream()) as stream:
+                    parser = _StrictMultiPartParser(
+                        self.headers,
+                        stream,
+                        max_files=max_files,
+                        max_fields=max_fields,
+                        max_part_size=max_part_size,
+                    )
+                    self._form = await parser.parse()
+            except TextFieldEncodingError as exc:
+                raise HTTPException(status_code=422, detail=exc.message) from exc
+            except MultiPartException as exc:
+                raise HTTPException(status_code=400, detail=exc.message) from exc
+        return await super()._get_form(
+            max_files=max_files, max_fields=max_fields, max_part_size=max_part_size
+        )
+
+
+class StrictFormRoute(APIRoute):
+    """An ``APIRoute`` whose handler sees a :class:`StrictFormRequest`."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def strict_handler(request: Request) -> Response:
+            return await handler(StrictFormRequest(request.scope, request.receive))
+
+        return strict_handler
