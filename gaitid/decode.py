@@ -43,6 +43,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import itertools
 import logging
 import lzma
 import re
@@ -76,10 +77,19 @@ from gaitid.errors import (
 )
 from gaitid.preprocess import (
     FrameKey,
+    InputKind,
     PreprocessedSequence,
     network_sequence,
     normalize_keyed,
     value_scale,
+)
+from gaitid.segment import (
+    DETECT_FRAMES,
+    FrontEnd,
+    describe_drops,
+    detect_kind,
+    segment_clip,
+    to_working_rgb,
 )
 
 logger = logging.getLogger(__name__)
@@ -225,25 +235,34 @@ def decode_upload(
     limits: DecodeLimits = DEFAULT_LIMITS,
     min_frames: int = 1,
     cancel: threading.Event | None = None,
+    front_end: FrontEnd | None = None,
 ) -> PreprocessedSequence:
     """Bytes of any supported format -> uint8 ``(T, 64, 44)`` via the shared pretreatment.
 
-    Raises ``UploadError`` subclasses for malformed or oversized uploads,
-    ``TooFewFramesError`` when fewer than ``min_frames`` frames have enough foreground, and
-    ``DecodeCancelledError`` soon after ``cancel`` is set.
+    Silhouettes are pretreated as they are; camera footage is segmented first
+    (``gaitid.segment``; ``front_end`` chooses the input kind, an empty-scene frame and a
+    learned segmenter). Raises ``UploadError`` subclasses for malformed or oversized uploads
+    (``NoPersonFoundError`` for footage without a walking person), ``TooFewFramesError`` when
+    fewer than ``min_frames`` frames are usable, and ``DecodeCancelledError`` soon after
+    ``cancel`` is set.
     """
     work = _Work(limits, cancel)
-    return _preprocess(_open_bytes(data, filename, work), min_frames)
+    return _preprocess(_open_bytes(data, filename, work), min_frames, front_end or FrontEnd())
 
 
 def decode_path(
-    path: Path, *, limits: DecodeLimits = DEFAULT_LIMITS, min_frames: int = 1
+    path: Path,
+    *,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+    min_frames: int = 1,
+    front_end: FrontEnd | None = None,
 ) -> PreprocessedSequence:
     """A file of any upload format, or a folder of image frames -> ``(T, 64, 44)``.
 
     The path ``gaitid preprocess`` runs; identical to ``decode_upload`` on the file's bytes.
     """
-    return _preprocess(_open_path(path, _Work(limits, None)), min_frames)
+    source = _open_path(path, _Work(limits, None))
+    return _preprocess(source, min_frames, front_end or FrontEnd())
 
 
 def read_frames_from_path(path: Path, limits: DecodeLimits = DEFAULT_LIMITS) -> NDArray:
@@ -263,6 +282,15 @@ def read_frames_from_path(path: Path, limits: DecodeLimits = DEFAULT_LIMITS) -> 
                 "stacking needs one size"
             )
     return np.stack(frames)
+
+
+def decode_image(data: bytes, what: str, limits: DecodeLimits = DEFAULT_LIMITS) -> NDArray:
+    """One PNG / JPEG / BMP (an empty-scene frame) -> array, under the same limits."""
+    if len(data) > limits.max_bytes:
+        raise UploadTooLargeError(f"{what} is {len(data)} bytes; the limit is {limits.max_bytes}")
+    if detect_format(data) != "image":
+        raise UploadFormatError(f"{what} must be a PNG, JPEG or BMP image")
+    return _decode_image(data, what, _Work(limits, None))
 
 
 def detect_format(data: bytes, filename: str | None = None) -> Format:
@@ -294,10 +322,23 @@ def detect_format(data: bytes, filename: str | None = None) -> Format:
 # ---------------------------------------------------------------------------- dispatch
 
 
-def _preprocess(source: _Source, min_frames: int) -> PreprocessedSequence:
-    """Run the shared pretreatment; value problems found there become ``UploadContentError``."""
+def _preprocess(source: _Source, min_frames: int, front_end: FrontEnd) -> PreprocessedSequence:
+    """Tell silhouettes from footage, segment footage, then the shared pretreatment.
+
+    Value problems found there become ``UploadContentError``.
+    """
     try:
-        normalised = normalize_keyed(source.frames, min_frames=min_frames, scale=source.scale)
+        head = list(itertools.islice(source.frames, DETECT_FRAMES))
+        kind: InputKind = (
+            detect_kind([frame for _key, frame in head], source.scale)
+            if front_end.input == "auto"
+            else front_end.input
+        )
+        frames = itertools.chain(head, source.frames)
+        if kind == "silhouettes":
+            normalised = normalize_keyed(frames, min_frames=min_frames, scale=source.scale)
+            return network_sequence(normalised)
+        return _segment(frames, source.scale, min_frames, front_end)
     except (UploadError, TooFewFramesError):
         raise
     except InvalidSequenceError as exc:
@@ -306,7 +347,41 @@ def _preprocess(source: _Source, min_frames: int) -> PreprocessedSequence:
         close = getattr(source.frames, "close", None)
         if close is not None:
             close()  # release files, temporary folders and decoders early
-    return network_sequence(normalised)
+
+
+def _segment(
+    frames: Iterator[tuple[FrameKey, NDArray]],
+    scale: float | None,
+    min_frames: int,
+    front_end: FrontEnd,
+) -> PreprocessedSequence:
+    """Footage -> the tracked person's masks -> pretreated silhouettes."""
+    config = front_end.config
+    # each raw frame is reduced to the working size as soon as it is decoded
+    small = sorted(
+        ((key, to_working_rgb(frame, scale, config)) for key, frame in frames),
+        key=lambda item: item[0],
+    )
+    shapes = {frame.shape for _key, frame in small}
+    if len(shapes) > 1:
+        raise UploadContentError(
+            f"the clip's frames differ in size ({sorted(shapes)[:2]}); footage comes from one "
+            "camera, so every frame must have the same size"
+        )
+    found = segment_clip(
+        small, background=front_end.background, segmenter=front_end.segmenter, config=config
+    )
+    try:
+        normalised = normalize_keyed(found.masks, min_frames=min_frames)
+    except TooFewFramesError as exc:
+        raise TooFewFramesError(
+            exc.usable,
+            min_frames,
+            found.seen,
+            why=f"frames without the whole walking person are dropped: "
+            f"{describe_drops(found.dropped)}; send a longer clip",
+        ) from exc
+    return network_sequence(normalised, kind="video", total=found.seen, drops=found.dropped)
 
 
 def _open_bytes(data: bytes, filename: str | None, work: _Work) -> _Source:
@@ -941,7 +1016,7 @@ def _video_frames(data: bytes, work: _Work) -> Iterator[tuple[FrameKey, NDArray]
                 ok, frame = capture.read()
                 if not ok or frame is None:
                     break
-                yield decoded, frame
+                yield decoded, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)  # every source is RGB
                 decoded += 1
             if decoded == 0:
                 raise CorruptUploadError("the video has no decodable frames")

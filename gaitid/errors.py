@@ -24,15 +24,20 @@ class InvalidSequenceError(GaitidError, ValueError):
 class TooFewFramesError(InvalidSequenceError):
     """Fewer frames than required survived preprocessing (empty frames are dropped)."""
 
-    def __init__(self, usable: int, required: int, total: int | None = None) -> None:
+    def __init__(
+        self, usable: int, required: int, total: int | None = None, *, why: str | None = None
+    ) -> None:
         self.usable = usable
         self.required = required
         self.total = total
         seen = f" of {total} received" if total is not None else ""
+        why = why or (
+            "frames with too little foreground are dropped; send more frames or masks "
+            "where the person is white on a black background"
+        )
         super().__init__(
             f"only {usable} usable silhouette frame(s){seen}; at least {required} are needed "
-            "(frames with too little foreground are dropped; send more frames or masks "
-            "where the person is white on a black background)"
+            f"({why})"
         )
 
 

@@ -55,9 +55,9 @@ Edge cases, decided here once:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, Final, TypeAlias
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, TypeAlias
 
 import cv2
 import numpy as np
@@ -81,8 +81,11 @@ NOISE_FLOOR: Final = 26.0
 #: Foreground bands wider than this many times their height are dropped as noise.
 MAX_ASPECT: Final = 64
 
-_NORMALISED_SHAPES: Final = ((NORMALIZED_SIZE, NORMALIZED_SIZE), (NORMALIZED_SIZE, FRAME_WIDTH))
+NORMALISED_SHAPES: Final = ((NORMALIZED_SIZE, NORMALIZED_SIZE), (NORMALIZED_SIZE, FRAME_WIDTH))
 _COLOUR_CHANNELS: Final = (1, 3, 4)
+
+#: How an upload was read: silhouette masks as they are, or camera footage segmented first.
+InputKind: TypeAlias = Literal["silhouettes", "video"]
 
 #: What orders the frames of a walk: their index, or (for archives) a natural sort key.
 FrameKey: TypeAlias = int | tuple[Any, ...]
@@ -105,11 +108,14 @@ class NormalizedSequence:
 @dataclass(frozen=True)
 class PreprocessedSequence:
     """The network input of a walk: ``frames`` uint8 ``(T, 64, 44)``, plus the frame counts
-    (``total`` received, ``dropped`` for too little foreground)."""
+    (``total`` received, ``dropped`` of them unusable), how the input was read (``kind``) and
+    why frames were dropped (``drops``: reason -> count)."""
 
     frames: NDArray[np.uint8]
     total: int
     dropped: int
+    kind: InputKind = "silhouettes"
+    drops: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def used(self) -> int:
@@ -224,7 +230,7 @@ def normalize_frame(frame: NDArray, *, scale: float | None = None) -> NDArray[np
     whole sequence; ``None`` decides it from this frame alone.
     """
     gray = _to_gray255(np.asarray(frame), scale)
-    if gray.shape in _NORMALISED_SHAPES:
+    if gray.shape in NORMALISED_SHAPES:
         return _pass_through(gray)
     return _pretreat(gray)
 
@@ -312,10 +318,23 @@ def preprocess_sequence(
     return network_sequence(normalize_sequence(frames, min_frames=min_frames))
 
 
-def network_sequence(normalised: NormalizedSequence) -> PreprocessedSequence:
-    """A pretreated walk -> the network input with the same frame counts."""
+def network_sequence(
+    normalised: NormalizedSequence,
+    *,
+    kind: InputKind = "silhouettes",
+    total: int | None = None,
+    drops: Mapping[str, int] | None = None,
+) -> PreprocessedSequence:
+    """A pretreated walk -> the network input; ``total`` and ``drops`` count the frames of
+    the original input when an earlier stage (segmentation) dropped some already."""
+    total = normalised.total if total is None else total
+    reasons = dict(drops or {})
+    if normalised.dropped:
+        reasons["too_little_foreground"] = normalised.dropped
     return PreprocessedSequence(
         frames=to_network_input(normalised.frames),
-        total=normalised.total,
-        dropped=normalised.dropped,
+        total=total,
+        dropped=total - normalised.used,
+        kind=kind,
+        drops={k: v for k, v in reasons.items() if v},
     )

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     model_path: Path | None = None
     """The ONNX file (gaitid.contract); default ``<data_dir>/model.onnx`` if present, else the
     shipped model (``SHIPPED_MODEL``)."""
+    segmenter_path: Path | None = None
+    """Optional ONNX person-segmentation model for camera footage (contract in
+    ``gaitid.segment``); unset, footage is segmented by background subtraction."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     intra_op_threads: int = Field(default=0, ge=0)
     """ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose."""
@@ -132,6 +135,8 @@ class Settings(BaseSettings):
         object.__setattr__(self, "data_dir", self.data_dir.expanduser().resolve())
         if self.model_path is not None:
             object.__setattr__(self, "model_path", self.model_path.expanduser().resolve())
+        if self.segmenter_path is not None:
+            object.__setattr__(self, "segmenter_path", self.segmenter_path.expanduser().resolve())
         return self
 
     @model_validator(mode="after")

@@ -13,7 +13,7 @@ import numpy as np
 
 from gaitid.contract import merge_embeddings, split_walk
 from service.batching import EmbedResult
-from service.schemas import Timings
+from service.schemas import InputReport, Timings
 from service.state import ServiceState
 from service.uploads import Decoded, Upload, decode
 
@@ -22,6 +22,17 @@ from service.uploads import Decoded, Upload, decode
 class EmbeddedWalk:
     decoded: Decoded
     embedded: EmbedResult
+
+    def input_report(self) -> InputReport:
+        """How the upload was read, for the response."""
+        sequence = self.decoded.sequence
+        return InputReport(
+            kind=sequence.kind,
+            frames_seen=sequence.total,
+            frames_used=sequence.used,
+            frames_dropped=sequence.dropped,
+            dropped=dict(sequence.drops),
+        )
 
     def timings(self, *, total_ms: float, search_ms: float | None = None) -> Timings:
         """The response's timing block for this walk."""
@@ -37,7 +48,9 @@ class EmbeddedWalk:
 
 async def embed_upload(upload: Upload, state: ServiceState) -> EmbeddedWalk:
     """Decode and embed ``upload``; raises the ``gaitid.errors`` upload errors (4xx)."""
-    decoded = await decode(upload, state.settings, state.decode_slots, state.metrics)
+    decoded = await decode(
+        upload, state.settings, state.decode_slots, state.metrics, state.segmenter
+    )
     state.metrics.decode.observe(decoded.decode_ms / 1000.0)
     chunks = split_walk(decoded.sequence.frames, state.settings.max_embed_frames)
     parts = await asyncio.gather(*(state.batcher.embed(chunk) for chunk in chunks))

@@ -222,5 +222,7 @@ async def enroll(
     )
     if response.timings is not None:
         response.timings.total_ms = elapsed_ms(start)
+    if response.created:
+        response.input = walk.input_report()
     state.metrics.enrollments.labels("created" if response.created else "existing").inc()
     return response

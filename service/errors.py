@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gaitid.errors import GaitidError, TooFewFramesError, UploadError, UploadTooLargeError
+from gaitid.segment import BackgroundNeededError, NoPersonFoundError
 from service.batching import BatcherClosedError
 
 logger = logging.getLogger(__name__)
@@ -132,6 +133,8 @@ _STATUS: list[tuple[type[Exception], int]] = [
 ]
 
 _CODES: dict[type[Exception], str] = {
+    BackgroundNeededError: "background_needed",
+    NoPersonFoundError: "no_person_found",
     UploadTooLargeError: "upload_too_large",
     TooFewFramesError: "too_few_frames",
     UploadError: "invalid_upload",

@@ -1,4 +1,5 @@
-"""Multipart forms whose text fields must be valid UTF-8.
+"""The upload routes' multipart forms: text fields that must be valid UTF-8, and the fields
+that say how to read an upload (``input``, ``background``).
 
 Starlette decodes a text field that is not valid in the request's charset as latin-1
 instead, so invalid UTF-8 in an identity name would be stored as mojibake that no client
@@ -9,15 +10,18 @@ refuses such a field with a 422 naming it. A client that declares another charse
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from contextlib import aclosing
+from typing import Annotated, Any
 
-from fastapi import Request, Response
+from fastapi import File, Form, Request, Response, UploadFile
 from fastapi.routing import APIRoute
 from python_multipart.multipart import parse_options_header
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+
+from gaitid.segment import InputChoice
 
 
 class TextFieldEncodingError(MultiPartException):
@@ -73,10 +77,38 @@ class StrictFormRequest(Request):
 class StrictFormRoute(APIRoute):
     """An ``APIRoute`` whose handler sees a :class:`StrictFormRequest`."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def strict_handler(request: Request) -> Response:
             return await handler(StrictFormRequest(request.scope, request.receive))
 
         return strict_handler
+
+
+#: The ``file`` field of the upload routes: the walk itself.
+WalkFile = Annotated[
+    UploadFile,
+    File(
+        description="The walk: silhouettes or a camera clip, as a zip/tar of frames, npy, npz, "
+        "mp4/avi/mkv, multi-page TIFF or a single image."
+    ),
+]
+#: The ``input`` form field of the upload routes: how to read the uploaded walk.
+InputField = Annotated[
+    InputChoice,
+    Form(
+        alias="input",
+        description="How to read the upload: `auto` tells silhouette masks from camera "
+        "footage; `silhouettes` takes the frames as masks; `video` segments the walking "
+        "person out of camera footage first.",
+    ),
+]
+#: The ``background`` file field: an empty-scene frame of the camera, for footage.
+BackgroundField = Annotated[
+    UploadFile | None,
+    File(
+        description="Optional empty-scene frame of the same camera (PNG/JPEG/BMP), for "
+        "footage: needed when the person walks towards or away from the camera."
+    ),
+]

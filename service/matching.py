@@ -141,6 +141,7 @@ async def identify(
         threshold_source=source,
         model_version=state.model.version,
         frames_used=int(decoded.sequence.frames.shape[0]),
+        input=walk.input_report(),
         timings=walk.timings(total_ms=elapsed_ms(start), search_ms=elapsed_ms(search_start)),
     )
 
@@ -248,5 +249,6 @@ async def verify(
         template_id=int(target.template_ids[best]),
         model_version=state.model.version,
         frames_used=int(decoded.sequence.frames.shape[0]),
+        input=walk.input_report(),
         timings=walk.timings(total_ms=elapsed_ms(start)),
     )

@@ -43,6 +43,29 @@ class Timings(_Out):
     total_ms: float = Field(description="Whole request inside the service.")
 
 
+class InputReport(_Out):
+    kind: Literal["silhouettes", "video"] = Field(
+        description="How the upload was read: silhouette masks as they are, or camera footage "
+        "segmented into masks first."
+    )
+    frames_seen: int = Field(description="Frames in the upload.")
+    frames_used: int = Field(description="Frames the model saw.")
+    frames_dropped: int
+    dropped: dict[str, int] = Field(
+        description="Why frames were dropped: no_person, cut_by_border, too_small (footage), "
+        "too_little_foreground."
+    )
+
+
+_EXAMPLE_INPUT: dict[str, Any] = {
+    "kind": "video",
+    "frames_seen": 250,
+    "frames_used": 180,
+    "frames_dropped": 70,
+    "dropped": {"no_person": 40, "cut_by_border": 30},
+}
+
+
 class EnrollResponse(_Out):
     model_config = ConfigDict(
         extra="forbid",
@@ -59,6 +82,7 @@ class EnrollResponse(_Out):
                     "frames_dropped": 2,
                     "model_version": "0.1.0",
                     "timings": _EXAMPLE_TIMINGS,
+                    "input": _EXAMPLE_INPUT,
                 }
             ]
         },
@@ -75,6 +99,9 @@ class EnrollResponse(_Out):
     model_version: str
     timings: Timings | None = Field(
         default=None, description="Absent when an existing template was returned."
+    )
+    input: InputReport | None = Field(
+        default=None, description="How the upload was read; absent for an existing template."
     )
 
 
@@ -101,6 +128,7 @@ class IdentifyResponse(_Out):
                     "threshold_source": "fallback",
                     "model_version": "0.1.0",
                     "frames_used": 60,
+                    "input": _EXAMPLE_INPUT,
                     "timings": _EXAMPLE_TIMINGS,
                 }
             ]
@@ -116,6 +144,7 @@ class IdentifyResponse(_Out):
     threshold_source: ThresholdSource
     model_version: str
     frames_used: int
+    input: InputReport
     timings: Timings
 
 
@@ -135,6 +164,7 @@ class VerifyResponse(_Out):
                     "template_id": 42,
                     "model_version": "0.1.0",
                     "frames_used": 60,
+                    "input": _EXAMPLE_INPUT,
                     "timings": _EXAMPLE_TIMINGS,
                 }
             ]
@@ -151,6 +181,7 @@ class VerifyResponse(_Out):
     template_id: int
     model_version: str
     frames_used: int
+    input: InputReport
     timings: Timings
 
 

@@ -16,6 +16,7 @@ from functools import partial
 
 import anyio
 
+from gaitid.segment import OnnxPersonSegmenter, PersonSegmenter
 from service.batching import MicroBatcher
 from service.config import Settings
 from service.db.engine import Database
@@ -53,6 +54,8 @@ class ServiceState:
     follower: ChangeFollower
     decode_slots: anyio.CapacityLimiter
     """Uploads read into memory and decoded at once (``max_concurrent_decodes``)."""
+    segmenter: PersonSegmenter | None = None
+    """The learned person segmenter for footage (``segmenter_path``), if configured."""
     ready: bool = False
 
     @property
@@ -82,6 +85,11 @@ async def start_state(
     try:
         await anyio.to_thread.run_sync(require_migrated, db.engine, db.url_for_display)
         embedder = await anyio.to_thread.run_sync(embedder_factory, settings)
+        segmenter = (
+            None
+            if settings.segmenter_path is None
+            else await anyio.to_thread.run_sync(OnnxPersonSegmenter, settings.segmenter_path)
+        )
         info = embedder.info
         indexes = GalleryIndexes(
             db, info.sha256, info.embedding_dim, index_factory(settings, info.embedding_dim)
@@ -108,7 +116,9 @@ async def start_state(
     follower.start()
     metrics.bind_index_size(indexes.__len__)
     slots = anyio.CapacityLimiter(settings.max_concurrent_decodes)
-    state = ServiceState(settings, db, embedder, batcher, indexes, metrics, follower, slots)
+    state = ServiceState(
+        settings, db, embedder, batcher, indexes, metrics, follower, slots, segmenter
+    )
     state.ready = True
     logger.info(
         "ready: model %s (%s) on %s, %d templates in %d galleries, database %s",

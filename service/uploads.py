@@ -24,9 +24,10 @@ from functools import partial
 import anyio
 from fastapi import UploadFile
 
-from gaitid.decode import DecodeLimits, decode_upload
+from gaitid.decode import DecodeLimits, decode_image, decode_upload
 from gaitid.errors import DecodeCancelledError, UploadTooLargeError
 from gaitid.preprocess import PreprocessedSequence
+from gaitid.segment import FrontEnd, InputChoice, PersonSegmenter
 from service.config import Settings
 from service.metrics import Metrics
 
@@ -35,11 +36,17 @@ _READ_CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Upload:
-    """One uploaded walk, still in the parser's spooled file, and what identifies it."""
+    """One uploaded walk, still in the parser's spooled file, and what identifies it.
+
+    ``input`` says how to read it (``auto`` tells silhouettes from camera footage) and
+    ``background`` is an optional empty-scene frame of the camera, for footage.
+    """
 
     file: UploadFile
     size: int
     sha256: str
+    input: InputChoice = "auto"
+    background: Upload | None = None
 
     @property
     def filename(self) -> str | None:
@@ -67,7 +74,13 @@ def decode_limits(settings: Settings) -> DecodeLimits:
     )
 
 
-async def read_upload(file: UploadFile, max_bytes: int) -> Upload:
+async def read_upload(
+    file: UploadFile,
+    max_bytes: int,
+    *,
+    input_kind: InputChoice = "auto",
+    background: UploadFile | None = None,
+) -> Upload:
     """Hash the file part chunk by chunk, refusing (413) as soon as it passes ``max_bytes``."""
     digest = hashlib.sha256()
     size = 0
@@ -79,11 +92,16 @@ async def read_upload(file: UploadFile, max_bytes: int) -> Upload:
                 f"upload is larger than the limit of {max_bytes} bytes (GAITID_MAX_UPLOAD_BYTES)"
             )
         digest.update(chunk)
-    return Upload(file, size, digest.hexdigest())
+    scene = None if background is None else await read_upload(background, max_bytes)
+    return Upload(file, size, digest.hexdigest(), input_kind, scene)
 
 
 async def decode(
-    upload: Upload, settings: Settings, slots: anyio.CapacityLimiter, metrics: Metrics
+    upload: Upload,
+    settings: Settings,
+    slots: anyio.CapacityLimiter,
+    metrics: Metrics,
+    segmenter: PersonSegmenter | None = None,
 ) -> Decoded:
     """Decode and preprocess in a worker thread, at most ``slots`` at once.
 
@@ -94,11 +112,11 @@ async def decode(
     async with slots:
         metrics.decode_wait.observe(time.perf_counter() - queued)
         data = await upload.read()
+        scene = None if upload.background is None else await upload.background.read()
         cancel = threading.Event()
         work = partial(
             _decode_in_thread,
-            data,
-            upload.filename,
+            _Job(data, upload.filename, upload.input, scene, segmenter),
             decode_limits(settings),
             settings.min_frames,
             cancel,
@@ -112,9 +130,27 @@ async def decode(
     return Decoded(sequence, (time.perf_counter() - start) * 1000.0)
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What one decode reads: the upload's bytes and how to read them."""
+
+    data: bytes
+    filename: str | None
+    input: InputChoice
+    background: bytes | None
+    segmenter: PersonSegmenter | None
+
+    def front_end(self, limits: DecodeLimits) -> FrontEnd:
+        scene = (
+            None
+            if self.background is None
+            else decode_image(self.background, "the background (empty-scene frame)", limits)
+        )
+        return FrontEnd(input=self.input, background=scene, segmenter=self.segmenter)
+
+
 def _decode_in_thread(
-    data: bytes,
-    filename: str | None,
+    job: _Job,
     limits: DecodeLimits,
     min_frames: int,
     cancel: threading.Event,
@@ -122,7 +158,14 @@ def _decode_in_thread(
 ) -> PreprocessedSequence:
     metrics.decodes_running.inc()
     try:
-        return decode_upload(data, filename, limits=limits, min_frames=min_frames, cancel=cancel)
+        return decode_upload(
+            job.data,
+            job.filename,
+            limits=limits,
+            min_frames=min_frames,
+            cancel=cancel,
+            front_end=job.front_end(limits),
+        )
     except DecodeCancelledError:
         metrics.decodes_cancelled.inc()
         raise

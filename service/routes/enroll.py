@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Response, UploadFile, status
+from fastapi import APIRouter, Form, Response, status
 
 from service import enrollment
 from service.deps import EnrollKeyDep, StateDep
 from service.errors import InvalidRequestError, error_responses
-from service.forms import StrictFormRoute
+from service.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
 from service.schemas import (
     GALLERY_PATTERN,
     TEXT_PATTERN,
@@ -37,10 +37,7 @@ async def enroll(
     response: Response,
     state: StateDep,
     principal: EnrollKeyDep,
-    file: Annotated[
-        UploadFile,
-        File(description="Silhouette walk: zip/tar of frames, npy, npz, mp4/avi or TIFF."),
-    ],
+    file: WalkFile,
     identity: Annotated[
         str,
         Form(
@@ -64,6 +61,8 @@ async def enroll(
             description="A JSON object stored with the template.", examples=['{"camera": "lobby"}']
         ),
     ] = None,
+    input_kind: InputField = "auto",
+    background: BackgroundField = None,
 ) -> EnrollResponse:
     """Creates the identity if new. The same bytes enrolled again for the same identity return
     the existing template with status 200 instead of a duplicate."""
@@ -77,7 +76,9 @@ async def enroll(
         )
     except ValueError as exc:
         raise InvalidRequestError(str(exc)) from None
-    upload = await read_upload(file, state.settings.max_upload_bytes)
+    upload = await read_upload(
+        file, state.settings.max_upload_bytes, input_kind=input_kind, background=background
+    )
     result = await enrollment.enroll(state, principal, upload, fields)
     if not result.created:
         response.status_code = status.HTTP_200_OK

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, Form
 
 from service import matching
 from service.deps import IdentifyKeyDep, StateDep
 from service.errors import error_responses
-from service.forms import StrictFormRoute
+from service.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
 from service.schemas import GALLERY_PATTERN, IdentifyResponse
 from service.uploads import read_upload
 
@@ -25,14 +25,18 @@ router = APIRouter(tags=["identification"], route_class=StrictFormRoute)
 async def identify(
     state: StateDep,
     principal: IdentifyKeyDep,
-    file: Annotated[UploadFile, File(description="Silhouette walk in any supported format.")],
+    file: WalkFile,
     top_k: Annotated[int, Form(ge=1, le=1000, description="Identities to return.")] = 5,
     threshold: Annotated[
         float | None,
         Form(ge=-1.0, le=1.0, description="Decision threshold; default: gallery, model, fallback."),
     ] = None,
     gallery_name: Annotated[str, Form(alias="gallery", pattern=GALLERY_PATTERN)] = "default",
+    input_kind: InputField = "auto",
+    background: BackgroundField = None,
 ) -> IdentifyResponse:
     """Best template per identity, by cosine similarity, with a match/unknown decision."""
-    upload = await read_upload(file, state.settings.max_upload_bytes)
+    upload = await read_upload(
+        file, state.settings.max_upload_bytes, input_kind=input_kind, background=background
+    )
     return await matching.identify(state, principal, upload, gallery_name, top_k, threshold)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, Form
 
 from service import matching
 from service.db.models import MAX_ID
 from service.deps import IdentifyKeyDep, StateDep
 from service.errors import InvalidRequestError, error_responses
-from service.forms import StrictFormRoute
+from service.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
 from service.schemas import GALLERY_PATTERN, VerifyResponse, identity_name
 from service.uploads import read_upload
 
@@ -26,7 +26,7 @@ router = APIRouter(tags=["identification"], route_class=StrictFormRoute)
 async def verify(
     state: StateDep,
     principal: IdentifyKeyDep,
-    file: Annotated[UploadFile, File(description="Silhouette walk in any supported format.")],
+    file: WalkFile,
     identity_id: Annotated[
         int | None, Form(ge=1, le=MAX_ID, description="The identity's id.")
     ] = None,
@@ -40,6 +40,8 @@ async def verify(
     ] = None,
     gallery_name: Annotated[str, Form(alias="gallery", pattern=GALLERY_PATTERN)] = "default",
     threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
+    input_kind: InputField = "auto",
+    background: BackgroundField = None,
 ) -> VerifyResponse:
     """Give exactly one of `identity_id` or `identity`. 409 when the identity has no template
     of the current model."""
@@ -48,7 +50,9 @@ async def verify(
             identity = identity_name(identity)
         except ValueError as exc:
             raise InvalidRequestError(str(exc)) from None
-    upload = await read_upload(file, state.settings.max_upload_bytes)
+    upload = await read_upload(
+        file, state.settings.max_upload_bytes, input_kind=input_kind, background=background
+    )
     return await matching.verify(
         state, principal, upload, identity_id, identity, gallery_name, threshold
     )

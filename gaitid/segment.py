@@ -1,0 +1,520 @@
+"""Raw camera clips -> the silhouette masks of the one person walking through them.
+
+The service, ``gaitid preprocess`` and training's raw-data reader all accept either
+silhouettes (binary masks, the network's own input) or raw footage of a static camera. This
+module tells the two apart and turns footage into masks; ``gaitid.preprocess`` then applies
+the standard pretreatment to either.
+
+**Telling inputs apart** (:func:`detect_kind`). Silhouettes are binary or nearly so (lossy
+codecs leave a thin ring of mid-tones at the edges): at least ``BINARY_SHARE`` of their pixels
+are dark (<= 24 on the 0..255 scale) or bright (>= 200), most of them dark (the person is a
+minority of the picture). Natural images, colour or grey, have a broad histogram and fail
+this. Callers can always override the guess (``input=silhouettes|video``).
+
+**Segmentation** (:func:`segment_clip`), on frames reduced to ``working_height`` rows:
+
+1. Foreground. Either a learned person segmenter (:class:`OnnxPersonSegmenter`, any ONNX
+   model with the contract below; its probability map thresholded at 0.5), or background
+   subtraction: the background is the empty-scene frame the caller supplies for the camera
+   (needed when the person walks towards the camera and never leaves a pixel) or else the
+   per-pixel temporal median of up to ``background_samples`` frames of the clip. Each frame
+   is first corrected for global lighting drift (per-channel gain: the median ratio of frame
+   to background, which background pixels dominate); a pixel is foreground when its largest
+   channel difference exceeds ``max(min_threshold, noise_factor x`` the frame's median
+   difference``)`` (sensor noise and compression artefacts raise the median, so the
+   threshold adapts to them); pixels darker than the background by a similar factor in every
+   channel (``shadow_*``) are cast shadows, not the person.
+2. Cleanup: a 3x3 opening removes speckle, a 3x3 closing mends one-pixel gaps.
+3. Tracking: connected components of at least ``min_blob_share`` of the frame are linked from
+   frame to frame, starting from the largest blob of the clip, forwards and backwards: each
+   frame takes the component nearest to the track's predicted position whose size is
+   consistent with the previous one. Other blobs (a passer-by, a shadow apart from the feet)
+   are not merged; small components inside the person's box (a detached hand) are.
+4. Frames are dropped (and counted by reason) when no tracked person is found
+   (``no_person``), when the person touches the image border (``cut_by_border``: entering or
+   leaving) or is shorter than ``min_person_height`` of the frame (``too_small``).
+5. A track whose median box is not taller than ``min_aspect`` times its width is not a
+   walking person (a car, a pet, a rolling ball): the clip has no person.
+
+**Learned segmenter contract** (``GAITID_SEGMENTER_PATH``, ``gaitid preprocess
+--segmenter``): an ONNX model with one input, float32 ``[1, 3, H, W]``, RGB scaled to 0..1
+(``H`` and ``W`` fixed in the graph, then frames are resized to them, or dynamic, then the
+working frame is fed as is), and one output, ``[1, 1, H, W]`` or ``[1, H, W]``, the
+probability (0..1) that each pixel belongs to a person. No model ships or is downloaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal, Protocol
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
+
+from gaitid.errors import GaitidError, UploadContentError
+from gaitid.preprocess import NORMALISED_SHAPES, FrameKey, InputKind, value_scale
+
+InputChoice = Literal["auto", "silhouettes", "video"]
+INPUT_CHOICES: Final[tuple[InputChoice, ...]] = ("auto", "silhouettes", "video")
+
+#: Share of pixels that must be dark or bright for a frame to be a silhouette.
+BINARY_SHARE: Final = 0.95
+#: Of the frame, at least this share must be dark background for a silhouette.
+DARK_SHARE: Final = 0.3
+_DARK: Final = 24.0
+_BRIGHT: Final = 200.0
+#: Frames looked at to tell silhouettes from footage.
+DETECT_FRAMES: Final = 8
+
+DROP_REASONS: Final = ("no_person", "cut_by_border", "too_small")
+
+
+class SegmenterError(GaitidError):
+    """The person segmenter model cannot be loaded or breaks its contract."""
+
+
+class NoPersonFoundError(UploadContentError):
+    """Footage in which no walking person could be followed."""
+
+
+class BackgroundNeededError(NoPersonFoundError):
+    """Footage of a person who never leaves some pixels, without an empty-scene frame."""
+
+
+class SegmentationConfig(BaseModel):
+    """Tunables of :func:`segment_clip` (the module docstring says what each does)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    working_height: int = Field(default=240, ge=48, le=1080)
+    background_samples: int = Field(default=64, ge=3)
+    min_threshold: float = Field(default=32.0, gt=0, le=255)
+    noise_factor: float = Field(default=4.0, gt=0)
+    shadow_min_ratio: float = Field(default=0.45, gt=0, lt=1)
+    shadow_max_ratio: float = Field(default=0.92, gt=0, lt=1)
+    shadow_chroma: float = Field(default=0.08, gt=0, lt=1)
+    min_blob_share: float = Field(default=0.002, gt=0, lt=1)
+    min_person_height: float = Field(default=0.25, gt=0, le=1)
+    border_margin_px: int = Field(default=1, ge=0)
+    min_aspect: float = Field(default=1.2, gt=0)
+    probability_threshold: float = Field(default=0.5, gt=0, lt=1)
+
+
+class PersonSegmenter(Protocol):
+    """Anything that maps an RGB frame to a per-pixel person probability."""
+
+    def probabilities(self, rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """``(H, W, 3)`` uint8 RGB -> ``(H, W)`` float32 in 0..1."""
+        ...
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    """How a decoder reads raw frames: the input kind, an empty-scene frame, a segmenter."""
+
+    input: InputChoice = "auto"
+    background: NDArray[np.uint8] | None = None
+    segmenter: PersonSegmenter | None = None
+    config: SegmentationConfig = field(default_factory=SegmentationConfig)
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """The tracked person's masks (0/255, working size) of the kept frames, by frame key."""
+
+    masks: list[tuple[FrameKey, NDArray[np.uint8]]]
+    seen: int
+    dropped: dict[str, int]
+
+
+# ---------------------------------------------------------------------------- input kinds
+
+
+def _grey255(frame: NDArray, scale: float | None) -> NDArray[np.float32]:
+    factor = value_scale(frame) if scale is None else scale
+    values = np.asarray(frame, dtype=np.float32) * np.float32(factor)
+    if values.ndim == 3:
+        values = values[:, :, :3].max(axis=2)
+    return values
+
+
+def detect_kind(frames: Sequence[NDArray], scale: float | None = None) -> InputKind:
+    """``"silhouettes"`` when the frames are (nearly) binary and mostly dark, else ``"video"``.
+
+    Frames of exactly 64x64 or 64x44 are already pretreated silhouettes, whatever their values.
+
+    ``scale`` is the value scale a decoder decided for a whole array (``None``: per frame).
+    """
+    if not frames:
+        return "silhouettes"
+    votes = 0
+    for frame in frames:
+        if frame.shape[:2] in NORMALISED_SHAPES:
+            votes += 1  # the output of the pretreatment itself (gaitid.preprocess)
+            continue
+        grey = _grey255(frame, scale)
+        dark = float(np.mean(grey <= _DARK))
+        binary = dark + float(np.mean(grey >= _BRIGHT))
+        votes += binary >= BINARY_SHARE and dark >= DARK_SHARE
+    return "silhouettes" if votes * 2 > len(frames) else "video"
+
+
+def to_working_rgb(
+    frame: NDArray, scale: float | None, config: SegmentationConfig
+) -> NDArray[np.uint8]:
+    """One raw frame (grey, RGB or RGBA, any dtype) -> uint8 RGB at the working height.
+
+    Reduced as soon as it is decoded, so a clip is held at working size, never at full size.
+    """
+    factor = value_scale(frame) if scale is None else scale
+    values = np.asarray(frame, dtype=np.float32) * np.float32(factor)
+    if values.ndim == 2:
+        values = np.repeat(values[:, :, None], 3, axis=2)
+    elif values.shape[2] == 1:
+        values = np.repeat(values, 3, axis=2)
+    else:
+        values = values[:, :, :3]
+    height, width = values.shape[:2]
+    if height > config.working_height:
+        new_width = max(1, round(width * config.working_height / height))
+        size = (new_width, config.working_height)
+        values = np.asarray(cv2.resize(values, size, interpolation=cv2.INTER_AREA), np.float32)
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------- learned segmenter
+
+
+class OnnxPersonSegmenter:
+    """A person-segmentation ONNX model run by ONNX Runtime (contract: module docstring)."""
+
+    def __init__(self, path: Path, *, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        if not path.is_file():
+            raise SegmenterError(f"no segmenter model at {path} (GAITID_SEGMENTER_PATH)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # ORT raises its own types for every kind of bad file
+            raise SegmenterError(f"{path} is not a loadable ONNX model: {exc}") from exc
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise SegmenterError(
+                f"{path}: a segmenter has one input [1, 3, H, W] and one output [1, (1,) H, W]; "
+                f"this model has {len(inputs)} inputs and {len(outputs)} outputs"
+            )
+        shape = list(inputs[0].shape)
+        if len(shape) != 4 or shape[1] not in (3, "3"):
+            raise SegmenterError(f"{path}: input shape {shape}; expected [1, 3, H, W] (RGB)")
+        self._input = inputs[0].name
+        height, width = shape[2], shape[3]
+        self._size = (width, height) if isinstance(height, int) and isinstance(width, int) else None
+        self.path = path
+
+    def probabilities(self, rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
+        height, width = rgb.shape[:2]
+        fed = (
+            rgb if self._size is None else cv2.resize(rgb, self._size, interpolation=cv2.INTER_AREA)
+        )
+        tensor = fed.astype(np.float32).transpose(2, 0, 1)[None] / np.float32(255.0)
+        out = np.asarray(self._session.run(None, {self._input: tensor})[0], dtype=np.float32)
+        squeezed = out.reshape(out.shape[-2:]) if out.size == np.prod(out.shape[-2:]) else None
+        if squeezed is None or not np.isfinite(squeezed).all():
+            raise SegmenterError(
+                f"{self.path}: output of shape {out.shape} is not one finite probability map"
+            )
+        prob = np.clip(squeezed, 0.0, 1.0)
+        if prob.shape != (height, width):
+            resized = cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR)
+            prob = np.asarray(resized, dtype=np.float32)
+        return prob
+
+
+# ---------------------------------------------------------------------------- segmentation
+
+
+def segment_clip(
+    frames: Sequence[tuple[FrameKey, NDArray[np.uint8]]],
+    *,
+    background: NDArray[np.uint8] | None = None,
+    segmenter: PersonSegmenter | None = None,
+    config: SegmentationConfig | None = None,
+) -> Segmentation:
+    """RGB working frames in time order -> the walking person's masks (module docstring).
+
+    Raises :class:`NoPersonFoundError` when no walking person can be followed.
+    """
+    config = config or SegmentationConfig()
+    if not frames:
+        raise NoPersonFoundError("the clip has no frames")
+    stack = np.stack([frame for _key, frame in frames])
+    if segmenter is not None:
+        foreground = [
+            segmenter.probabilities(frame) >= config.probability_threshold for frame in stack
+        ]
+    else:
+        reference = _background(stack, background, config)
+        foreground = [_subtract(frame, reference, config) for frame in stack]
+    blobs = [_blobs(_clean(mask), config) for mask in foreground]
+    track = _track(blobs)
+    return _assemble(
+        frames,
+        stack.shape[1:3],
+        blobs,
+        track,
+        config,
+        background_from_clip=segmenter is None and background is None,
+    )
+
+
+def _background(
+    stack: NDArray[np.uint8], supplied: NDArray[np.uint8] | None, config: SegmentationConfig
+) -> NDArray[np.float32]:
+    height, width = stack.shape[1:3]
+    if supplied is not None:
+        s_height, s_width = supplied.shape[:2]
+        if abs(s_width / s_height - width / height) > 0.02:
+            raise UploadContentError(
+                f"the empty-scene frame is {s_width}x{s_height} and the clip {width}x{height}: "
+                "send a frame of the same camera and framing"
+            )
+        rgb = to_working_rgb(supplied, None, config)
+        return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32)
+    count = min(len(stack), config.background_samples)
+    picks = np.linspace(0, len(stack) - 1, count).round().astype(int)
+    return np.median(stack[picks], axis=0).astype(np.float32)
+
+
+def _subtract(
+    frame: NDArray[np.uint8], background: NDArray[np.float32], config: SegmentationConfig
+) -> NDArray[np.bool_]:
+    """Foreground of one frame against the background, lighting drift and shadows removed."""
+    current = frame.astype(np.float32) + 1.0
+    reference = background + 1.0
+    ratio = current / reference
+    # per-channel gain from a pixel subsample: background pixels dominate the median
+    gain = np.median(ratio[::2, ::2].reshape(-1, 3), axis=0)
+    ratio = ratio / gain
+    diff = np.abs(current / gain - reference).max(axis=2)
+    threshold = max(config.min_threshold, config.noise_factor * float(np.median(diff)))
+    foreground = diff > threshold
+    low, high = ratio.min(axis=2), ratio.max(axis=2)
+    shadow = (
+        (high <= config.shadow_max_ratio)
+        & (low >= config.shadow_min_ratio)
+        & (high - low <= config.shadow_chroma)
+    )
+    return foreground & ~shadow
+
+
+def _clean(mask: NDArray[np.bool_]) -> NDArray[np.uint8]:
+    binary = mask.astype(np.uint8) * 255
+    opened = cv2.morphologyEx(binary, cv2.MORPH_OPEN, _ellipse(3))
+    closed = cv2.morphologyEx(opened, cv2.MORPH_CLOSE, _ellipse(3))
+    return np.asarray(closed, dtype=np.uint8)
+
+
+def _ellipse(size: int) -> NDArray[np.uint8]:
+    return np.asarray(cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)), np.uint8)
+
+
+@dataclass(frozen=True)
+class _Blob:
+    label: int
+    x: int
+    y: int
+    w: int
+    h: int
+    area: int
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return self.x + self.w / 2, self.y + self.h / 2
+
+
+@dataclass(frozen=True)
+class _Frame:
+    labels: NDArray[np.int32]
+    blobs: list[_Blob]  # candidates for the track
+    parts: list[_Blob]  # every component, for merging detached parts
+
+
+def _blobs(mask: NDArray[np.uint8], config: SegmentationConfig) -> _Frame:
+    _count, labels, stats, _centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    min_area = config.min_blob_share * mask.size
+    parts = [
+        _Blob(i, int(s[0]), int(s[1]), int(s[2]), int(s[3]), int(s[4]))
+        for i, s in enumerate(stats)
+        if i > 0
+    ]
+    labelled = np.asarray(labels, dtype=np.int32)
+    return _Frame(labelled, [b for b in parts if b.area >= min_area], parts)
+
+
+def _track(frames: list[_Frame]) -> list[_Blob | None]:
+    """One blob per frame (or none): the chain through the largest blob of the clip."""
+    track: list[_Blob | None] = [None] * len(frames)
+    seeds = [(blob.area, t, blob) for t, frame in enumerate(frames) for blob in frame.blobs]
+    if not seeds:
+        return track
+    _area, start, seed = max(seeds, key=lambda item: (item[0], -item[1]))
+    track[start] = seed
+    for step in (1, -1):
+        previous, velocity, gap = seed, (0.0, 0.0), 1
+        t = start + step
+        while 0 <= t < len(frames):
+            found = _follow(frames[t].blobs, previous, velocity, gap)
+            if found is None:
+                gap += 1
+            else:
+                (px, py), (fx, fy) = previous.centre, found.centre
+                velocity = ((fx - px) / gap, (fy - py) / gap)
+                track[t], previous, gap = found, found, 1
+            t += step
+    return track
+
+
+def _follow(
+    candidates: list[_Blob], previous: _Blob, velocity: tuple[float, float], gap: int
+) -> _Blob | None:
+    """The candidate that continues the track: near the predicted centre, of similar size."""
+    px, py = previous.centre
+    predicted = (px + velocity[0] * gap, py + velocity[1] * gap)
+    reach = previous.h * (0.5 + 0.25 * gap)
+    best: tuple[float, _Blob] | None = None
+    for blob in candidates:
+        cx, cy = blob.centre
+        distance = float(np.hypot(cx - predicted[0], cy - predicted[1]))
+        grows = blob.area / max(previous.area, 1)
+        if distance > reach or not 0.4 <= grows <= 2.5:
+            continue
+        if best is None or distance < best[0]:
+            best = (distance, blob)
+    return None if best is None else best[1]
+
+
+def _assemble(
+    frames: Sequence[tuple[FrameKey, NDArray[np.uint8]]],
+    shape: tuple[int, int],
+    blobs: list[_Frame],
+    track: list[_Blob | None],
+    config: SegmentationConfig,
+    *,
+    background_from_clip: bool,
+) -> Segmentation:
+    tracked = [blob for blob in track if blob is not None]
+    if not tracked:
+        raise NoPersonFoundError(
+            f"nothing moves in the {len(frames)} frames of the clip: no walking person; {_ADVICE}"
+        )
+    # the person's usual width: a frame much wider has something merged into it
+    usual_width = float(np.median([blob.w for blob in tracked]))
+    dropped = dict.fromkeys(DROP_REASONS, 0)
+    masks: list[tuple[FrameKey, NDArray[np.uint8]]] = []
+    aspects: list[float] = []
+    centres: list[float] = []
+    height, width = shape
+    margin = config.border_margin_px
+    for (key, _frame), frame_blobs, person in zip(frames, blobs, track, strict=True):
+        if person is None:
+            dropped["no_person"] += 1
+            continue
+        mask = _person_mask(frame_blobs, person)
+        if person.w > _MERGED_WIDTH * usual_width:
+            mask = _around_torso(mask, person, usual_width)
+        ys, xs = np.nonzero(mask)
+        top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
+        if min(top, left) <= margin or bottom >= height - 1 - margin or right >= width - 1 - margin:
+            dropped["cut_by_border"] += 1
+            continue
+        if bottom - top + 1 < config.min_person_height * height:
+            dropped["too_small"] += 1
+            continue
+        aspects.append((bottom - top + 1) / (right - left + 1))
+        centres.append(float(xs.mean()))
+        masks.append((key, mask))
+    if not masks:
+        raise NoPersonFoundError(
+            f"no walking person was found whole in any of the {len(frames)} frames "
+            f"({describe_drops(dropped)}); {_ADVICE}"
+        )
+    if float(np.median(aspects)) < config.min_aspect:
+        raise NoPersonFoundError(
+            f"the moving object in the clip is {1 / float(np.median(aspects)):.1f} times as wide "
+            f"as tall: not a walking person; {_ADVICE}"
+        )
+    if background_from_clip and max(centres) - min(centres) < usual_width:
+        raise BackgroundNeededError(
+            "the person stays in one place (walking towards or away from the camera), so the "
+            "background cannot be learnt from the clip: send an empty-scene frame of the same "
+            "camera (the background field, or --background)"
+        )
+    return Segmentation(masks, len(frames), dropped)
+
+
+#: A tracked blob wider than this many times the person's usual width has another object
+#: (a passer-by, a cart, a long shadow) merged into it; only the columns around the torso stay.
+_MERGED_WIDTH: Final = 1.4
+_HOLE_SHARE: Final = 0.02
+_ADVICE: Final = (
+    "send a clip of one person walking past a static camera (with an empty-scene frame when "
+    "they walk towards it), or silhouettes with input=silhouettes"
+)
+
+
+def _around_torso(mask: NDArray[np.uint8], person: _Blob, usual_width: float) -> NDArray[np.uint8]:
+    """Keep the columns within the person's usual width of the torso (the upper half of the
+    box, which a merged object at the feet does not reach)."""
+    upper = mask[person.y : person.y + person.h // 2]
+    cols = np.flatnonzero(upper.any(axis=0))
+    if cols.size == 0:
+        return mask
+    centre = float(np.average(np.arange(mask.shape[1]), weights=upper.sum(axis=0)))
+    half = 0.8 * usual_width
+    gated = np.zeros_like(mask)
+    lo, hi = max(0, round(centre - half)), min(mask.shape[1], round(centre + half) + 1)
+    gated[:, lo:hi] = mask[:, lo:hi]
+    return gated
+
+
+def _person_mask(frame: _Frame, person: _Blob) -> NDArray[np.uint8]:
+    """The person's component plus small parts inside its box, small holes filled, 0/255.
+
+    Only holes under ``_HOLE_SHARE`` of the person are filled: clothing that matches the
+    background leaves small holes, while the gap between two legs closed by the feet is a
+    large one that belongs to the background.
+    """
+    keep = [person.label]
+    for part in frame.parts:
+        if part.label == person.label or part.area >= person.area:
+            continue
+        inside_x = person.x <= part.x and part.x + part.w <= person.x + person.w
+        inside_y = person.y <= part.y and part.y + part.h <= person.y + person.h
+        if inside_x and inside_y:
+            keep.append(part.label)
+    selected = np.isin(frame.labels, keep).astype(np.uint8) * 255
+    contours, hierarchy = cv2.findContours(selected, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return selected
+    largest = _HOLE_SHARE * person.area
+    holes = [
+        contour
+        for contour, link in zip(contours, hierarchy[0], strict=True)
+        if link[3] >= 0 and cv2.contourArea(contour) < largest  # a child contour: a hole
+    ]
+    cv2.drawContours(selected, holes, -1, 255, thickness=cv2.FILLED)
+    return selected
+
+
+def describe_drops(dropped: dict[str, int]) -> str:
+    """``{"cut_by_border": 3}`` -> ``"3 cut by border"`` for messages."""
+    return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in dropped.items() if v) or "none"

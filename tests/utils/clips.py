@@ -1,0 +1,160 @@
+"""Composited camera clips with known masks: the fixtures of the segmentation front end.
+
+A walker's masks (``training.synth``, or any ``(T, h, w)`` masks such as real CASIA-B
+silhouettes) are filled with a textured garment, moved across (or towards) a static textured
+background, and the frames get sensor noise, slow lighting drift, optionally a cast shadow
+and a second moving object, and lossy mp4 encoding. The composited masks are the truth the
+segmentation is measured against.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from training.synth.dataset import SynthConfig, render_walk, subject_identity
+
+
+@dataclass(frozen=True)
+class Clip:
+    frames: NDArray[np.uint8]  # (T, H, W, 3) RGB
+    truth: NDArray[np.bool_]  # (T, H, W) the person
+    empty_scene: NDArray[np.uint8]  # (H, W, 3) RGB, the same camera without anyone
+
+
+def walker_masks(frames: int, seed: int = 0) -> list[NDArray[np.bool_]]:
+    """Tight crops of a synthetic walker seen from the side, one per frame."""
+    config = SynthConfig(
+        subjects=1, min_frames=frames, max_frames=frames, width=320, height=240, noise=False
+    )
+    masks = render_walk(subject_identity(seed, 0), "nm-01", 90, np.random.default_rng(seed), config)
+    return [_crop(mask > 127) for mask in masks]
+
+
+def _crop(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def textured_background(height: int, width: int, seed: int = 0) -> NDArray[np.uint8]:
+    """A wall and a floor with texture and a few objects, in muted greens and greys."""
+    rng = np.random.default_rng(seed)
+    ys = np.linspace(0, 1, height)[:, None, None]
+    xs = np.linspace(0, 1, width)[None, :, None]
+    base = np.array([70, 110, 90]) + 40 * ys * np.array([1.0, 0.6, 0.8]) + 25 * xs
+    texture = cv2.GaussianBlur(rng.normal(0, 18, (height, width, 3)).astype(np.float32), (0, 0), 2)
+    scene = base + texture
+    floor = int(height * 0.8)
+    scene[floor:] = scene[floor:] * 0.8 + np.array([30, 30, 20])
+    for _ in range(5):
+        x, y = int(rng.integers(0, width - 30)), int(rng.integers(0, floor - 30))
+        w, h = int(rng.integers(15, 50)), int(rng.integers(15, 60))
+        colour = rng.uniform(40, 160, 3)
+        scene[y : y + h, x : x + w] = colour + texture[y : y + h, x : x + w]
+    return np.clip(scene, 0, 255).astype(np.uint8)
+
+
+def garment(height: int, width: int, seed: int = 0) -> NDArray[np.uint8]:
+    """Striped, noisy clothing in warm colours (distinct from the scene, not uniform)."""
+    rng = np.random.default_rng(seed + 1000)
+    stripes = (np.arange(height)[:, None] // 6 % 2).astype(np.float32)
+    cloth = np.empty((height, width, 3), np.float32)
+    cloth[..., 0] = 150 + 60 * stripes
+    cloth[..., 1] = 60 + 30 * (1 - stripes)
+    cloth[..., 2] = 50 + 20 * stripes
+    cloth += rng.normal(0, 10, cloth.shape)
+    return np.clip(cloth, 0, 255).astype(np.uint8)
+
+
+def crossing_clip(
+    frames: int = 60,
+    height: int = 240,
+    width: int = 320,
+    *,
+    seed: int = 0,
+    person_height: float = 0.55,
+    towards_camera: bool = False,
+    noise_sigma: float = 4.0,
+    drift: float = 0.15,
+    shadow: bool = False,
+    passer_by: bool = False,
+    moving_box_only: bool = False,
+    masks: list[NDArray[np.bool_]] | None = None,
+) -> Clip:
+    """A person crossing the picture left to right (entering and leaving it), or walking
+    towards the camera (always in the middle, growing), composited over a static scene."""
+    rng = np.random.default_rng(seed)
+    scene = textured_background(height, width, seed)
+    cloth = garment(height, width, seed)
+    person = masks or walker_masks(frames, seed)
+    out = np.empty((frames, height, width, 3), np.uint8)
+    truth = np.zeros((frames, height, width), bool)
+    ground = int(height * 0.9)
+    for t in range(frames):
+        progress = t / max(frames - 1, 1)
+        if towards_camera:
+            size = person_height * (0.7 + 0.5 * progress)
+            centre = width // 2
+        else:
+            size = person_height
+            centre = round(-0.15 * width + 1.3 * width * progress)
+        if not moving_box_only:
+            _paste(truth[t], person[t % len(person)], round(size * height), centre, ground)
+        frame = scene.astype(np.float32)
+        if shadow and truth[t].any():
+            shade = np.zeros((height, width), bool)
+            cols = np.flatnonzero(truth[t].any(axis=0))
+            shade[ground - 4 : ground + 6, cols[0] + 10 : min(width, cols[-1] + 60)] = True
+            frame[shade & ~truth[t]] *= 0.6
+        if passer_by or moving_box_only:
+            # a wide object (a cart on a shelf) crossing right to left, above the person
+            bx = round(width * (1.1 - 1.3 * progress))
+            box_w, box_h = width // 6, height // 10
+            top = height // 10
+            frame[top : top + box_h, max(0, bx) : max(0, bx + box_w)] = (40, 60, 170)
+        frame[truth[t]] = cloth[truth[t]]
+        frame *= 1.0 + drift * progress  # slow lighting drift
+        frame += rng.normal(0, noise_sigma, frame.shape)
+        out[t] = np.clip(frame, 0, 255).astype(np.uint8)
+    return Clip(out, truth, scene)
+
+
+def _paste(
+    canvas: NDArray[np.bool_], mask: NDArray[np.bool_], height: int, centre: int, ground: int
+) -> None:
+    """Scale ``mask`` to ``height`` rows and stand it on ``ground`` at column ``centre``."""
+    width = max(1, round(mask.shape[1] * height / mask.shape[0]))
+    resized = cv2.resize(
+        mask.astype(np.uint8) * 255, (width, height), interpolation=cv2.INTER_LINEAR
+    )
+    scaled = resized > 127
+    top, left = ground - height, centre - width // 2
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + height, canvas.shape[0]), min(left + width, canvas.shape[1])
+    if y1 <= y0 or x1 <= x0:
+        return
+    canvas[y0:y1, x0:x1] |= scaled[y0 - top : y1 - top, x0 - left : x1 - left]
+
+
+def encode_mp4(frames: NDArray[np.uint8], fps: int = 25) -> bytes:
+    """RGB frames as an mp4 (mp4v, lossy) through OpenCV."""
+    height, width = frames.shape[1:3]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clip.mp4"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not writer.isOpened():
+            raise RuntimeError("OpenCV cannot write mp4v here")
+        for frame in frames:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        writer.release()
+        return path.read_bytes()
+
+
+def mask_iou(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
