@@ -43,7 +43,6 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
-import itertools
 import logging
 import lzma
 import re
@@ -77,20 +76,11 @@ from gaitid.errors import (
 )
 from gaitid.preprocess import (
     FrameKey,
-    InputKind,
     PreprocessedSequence,
     network_sequence,
-    normalize_keyed,
     value_scale,
 )
-from gaitid.segment import (
-    DETECT_FRAMES,
-    FrontEnd,
-    describe_drops,
-    detect_kind,
-    segment_clip,
-    to_working_rgb,
-)
+from gaitid.segment import FrontEnd, read_walk
 
 logger = logging.getLogger(__name__)
 
@@ -265,15 +255,21 @@ def decode_path(
     return _preprocess(source, min_frames, front_end or FrontEnd())
 
 
+def read_frames(
+    data: bytes, filename: str | None = None, limits: DecodeLimits = DEFAULT_LIMITS
+) -> list[NDArray]:
+    """The raw frames of an upload in walk order, as decoded (RGB for colour), before any
+    segmentation or pretreatment: what the front end starts from."""
+    return _ordered(_open_bytes(data, filename, _Work(limits, None)))
+
+
 def read_frames_from_path(path: Path, limits: DecodeLimits = DEFAULT_LIMITS) -> NDArray:
     """The raw frames of a file or a folder of frames, stacked as ``(T, H, W[, C])``.
 
     For dataset readers that pretreat raw folders themselves. Frames must share one shape
     (``UploadContentError`` otherwise); use ``decode_path`` for mixed sizes.
     """
-    source = _open_path(path, _Work(limits, None))
-    keyed = sorted(source.frames, key=lambda item: item[0])
-    frames = [np.array(frame) for _key, frame in keyed]  # own, writable copies
+    frames = _ordered(_open_path(path, _Work(limits, None)))
     first = frames[0].shape
     for i, frame in enumerate(frames):
         if frame.shape != first:
@@ -282,6 +278,11 @@ def read_frames_from_path(path: Path, limits: DecodeLimits = DEFAULT_LIMITS) -> 
                 "stacking needs one size"
             )
     return np.stack(frames)
+
+
+def _ordered(source: _Source) -> list[NDArray]:
+    keyed = sorted(source.frames, key=lambda item: item[0])
+    return [np.array(frame) for _key, frame in keyed]  # own, writable copies
 
 
 def decode_image(data: bytes, what: str, limits: DecodeLimits = DEFAULT_LIMITS) -> NDArray:
@@ -323,22 +324,14 @@ def detect_format(data: bytes, filename: str | None = None) -> Format:
 
 
 def _preprocess(source: _Source, min_frames: int, front_end: FrontEnd) -> PreprocessedSequence:
-    """Tell silhouettes from footage, segment footage, then the shared pretreatment.
+    """The front end (silhouettes as they are, footage segmented), then the pretreatment.
 
     Value problems found there become ``UploadContentError``.
     """
     try:
-        head = list(itertools.islice(source.frames, DETECT_FRAMES))
-        kind: InputKind = (
-            detect_kind([frame for _key, frame in head], source.scale)
-            if front_end.input == "auto"
-            else front_end.input
+        reading = read_walk(
+            source.frames, scale=source.scale, min_frames=min_frames, front_end=front_end
         )
-        frames = itertools.chain(head, source.frames)
-        if kind == "silhouettes":
-            normalised = normalize_keyed(frames, min_frames=min_frames, scale=source.scale)
-            return network_sequence(normalised)
-        return _segment(frames, source.scale, min_frames, front_end)
     except (UploadError, TooFewFramesError):
         raise
     except InvalidSequenceError as exc:
@@ -347,41 +340,7 @@ def _preprocess(source: _Source, min_frames: int, front_end: FrontEnd) -> Prepro
         close = getattr(source.frames, "close", None)
         if close is not None:
             close()  # release files, temporary folders and decoders early
-
-
-def _segment(
-    frames: Iterator[tuple[FrameKey, NDArray]],
-    scale: float | None,
-    min_frames: int,
-    front_end: FrontEnd,
-) -> PreprocessedSequence:
-    """Footage -> the tracked person's masks -> pretreated silhouettes."""
-    config = front_end.config
-    # each raw frame is reduced to the working size as soon as it is decoded
-    small = sorted(
-        ((key, to_working_rgb(frame, scale, config)) for key, frame in frames),
-        key=lambda item: item[0],
-    )
-    shapes = {frame.shape for _key, frame in small}
-    if len(shapes) > 1:
-        raise UploadContentError(
-            f"the clip's frames differ in size ({sorted(shapes)[:2]}); footage comes from one "
-            "camera, so every frame must have the same size"
-        )
-    found = segment_clip(
-        small, background=front_end.background, segmenter=front_end.segmenter, config=config
-    )
-    try:
-        normalised = normalize_keyed(found.masks, min_frames=min_frames)
-    except TooFewFramesError as exc:
-        raise TooFewFramesError(
-            exc.usable,
-            min_frames,
-            found.seen,
-            why=f"frames without the whole walking person are dropped: "
-            f"{describe_drops(found.dropped)}; send a longer clip",
-        ) from exc
-    return network_sequence(normalised, kind="video", total=found.seen, drops=found.dropped)
+    return network_sequence(reading.sequence, kind=reading.kind, drops=reading.drops)
 
 
 def _open_bytes(data: bytes, filename: str | None, work: _Work) -> _Source:

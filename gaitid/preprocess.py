@@ -322,19 +322,18 @@ def network_sequence(
     normalised: NormalizedSequence,
     *,
     kind: InputKind = "silhouettes",
-    total: int | None = None,
     drops: Mapping[str, int] | None = None,
 ) -> PreprocessedSequence:
-    """A pretreated walk -> the network input; ``total`` and ``drops`` count the frames of
-    the original input when an earlier stage (segmentation) dropped some already."""
-    total = normalised.total if total is None else total
-    reasons = dict(drops or {})
-    if normalised.dropped:
-        reasons["too_little_foreground"] = normalised.dropped
+    """A pretreated walk -> the network input with its frame counts; ``drops`` counts the
+    frames an earlier stage (segmentation) dropped already, by reason."""
+    reasons = {k: v for k, v in (drops or {}).items() if v}
+    earlier = sum(reasons.values())
+    if normalised.dropped > earlier:
+        reasons["too_little_foreground"] = normalised.dropped - earlier
     return PreprocessedSequence(
         frames=to_network_input(normalised.frames),
-        total=total,
-        dropped=total - normalised.used,
+        total=normalised.total,
+        dropped=normalised.dropped,
         kind=kind,
-        drops={k: v for k, v in reasons.items() if v},
+        drops=reasons,
     )

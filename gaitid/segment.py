@@ -45,7 +45,8 @@ probability (0..1) that each pixel belongs to a person. No model ships or is dow
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, Protocol
@@ -55,8 +56,15 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
-from gaitid.errors import GaitidError, UploadContentError
-from gaitid.preprocess import NORMALISED_SHAPES, FrameKey, InputKind, value_scale
+from gaitid.errors import GaitidError, TooFewFramesError, UploadContentError
+from gaitid.preprocess import (
+    NORMALISED_SHAPES,
+    FrameKey,
+    InputKind,
+    NormalizedSequence,
+    normalize_keyed,
+    value_scale,
+)
 
 InputChoice = Literal["auto", "silhouettes", "video"]
 INPUT_CHOICES: Final[tuple[InputChoice, ...]] = ("auto", "silhouettes", "video")
@@ -112,14 +120,34 @@ class PersonSegmenter(Protocol):
         ...
 
 
+#: Called with the working frames and the segmentation of footage (``gaitid preprocess
+#: --preview`` draws them).
+SegmentationObserver = Callable[
+    [Sequence[tuple[FrameKey, NDArray[np.uint8]]], "Segmentation"], None
+]
+
+
 @dataclass(frozen=True)
 class FrontEnd:
-    """How a decoder reads raw frames: the input kind, an empty-scene frame, a segmenter."""
+    """How raw frames are read: the input kind, an empty-scene frame, a segmenter."""
 
     input: InputChoice = "auto"
     background: NDArray[np.uint8] | None = None
     segmenter: PersonSegmenter | None = None
     config: SegmentationConfig = field(default_factory=SegmentationConfig)
+    observer: SegmentationObserver | None = None
+
+
+@dataclass(frozen=True)
+class WalkReading:
+    """A walk after the front end and the pretreatment (64x64 frames), and how it was read.
+
+    ``sequence.total`` counts the frames received; ``drops`` the frames segmentation dropped.
+    """
+
+    sequence: NormalizedSequence
+    kind: InputKind
+    drops: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -129,6 +157,65 @@ class Segmentation:
     masks: list[tuple[FrameKey, NDArray[np.uint8]]]
     seen: int
     dropped: dict[str, int]
+
+
+# ---------------------------------------------------------------------------- the front end
+
+
+def read_walk(
+    frames: Iterable[tuple[FrameKey, NDArray]],
+    *,
+    scale: float | None = None,
+    min_frames: int = 1,
+    front_end: FrontEnd | None = None,
+) -> WalkReading:
+    """Raw ``(key, frame)`` pairs -> the pretreated walk: silhouettes as they are, footage
+    segmented first (the path shared by the service, the CLI and training's raw reader).
+
+    ``scale`` is the value scale a decoder decided for a whole array. Raises
+    ``NoPersonFoundError`` / ``BackgroundNeededError`` for footage without a walking person
+    and ``TooFewFramesError`` below ``min_frames`` usable frames.
+    """
+    front_end = front_end or FrontEnd()
+    stream = iter(frames)
+    head = list(itertools.islice(stream, DETECT_FRAMES))
+    kind: InputKind = (
+        detect_kind([frame for _key, frame in head], scale)
+        if front_end.input == "auto"
+        else front_end.input
+    )
+    items = itertools.chain(head, stream)
+    if kind == "silhouettes":
+        return WalkReading(normalize_keyed(items, min_frames=min_frames, scale=scale), kind, {})
+    config = front_end.config
+    # each raw frame is reduced to the working size as soon as it is decoded
+    small = sorted(
+        ((key, to_working_rgb(frame, scale, config)) for key, frame in items),
+        key=lambda item: item[0],
+    )
+    shapes = {frame.shape for _key, frame in small}
+    if len(shapes) > 1:
+        raise UploadContentError(
+            f"the clip's frames differ in size ({sorted(shapes)[:2]}); footage comes from one "
+            "camera, so every frame must have the same size"
+        )
+    found = segment_clip(
+        small, background=front_end.background, segmenter=front_end.segmenter, config=config
+    )
+    if front_end.observer is not None:
+        front_end.observer(small, found)
+    try:
+        masks = normalize_keyed(found.masks, min_frames=min_frames)
+    except TooFewFramesError as exc:
+        raise TooFewFramesError(
+            exc.usable,
+            min_frames,
+            found.seen,
+            why="frames without the whole walking person are dropped: "
+            f"{describe_drops(found.dropped)}; send a longer clip",
+        ) from exc
+    sequence = NormalizedSequence(masks.frames, found.seen, found.seen - masks.used)
+    return WalkReading(sequence, "video", found.dropped)
 
 
 # ---------------------------------------------------------------------------- input kinds

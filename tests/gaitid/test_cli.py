@@ -85,9 +85,32 @@ def test_out_must_be_npy_and_src_must_exist(tmp_path: Path) -> None:
     assert missing.exit_code == 2
 
 
+def test_preprocess_a_camera_clip_with_a_preview(tmp_path: Path) -> None:
+    from tests.utils import clips
+
+    clip = clips.crossing_clip(seed=4, towards_camera=True)
+    src = tmp_path / "clip.mp4"
+    src.write_bytes(clips.encode_mp4(clip.frames))
+    scene = tmp_path / "scene.png"
+    Image.fromarray(clip.empty_scene).save(scene)
+    out, strip = tmp_path / "walk.npy", tmp_path / "strip.png"
+    refused = runner.invoke(_app(), ["preprocess", str(src), "--out", str(out)])
+    assert refused.exit_code == 2 and "empty-scene frame" in refused.output
+    args = ["preprocess", str(src), "--out", str(out), "--background", str(scene)]
+    result = runner.invoke(_app(), [*args, "--preview", str(strip)])
+    assert result.exit_code == 0, result.output
+    assert "input: video" in result.output and "used=60" in result.output
+    picture = np.asarray(Image.open(strip))
+    assert picture.shape[0] == 3 * 128 and picture.shape[2] == 3  # frames, masks, silhouettes
+    assert np.load(out).shape == (60, 64, 44)
+    wrong = runner.invoke(_app(), ["preprocess", str(src), "--out", str(out), "--input", "x"])
+    assert wrong.exit_code == 2 and "--input" in wrong.output
+
+
 def test_core_modules_never_import_torch() -> None:
     code = (
-        "import sys, gaitid.commands, gaitid.decode, gaitid.preprocess, gaitid.errors; "
+        "import sys, gaitid.commands, gaitid.decode, gaitid.preprocess, gaitid.errors, "
+        "gaitid.segment, gaitid.preview; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

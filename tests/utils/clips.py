@@ -55,6 +55,7 @@ def textured_background(height: int, width: int, seed: int = 0) -> NDArray[np.ui
         x, y = int(rng.integers(0, width - 30)), int(rng.integers(0, floor - 30))
         w, h = int(rng.integers(15, 50)), int(rng.integers(15, 60))
         colour = rng.uniform(40, 160, 3)
+        colour[1] = max(colour[0], colour[1])  # never redder than green: see red_person_onnx
         scene[y : y + h, x : x + w] = colour + texture[y : y + h, x : x + w]
     return np.clip(scene, 0, 255).astype(np.uint8)
 
@@ -158,3 +159,30 @@ def encode_mp4(frames: NDArray[np.uint8], fps: int = 25) -> bytes:
 def mask_iou(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def red_person_onnx(path: Path, size: tuple[int, int] | None = None) -> Path:
+    """A tiny ONNX "person segmenter" with the ``gaitid.segment`` contract: probability
+    ``sigmoid(40 (R - G - 0.2))``, which finds the red garment of these clips and nothing in
+    their scenes. ``size`` (H, W) fixes the input size; ``None`` leaves it dynamic."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    height, width = size if size is not None else ("H", "W")
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [1, 3, 1, 1], [40.0, -40.0, 0.0])
+    bias = helper.make_tensor("b", TensorProto.FLOAT, [1], [-8.0])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["image", "w", "b"], ["logit"]),
+            helper.make_node("Sigmoid", ["logit"], ["person"]),
+        ],
+        "red_person",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, height, width])],
+        [helper.make_tensor_value_info("person", TensorProto.FLOAT, [1, 1, height, width])],
+        initializer=[weight, bias],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

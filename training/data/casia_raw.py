@@ -1,10 +1,11 @@
-"""Raw CASIA-B style folders: ``ROOT/<subject>/<condition>/<view>/*.png`` silhouettes.
+"""Raw CASIA-B style folders: ``ROOT/<subject>/<condition>/<view>/*.png`` frames.
 
-Frames are the camera-sized masks a segmentation produced (any size, 0/255 or 0/1 PNGs),
-ordered by a natural sort of their file names (``...-2.png`` before ``...-10.png``). Walks
-are pretreated on the fly with the project's one preprocessing path
-(:func:`gaitid.preprocess.normalize_sequence`), so they come out exactly as the OpenGait
-layout stores them; ``gaitid pretreat`` does it once for a whole dataset.
+Frames are the camera-sized masks a segmentation produced (any size, 0/255 or 0/1 PNGs), or
+camera frames of the walk itself, ordered by a natural sort of their file names
+(``...-2.png`` before ``...-10.png``). Walks go through the project's one front end and
+pretreatment (:func:`gaitid.segment.read_walk`: silhouettes as they are, footage segmented
+first), so they come out exactly as the OpenGait layout stores them and as the service sees
+them; ``gaitid pretreat`` does it once for a whole dataset.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gaitid.errors import InvalidSequenceError
-from gaitid.preprocess import NormalizedSequence, normalize_sequence
+from gaitid.preprocess import NormalizedSequence, value_scale
+from gaitid.segment import read_walk
 from training.data.errors import DatasetError, DatasetFormatError
 from training.data.opengait import WalkKey
 
@@ -95,7 +97,8 @@ def load_raw_walk(walk_dir: Path, min_frames: int = 1) -> NormalizedSequence:
     # once for the walk rather than per frame.
     same_size = all(f.shape == frames[0].shape for f in frames)
     source: NDArray[np.uint8] | list[NDArray[np.uint8]] = np.stack(frames) if same_size else frames
+    scale = value_scale(source) if isinstance(source, np.ndarray) else None
     try:
-        return normalize_sequence(source, min_frames=min_frames)
+        return read_walk(enumerate(source), scale=scale, min_frames=min_frames).sequence
     except InvalidSequenceError as exc:
         raise DatasetFormatError(walk_dir, str(exc)) from exc

@@ -1,0 +1,83 @@
+"""A picture of what the model will see: ``gaitid preprocess CLIP --preview strip.png``.
+
+Columns are frames sampled evenly over the walk. For camera footage the rows are the frame
+(at the working size) with the tracked person's mask tinted over it, the mask alone, and the
+final 64x44 silhouette; for silhouette input, only the final silhouettes. A person can check
+at a glance that the right person was followed and whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from gaitid.preprocess import FrameKey, PreprocessedSequence
+from gaitid.segment import Segmentation
+
+ROW_HEIGHT: Final = 128
+_TINT: Final = np.array([255, 40, 40], np.float32)  # red, RGB
+
+
+class PreviewRecorder:
+    """A segmentation observer (``FrontEnd.observer``) that keeps what the strip shows."""
+
+    def __init__(self, columns: int = 8) -> None:
+        self.columns = columns
+        self.frames: dict[FrameKey, NDArray[np.uint8]] = {}
+        self.masks: list[tuple[FrameKey, NDArray[np.uint8]]] = []
+
+    def __call__(
+        self, frames: Sequence[tuple[FrameKey, NDArray[np.uint8]]], found: Segmentation
+    ) -> None:
+        picks = _evenly(len(found.masks), self.columns)
+        self.masks = [found.masks[i] for i in picks]
+        wanted = {key for key, _mask in self.masks}
+        self.frames = {key: frame for key, frame in frames if key in wanted}
+
+
+def render(result: PreprocessedSequence, recorder: PreviewRecorder | None) -> NDArray[np.uint8]:
+    """The strip as an RGB image."""
+    columns = recorder.columns if recorder is not None else 8
+    silhouettes = [result.frames[i] for i in _evenly(result.used, columns)]
+    rows: list[list[NDArray[np.uint8]]] = []
+    if recorder is not None and recorder.masks:
+        overlays, masks = [], []
+        for key, mask in recorder.masks:
+            frame = recorder.frames[key].astype(np.float32)
+            person = mask > 0
+            frame[person] = 0.5 * frame[person] + 0.5 * _TINT
+            overlays.append(frame.astype(np.uint8))
+            masks.append(np.repeat(mask[:, :, None], 3, axis=2))
+        rows += [overlays, masks]
+    rows.append([np.repeat(s[:, :, None], 3, axis=2) for s in silhouettes])
+    strips = [_row(row) for row in rows]
+    width = max(strip.shape[1] for strip in strips)
+    padded = [np.pad(strip, ((0, 0), (0, width - strip.shape[1]), (0, 0))) for strip in strips]
+    return np.concatenate(padded, axis=0)
+
+
+def write(path: Path, image: NDArray[np.uint8]) -> None:
+    """Save the strip (PNG or JPEG by the suffix)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"cannot write the preview to {path} (use a .png or .jpg name)")
+
+
+def _row(tiles: list[NDArray[np.uint8]]) -> NDArray[np.uint8]:
+    scaled = []
+    for tile in tiles:
+        width = max(1, round(tile.shape[1] * ROW_HEIGHT / tile.shape[0]))
+        resized = cv2.resize(tile, (width, ROW_HEIGHT), interpolation=cv2.INTER_NEAREST)
+        scaled.append(np.pad(np.asarray(resized, np.uint8), ((0, 0), (0, 4), (0, 0))))
+    return np.concatenate(scaled, axis=1)
+
+
+def _evenly(count: int, columns: int) -> list[int]:
+    if count <= 0:
+        return []
+    return sorted(set(np.linspace(0, count - 1, min(count, columns)).round().astype(int).tolist()))

@@ -1,0 +1,227 @@
+"""The segmentation front end on composited clips: input kinds, mask IoU, refusals.
+
+Every clip is composited here (``tests.utils.clips``): a walker's masks filled with a striped
+garment, moved over a textured static scene with noise, lighting drift and mp4 encoding, so
+the masks that made the clip are the truth the segmentation is measured against.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from gaitid.decode import decode_upload, read_frames
+from gaitid.errors import UploadContentError
+from gaitid.segment import (
+    BackgroundNeededError,
+    FrontEnd,
+    NoPersonFoundError,
+    OnnxPersonSegmenter,
+    SegmentationConfig,
+    SegmenterError,
+    detect_kind,
+    segment_clip,
+    to_working_rgb,
+)
+from tests.utils import clips, uploads
+
+#: The acceptance bar of issue 13 for composited crossing clips (frames aligned).
+MIN_IOU = 0.85
+REAL_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "casia-b-train"
+
+
+def _decoded_frames(data: bytes) -> list[tuple[int, np.ndarray]]:
+    """The RGB frames a decoder gives for an upload (lossy codecs included), keyed by index."""
+    return list(enumerate(read_frames(data)))
+
+
+def _segment(clip: clips.Clip, *, with_scene: bool = False, mp4: bool = True, **kwargs: object):
+    config = SegmentationConfig()
+    frames = _decoded_frames(clips.encode_mp4(clip.frames)) if mp4 else list(enumerate(clip.frames))
+    small = [(key, to_working_rgb(frame, None, config)) for key, frame in frames]
+    scene = clip.empty_scene if with_scene else None
+    return small, segment_clip(small, background=scene, config=config, **kwargs)  # type: ignore[arg-type]
+
+
+def _ious(clip: clips.Clip, small: list, found) -> list[float]:  # type: ignore[no-untyped-def]
+    height, width = small[0][1].shape[:2]
+    out = []
+    for key, mask in found.masks:
+        truth = clip.truth[key].astype(np.uint8) * 255
+        truth = cv2.resize(truth, (width, height), interpolation=cv2.INTER_AREA) > 127
+        out.append(clips.mask_iou(mask > 0, truth))
+    return out
+
+
+# ---------------------------------------------------------------------------- input kinds
+
+
+@pytest.mark.parametrize("name", sorted({**uploads.LOSSLESS, **uploads.LOSSY}))
+def test_silhouettes_in_every_format_are_told_apart_from_footage(name: str) -> None:
+    encode = {**uploads.LOSSLESS, **uploads.LOSSY}[name]
+    frames = [frame for _key, frame in _decoded_frames(encode(uploads.walking_masks(6, 90, 120)))]
+    assert detect_kind(frames) == "silhouettes"
+
+
+def test_footage_is_told_apart_from_silhouettes() -> None:
+    clip = clips.crossing_clip(frames=10, seed=1)
+    assert detect_kind(list(clip.frames)) == "video"
+    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in clip.frames]
+    assert detect_kind(grey) == "video"
+    assert detect_kind([f for _k, f in _decoded_frames(clips.encode_mp4(clip.frames))]) == "video"
+
+
+def test_pretreated_frames_are_silhouettes_whatever_their_values() -> None:
+    noisy = np.random.default_rng(0).integers(0, 256, (4, 64, 44), dtype=np.uint8)
+    assert detect_kind(list(noisy)) == "silhouettes"
+
+
+# ---------------------------------------------------------------------------- segmentation
+
+
+@pytest.mark.parametrize(
+    ("case", "kwargs"),
+    [
+        ("crossing", {"seed": 1}),
+        ("noise and drift", {"seed": 7, "noise_sigma": 8.0, "drift": 0.3}),
+        ("cast shadow", {"seed": 2, "shadow": True}),
+        ("second moving object", {"seed": 3, "passer_by": True}),
+        ("small person", {"seed": 9, "person_height": 0.35}),
+        ("VGA camera", {"seed": 8, "height": 480, "width": 640}),
+    ],
+)
+@pytest.mark.parametrize("with_scene", [False, True], ids=["median", "empty scene"])
+def test_crossing_clips_are_segmented_close_to_the_truth(
+    case: str, kwargs: dict[str, object], with_scene: bool
+) -> None:
+    clip = clips.crossing_clip(**kwargs)  # type: ignore[arg-type]
+    small, found = _segment(clip, with_scene=with_scene)
+    ious = _ious(clip, small, found)
+    assert len(found.masks) >= 20, found.dropped
+    assert float(np.mean(ious)) >= MIN_IOU, (case, float(np.mean(ious)))
+    # the person enters and leaves the picture: those frames are dropped, not half-kept
+    assert found.dropped["cut_by_border"] > 0 and found.dropped["no_person"] > 0
+
+
+def test_a_second_moving_object_is_not_merged_into_the_person() -> None:
+    clip = clips.crossing_clip(seed=3, passer_by=True)
+    _small, found = _segment(clip, mp4=False)
+    for _key, mask in found.masks:
+        rows = np.flatnonzero(mask.any(axis=1))
+        assert rows[0] > clip.frames.shape[1] // 5  # nothing up where the cart runs
+
+
+def test_towards_the_camera_needs_an_empty_scene_frame() -> None:
+    clip = clips.crossing_clip(seed=4, towards_camera=True)
+    with pytest.raises(BackgroundNeededError, match="empty-scene frame"):
+        _segment(clip)
+    small, found = _segment(clip, with_scene=True)
+    assert len(found.masks) == len(clip.frames)
+    assert float(np.mean(_ious(clip, small, found))) >= MIN_IOU
+
+
+@pytest.mark.skipif(not REAL_DATA.is_dir(), reason="../shared/data/casia-b-train is absent")
+@pytest.mark.parametrize("walk", ["nm-01/090", "bg-01/072", "cl-01/108", "nm-05/036"])
+def test_real_walks_composited_into_clips(walk: str) -> None:
+    silhouettes = np.load(REAL_DATA / "063.npz")[walk]
+    masks = [clips._crop(f > 127) for f in silhouettes if (f > 127).sum() > 50]
+    clip = clips.crossing_clip(frames=len(masks), seed=11, masks=masks, person_height=0.6)
+    small, found = _segment(clip)
+    assert float(np.mean(_ious(clip, small, found))) >= MIN_IOU
+
+
+# ---------------------------------------------------------------------------- refusals
+
+
+def test_a_clip_without_a_person_is_refused() -> None:
+    clip = clips.crossing_clip(seed=5)
+    empty = np.stack([clip.empty_scene] * 30)
+    noisy = np.clip(empty + np.random.default_rng(0).normal(0, 4, empty.shape), 0, 255)
+    with pytest.raises(NoPersonFoundError, match="no walking person"):
+        decode_upload(clips.encode_mp4(noisy.astype(np.uint8)), "scene.mp4")
+
+
+def test_a_photo_is_never_a_walk() -> None:
+    photo = clips.crossing_clip(frames=30, seed=6).frames[15]
+    for fmt in ("PNG", "JPEG"):
+        data = uploads.encode_image(photo, fmt)  # type: ignore[arg-type]
+        with pytest.raises(NoPersonFoundError):
+            decode_upload(data, "photo.jpg")
+    with pytest.raises(NoPersonFoundError):  # the same photo many times is not a walk either
+        decode_upload(uploads.encode_zip(np.stack([photo] * 12), "JPEG"), "photos.zip")
+
+
+def test_a_wide_moving_object_is_not_a_person() -> None:
+    clip = clips.crossing_clip(seed=5, moving_box_only=True)
+    frames = clip.frames.copy()
+    height, width = frames.shape[1:3]
+    for t in range(len(frames)):  # a car: wide, a third of the height, crossing the middle
+        x = round(width * (-0.4 + 1.2 * t / (len(frames) - 1)))
+        frames[t, height // 3 : 2 * height // 3, max(0, x) : max(0, x + width // 2)] = (30, 30, 140)
+    with pytest.raises(NoPersonFoundError):
+        decode_upload(clips.encode_mp4(frames), "car.mp4")
+
+
+def test_an_empty_scene_frame_of_another_camera_is_refused() -> None:
+    clip = clips.crossing_clip(frames=20, seed=1)
+    wrong = cv2.resize(clip.empty_scene, (200, 200))
+    with pytest.raises(UploadContentError, match="same camera"):
+        decode_upload(clips.encode_mp4(clip.frames), front_end=FrontEnd(background=wrong))
+
+
+# ---------------------------------------------------------------------------- the pipeline
+
+
+def test_a_camera_clip_becomes_a_walk() -> None:
+    clip = clips.crossing_clip(seed=1)
+    result = decode_upload(clips.encode_mp4(clip.frames), "clip.mp4", min_frames=8)
+    assert result.kind == "video" and result.frames.shape[1:] == (64, 44)
+    assert result.total == 60 and result.used >= 30
+    assert result.dropped == 60 - result.used
+    assert set(result.drops) <= {"no_person", "cut_by_border", "too_small", "too_little_foreground"}
+    assert sum(result.drops.values()) == result.dropped
+
+
+def test_the_caller_can_override_the_guess() -> None:
+    clip = clips.crossing_clip(frames=12, seed=1)
+    data = clips.encode_mp4(clip.frames)
+    forced = decode_upload(data, front_end=FrontEnd(input="silhouettes"))
+    assert forced.kind == "silhouettes"  # taken as masks, as asked (not a useful walk)
+    masks = uploads.encode_npy(uploads.walking_masks(8, 90, 120))
+    assert decode_upload(masks, front_end=FrontEnd(input="auto")).kind == "silhouettes"
+
+
+def test_too_few_frames_with_the_person_says_why() -> None:
+    clip = clips.crossing_clip(seed=1)
+    with pytest.raises(Exception, match="cut by border") as info:
+        decode_upload(clips.encode_mp4(clip.frames), min_frames=59)
+    assert type(info.value).__name__ == "TooFewFramesError"
+
+
+# ---------------------------------------------------------------------------- learned segmenter
+
+
+@pytest.mark.parametrize("size", [None, (96, 128)], ids=["dynamic size", "fixed size"])
+def test_an_onnx_person_segmenter_with_the_contract(
+    tmp_path: Path, size: tuple[int, int] | None
+) -> None:
+    model = clips.red_person_onnx(tmp_path / "seg.onnx", size)
+    segmenter = OnnxPersonSegmenter(model)
+    clip = clips.crossing_clip(seed=4, towards_camera=True)  # no background needed with it
+    small, found = _segment(clip, segmenter=segmenter)
+    assert float(np.mean(_ious(clip, small, found))) >= (MIN_IOU if size is None else 0.75)
+    result = decode_upload(
+        clips.encode_mp4(clip.frames), front_end=FrontEnd(segmenter=segmenter), min_frames=8
+    )
+    assert result.kind == "video"
+
+
+def test_a_segmenter_that_breaks_the_contract_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SegmenterError, match="no segmenter model"):
+        OnnxPersonSegmenter(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(SegmenterError, match="not a loadable ONNX model"):
+        OnnxPersonSegmenter(tmp_path / "junk.onnx")
