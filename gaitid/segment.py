@@ -29,7 +29,8 @@ this. Callers can always override the guess (``input=silhouettes|video``).
    frame to frame, starting from the largest blob of the clip, forwards and backwards: each
    frame takes the component nearest to the track's predicted position whose size is
    consistent with the previous one. Other blobs (a passer-by, a shadow apart from the feet)
-   are not merged; small components inside the person's box (a detached hand) are.
+   are not merged; smaller components over the person's columns and within 15 % of its
+   height (a head cut off at the neck, a detached hand) are.
 4. Frames are dropped (and counted by reason) when no tracked person is found
    (``no_person``), when the person touches the image border (``cut_by_border``: entering or
    leaving) or is shorter than ``min_person_height`` of the frame (``too_small``).
@@ -343,19 +344,19 @@ def segment_clip(
     config = config or SegmentationConfig()
     if not frames:
         raise NoPersonFoundError("the clip has no frames")
-    stack = np.stack([frame for _key, frame in frames])
+    images = [frame for _key, frame in frames]
     if segmenter is not None:
-        foreground = [
-            segmenter.probabilities(frame) >= config.probability_threshold for frame in stack
-        ]
+        threshold = config.probability_threshold
+        foreground = (segmenter.probabilities(frame) >= threshold for frame in images)
     else:
-        reference = _background(stack, background, config)
-        foreground = [_subtract(frame, reference, config) for frame in stack]
+        reference = _background(images, background, config)
+        foreground = (_subtract(frame, reference, config) for frame in images)
+    # one frame's foreground at a time; only its components and a bit-packed mask are kept
     blobs = [_blobs(_clean(mask), config) for mask in foreground]
     track = _track(blobs)
     return _assemble(
         frames,
-        stack.shape[1:3],
+        images[0].shape[:2],
         blobs,
         track,
         config,
@@ -364,9 +365,11 @@ def segment_clip(
 
 
 def _background(
-    stack: NDArray[np.uint8], supplied: NDArray[np.uint8] | None, config: SegmentationConfig
+    images: Sequence[NDArray[np.uint8]],
+    supplied: NDArray[np.uint8] | None,
+    config: SegmentationConfig,
 ) -> NDArray[np.float32]:
-    height, width = stack.shape[1:3]
+    height, width = images[0].shape[:2]
     if supplied is not None:
         s_height, s_width = supplied.shape[:2]
         if abs(s_width / s_height - width / height) > 0.02:
@@ -376,9 +379,9 @@ def _background(
             )
         rgb = to_working_rgb(supplied, None, config)
         return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32)
-    count = min(len(stack), config.background_samples)
-    picks = np.linspace(0, len(stack) - 1, count).round().astype(int)
-    return np.median(stack[picks], axis=0).astype(np.float32)
+    count = min(len(images), config.background_samples)
+    picks = np.linspace(0, len(images) - 1, count).round().astype(int)
+    return np.median(np.stack([images[i] for i in picks]), axis=0).astype(np.float32)
 
 
 def _subtract(
@@ -394,7 +397,9 @@ def _subtract(
     diff = np.abs(current / gain - reference).max(axis=2)
     threshold = max(config.min_threshold, config.noise_factor * float(np.median(diff)))
     foreground = diff > threshold
-    low, high = ratio.min(axis=2), ratio.max(axis=2)
+    # shadows are judged on a smoothed ratio: pixel noise would break the equal-darkening test
+    smooth = cv2.blur(ratio, (5, 5))
+    low, high = smooth.min(axis=2), smooth.max(axis=2)
     shadow = (
         (high <= config.shadow_max_ratio)
         & (low >= config.shadow_min_ratio)
@@ -430,21 +435,30 @@ class _Blob:
 
 @dataclass(frozen=True)
 class _Frame:
-    labels: NDArray[np.int32]
+    packed: NDArray[np.uint8]  # the cleaned mask, 8 pixels a byte (np.packbits)
+    shape: tuple[int, int]
     blobs: list[_Blob]  # candidates for the track
     parts: list[_Blob]  # every component, for merging detached parts
 
+    def labels(self) -> NDArray[np.int32]:
+        """The component labels of the mask (recomputed: the same mask, the same labels)."""
+        mask = np.unpackbits(self.packed, count=self.shape[0] * self.shape[1])
+        binary = mask.reshape(self.shape) * np.uint8(255)
+        _count, labels = cv2.connectedComponents(binary, connectivity=8)
+        return np.asarray(labels, dtype=np.int32)
+
 
 def _blobs(mask: NDArray[np.uint8], config: SegmentationConfig) -> _Frame:
-    _count, labels, stats, _centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    _count, _labels, stats, _centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
     min_area = config.min_blob_share * mask.size
     parts = [
         _Blob(i, int(s[0]), int(s[1]), int(s[2]), int(s[3]), int(s[4]))
         for i, s in enumerate(stats)
         if i > 0
     ]
-    labelled = np.asarray(labels, dtype=np.int32)
-    return _Frame(labelled, [b for b in parts if b.area >= min_area], parts)
+    packed = np.packbits(mask > 0)
+    shape = (int(mask.shape[0]), int(mask.shape[1]))
+    return _Frame(packed, shape, [b for b in parts if b.area >= min_area], parts)
 
 
 def _track(frames: list[_Frame]) -> list[_Blob | None]:
@@ -552,6 +566,8 @@ def _assemble(
 #: (a passer-by, a cart, a long shadow) merged into it; only the columns around the torso stay.
 _MERGED_WIDTH: Final = 1.4
 _HOLE_SHARE: Final = 0.02
+#: Parts of the person may be detached by up to this share of its height (a thin neck).
+_PART_REACH: Final = 0.15
 _ADVICE: Final = (
     "send a clip of one person walking past a static camera (with an empty-scene frame when "
     "they walk towards it), or silhouettes with input=silhouettes"
@@ -574,21 +590,25 @@ def _around_torso(mask: NDArray[np.uint8], person: _Blob, usual_width: float) ->
 
 
 def _person_mask(frame: _Frame, person: _Blob) -> NDArray[np.uint8]:
-    """The person's component plus small parts inside its box, small holes filled, 0/255.
+    """The person's component plus smaller parts over its columns (a head cut off at the
+    neck, a hand), small holes filled, 0/255.
 
     Only holes under ``_HOLE_SHARE`` of the person are filled: clothing that matches the
     background leaves small holes, while the gap between two legs closed by the feet is a
     large one that belongs to the background.
     """
     keep = [person.label]
+    reach = _PART_REACH * person.h
     for part in frame.parts:
         if part.label == person.label or part.area >= person.area:
             continue
-        inside_x = person.x <= part.x and part.x + part.w <= person.x + person.w
-        inside_y = person.y <= part.y and part.y + part.h <= person.y + person.h
-        if inside_x and inside_y:
+        # a detached head, hand or foot: over the person's columns, at most `reach` away
+        overlaps_x = part.x < person.x + person.w and person.x < part.x + part.w
+        gap_y = max(person.y - (part.y + part.h), part.y - (person.y + person.h), 0)
+        flat = part.w > 2 * part.h  # a strip of shadow on the ground, not a body part
+        if overlaps_x and gap_y <= reach and not flat:
             keep.append(part.label)
-    selected = np.isin(frame.labels, keep).astype(np.uint8) * 255
+    selected = np.isin(frame.labels(), keep).astype(np.uint8) * 255
     contours, hierarchy = cv2.findContours(selected, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     if hierarchy is None:
         return selected
