@@ -1,5 +1,8 @@
 """Upload decoding: untrusted bytes (or a local file / folder) -> the network's ``(T, 64, 44)``.
 
+Decoders yield raw frames; the front end (``gaitid.segment.read_walk``) takes silhouettes as
+they are and segments camera footage first; ``gaitid.preprocess`` pretreats either.
+
 Supported containers, recognised by their magic bytes (the filename is only a hint used in
 messages, so a misnamed file still decodes and a disguised one cannot pick its decoder):
 
@@ -10,8 +13,8 @@ messages, so a misnamed file still decodes and a disguised one cannot pick its d
   in place after its header was checked against the limits (never unpickled).
 - ``.npz``: a zip of ``.npy`` members: a single array, or the one stored under
   ``NPZ_KEY`` (``"silhouettes"``) when there are several.
-- video of masks (mp4 / mov, avi, mkv / webm) through OpenCV's FFmpeg backend from a
-  temporary file.
+- video, of masks or camera footage (mp4 / mov, avi, mkv / webm), through OpenCV's FFmpeg
+  backend from a temporary file; frames come out RGB like every other source.
 - multi-page TIFF (one page per frame; uncompressed or deflate).
 - a single PNG / JPEG / BMP image (a one-frame walk).
 

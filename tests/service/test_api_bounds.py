@@ -24,6 +24,7 @@ from service.config import Settings
 from service.inference import Embedder
 from tests.service.helpers import assert_error, headers, running
 from tests.utils import uploads
+from tests.utils.asgi import http_scope
 
 MiB = 1 << 20
 
@@ -43,6 +44,15 @@ def _slow_zip(frames: int = 400, side: int = 800) -> bytes:
     return uploads.zip_with_members({f"f{i}.png": png for i in range(frames)})
 
 
+def _enroll_file(client: TestClient, key: str, name: str, data: bytes) -> Any:
+    return client.post(
+        "/enroll",
+        headers=headers(key),
+        data={"identity": "ann"},
+        files={"file": (name, data, "application/octet-stream")},
+    )
+
+
 def _wait_until_idle(client: TestClient, limit_s: float) -> float:
     """Seconds until no decode thread runs, failing after ``limit_s``."""
     start = time.perf_counter()
@@ -57,12 +67,7 @@ def test_tiny_compressed_bomb_is_413(
 ) -> None:
     bomb = uploads.tar_bomb(48 * MiB, "bz2")
     with running(settings, embedder) as client:
-        response = client.post(
-            "/enroll",
-            headers=headers(keys["enroll"]),
-            data={"identity": "ann"},
-            files={"file": ("walk.tar.bz2", bomb, "application/x-bzip2")},
-        )
+        response = _enroll_file(client, keys["enroll"], "walk.tar.bz2", bomb)
         error = assert_error(response, 413)
         assert "expands" in error["message"]
 
@@ -70,12 +75,7 @@ def test_tiny_compressed_bomb_is_413(
 def test_pixel_budget_is_413(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:
     tight = settings.model_copy(update={"max_pixels_per_request": 4_000_000})
     with running(tight, embedder) as client:
-        response = client.post(
-            "/enroll",
-            headers=headers(keys["enroll"]),
-            data={"identity": "ann"},
-            files={"file": ("walk.zip", _slow_zip(frames=20), "application/zip")},
-        )
+        response = _enroll_file(client, keys["enroll"], "walk.zip", _slow_zip(frames=20))
         error = assert_error(response, 413)
         assert "pixels per walk" in error["message"]
 
@@ -86,12 +86,7 @@ def test_decoding_stops_when_the_request_times_out(
     quick = settings.model_copy(update={"request_timeout_s": 0.3})
     data = _slow_zip()
     with running(quick, embedder) as client:
-        response = client.post(
-            "/enroll",
-            headers=headers(keys["enroll"]),
-            data={"identity": "ann"},
-            files={"file": ("walk.zip", data, "application/zip")},
-        )
+        response = _enroll_file(client, keys["enroll"], "walk.zip", data)
         assert_error(response, 504, "timeout")
         _wait_until_idle(client, limit_s=3.0)  # a whole decode takes several times longer
         assert _metric(client, "gaitid_decodes_cancelled_total") == 1
@@ -125,21 +120,8 @@ def test_decoding_stops_when_the_client_goes_away(
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/enroll",
-            "raw_path": b"/enroll",
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(k.lower().encode(), v.encode()) for k, v in request.headers.items()],
-            "client": ("127.0.0.1", 50000),
-            "server": ("testserver", 80),
-            "state": {},
-        }
+        raw = [(k.lower().encode(), v.encode()) for k, v in request.headers.items()]
+        scope = http_scope("POST", "/enroll", raw)
         await client.app(scope, receive, send)  # type: ignore[arg-type]
 
     with running(settings, embedder) as client:

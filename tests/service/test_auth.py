@@ -14,6 +14,7 @@ from service.db.models import ApiKey, AuditLog
 from service.errors import InvalidRequestError
 from service.inference import Embedder
 from tests.service.helpers import assert_error, enroll, headers, identify, running
+from tests.utils.asgi import http_scope
 
 
 def test_keys_are_stored_hashed(settings: Settings, keys: dict[str, str]) -> None:
@@ -166,21 +167,7 @@ def _post_without_body(client: object, path: str, key: str | None) -> tuple[int,
         (b"content-length", b"40000000"),
         *([(b"x-api-key", key.encode())] if key else []),
     ]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": raw_headers,
-        "client": ("127.0.0.1", 1),
-        "server": ("testserver", 80),
-        "state": {},
-    }
+    scope = http_scope("POST", path, raw_headers)
     client.portal.call(client.app, scope, receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
