@@ -128,17 +128,26 @@ def model_info_command(
         74, min=0, help="Classifier size counted (74 = CASIA-B LT training subjects)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    with_table_ix: bool = typer.Option(
+        True,
+        "--table-ix/--no-table-ix",
+        help="Also build the variant with each of Table IX's branch sets and compare.",
+    ),
 ) -> None:
-    """Parameters per component and FLOPs for one walk, beside the paper's Table IX."""
+    """Parameters and FLOPs per component (per frame and per walk) beside Table IX."""
     from model.config import VARIANTS
 
     if variant not in VARIANTS:
         raise typer.BadParameter(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
-    from model.info import format_table, model_info
+    from dataclasses import asdict
+
+    from model.info import format_table, model_info, table_ix
     from model.registry import resolve_config
 
-    info = model_info(resolve_config(variant, num_classes=num_classes), variant, frames)
+    config = resolve_config(variant, num_classes=num_classes)
+    info = model_info(config, variant, frames)
+    rows = table_ix(config) if with_table_ix else []
     if as_json:
-        typer.echo(json.dumps(info.as_dict(), indent=2))
+        typer.echo(json.dumps({**info.as_dict(), "table_ix": [asdict(r) for r in rows]}, indent=2))
     else:
-        typer.echo(format_table(info))
+        typer.echo(format_table(info, rows))

@@ -9,7 +9,10 @@ impossible network is refused before any tensor is built.
 Variants (see ``model/README.md`` for the measurements behind ``lite``):
 
 - ``paper``: CASIA-B settings of section IV-B (32/64/128/128 channels, branches 1/3/5, static
-  fusion, GSFE 4 x 4, D = 256).
+  fusion, GSFE 4 x 4, D = 256), with HPP as Table I defines its operator: GAP and GMP
+  concatenated (part features of 2c = 256 channels) over 16 parts, the reading whose
+  parameter count matches Table IX (``model/README.md``). ``hpp="sum", parts=32`` is the
+  ablation (OpenGait's HPP).
 - ``paper-oumvlp``: the OU-MVLP widths 64/128/256/256, otherwise as ``paper``.
 - ``lite``: a CPU-friendly reduction for serving and CPU training.
 - ``tiny``: a few thousand parameters, for tests only.
@@ -37,6 +40,10 @@ class LMGCSConfig(BaseModel):
     local_strips: int = Field(8, ge=0)
     # m, horizontal parts of the HPP mapping (Eq. 1)
     parts: int = Field(32, ge=1)
+    # how HPP combines GAP and GMP (Eq. 1's (+)): "concat" (Table I: concatenation; part
+    # features then have 2c channels) or "sum" (OpenGait's HPP; c channels). The default is
+    # "sum" so configs saved before this field existed load as they were trained.
+    hpp: Literal["sum", "concat"] = "sum"
     # LMFE on (III-B); off = part features go straight to fusion/readout (Table VIII row 1)
     lmfe: bool = True
     # sub-sequence window sizes s, one LMFE branch each, fine to coarse (Tables IX, XIII)
@@ -107,9 +114,9 @@ class LMGCSConfig(BaseModel):
                 f"fusion={self.fusion!r} fuses several branches; with the single branch "
                 f"{self.branches} use fusion='none'"
             )
-        if self.channels[-1] % self.heads:
+        if self.feature_channels % self.heads:
             raise ValueError(
-                f"heads={self.heads} does not divide the feature width {self.channels[-1]}"
+                f"heads={self.heads} does not divide the feature width {self.feature_channels}"
             )
         return self
 
@@ -125,8 +132,8 @@ class LMGCSConfig(BaseModel):
 
     @property
     def feature_channels(self) -> int:
-        """c, the width of the part features (last E3D layer)."""
-        return self.channels[-1]
+        """c, the width of the part features: the last E3D width, doubled by ``hpp="concat"``."""
+        return self.channels[-1] * (2 if self.hpp == "concat" else 1)
 
     @property
     def num_stripes(self) -> int:
@@ -140,8 +147,8 @@ def _variant(**fields: Any) -> LMGCSConfig:
 
 #: Named variants; ``create_model`` accepts their names.
 VARIANTS: dict[str, LMGCSConfig] = {
-    "paper": _variant(),
-    "paper-oumvlp": _variant(channels=(64, 128, 256, 256)),
+    "paper": _variant(hpp="concat", parts=16),
+    "paper-oumvlp": _variant(channels=(64, 128, 256, 256), hpp="concat", parts=16),
     # CPU reduction, chosen by measurement (model/README.md, BENCHMARKS.md): half the widths,
     # pool before the first GL layer too, global-plus-4-strip convs, 16 parts, GSFE 1 x 1.
     "lite": _variant(

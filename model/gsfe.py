@@ -6,7 +6,7 @@ residual and post-LayerNorm: "Add & Norm"); a decoder whose single query is the 
 C^max then cross-attends to the encoded tokens and returns O_{s,p} (Eq. 6).
 
 - Weights are shared by all parts and branches (parts and branches are folded into the batch):
-  Table IX's parameter count grows by exactly one per-branch FC (2^20 = 32 parts x 128 x 256)
+  Table IX's parameter count grows by exactly one per-branch FC (2^20 = 16 parts x 256 x 256)
   per added branch, so the transformer cannot be per branch.
 - Padding: keys of padded frames get -inf before the softmax, so a padded frame has exactly
   zero weight; the max query is taken over real frames only.

@@ -1,18 +1,21 @@
 """Parameter and FLOP accounting per component, beside the paper's Table IX.
 
-FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode``: convolutions and matrix
-products only, one multiply-add = 2 FLOPs (so MACs = FLOPs / 2). Element-wise work
-(activations, pooling, softmax, LayerNorm) is not counted, as in most papers' counters.
-Counted for one walk (N = 1) of ``frames`` frames.
+One unit throughout: **FLOPs = 2 x multiply-adds** of convolutions and matrix products,
+counted by ``torch.utils.flop_counter.FlopCounterMode`` (element-wise work, activations,
+pooling, softmax and LayerNorm are not counted, as in most papers' counters). MACs are half.
+Costs are given per frame (one walk of T = 1) and per walk (T = ``frames``, default 30).
 
-The paper's Table IX reports 16.82 M parameters and 2.60 GFLOPs at (we assume) 30 frames,
-without naming its counter; tools such as thop/ptflops report MACs under the name FLOPs and
-skip attention matmuls, so the paper figure is best compared with our MACs of E3D alone.
+Table IX (CASIA-B LT, RTX 3090) gives parameters and "FLOPs (G)" for every branch set; its
+counter is not named. :func:`table_ix` builds the variant with each of those branch sets and
+reports its parameters without the K-way classifier (whose size depends on the training
+set) and its GFLOPs per frame with and without GSFE: the paper's 2.58-2.60 G sit next to
+our per-frame cost without GSFE's linear layers (``model/README.md`` explains).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Final
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -21,12 +24,22 @@ from gaitid.contract import FRAME_HEIGHT, FRAME_WIDTH
 from model.config import LMGCSConfig
 from model.lmgcs import LMGCS
 
-#: Table IX, all three branches (CASIA-B LT, RTX 3090).
-PAPER_PARAMS_M = 16.82
-PAPER_GFLOPS = 2.60
-#: CASIA-B LT trains on 74 subjects: the classifier size the paper's count includes.
-PAPER_NUM_CLASSES = 74
-COMPONENTS = ("backbone", "lmfe", "mff", "gsfe", "fc", "bnneck", "embedding_head")
+#: Table IX, as printed: branch set -> (parameters in M, "FLOPs (G)").
+TABLE_IX: Final[dict[tuple[int, ...], tuple[float, float]]] = {
+    (1,): (14.72, 2.58),
+    (3,): (14.72, 2.59),
+    (5,): (14.72, 2.59),
+    (1, 3): (15.77, 2.59),
+    (3, 5): (15.77, 2.59),
+    (1, 5): (15.77, 2.60),
+    (1, 3, 5): (16.82, 2.60),
+}
+#: The full model's row (all three branches).
+PAPER_PARAMS_M: Final = TABLE_IX[(1, 3, 5)][0]
+PAPER_GFLOPS: Final = TABLE_IX[(1, 3, 5)][1]
+#: CASIA-B LT trains on 74 subjects: the classifier size ``gaitid model-info`` counts.
+CASIA_B_LT_CLASSES: Final = 74
+COMPONENTS: Final = ("backbone", "lmfe", "mff", "gsfe", "fc", "bnneck", "embedding_head")
 
 
 @dataclass(frozen=True)
@@ -35,7 +48,8 @@ class ComponentCost:
 
     name: str
     params: int  # trainable parameters
-    flops: int
+    flops: int  # one walk of ModelInfo.frames frames
+    frame_flops: int  # one frame (T = 1)
     constants: int = 0  # fixed fitted values (the embedding head's mean and reduction matrix)
 
 
@@ -46,7 +60,10 @@ class ModelInfo:
     variant: str
     frames: int
     num_classes: int
+    hpp: str
+    feature_channels: int
     components: tuple[ComponentCost, ...]
+    classifier_params: int  # the BNNeck's K-way linear layer, part of "bnneck"
 
     @property
     def params(self) -> int:
@@ -57,6 +74,10 @@ class ModelInfo:
         return sum(c.flops for c in self.components)
 
     @property
+    def frame_flops(self) -> int:
+        return sum(c.frame_flops for c in self.components)
+
+    @property
     def constants(self) -> int:
         return sum(c.constants for c in self.components)
 
@@ -65,11 +86,25 @@ class ModelInfo:
         return {
             **asdict(self),
             "total_params": self.params,
+            "total_params_without_classifier": self.params - self.classifier_params,
             "total_constants": self.constants,
             "total_flops": self.flops,
+            "total_frame_flops": self.frame_flops,
             "total_macs": self.flops // 2,
             "paper_table_ix": {"params_m": PAPER_PARAMS_M, "gflops": PAPER_GFLOPS},
         }
+
+
+@dataclass(frozen=True)
+class TableIXRow:
+    """One row of Table IX beside the same branch set of a variant."""
+
+    branches: tuple[int, ...]
+    paper_params_m: float
+    paper_gflops: float
+    params: int  # trainable, without the classifier
+    frame_flops: int  # one frame, every component
+    frame_flops_without_gsfe: int
 
 
 def count_flops(model: LMGCS, frames: int, batch: int = 1) -> dict[str, int]:
@@ -94,9 +129,9 @@ def count_flops(model: LMGCS, frames: int, batch: int = 1) -> dict[str, int]:
 
 
 def model_info(config: LMGCSConfig, variant: str, frames: int = 30) -> ModelInfo:
-    """Parameters and FLOPs per component of ``config`` for one walk of ``frames`` frames."""
+    """Parameters and FLOPs per component of ``config``, per frame and per walk."""
     model = LMGCS(config)
-    flops = count_flops(model, frames)
+    walk, frame = count_flops(model, frames), count_flops(model, 1)
     components = []
     for name in COMPONENTS:
         module = getattr(model, name)
@@ -106,30 +141,83 @@ def model_info(config: LMGCSConfig, variant: str, frames: int = 30) -> ModelInfo
             if name == "embedding_head"
             else 0
         )
-        components.append(ComponentCost(name, params, flops.get(name, 0), constants))
-    return ModelInfo(variant, frames, config.num_classes, tuple(components))
+        components.append(
+            ComponentCost(name, params, walk.get(name, 0), frame.get(name, 0), constants)
+        )
+    classifier = getattr(model.bnneck, "classifier", None)
+    classifier_params = sum(p.numel() for p in classifier.parameters()) if classifier else 0
+    return ModelInfo(
+        variant,
+        frames,
+        config.num_classes,
+        config.hpp,
+        config.feature_channels,
+        tuple(components),
+        classifier_params,
+    )
 
 
-def format_table(info: ModelInfo) -> str:
-    """Plain-text table of ``info`` with the paper's Table IX beside it."""
+def table_ix(config: LMGCSConfig) -> list[TableIXRow]:
+    """``config`` with each of Table IX's branch sets, beside the paper's row."""
+    rows = []
+    for branches, (params_m, gflops) in TABLE_IX.items():
+        fields = config.model_dump()
+        fields.update(branches=branches, fusion=config.fusion if len(branches) > 1 else "none")
+        info = model_info(LMGCSConfig.model_validate(fields), "table-ix", frames=1)
+        by_name = {c.name: c for c in info.components}
+        rows.append(
+            TableIXRow(
+                branches,
+                params_m,
+                gflops,
+                info.params - info.classifier_params,
+                info.frame_flops,
+                info.frame_flops - by_name["gsfe"].frame_flops,
+            )
+        )
+    return rows
+
+
+def format_table(info: ModelInfo, rows: list[TableIXRow] | None = None) -> str:
+    """Plain-text tables: components per frame and per walk, then Table IX beside ours."""
     lines = [
-        f"LMGCS variant {info.variant!r}, one walk of T={info.frames} frames, "
-        f"K={info.num_classes} classes",
-        f"{'component':<16}{'params':>14}{'GFLOPs':>10}{'GMACs':>10}{'fitted consts':>15}",
+        f"LMGCS variant {info.variant!r}: HPP {info.hpp}, part features of "
+        f"{info.feature_channels} channels; K={info.num_classes} classes",
+        "GFLOPs = 2 x multiply-adds of convolutions and matrix products (FlopCounterMode)",
+        "",
+        f"{'component':<16}{'params':>14}{'GFLOPs/frame':>14}"
+        f"{f'GFLOPs/walk T={info.frames}':>20}{'fitted consts':>15}",
     ]
     for c in info.components:
         lines.append(
-            f"{c.name:<16}{c.params:>14,}{c.flops / 1e9:>10.3f}{c.flops / 2e9:>10.3f}"
+            f"{c.name:<16}{c.params:>14,}{c.frame_flops / 1e9:>14.3f}{c.flops / 1e9:>20.3f}"
             f"{c.constants:>15,}"
         )
     lines.append(
-        f"{'total':<16}{info.params:>14,}{info.flops / 1e9:>10.3f}{info.flops / 2e9:>10.3f}"
-        f"{info.constants:>15,}"
+        f"{'total':<16}{info.params:>14,}{info.frame_flops / 1e9:>14.3f}"
+        f"{info.flops / 1e9:>20.3f}{info.constants:>15,}"
     )
-    lines.append(f"{'paper IX':<16}{PAPER_PARAMS_M * 1e6:>14,.0f}{PAPER_GFLOPS:>10.2f}{'?':>10}")
     lines.append(
-        "FLOPs: conv/matmul only, 1 multiply-add = 2 FLOPs. The paper does not name its "
-        "counter; see model/README.md for why the numbers differ. The embedding head's "
-        "fitted constants are not trained parameters (training.embedding_fit)."
+        f"{'  no classifier':<16}{info.params - info.classifier_params:>14,}"
+        f"   (the BNNeck's {info.classifier_params:,}-parameter K-way layer left out)"
+    )
+    if rows:
+        lines += [
+            "",
+            "Table IX (CASIA-B LT) beside this variant with the same branches; params without",
+            "the classifier; the paper does not name its FLOP counter:",
+            f"{'branches':<10}{'paper M':>9}{'ours M':>9}{'diff':>8}{'paper G':>9}"
+            f"{'ours G/frame':>14}{'without GSFE':>14}",
+        ]
+        for row in rows:
+            ours = row.params / 1e6
+            lines.append(
+                f"{','.join(map(str, row.branches)):<10}{row.paper_params_m:>9.2f}{ours:>9.2f}"
+                f"{ours - row.paper_params_m:>+8.2f}{row.paper_gflops:>9.2f}"
+                f"{row.frame_flops / 1e9:>14.2f}{row.frame_flops_without_gsfe / 1e9:>14.2f}"
+            )
+    lines.append(
+        "See model/README.md for what matches the paper and what cannot. The embedding "
+        "head's fitted constants are not trained parameters (training.embedding_fit)."
     )
     return "\n".join(lines)

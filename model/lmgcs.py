@@ -64,7 +64,7 @@ class LMGCS(nn.Module):
         stripes = config.num_stripes
         self.embed_dim = config.embed_dim
         self.backbone = E3D(config)
-        self.hpp = HorizontalPooling(config.parts)
+        self.hpp = HorizontalPooling(config.parts, config.hpp)
         self.lmfe = LMFE(c, config.branches) if config.lmfe else None
         self.mff = MFF(config.fusion, c, len(config.branches))
         self.gsfe = (

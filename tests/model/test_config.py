@@ -58,3 +58,15 @@ def test_num_classes_and_overrides_reach_the_model() -> None:
     model = create_model("tiny", num_classes=7, fusion="attention")
     assert model.config.num_classes == 7 and model.config.fusion == "attention"
     assert model.embed_dim == VARIANTS["tiny"].embed_dim
+
+
+def test_hpp_reading_per_variant() -> None:
+    """Issue 18: `paper` concatenates GAP and GMP over 16 parts; the shipped `lite` sums."""
+    assert (VARIANTS["paper"].hpp, VARIANTS["paper"].parts) == ("concat", 16)
+    assert VARIANTS["paper"].feature_channels == 256
+    assert VARIANTS["paper-oumvlp"].feature_channels == 512
+    assert (VARIANTS["lite"].hpp, VARIANTS["lite"].parts) == ("sum", 16)
+    # a config saved before the field existed loads with the reading it was trained with
+    saved = VARIANTS["lite"].model_dump()
+    del saved["hpp"]
+    assert LMGCSConfig.model_validate(saved) == VARIANTS["lite"]
