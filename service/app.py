@@ -13,14 +13,27 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from gaitid import __version__
+from service import openapi
 from service.auth_first import AuthFirstMiddleware, RedactKeysInAccessLog
 from service.config import Settings, load_settings
 from service.errors import install_error_handlers
 from service.limits import BodyLimitMiddleware, CancelOnDisconnectMiddleware, TimeoutMiddleware
 from service.metrics import Metrics, MetricsMiddleware
-from service.routes import admin, enroll, galleries, health, identify, identities, templates, verify
+from service.openapi import STATIC_DOCS_URL, error_code_table
+from service.routes import (
+    admin,
+    enroll,
+    galleries,
+    health,
+    identify,
+    identities,
+    keys,
+    templates,
+    verify,
+)
 from service.state import EmbedderFactory, default_embedder, start_state, stop_state
 
 logger = logging.getLogger(__name__)
@@ -31,7 +44,8 @@ Enrol and identify people from silhouette walks.
 Authenticate with the `X-API-Key` header (create keys with `gaitid keys create --scope S`;
 scopes `identify`, `enroll`, `admin`, where admin implies the others). Uploads are multipart
 `file` fields in any supported format (zip/tar of frames, npy, npz, mp4/avi, multi-page TIFF).
-Every error has the body `{"error": {"code", "message", "details"}}`.
+Every error has the body `{"error": {"code", "message", "details"}}`; the codes:
+
 """
 
 
@@ -57,11 +71,13 @@ def create_app(
             app.state.service = None
             await stop_state(state)
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="gaitid",
         version=__version__,
-        description=DESCRIPTION,
+        description=DESCRIPTION + error_code_table(),
         lifespan=lifespan,
+        redoc_url=None,
+        static_url=STATIC_DOCS_URL,
     )
     app.state.service = None
     app.state.metrics = metrics
@@ -69,11 +85,12 @@ def create_app(
     # Starlette runs the last added middleware outermost: metrics see timeouts and 413s.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     # outside the body limit: a caller without a valid key learns nothing about the limits
-    routers = (enroll, identify, verify, identities, templates, galleries, health, admin)
+    routers = (enroll, identify, verify, identities, templates, galleries, keys, health, admin)
     app.add_middleware(AuthFirstMiddleware, routes=[r for m in routers for r in m.router.routes])
     app.add_middleware(TimeoutMiddleware, timeout_s=settings.request_timeout_s)
     app.add_middleware(CancelOnDisconnectMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for module in routers:
         app.include_router(module.router)
+    openapi.install(app, settings)
     return app

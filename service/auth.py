@@ -9,6 +9,10 @@ kept in clear so ``gaitid keys list`` can show which key is which.
 Scopes: ``identify`` (identify, verify, read identities), ``enroll`` (enroll, read identities),
 ``admin`` (everything, including delete, galleries and the index). There is no default key:
 a fresh database accepts no request until ``gaitid keys create`` was run.
+
+A key may be bound to galleries (``--gallery NAME``, repeatable): it then gets 403 for every
+other gallery on every endpoint, and for what spans all galleries (the index, key management).
+A key bound to none may use every gallery.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,13 +30,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.db.engine import Database
-from service.db.models import ApiKey, AuditLog
+from service.db.models import ApiKey, ApiKeyGallery, AuditLog
 from service.errors import (
     AuthenticationError,
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
 )
+from service.schemas import GALLERY_PATTERN
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +56,35 @@ class Scope(StrEnum):
 
 @dataclass(frozen=True)
 class Principal:
-    """The authenticated caller: which key, and what it may do."""
+    """The authenticated caller: which key, what it may do, and where."""
 
     key_id: int
     name: str
     scopes: frozenset[Scope]
+    galleries: frozenset[str] | None = None
+    """The galleries the key is bound to; ``None``: every gallery."""
 
     def allows(self, scope: Scope) -> bool:
         """Admin implies every scope."""
         return Scope.ADMIN in self.scopes or scope in self.scopes
+
+    def may_use(self, gallery: str) -> bool:
+        return self.galleries is None or gallery in self.galleries
+
+    def require_gallery(self, gallery: str) -> None:
+        """403 unless the key may use ``gallery``."""
+        if not self.may_use(gallery):
+            bound = ", ".join(sorted(self.galleries or ()))
+            raise PermissionDeniedError(
+                f"this API key is bound to the galleries {bound}; it may not use {gallery!r}"
+            )
+
+    def require_every_gallery(self, what: str) -> None:
+        """403 for a bound key: ``what`` spans every gallery."""
+        if self.galleries is not None:
+            raise PermissionDeniedError(
+                f"{what} spans every gallery; this API key is bound to some galleries only"
+            )
 
 
 def parse_scopes(values: list[str] | tuple[str, ...]) -> frozenset[Scope]:
@@ -73,6 +99,19 @@ def parse_scopes(values: list[str] | tuple[str, ...]) -> frozenset[Scope]:
         except ValueError:
             raise InvalidRequestError(f"unknown scope {value!r}; allowed: {allowed}") from None
     return frozenset(scopes)
+
+
+def parse_galleries(values: list[str] | tuple[str, ...] | None) -> frozenset[str] | None:
+    """Gallery names a key is bound to; ``None`` (every gallery) when there are none."""
+    if not values:
+        return None
+    bad = [v for v in values if not re.fullmatch(GALLERY_PATTERN, v)]
+    if bad:
+        raise InvalidRequestError(
+            f"gallery name {bad[0]!r} is not valid: letters, digits, '_', '.', '-' (1-128, "
+            "starting with a letter or digit)"
+        )
+    return frozenset(values)
 
 
 def hash_key(key: str) -> str:
@@ -92,26 +131,44 @@ class CreatedKey:
     prefix: str
     scopes: frozenset[Scope]
     key: str
+    galleries: frozenset[str] | None = None
 
 
-def create_key(session: Session, scopes: frozenset[Scope], name: str) -> CreatedKey:
-    """Store a new key's hash and return the key itself (the only time it exists in clear)."""
+def create_key(
+    session: Session,
+    scopes: frozenset[Scope],
+    name: str,
+    galleries: frozenset[str] | None = None,
+    *,
+    created_by: int | None = None,
+) -> CreatedKey:
+    """Store a new key's hash and return the key itself (the only time it exists in clear).
+
+    ``galleries`` binds the key to those galleries (names validated by the caller); ``None``
+    or empty: every gallery.
+    """
     if not name or len(name) > 128:
         raise InvalidRequestError(f"key name must be 1..128 characters; got {len(name)}")
     key, prefix = generate_key()
     row = ApiKey(name=name, prefix=prefix, key_hash=hash_key(key), scopes=",".join(sorted(scopes)))
+    row.bindings = [ApiKeyGallery(gallery=g) for g in sorted(galleries or ())]
     session.add(row)
     session.flush()
-    session.add(AuditLog(action="key.create", api_key_id=row.id, detail={"scopes": row.scopes}))
+    detail: dict[str, object] = {"scopes": row.scopes}
+    if galleries:
+        detail["galleries"] = len(galleries)
+    session.add(AuditLog(action="key.create", api_key_id=created_by or row.id, detail=detail))
     session.commit()
-    return CreatedKey(id=row.id, name=name, prefix=prefix, scopes=scopes, key=key)
+    return CreatedKey(
+        id=row.id, name=name, prefix=prefix, scopes=scopes, key=key, galleries=row.galleries
+    )
 
 
 def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
 
 
-def revoke_key(session: Session, key_ref: str) -> ApiKey:
+def revoke_key(session: Session, key_ref: str, *, revoked_by: int | None = None) -> ApiKey:
     """Revoke by numeric id or by prefix; revoked keys get 401 from then on."""
     stmt = select(ApiKey).where(
         ApiKey.id == int(key_ref) if key_ref.isdigit() else ApiKey.prefix == key_ref
@@ -124,7 +181,11 @@ def revoke_key(session: Session, key_ref: str) -> ApiKey:
     row = rows[0]
     if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
-        session.add(AuditLog(action="key.revoke", api_key_id=row.id))
+        session.add(
+            AuditLog(
+                action="key.revoke", api_key_id=revoked_by or row.id, detail={"key_id": row.id}
+            )
+        )
         session.commit()
     return row
 
@@ -141,6 +202,8 @@ def authenticate(db: Database, presented: str | None, needed: Scope) -> Principa
     digest = hash_key(presented)
     with db.session() as session:
         row = session.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).one_or_none()
+        if row is not None:
+            _ = row.galleries  # load the bindings while the session is open
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         logger.warning("rejected unknown API key")
         raise AuthenticationError("unknown API key")
@@ -148,7 +211,10 @@ def authenticate(db: Database, presented: str | None, needed: Scope) -> Principa
         _audit(db, row.id, {"reason": "revoked"}, once_per=DENIAL_AUDIT_INTERVAL)
         raise AuthenticationError(f"API key {row.prefix} was revoked")
     principal = Principal(
-        key_id=row.id, name=row.name, scopes=frozenset(Scope(s) for s in row.scopes.split(","))
+        key_id=row.id,
+        name=row.name,
+        scopes=frozenset(Scope(s) for s in row.scopes.split(",")),
+        galleries=row.galleries,
     )
     if not principal.allows(needed):
         _audit(db, row.id, {"reason": "scope", "needed": needed.value})

@@ -170,28 +170,42 @@ def keys_create(
     name: Annotated[
         str, typer.Option("--name", "-n", help="Who or what uses this key.")
     ] = "default",
+    gallery: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gallery",
+            "-g",
+            help="Bind the key to this gallery (repeatable); none: every gallery.",
+        ),
+    ] = None,
 ) -> None:
     """Create an API key; the key itself is printed once, as the last line."""
-    from service.auth import create_key, parse_scopes
+    from service.auth import create_key, parse_galleries, parse_scopes
     from service.errors import InvalidRequestError
 
     try:
         scopes = parse_scopes(scope)
+        galleries = parse_galleries(gallery)
     except InvalidRequestError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     db = _require_migrated_db(_settings())
     try:
         with db.session(write=True) as session:
-            created = create_key(session, scopes, name)
+            created = create_key(session, scopes, name, galleries)
     except InvalidRequestError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     finally:
         db.dispose()
+    where = (
+        "every gallery"
+        if created.galleries is None
+        else "the galleries " + ", ".join(sorted(created.galleries))
+    )
     typer.echo(
         f"created key {created.id} ({created.prefix}) named {created.name!r} with scopes "
-        f"{', '.join(sorted(created.scopes))}; store it now, it is not shown again:"
+        f"{', '.join(sorted(created.scopes))} for {where}; store it now, it is not shown again:"
     )
     typer.echo(created.key)
 
@@ -204,14 +218,18 @@ def keys_list() -> None:
     db = _require_migrated_db(_settings())
     try:
         with db.session() as session:
-            rows = list_keys(session)
+            listing = [(r, r.galleries) for r in list_keys(session)]
     finally:
         db.dispose()
-    typer.echo(f"{'id':>4}  {'prefix':8}  {'scopes':24}  {'last used':25}  {'revoked':25}  name")
-    for r in rows:
+    head = f"{'id':>4}  {'prefix':8}  {'scopes':24}  {'last used':25}  {'revoked':25}"
+    typer.echo(f"{head}  {'galleries':24}  name")
+    for r, bound in listing:
         last = r.last_used_at.isoformat(timespec="seconds") if r.last_used_at else "-"
         revoked = r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else "-"
-        typer.echo(f"{r.id:>4}  {r.prefix:8}  {r.scopes:24}  {last:25}  {revoked:25}  {r.name}")
+        where = "*" if bound is None else ",".join(sorted(bound))
+        typer.echo(
+            f"{r.id:>4}  {r.prefix:8}  {r.scopes:24}  {last:25}  {revoked:25}  {where:24}  {r.name}"
+        )
 
 
 @keys_app.command("revoke")

@@ -104,7 +104,10 @@ class Settings(BaseSettings):
     """Usable frames an upload needs after empty frames are dropped."""
     request_timeout_s: float = Field(default=60.0, gt=0.0)
     """Whole-request budget (upload included); past it the client gets 504."""
-    max_top_k: int = Field(default=100, ge=1)
+    max_top_k: int = Field(default=100, ge=1, le=1000)
+    implicit_galleries: bool = True
+    """Enrolling into a gallery that does not exist creates it (the laptop path); off, a
+    gallery must be created with ``POST /galleries`` first (404 otherwise)."""
 
     # --- several processes on one database -----------------------------------------------
     replication_poll_s: float = Field(default=0.5, gt=0.0, le=60.0)

@@ -106,6 +106,12 @@ def _existing_template(
     return _enroll_response(template, identity, fields.gallery, False, None)
 
 
+def _require_gallery(state: ServiceState, name: str) -> None:
+    """404 before the upload is decoded when galleries must be created explicitly."""
+    with state.db.session() as session:
+        get_or_create_gallery(session, name, create=False)
+
+
 #: Attempts at storing a template when a concurrent erasure removes its identity midway.
 _STORE_ATTEMPTS = 3
 
@@ -151,7 +157,9 @@ def _store_once(
 ) -> EnrollResponse | None:
     model = state.model
     with state.db.session(write=True) as session:
-        gallery = get_or_create_gallery(session, fields.gallery)
+        gallery = get_or_create_gallery(
+            session, fields.gallery, create=state.settings.implicit_galleries
+        )
         identity = get_or_create_identity(session, gallery, fields.identity)
         template = Template(
             identity_id=identity.id,
@@ -198,6 +206,9 @@ async def enroll(
 ) -> EnrollResponse:
     """Enrol one walk; ``created`` tells a new template from an existing one."""
     start = time.perf_counter()
+    principal.require_gallery(fields.gallery)
+    if not state.settings.implicit_galleries:
+        await anyio.to_thread.run_sync(_require_gallery, state, fields.gallery)
     content_sha = upload.sha256
     existing = await anyio.to_thread.run_sync(
         _existing_template, state, principal, fields, content_sha

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gaitid.errors import GaitidError, TooFewFramesError, UploadError, UploadTooLargeError
@@ -81,11 +81,56 @@ class DatabaseNotMigratedError(ServiceError):
     code = "database_not_migrated"
 
 
+#: Every error ``code`` the API answers with, and what it means. The OpenAPI document lists
+#: them (``ErrorDetail.code`` and the API description); a test checks that no code the
+#: handlers can produce is missing here.
+ERROR_CODES: dict[str, str] = {
+    "bad_request": "The body could not be parsed (malformed multipart or JSON).",
+    "unauthenticated": "Missing, unknown or revoked X-API-Key, a key given in the URL, or "
+    "/metrics without its bearer token.",
+    "forbidden": "The key lacks the endpoint's scope, or is bound to other galleries.",
+    "not_found": "No such identity, template, gallery, API key or route.",
+    "method_not_allowed": "The route exists but not with this HTTP method.",
+    "not_acceptable": "The requested media type cannot be produced.",
+    "conflict": "The name is taken (an identity in its gallery, a gallery), or a concurrent "
+    "change won; retry.",
+    "request_too_large": "The request body, or a text field of the form, is over its limit.",
+    "upload_too_large": "The upload is over a decoding limit: bytes, frames, pixels per frame "
+    "or per walk, archive members, inflated size or compression ratio.",
+    "unsupported_media_type": "The body's content type is not the one the endpoint takes.",
+    "invalid_request": "A field is out of range or malformed (top_k, filter, metadata, a name, "
+    "a cursor, a text field that is not UTF-8, ...).",
+    "validation_error": "The request does not match the schema; `details` lists each problem.",
+    "invalid_upload": "The upload cannot be read: unknown format, corrupt or unsafe archive, "
+    "unusable values or shapes.",
+    "invalid_sequence": "The silhouettes cannot be used as a walk (values, shapes).",
+    "too_few_frames": "Fewer usable frames than GAITID_MIN_FRAMES; `details` has usable, "
+    "required and total.",
+    "no_person_found": "Camera footage or a photo in which no walking person can be followed.",
+    "background_needed": "The person never leaves part of the picture (walking towards the "
+    "camera): send an empty-scene frame as `background`.",
+    "too_many_requests": "Rate limited; retry later.",
+    "unavailable": "The service is starting or stopping, or cannot reach its database; retry.",
+    "timeout": "The request took longer than GAITID_REQUEST_TIMEOUT_S.",
+    "database_not_migrated": "The database is not at the code's schema revision.",
+    "internal_error": "A bug: the server log has the traceback.",
+    "http_error": "Another HTTP error, named by the status.",
+}
+
+
+_CODE_ENUM: list[JsonValue] = [*sorted(ERROR_CODES)]
+
+
 # --- the one error schema ------------------------------------------------------------------
 class ErrorDetail(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: str = Field(description="Stable machine-readable error code.", examples=["not_found"])
+    code: str = Field(
+        description="Stable machine-readable error code; every value and its meaning is in "
+        "the API description.",
+        examples=["not_found"],
+        json_schema_extra={"enum": _CODE_ENUM},
+    )
     message: str = Field(
         description="What went wrong and what is allowed, for a person.",
         examples=["identity 42 not found"],

@@ -79,12 +79,23 @@ def _summary(identity: Identity, gallery: str, counts: tuple[int, int]) -> dict[
 
 
 def list_identities(
-    session: Session, model_sha: str, gallery: str | None, limit: int, cursor: str | None
+    session: Session,
+    principal: Principal,
+    model_sha: str,
+    gallery: str | None,
+    limit: int,
+    cursor: str | None,
 ) -> IdentityPage:
-    """One page of identities in id order; ``next_cursor`` continues after the last."""
+    """One page of identities in id order; ``next_cursor`` continues after the last.
+
+    Without ``gallery``, a key bound to galleries sees the identities of those only.
+    """
     stmt = select(Identity, Gallery.name).join(Gallery, Identity.gallery_id == Gallery.id)
     if gallery is not None:
+        principal.require_gallery(gallery)
         stmt = stmt.where(Identity.gallery_id == gallery_by_name(session, gallery).id)
+    elif principal.galleries is not None:
+        stmt = stmt.where(Gallery.name.in_(sorted(principal.galleries)))
     if cursor is not None:
         stmt = stmt.where(Identity.id > decode_cursor(cursor))
     rows = session.execute(stmt.order_by(Identity.id).limit(limit + 1)).all()
@@ -98,8 +109,11 @@ def list_identities(
     return IdentityPage(items=items, next_cursor=next_cursor)
 
 
-def identity_detail(session: Session, model_sha: str, identity_id: int) -> IdentityDetail:
+def identity_detail(
+    session: Session, principal: Principal, model_sha: str, identity_id: int
+) -> IdentityDetail:
     identity = get_or_404(session, Identity, identity_id, "identity")
+    principal.require_gallery(identity.gallery.name)
     templates = [
         TemplateInfo(
             id=t.id,
@@ -128,6 +142,7 @@ def update_identity(
     """Rename and/or replace the metadata of an identity (409 when the name is taken)."""
     with state.db.session(write=True) as session:
         identity = get_or_404(session, Identity, identity_id, "identity")
+        principal.require_gallery(identity.gallery.name)
         changed = sorted(update.model_fields_set)
         if update.name is not None and update.name != identity.name:
             taken = session.scalars(
@@ -155,7 +170,7 @@ def update_identity(
         except IntegrityError:
             raise ConflictError(f"gallery already has an identity named {update.name!r}") from None
     with state.db.session() as session:
-        return identity_detail(session, state.model.sha256, identity_id)
+        return identity_detail(session, principal, state.model.sha256, identity_id)
 
 
 def delete_identity(state: ServiceState, principal: Principal, identity_id: int) -> int:
@@ -164,6 +179,7 @@ def delete_identity(state: ServiceState, principal: Principal, identity_id: int)
         # FOR UPDATE (PostgreSQL): waits for enrolments that hold this identity's key lock to
         # commit, so their templates are in the list below and leave the index too
         identity = get_or_404(session, Identity, identity_id, "identity", for_update=True)
+        principal.require_gallery(identity.gallery.name)
         gallery_id = identity.gallery_id
         template_ids = np.asarray(
             session.scalars(select(Template.id).where(Template.identity_id == identity_id)).all(),
@@ -188,6 +204,7 @@ def delete_template(state: ServiceState, principal: Principal, template_id: int)
     """Erase one template (the identity stays, possibly with no templates)."""
     with state.db.session(write=True) as session:
         template = get_or_404(session, Template, template_id, "template")
+        principal.require_gallery(template.identity.gallery.name)
         identity_id = template.identity_id
         gallery_id = template.identity.gallery_id
         session.delete(template)

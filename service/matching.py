@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 import numpy as np
@@ -52,10 +52,35 @@ def _gallery_ref(state: ServiceState, name: str) -> _GalleryRef:
         return _GalleryRef(gallery.id, gallery.name, gallery.default_threshold)
 
 
+@dataclass(frozen=True)
+class SearchOptions:
+    """What ``/identify`` may narrow its ranking to (inside the search, before ``top_k``)."""
+
+    min_score: float | None = None
+    """Matches scoring below it are left out (distinct from the decision threshold)."""
+    where: dict[str, Any] | None = None
+    """Identities whose metadata holds each of these top-level keys with an equal value."""
+
+    def admits(self, metadata: dict[str, Any] | None) -> bool:
+        if not self.where:
+            return True
+        held = metadata or {}
+        return all(key in held and held[key] == value for key, value in self.where.items())
+
+
 def _rank(
-    state: ServiceState, gallery: _GalleryRef, vector: NDArray[np.float32], top_k: int
+    state: ServiceState,
+    gallery: _GalleryRef,
+    vector: NDArray[np.float32],
+    top_k: int,
+    options: SearchOptions | None = None,
 ) -> list[Match]:
-    """Best template per identity, best first, at most ``top_k`` identities."""
+    """Best template per identity, best first, at most ``top_k`` identities.
+
+    ``options`` filter inside the search: the index is searched wider until ``top_k``
+    identities qualify, the gallery is exhausted or the scores fall below ``min_score``.
+    """
+    options = options or SearchOptions()
     size = state.indexes.gallery_size(gallery.id)
     k = min(size, top_k * _HITS_PER_IDENTITY)
     while True:
@@ -64,21 +89,27 @@ def _rank(
             return []
         with state.db.session() as session:
             rows = session.execute(
-                select(Template.id, Identity.id, Identity.name)
+                select(Template.id, Identity.id, Identity.name, Identity.meta)
                 .join(Identity, Template.identity_id == Identity.id)
                 .where(Template.id.in_(ids.tolist()))
             ).all()
-        owner = {template_id: (identity_id, name) for template_id, identity_id, name in rows}
+        owner = {
+            template_id: (identity_id, name, meta) for template_id, identity_id, name, meta in rows
+        }
         best: dict[int, Match] = {}
+        below = False
         for score, template_id in zip(scores.tolist(), ids.tolist(), strict=True):
+            if options.min_score is not None and score < options.min_score:
+                below = True  # scores arrive best first: nothing after this qualifies
+                break
             if template_id not in owner:  # deleted a moment ago; SQL wins
                 continue
-            identity_id, name = owner[template_id]
-            if identity_id not in best:  # scores arrive best first
+            identity_id, name, meta = owner[template_id]
+            if identity_id not in best and options.admits(meta):
                 best[identity_id] = Match(
                     identity=name, identity_id=identity_id, template_id=template_id, score=score
                 )
-        if len(best) >= top_k or k >= size:
+        if len(best) >= top_k or k >= size or below:
             return sorted(best.values(), key=lambda m: m.score, reverse=True)[:top_k]
         k = min(size, k * _HITS_PER_IDENTITY)
 
@@ -90,8 +121,9 @@ def _search_and_audit(
     vector: NDArray[np.float32],
     top_k: int,
     threshold: float,
+    options: SearchOptions,
 ) -> list[Match]:
-    matches = _rank(state, gallery, vector, top_k)
+    matches = _rank(state, gallery, vector, top_k, options)
     decision = decide(matches, threshold)
     with state.db.session(write=True) as session:
         audit(
@@ -113,9 +145,11 @@ async def identify(
     gallery_name: str,
     top_k: int,
     threshold: float | None,
+    options: SearchOptions | None = None,
 ) -> IdentifyResponse:
     """Rank the gallery's identities against one walk and decide match/unknown."""
     start = time.perf_counter()
+    principal.require_gallery(gallery_name)
     if top_k > state.settings.max_top_k:
         raise InvalidRequestError(f"top_k={top_k} exceeds the limit {state.settings.max_top_k}")
     gallery = await anyio.to_thread.run_sync(_gallery_ref, state, gallery_name)
@@ -129,7 +163,14 @@ async def identify(
     decoded, embedded = walk.decoded, walk.embedded
     search_start = time.perf_counter()
     matches = await anyio.to_thread.run_sync(
-        _search_and_audit, state, principal, gallery, embedded.vector, top_k, used
+        _search_and_audit,
+        state,
+        principal,
+        gallery,
+        embedded.vector,
+        top_k,
+        used,
+        options or SearchOptions(),
     )
     decision = decide(matches, used)
     state.metrics.decisions.labels(decision).inc()
@@ -207,6 +248,7 @@ async def verify(
 ) -> VerifyResponse:
     """1:1: is this walk the given identity? Best score over its current templates."""
     start = time.perf_counter()
+    principal.require_gallery(gallery_name)
     if (identity_id is None) == (identity_name is None):
         raise InvalidRequestError("give exactly one of identity_id or identity (a name)")
     target = await anyio.to_thread.run_sync(

@@ -246,6 +246,29 @@ class IdentityDetail(IdentitySummary):
 
 
 class IdentityPage(_Out):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "id": 7,
+                            "name": "alice",
+                            "gallery": "default",
+                            "metadata": {"team": "blue"},
+                            "templates": 2,
+                            "stale_templates": 0,
+                            "created_at": "2026-12-01T09:30:00Z",
+                            "updated_at": "2026-12-01T09:30:00Z",
+                        }
+                    ],
+                    "next_cursor": "eyJhZnRlciI6IDd9",
+                }
+            ]
+        },
+    )
+
     items: list[IdentitySummary]
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null at the end."
@@ -275,23 +298,74 @@ class IdentityUpdate(BaseModel):
 
 
 class GalleryInfo(_Out):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "lobby",
+                    "default_threshold": 0.62,
+                    "metadata": {"site": "north"},
+                    "identities": 12,
+                    "templates": 30,
+                    "created_at": "2026-12-01T09:30:00Z",
+                }
+            ]
+        },
+    )
+
     name: str
     default_threshold: float | None
+    metadata: dict[str, Any] | None = None
     identities: int
     templates: int = Field(description="Templates of the current model.")
+    created_at: datetime | None = None
+
+
+class GalleryCreate(BaseModel):
+    """A new gallery: its name, and optionally its default threshold and metadata."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "lobby", "default_threshold": 0.62, "metadata": {"site": "north"}}
+            ]
+        },
+    )
+
+    name: str = Field(pattern=GALLERY_PATTERN, description="Letters, digits, _ . -; 1-128.")
+    default_threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _storable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else check_metadata(value)
 
 
 class GalleryUpdate(BaseModel):
-    """Set (or with null, clear) the gallery's default decision threshold."""
+    """Fields to change; absent fields stay as they are, ``null`` clears one."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"default_threshold": 0.62}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"default_threshold": 0.62}, {"metadata": {"site": "south"}}]
+        },
     )
 
-    default_threshold: float | None = Field(ge=-1.0, le=1.0)
+    default_threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _storable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else check_metadata(value)
 
 
 class HealthResponse(_Out):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"status": "ok"}]})
+
     status: Literal["ok"] = "ok"
 
 
@@ -348,6 +422,30 @@ class IndexSummary(_Out):
 
 
 class StatsResponse(_Out):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": {
+                        "name": "gaitid-lmgcs",
+                        "variant": "lite",
+                        "version": "0.1.0",
+                        "sha256": _EXAMPLE_SHA256,
+                        "embedding_dim": 256,
+                        "default_threshold": 0.4824,
+                        "providers": ["CPUExecutionProvider"],
+                    },
+                    "galleries": 2,
+                    "identities": 40,
+                    "templates": 95,
+                    "stale_templates": 0,
+                    "index": {"kind": "flat", "size": 95, "galleries": 2},
+                }
+            ]
+        },
+    )
+
     model: ModelSummary
     galleries: int
     identities: int
@@ -357,6 +455,21 @@ class StatsResponse(_Out):
 
 
 class IndexCheckResponse(_Out):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "consistent": True,
+                    "db_templates": 95,
+                    "index_templates": 95,
+                    "missing_from_index": [],
+                    "extra_in_index": [],
+                }
+            ]
+        },
+    )
+
     consistent: bool
     db_templates: int
     index_templates: int
@@ -365,6 +478,11 @@ class IndexCheckResponse(_Out):
 
 
 class IndexRebuildResponse(_Out):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"templates": 95, "galleries": 2, "seconds": 0.04}]},
+    )
+
     templates: int
     galleries: int
     seconds: float
@@ -374,23 +492,23 @@ class IndexRebuildResponse(_Out):
 MAX_METADATA_CHARS = 16 * 1024
 
 
-def parse_metadata(text: str | None) -> dict[str, Any] | None:
-    """The ``metadata`` form field (a JSON object as text) as a dict; ``None`` when absent.
+def parse_metadata(text: str | None, what: str = "metadata") -> dict[str, Any] | None:
+    """A JSON-object form field (``metadata``, ``filter``) as a dict; ``None`` when absent.
 
     Raises ``ValueError`` naming what is wrong; the route turns it into a 422.
     """
     if text is None or text.strip() == "":
         return None
     if len(text) > MAX_METADATA_CHARS:
-        raise ValueError(f"metadata is {len(text)} characters; at most {MAX_METADATA_CHARS}")
+        raise ValueError(f"{what} is {len(text)} characters; at most {MAX_METADATA_CHARS}")
     try:
         value = json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"metadata is not valid JSON: {exc.msg} at position {exc.pos}") from None
+        raise ValueError(f"{what} is not valid JSON: {exc.msg} at position {exc.pos}") from None
     except RecursionError:
-        raise ValueError("metadata is nested too deeply") from None
+        raise ValueError(f"{what} is nested too deeply") from None
     if not isinstance(value, dict):
-        raise ValueError(f"metadata must be a JSON object; got {type(value).__name__}")
+        raise ValueError(f"{what} must be a JSON object; got {type(value).__name__}")
     return check_metadata(value)
 
 
@@ -496,3 +614,74 @@ def storable_text(value: str) -> str:
     except UnicodeEncodeError:
         raise ValueError("text must be valid Unicode (no lone surrogates)") from None
     return value
+
+
+class KeyCreate(BaseModel):
+    """A new API key: who uses it, what it may do, and where."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "lobby-camera", "scopes": ["identify"], "galleries": ["lobby"]}]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=128, pattern=TEXT_PATTERN)
+    scopes: list[Literal["identify", "enroll", "admin"]] = Field(min_length=1)
+    galleries: list[str] | None = Field(
+        default=None,
+        description="Galleries the key is bound to (403 on any other); absent or empty: every "
+        "gallery.",
+    )
+
+
+class KeyInfo(_Out):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 3,
+                    "name": "lobby-camera",
+                    "prefix": "a1b2c3d4",
+                    "scopes": ["identify"],
+                    "galleries": ["lobby"],
+                    "created_at": "2026-12-01T09:30:00Z",
+                    "last_used_at": None,
+                    "revoked_at": None,
+                }
+            ]
+        },
+    )
+
+    id: int
+    name: str
+    prefix: str = Field(description="The key's public part, shown by `gaitid keys list`.")
+    scopes: list[str]
+    galleries: list[str] | None = Field(description="Bound galleries; null: every gallery.")
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyInfo):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 3,
+                    "name": "lobby-camera",
+                    "prefix": "a1b2c3d4",
+                    "scopes": ["identify"],
+                    "galleries": ["lobby"],
+                    "created_at": "2026-12-01T09:30:00Z",
+                    "last_used_at": None,
+                    "revoked_at": None,
+                    "key": "gid_a1b2c3d4_8Qm...",
+                }
+            ]
+        },
+    )
+
+    key: str = Field(description="The secret key: shown this once, stored only as a hash.")

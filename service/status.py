@@ -8,6 +8,7 @@ import time
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.auth import Principal
 from service.db.models import Gallery, Identity, Template
 from service.schemas import (
     IndexCheckResponse,
@@ -96,12 +97,30 @@ def readiness(state: ServiceState | None) -> ReadinessResponse:
     )
 
 
-def stats(state: ServiceState) -> StatsResponse:
+def stats(state: ServiceState, principal: Principal) -> StatsResponse:
+    """Model, gallery and index statistics; a key bound to galleries sees those only."""
     info = state.model
     with state.db.session() as session:
-        galleries = int(session.scalar(select(func.count()).select_from(Gallery)) or 0)
-        identities = int(session.scalar(select(func.count()).select_from(Identity)) or 0)
-        templates = state.indexes.count_in_db(session)
+        gallery_stmt = select(Gallery.id)
+        if principal.galleries is not None:
+            gallery_stmt = gallery_stmt.where(Gallery.name.in_(sorted(principal.galleries)))
+        gallery_ids = list(session.scalars(gallery_stmt))
+        identities = int(
+            session.scalar(
+                select(func.count())
+                .select_from(Identity)
+                .where(Identity.gallery_id.in_(gallery_ids))
+            )
+            or 0
+        )
+        per_model = session.execute(
+            select(Template.model_sha256, func.count())
+            .join(Identity, Template.identity_id == Identity.id)
+            .where(Identity.gallery_id.in_(gallery_ids))
+            .group_by(Template.model_sha256)
+        ).all()
+    current = sum(int(n) for sha, n in per_model if sha == info.sha256)
+    stale = sum(int(n) for sha, n in per_model if sha != info.sha256)
     return StatsResponse(
         model=ModelSummary(
             name=info.name,
@@ -112,12 +131,14 @@ def stats(state: ServiceState) -> StatsResponse:
             default_threshold=info.default_threshold,
             providers=list(state.embedder.providers),
         ),
-        galleries=galleries,
+        galleries=len(gallery_ids),
         identities=identities,
-        templates=templates,
-        stale_templates=stale_count(state),
+        templates=current,
+        stale_templates=stale,
         index=IndexSummary(
-            kind=state.settings.index_kind, size=len(state.indexes), galleries=galleries
+            kind=state.settings.index_kind,
+            size=sum(state.indexes.gallery_size(g) for g in gallery_ids),
+            galleries=len(gallery_ids),
         ),
     )
 

@@ -94,6 +94,7 @@ class Gallery(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     default_threshold: Mapped[float | None] = mapped_column(Float)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     identities: Mapped[list[Identity]] = relationship(
@@ -165,6 +166,26 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    bindings: Mapped[list[ApiKeyGallery]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"
+    )
+
+    @property
+    def galleries(self) -> frozenset[str] | None:
+        """The galleries this key may use; ``None``: every gallery."""
+        return frozenset(b.gallery for b in self.bindings) if self.bindings else None
+
+
+class ApiKeyGallery(Base):
+    """A gallery (by name) a key is bound to; a key without rows here may use every gallery."""
+
+    __tablename__ = "api_key_galleries"
+
+    api_key_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    gallery: Mapped[str] = mapped_column(String(128), primary_key=True)
 
 
 class AuditLog(Base):

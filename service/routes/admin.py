@@ -19,7 +19,8 @@ router = APIRouter(prefix="/admin/index", tags=["operations"])
     summary="Consistency check of index vs SQL",
     responses=error_responses(401, 403, 503),
 )
-async def check(state: StateDep, _principal: AdminKeyDep) -> IndexCheckResponse:
+async def check(state: StateDep, principal: AdminKeyDep) -> IndexCheckResponse:
+    principal.require_every_gallery("the index check")
     return await anyio.to_thread.run_sync(status.check_index, state)
 
 
@@ -29,6 +30,7 @@ async def check(state: StateDep, _principal: AdminKeyDep) -> IndexCheckResponse:
     summary="Rebuild the index from SQL",
     responses=error_responses(401, 403, 503),
 )
-async def rebuild(state: StateDep, _principal: AdminKeyDep) -> IndexRebuildResponse:
+async def rebuild(state: StateDep, principal: AdminKeyDep) -> IndexRebuildResponse:
     """Blocks enrolments and deletions while it runs (they wait for the index lock)."""
+    principal.require_every_gallery("the index rebuild")
     return await anyio.to_thread.run_sync(status.rebuild_index, state)

@@ -72,5 +72,6 @@ async def metrics(request: Request) -> Response:
     summary="Model, gallery and index statistics",
     responses=error_responses(401, 403, 503),
 )
-async def stats(state: StateDep, _principal: EnrollKeyDep) -> StatsResponse:
-    return await anyio.to_thread.run_sync(status.stats, state)
+async def stats(state: StateDep, principal: EnrollKeyDep) -> StatsResponse:
+    """A key bound to galleries sees the counts of those galleries only."""
+    return await anyio.to_thread.run_sync(status.stats, state, principal)

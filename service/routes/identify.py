@@ -8,9 +8,9 @@ from fastapi import APIRouter, Form
 
 from service import matching
 from service.deps import IdentifyKeyDep, StateDep
-from service.errors import error_responses
+from service.errors import InvalidRequestError, error_responses
 from service.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
-from service.schemas import GALLERY_PATTERN, IdentifyResponse
+from service.schemas import GALLERY_PATTERN, IdentifyResponse, parse_metadata
 from service.uploads import read_upload
 
 router = APIRouter(tags=["identification"], route_class=StrictFormRoute)
@@ -32,11 +32,37 @@ async def identify(
         Form(ge=-1.0, le=1.0, description="Decision threshold; default: gallery, model, fallback."),
     ] = None,
     gallery_name: Annotated[str, Form(alias="gallery", pattern=GALLERY_PATTERN)] = "default",
+    min_score: Annotated[
+        float | None,
+        Form(
+            ge=-1.0,
+            le=1.0,
+            description="Leave out matches scoring below this (the decision threshold is "
+            "separate: it decides match/unknown on the best score).",
+        ),
+    ] = None,
+    identity_filter: Annotated[
+        str | None,
+        Form(
+            alias="filter",
+            description="A JSON object: only identities whose metadata holds each of these "
+            "top-level keys with an equal value. Applied inside the search, so `top_k` "
+            "identities come back when that many qualify.",
+            examples=['{"site": "north"}'],
+        ),
+    ] = None,
     input_kind: InputField = "auto",
     background: BackgroundField = None,
 ) -> IdentifyResponse:
     """Best template per identity, by cosine similarity, with a match/unknown decision."""
+    try:
+        where = parse_metadata(identity_filter, "filter")
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc)) from None
+    options = matching.SearchOptions(min_score=min_score, where=where)
     upload = await read_upload(
         file, state.settings.max_upload_bytes, input_kind=input_kind, background=background
     )
-    return await matching.identify(state, principal, upload, gallery_name, top_k, threshold)
+    return await matching.identify(
+        state, principal, upload, gallery_name, top_k, threshold, options
+    )

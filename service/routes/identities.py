@@ -27,14 +27,16 @@ IdentityId = Annotated[int, Path(ge=1, le=MAX_ID, description="The identity's id
 def list_identities(
     state: StateDep,
     session: SessionDep,
-    _principal: EnrollKeyDep,
+    principal: EnrollKeyDep,
     gallery_name: Annotated[str | None, Query(alias="gallery", pattern=GALLERY_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[
         str | None, Query(max_length=200, description="`next_cursor` of the previous page.")
     ] = None,
 ) -> IdentityPage:
-    return identities.list_identities(session, state.model.sha256, gallery_name, limit, cursor)
+    return identities.list_identities(
+        session, principal, state.model.sha256, gallery_name, limit, cursor
+    )
 
 
 @router.get(
@@ -44,9 +46,9 @@ def list_identities(
     responses=error_responses(401, 403, 404, 422, 503),
 )
 def get_identity(
-    state: StateDep, session: SessionDep, _principal: EnrollKeyDep, identity_id: IdentityId
+    state: StateDep, session: SessionDep, principal: EnrollKeyDep, identity_id: IdentityId
 ) -> IdentityDetail:
-    return identities.identity_detail(session, state.model.sha256, identity_id)
+    return identities.identity_detail(session, principal, state.model.sha256, identity_id)
 
 
 @router.patch(

@@ -34,7 +34,7 @@ def test_migrations_match_models(db_url: str) -> None:
 def test_migrations_ship_inside_the_package() -> None:
     assert ALEMBIC_INI.is_file() and ALEMBIC_INI.parent == MIGRATIONS_DIR
     assert (MIGRATIONS_DIR / "env.py").is_file()
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"
 
 
 def test_upgrade_from_empty_and_downgrade(tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ def test_upgrade_from_empty_and_downgrade(tmp_path: Path) -> None:
 
     db = Database(f"sqlite:///{tmp_path / 'sub' / 'fresh.db'}")  # parent folder is created
     assert schema_status(db.engine).current is None
-    assert upgrade(db.engine) == "0003"
+    assert upgrade(db.engine) == head_revision()
     assert schema_status(db.engine).up_to_date
     cfg = alembic_config()
     with db.engine.begin() as conn:
@@ -72,7 +72,7 @@ def test_db_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     keys = runner.invoke(cli, ["keys", "create", "--scope", "admin"])
     assert keys.exit_code == 1 and "gaitid db upgrade" in keys.output
     done = runner.invoke(cli, ["db", "upgrade"])
-    assert done.exit_code == 0 and "0003" in done.output
+    assert done.exit_code == 0 and head_revision() in done.output
     assert str(tmp_path / "gaitid.db") in done.output
     assert runner.invoke(cli, ["db", "current"]).exit_code == 0
 
@@ -108,7 +108,7 @@ def test_upgrade_to_0003_keeps_rows_and_never_reuses_erased_ids(tmp_path: Path) 
             )
         )
         conn.execute(text("DELETE FROM identities WHERE id = 3"))  # cascades to template 13
-    assert upgrade(db.engine) == "0003"
+    assert upgrade(db.engine) == head_revision()
     with db.engine.begin() as conn:
         ids = conn.execute(text("SELECT id FROM identities ORDER BY id")).scalars().all()
         assert ids == [1, 2]
