@@ -78,6 +78,8 @@ def create_app(
         lifespan=lifespan,
         redoc_url=None,
         static_url=STATIC_DOCS_URL,
+        # no online spec-validator badge: /docs must not reach out of an offline site
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.service = None
     app.state.metrics = metrics

@@ -187,6 +187,7 @@ def test_docs_render_offline(settings: Settings, embedder: Embedder) -> None:
         assets = re.findall(r"""(?:src|href)=["'](/[^"']+)""", page.text)
         assert assets and all(client.get(a).status_code == 200 for a in assets)
         assert "swagger-ui-bundle.js" in page.text
+        assert '"validatorUrl": null' in page.text  # Swagger UI's online validator is off
         assert client.get("/redoc").status_code == 404
 
 
