@@ -11,8 +11,7 @@ from pathlib import Path
 
 import typer
 
-#: Exit code for bad input data (the same code typer uses for bad command-line usage).
-EXIT_BAD_INPUT = 2
+from gaitid.errors import EXIT_BAD_INPUT
 
 
 def preprocess(

@@ -18,13 +18,17 @@ Walks of CASIA-B length (60-150 frames) are always embedded whole.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
 from gaitid.distance import l2_normalize
+from gaitid.errors import GaitidError
 
 INPUT_SILHOUETTES: Final = "silhouettes"
 INPUT_LENGTHS: Final = "lengths"
@@ -36,6 +40,14 @@ EMBEDDING_DIM: Final = 256
 
 #: Metric the embedding is compared with: cosine similarity == inner product of unit vectors.
 METRIC: Final = "cosine"
+
+#: ``model_name`` of every exported gaitid model.
+MODEL_NAME: Final = "lmgcs"
+#: Metadata the exporting caller must give (the rest is derived from the contract).
+CALLER_METADATA: Final = ("variant", "version", "training_data")
+#: Optional metadata: the calibrated cosine decision threshold (``gaitid export
+#: --threshold-from``), which the service uses when a request and its gallery give none.
+DEFAULT_THRESHOLD_KEY: Final = "default_threshold"
 
 #: Keys of the ONNX ``metadata_props`` every exported model carries.
 METADATA_KEYS: Final = (
@@ -96,3 +108,96 @@ def merge_embeddings(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
     if vectors.shape[0] == 1:
         return vectors[0]
     return l2_normalize(vectors.mean(axis=0, dtype=np.float64).astype(np.float32)[None])[0]
+
+
+class ContractError(GaitidError, ValueError):
+    """ONNX metadata that is missing keys or contradicts the contract."""
+
+
+def build_metadata(
+    metadata: Mapping[str, str], *, model_config_json: str, fp16: bool
+) -> dict[str, str]:
+    """The ``metadata_props`` of an export: the caller's keys completed with the contract's.
+
+    Raises :class:`ContractError` naming missing keys or values that contradict the contract.
+    """
+    missing = [key for key in CALLER_METADATA if not metadata.get(key)]
+    if missing:
+        raise ContractError(f"export metadata lacks {missing}; required: {list(CALLER_METADATA)}")
+    derived = {
+        "model_name": MODEL_NAME,
+        "embedding_dim": str(EMBEDDING_DIM),
+        "input_size": f"{FRAME_HEIGHT}x{FRAME_WIDTH}",
+        "metric": METRIC,
+    }
+    for key, value in derived.items():
+        if key in metadata and metadata[key] != value and key != "model_name":
+            raise ContractError(
+                f"metadata {key}={metadata[key]!r} contradicts the contract {value!r}"
+            )
+    props = {**derived, **{k: str(v) for k, v in metadata.items()}}
+    props.setdefault("precision", "float16" if fp16 else "float32")
+    props.setdefault("model_config", model_config_json)
+    read_metadata(props)  # what is written must read back
+    return props
+
+
+@dataclass(frozen=True)
+class ContractMetadata:
+    """What a model's metadata says, once checked against the contract."""
+
+    name: str
+    variant: str
+    version: str
+    embedding_dim: int
+    input_size: str
+    metric: str
+    training_data: str
+    default_threshold: float | None
+
+
+def read_metadata(meta: Mapping[str, str]) -> ContractMetadata:
+    """Check an ONNX model's ``metadata_props`` against the contract (the service, and the
+    evaluation of an ONNX file, read models only through this). Raises :class:`ContractError`."""
+    missing = [k for k in METADATA_KEYS if k not in meta]
+    if missing:
+        raise ContractError(
+            f"metadata_props lacks {missing}; a gaitid model carries {list(METADATA_KEYS)}"
+        )
+    try:
+        dim = int(meta["embedding_dim"])
+    except ValueError:
+        raise ContractError(
+            f"metadata embedding_dim={meta['embedding_dim']!r} is not an integer"
+        ) from None
+    if dim != EMBEDDING_DIM:
+        raise ContractError(f"metadata embedding_dim={dim}; the contract needs {EMBEDDING_DIM}")
+    if meta["metric"] != METRIC:
+        raise ContractError(f"metadata metric={meta['metric']!r}; embeddings compare by {METRIC!r}")
+    sizes = [int(v) for v in re.findall(r"\d+", meta["input_size"])]
+    if sizes[-2:] != [FRAME_HEIGHT, FRAME_WIDTH]:
+        raise ContractError(
+            f"metadata input_size={meta['input_size']!r}; frames must be "
+            f"{FRAME_HEIGHT}x{FRAME_WIDTH}"
+        )
+    threshold: float | None = None
+    if DEFAULT_THRESHOLD_KEY in meta:
+        raw = meta[DEFAULT_THRESHOLD_KEY]
+        try:
+            threshold = float(raw)
+        except ValueError:
+            threshold = math.nan
+        if not -1.0 <= threshold <= 1.0:  # also rejects NaN
+            raise ContractError(
+                f"metadata {DEFAULT_THRESHOLD_KEY}={raw!r}; a cosine threshold in [-1, 1]"
+            )
+    return ContractMetadata(
+        name=meta["model_name"],
+        variant=meta["variant"],
+        version=meta["version"],
+        embedding_dim=dim,
+        input_size=meta["input_size"],
+        metric=meta["metric"],
+        training_data=meta["training_data"],
+        default_threshold=threshold,
+    )

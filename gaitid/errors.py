@@ -2,11 +2,17 @@
 
 The hierarchy is what callers branch on, so it carries the HTTP meaning without importing
 any web framework: the service maps :class:`UploadTooLargeError` to 413, any other
-:class:`InvalidSequenceError` to 422, and the CLI maps both to exit code 2. Messages are
-written for the person who sent the data: they name the bad value and what is allowed.
+:class:`InvalidSequenceError` to 422, and the CLI maps both to ``EXIT_BAD_INPUT`` (2).
+:class:`GaitidError` is the base of every deliberate error of the project, in ``model/``
+and ``training/`` too (``tests/gaitid/test_errors.py`` checks it). Messages are written for
+the person who sent the data: they name the bad value and what is allowed.
 """
 
 from __future__ import annotations
+
+#: Exit code of every ``gaitid`` command for bad input data or usage (typer's own code for a
+#: bad command line), so scripts branch on one value.
+EXIT_BAD_INPUT = 2
 
 
 class GaitidError(Exception):

@@ -27,15 +27,16 @@ from torch import Tensor, nn
 
 from gaitid import __version__
 from gaitid.contract import (
-    EMBEDDING_DIM,
     FRAME_HEIGHT,
     FRAME_WIDTH,
     INPUT_LENGTHS,
     INPUT_SILHOUETTES,
-    METADATA_KEYS,
-    METRIC,
+    MODEL_NAME,
     OUTPUT_EMBEDDING,
+    ContractError,
+    build_metadata,
 )
+from gaitid.errors import GaitidError
 from model.config import VARIANTS, LMGCSConfig
 from model.layers.conv3d_as_2d import stack_time_in_conv3d
 from model.lmgcs import LMGCS, EmbeddingOnly
@@ -45,16 +46,12 @@ logger = logging.getLogger(__name__)
 
 #: Opset of the exported graph (ONNX Runtime >= 1.14 runs it).
 DEFAULT_OPSET = 18
-MODEL_NAME = "lmgcs"
-#: Metadata the caller must give; the rest of METADATA_KEYS is derived from the contract.
-CALLER_METADATA = ("variant", "version", "training_data")
+#: Export metadata that misses a required key or contradicts the contract: the contract's own
+#: error (``gaitid.contract`` builds and checks the metadata for export, service and eval).
+MetadataError = ContractError
 
 
-class MetadataError(ValueError):
-    """Export metadata that misses a required key or contradicts the ONNX contract."""
-
-
-class CheckpointError(ValueError):
+class CheckpointError(GaitidError, ValueError):
     """A checkpoint file that is not in the trainer's format."""
 
 
@@ -76,32 +73,6 @@ def variant_name(config: LMGCSConfig) -> str:
         if variant == plain:
             return name
     return "custom"
-
-
-def build_metadata(metadata: dict[str, str], config: LMGCSConfig, fp16: bool) -> dict[str, str]:
-    """Complete ``metadata`` with the contract-derived keys and check it.
-
-    Raises ``MetadataError`` naming missing keys or values that contradict the contract.
-    """
-    missing = [key for key in CALLER_METADATA if not metadata.get(key)]
-    if missing:
-        raise MetadataError(f"export metadata lacks {missing}; required: {list(CALLER_METADATA)}")
-    derived = {
-        "model_name": MODEL_NAME,
-        "embedding_dim": str(EMBEDDING_DIM),
-        "input_size": f"{FRAME_HEIGHT}x{FRAME_WIDTH}",
-        "metric": METRIC,
-    }
-    for key, value in derived.items():
-        if key in metadata and metadata[key] != value and key != "model_name":
-            raise MetadataError(
-                f"metadata {key}={metadata[key]!r} contradicts the contract {value!r}"
-            )
-    props = {**derived, **{k: str(v) for k, v in metadata.items()}}
-    props.setdefault("precision", "float16" if fp16 else "float32")
-    props.setdefault("model_config", json.dumps(config.model_dump(), sort_keys=True))
-    assert all(key in props for key in METADATA_KEYS)
-    return props
 
 
 def describe_embedding(model: LMGCS) -> str:
@@ -128,7 +99,9 @@ def export_onnx(
     """
     import onnx
 
-    props = build_metadata(metadata, model.config, fp16)
+    props = build_metadata(
+        metadata, model_config_json=json.dumps(model.config.model_dump(), sort_keys=True), fp16=fp16
+    )
     props.setdefault("embedding", describe_embedding(model))
     graph: nn.Module = EmbeddingOnly(copy.deepcopy(model).cpu().float()).eval()
     if stack_time:

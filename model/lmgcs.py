@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from gaitid.contract import FRAME_HEIGHT, FRAME_WIDTH
+from gaitid.errors import GaitidError
 from model.config import LMGCSConfig
 from model.e3d import E3D
 from model.embedding_head import EmbeddingHead
@@ -43,7 +44,7 @@ from model.mff import MFF
 from model.output import GaitOutput
 
 
-class InputShapeError(ValueError):
+class InputShapeError(GaitidError, ValueError):
     """Silhouettes or lengths that do not match the network's input contract."""
 
 

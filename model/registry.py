@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from gaitid.errors import GaitidError
 from model.config import VARIANTS, LMGCSConfig
 from model.lmgcs import LMGCS
 
 
-class UnknownVariantError(KeyError):
+class UnknownVariantError(GaitidError, KeyError):
     """A variant name that is not in ``model.config.VARIANTS``."""
 
     def __str__(self) -> str:

@@ -19,6 +19,8 @@ from typing import Annotated, Any
 
 import typer
 
+from gaitid.errors import EXIT_BAD_INPUT
+
 logger = logging.getLogger(__name__)
 
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
@@ -46,7 +48,7 @@ def _settings() -> Any:
         return load_settings()
     except ValidationError as exc:
         typer.echo(f"invalid GAITID_* settings:\n{exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
 def _database(settings: Any) -> Any:
@@ -188,14 +190,14 @@ def keys_create(
         galleries = parse_galleries(gallery)
     except InvalidRequestError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     db = _require_migrated_db(_settings())
     try:
         with db.session(write=True) as session:
             created = create_key(session, scopes, name, galleries)
     except InvalidRequestError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     finally:
         db.dispose()
     where = (
@@ -268,7 +270,7 @@ def _call_server(method: str, path: str, url: str | None, api_key: str | None) -
     key = api_key or os.environ.get("GAITID_API_KEY")
     if not key:
         typer.echo("error: pass --api-key or set GAITID_API_KEY (an admin key)", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_BAD_INPUT)
     request = urllib.request.Request(
         base.rstrip("/") + path, method=method, headers={"X-API-Key": key}
     )

@@ -17,9 +17,7 @@ from sqlalchemy.orm import Session
 
 from service.auth import Principal, Scope, authenticate
 from service.auth_first import PRINCIPAL_STATE, REQUIRED_SCOPE_ATTR
-from service.config import Settings
 from service.errors import ServiceUnavailableError
-from service.gallery_index import GalleryIndexes
 from service.state import ServiceState
 
 _api_key_header = APIKeyHeader(
@@ -40,23 +38,13 @@ def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> Settings:
-    return state.settings
-
-
 def get_session(state: StateDep) -> Iterator[Session]:
     """A read session for the request (writes go through the logic functions)."""
     with state.db.session() as session:
         yield session
 
 
-def get_indexes(state: StateDep) -> GalleryIndexes:
-    return state.indexes
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
-IndexDep = Annotated[GalleryIndexes, Depends(get_indexes)]
 
 
 def require(scope: Scope) -> Callable[..., object]:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +34,10 @@ from gaitid.contract import (
     FRAME_WIDTH,
     INPUT_LENGTHS,
     INPUT_SILHOUETTES,
-    METADATA_KEYS,
-    METRIC,
     OUTPUT_EMBEDDING,
+    ContractError,
     batch_sequences,
+    read_metadata,
 )
 from gaitid.distance import l2_normalize
 from gaitid.errors import GaitidError, InvalidSequenceError
@@ -50,7 +48,6 @@ Device = Literal["auto", "cpu", "cuda"]
 DEVICES: tuple[Device, ...] = ("auto", "cpu", "cuda")
 
 #: Optional metadata key: the cosine threshold calibrated for this model.
-DEFAULT_THRESHOLD_KEY = "default_threshold"
 
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
@@ -129,51 +126,19 @@ def _ort_errors() -> tuple[type[BaseException], ...]:
 
 def _read_model_info(meta: dict[str, str], sha256: str, path: Path) -> ModelInfo:
     """Validate the ONNX metadata against the contract and turn it into :class:`ModelInfo`."""
-    missing = [k for k in METADATA_KEYS if k not in meta]
-    if missing:
-        raise ModelLoadError(
-            f"{path}: metadata_props lacks {missing}; a gaitid model carries {list(METADATA_KEYS)}"
-        )
     try:
-        dim = int(meta["embedding_dim"])
-    except ValueError:
-        raise ModelLoadError(
-            f"{path}: metadata embedding_dim={meta['embedding_dim']!r} is not an integer"
-        ) from None
-    if dim != EMBEDDING_DIM:
-        raise ModelLoadError(
-            f"{path}: metadata embedding_dim={dim}; the service contract needs {EMBEDDING_DIM}"
-        )
-    if meta["metric"] != METRIC:
-        raise ModelLoadError(
-            f"{path}: metadata metric={meta['metric']!r}; the service compares by {METRIC!r}"
-        )
-    sizes = [int(v) for v in re.findall(r"\d+", meta["input_size"])]
-    if sizes[-2:] != [FRAME_HEIGHT, FRAME_WIDTH]:
-        raise ModelLoadError(
-            f"{path}: metadata input_size={meta['input_size']!r}; frames must be "
-            f"{FRAME_HEIGHT}x{FRAME_WIDTH}"
-        )
-    threshold: float | None = None
-    if DEFAULT_THRESHOLD_KEY in meta:
-        raw = meta[DEFAULT_THRESHOLD_KEY]
-        try:
-            threshold = float(raw)
-        except ValueError:
-            threshold = math.nan
-        if not -1.0 <= threshold <= 1.0:  # also rejects NaN
-            raise ModelLoadError(
-                f"{path}: metadata {DEFAULT_THRESHOLD_KEY}={raw!r}; a cosine threshold in [-1, 1]"
-            )
+        checked = read_metadata(meta)
+    except ContractError as exc:
+        raise ModelLoadError(f"{path}: {exc}") from None
     return ModelInfo(
-        name=meta["model_name"],
-        variant=meta["variant"],
-        version=meta["version"],
-        embedding_dim=dim,
-        input_size=meta["input_size"],
-        metric=meta["metric"],
-        training_data=meta["training_data"],
-        default_threshold=threshold,
+        name=checked.name,
+        variant=checked.variant,
+        version=checked.version,
+        embedding_dim=checked.embedding_dim,
+        input_size=checked.input_size,
+        metric=checked.metric,
+        training_data=checked.training_data,
+        default_threshold=checked.default_threshold,
         sha256=sha256,
     )
 

@@ -25,10 +25,17 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from model.export import CheckpointError
 
-class CheckpointError(ValueError):
-    """A checkpoint file that is missing or lacks what a resume needs."""
-
+__all__ = [
+    "RESUME_KEYS",
+    "CheckpointError",
+    "capture_rng_state",
+    "load_checkpoint",
+    "restore_rng_state",
+    "save_checkpoint",
+    "seed_everything",
+]
 
 RESUME_KEYS = ("model", "optimizer", "scheduler", "sampler", "rng", "iteration", "config")
 

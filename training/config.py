@@ -19,8 +19,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gaitid.errors import GaitidError
 
-class ConfigError(ValueError):
+
+class ConfigError(GaitidError, ValueError):
     """A training config file that cannot be read or does not validate."""
 
 
@@ -51,6 +53,22 @@ class ModelSection(_Section):
 
     variant: Literal["paper", "paper-oumvlp", "lite", "tiny"] = "paper"
     overrides: dict[str, Any] = Field(default_factory=dict)  # LMGCSConfig fields
+
+    @model_validator(mode="after")
+    def _overrides_build_a_network(self) -> ModelSection:
+        """A misspelt or impossible override fails when the config loads, not after the data."""
+        from model.config import VARIANTS, LMGCSConfig
+
+        fields = {**VARIANTS[self.variant].model_dump(), **self.overrides}
+        try:
+            LMGCSConfig.model_validate(fields)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ValueError(f"model.overrides do not give a valid network: {problems}") from None
+        return self
 
 
 class SamplerConfig(_Section):

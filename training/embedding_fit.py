@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gaitid.errors import GaitidError
+
 if TYPE_CHECKING:
     import torch
 
@@ -39,7 +41,7 @@ logger = logging.getLogger(__name__)
 _RANK_TOLERANCE = 1e-10
 
 
-class EmbeddingFitError(ValueError):
+class EmbeddingFitError(GaitidError, ValueError):
     """Training walks that cannot define a reduction (too few walks or identities)."""
 
 

@@ -17,8 +17,10 @@ from typing import Any
 
 import torch
 
+from gaitid.errors import GaitidError
 
-class SamplerError(ValueError):
+
+class SamplerError(GaitidError, ValueError):
     """A P x K sampler that cannot be built from the given labels and sizes."""
 
 

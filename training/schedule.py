@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from gaitid.errors import GaitidError
 from training.config import ScheduleConfig
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class BudgetPlan:
         return asdict(self)
 
 
-class ScheduleError(ValueError):
+class ScheduleError(GaitidError, ValueError):
     """A budget too small to train at all once fitting and validation are set aside."""
 
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, cast
 
 import typer
 
+from gaitid.errors import EXIT_BAD_INPUT
+
 if TYPE_CHECKING:
     from training.evaluation.protocols import FeatureSet
 
@@ -35,7 +37,7 @@ class Protocol(StrEnum):
 
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
+    return typer.Exit(code=EXIT_BAD_INPUT)
 
 
 def _saved_budget(run_dir: Path) -> float | None:

@@ -37,6 +37,7 @@ import yaml
 from numpy.typing import NDArray
 
 from gaitid import __version__
+from gaitid.errors import GaitidError
 from training.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -79,7 +80,7 @@ _RESUME_FIXED = (
 )
 
 
-class TrainingError(RuntimeError):
+class TrainingError(GaitidError, RuntimeError):
     """A training run that cannot start or continue as configured."""
 
 

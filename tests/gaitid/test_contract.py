@@ -40,3 +40,38 @@ def test_merge_embeddings_is_the_normalised_mean() -> None:
     assert np.array_equal(merge_embeddings(vectors[:1]), vectors[0])
     with pytest.raises(ValueError):
         merge_embeddings(np.zeros((0, 256), np.float32))
+
+
+def test_metadata_built_for_export_reads_back() -> None:
+    """Issue 16: one module builds the metadata (export) and checks it (service, eval)."""
+    from gaitid.contract import ContractError, build_metadata, read_metadata
+
+    props = build_metadata(
+        {"variant": "lite", "version": "1", "training_data": "d", "default_threshold": "0.48"},
+        model_config_json="{}",
+        fp16=False,
+    )
+    checked = read_metadata(props)
+    assert (checked.embedding_dim, checked.metric, checked.default_threshold) == (
+        256,
+        "cosine",
+        0.48,
+    )
+    with pytest.raises(ContractError, match="training_data"):
+        build_metadata({"variant": "v", "version": "1"}, model_config_json="{}", fp16=False)
+    with pytest.raises(ContractError, match="contradicts"):
+        build_metadata(
+            {"variant": "v", "version": "1", "training_data": "d", "metric": "l2"},
+            model_config_json="{}",
+            fp16=False,
+        )
+    for key, value, message in [
+        ("embedding_dim", "128", "needs 256"),
+        ("metric", "euclidean", "compare by"),
+        ("input_size", "64x64", "frames must be"),
+        ("default_threshold", "nan", "threshold"),
+    ]:
+        with pytest.raises(ContractError, match=message):
+            read_metadata({**props, key: value})
+    with pytest.raises(ContractError, match="lacks"):
+        read_metadata({"variant": "x"})

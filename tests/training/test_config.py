@@ -62,6 +62,16 @@ def test_overrides_are_validated_too(tmp_path: Path) -> None:
         load_config(path, {"sampler": {"q": 4}})
 
 
+def test_model_overrides_are_checked_when_the_config_loads(tmp_path: Path) -> None:
+    """Issue 16: a misspelt or impossible network override fails at load, naming the field."""
+    path = _write(tmp_path / "a.yaml", {"data": {"root": "d"}, "model": {"variant": "tiny"}})
+    assert load_config(path, {"model": {"overrides": {"parts": 2}}}).model.overrides == {"parts": 2}
+    with pytest.raises(ConfigError, match="partz"):
+        load_config(path, {"model": {"overrides": {"partz": 2}}})
+    with pytest.raises(ConfigError, match="parts"):
+        load_config(path, {"model": {"overrides": {"parts": 3}}})  # does not divide the map
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_validate(path: Path) -> None:
     cfg = load_config(path)

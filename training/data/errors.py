@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gaitid.errors import GaitidError
 
-class DatasetError(ValueError):
+
+class DatasetError(GaitidError, ValueError):
     """A dataset on disk cannot be used as asked (missing subjects, empty root, ...)."""
 
 

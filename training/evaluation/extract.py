@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gaitid.errors import GaitidError
 from training.evaluation.protocols import FeatureSet
 from training.torch_data import eval_batches
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class ModelFileError(ValueError):
+class ModelFileError(GaitidError, ValueError):
     """A model file that is neither a training checkpoint nor an ONNX export."""
 
 
@@ -112,9 +113,19 @@ def features_from_onnx(
     """Embeddings of every walk from an ONNX export (no part features in the graph)."""
     import onnxruntime as ort
 
-    from gaitid.contract import INPUT_LENGTHS, INPUT_SILHOUETTES, OUTPUT_EMBEDDING
+    from gaitid.contract import (
+        INPUT_LENGTHS,
+        INPUT_SILHOUETTES,
+        OUTPUT_EMBEDDING,
+        ContractError,
+        read_metadata,
+    )
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:  # the same contract check the service applies before serving a model
+        read_metadata(session.get_modelmeta().custom_metadata_map)
+    except ContractError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
     embeddings: list[NDArray[np.float32] | None] = [None] * len(walks)
     for indices, silhouettes, lengths in eval_batches(walks, batch_size):
         (emb,) = session.run(

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from gaitid.errors import GaitidError
 
-class MetricInputError(ValueError):
+
+class MetricInputError(GaitidError, ValueError):
     """Distance matrix and label arrays that do not fit together."""
 
 

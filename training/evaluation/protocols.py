@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gaitid.distance import cosine_similarity, part_wise_euclidean
+from gaitid.errors import GaitidError
 from training.evaluation.metrics import (
     cross_view_rank1,
     mean_excluding_identical,
@@ -46,7 +47,7 @@ OU_MVLP_GALLERY: tuple[str, ...] = ("01",)
 OU_MVLP_PROBES: dict[str, tuple[str, ...]] = {"NM": ("00",)}
 
 
-class ProtocolError(ValueError):
+class ProtocolError(GaitidError, ValueError):
     """Features that cannot be evaluated under the requested protocol."""
 
 
