@@ -63,20 +63,31 @@ class LMGCSConfig(BaseModel):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     # D, output size of the per-part FC mapping G (Table XII: 32..1024)
     embed_dim: int = Field(256, ge=1)
-    # size of the service embedding; fixed by gaitid.contract.EMBEDDING_DIM
-    embedding_dim: int = EMBEDDING_DIM
     # K identities of the BNNeck classifier (0 = no classifier, e.g. for export)
     num_classes: int = Field(0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_embedding_dim(cls, data: Any) -> Any:
+        """Configs saved before the field was removed carry ``embedding_dim`` (always 256, the
+        contract's): accept that value, refuse any other."""
+        if isinstance(data, dict) and "embedding_dim" in data:
+            data = dict(data)
+            if data.pop("embedding_dim") != EMBEDDING_DIM:
+                raise ValueError(
+                    f"the service embedding is fixed by the ONNX contract to {EMBEDDING_DIM}"
+                )
+        return data
+
+    @property
+    def embedding_dim(self) -> int:
+        """Size of the service embedding: fixed by ``gaitid.contract.EMBEDDING_DIM``."""
+        return EMBEDDING_DIM
 
     @model_validator(mode="after")
     def _check_consistency(self) -> LMGCSConfig:
         if any(c < 1 for c in self.channels):
             raise ValueError(f"channels must all be >= 1, got {self.channels}")
-        if self.embedding_dim != EMBEDDING_DIM:
-            raise ValueError(
-                f"embedding_dim is fixed by the ONNX contract to {EMBEDDING_DIM}, "
-                f"got {self.embedding_dim}"
-            )
         bad_pools = [i for i in self.pool_after if not 0 <= i <= 3]
         if bad_pools or len(set(self.pool_after)) != len(self.pool_after):
             raise ValueError(

@@ -172,17 +172,15 @@ def export_random_init(variant: str, out: Path, *, seed: int = 0, fp16: bool = F
     return export_onnx(model, out, metadata=metadata, fp16=fp16)
 
 
-def load_checkpoint_model(path: Path) -> tuple[LMGCS, dict[str, Any]]:
-    """Rebuild the network saved by the trainer; returns ``(model in eval mode, checkpoint)``.
-
-    The trainer writes ``torch.save({"model": state_dict, "model_config": config dict,
-    "num_classes": K, "meta": {...}, ...})``. Loaded with ``weights_only=True`` (no arbitrary
-    code from a checkpoint file; the numpy arrays and paths of the trainer's resume state are
-    allow-listed); weights must match the config exactly (strict load).
-    """
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The one reader of checkpoint files (the trainer's and the shipped weights): a dict with
+    at least a ``model`` state dict, loaded onto the CPU with ``weights_only=True`` (no code
+    runs from a checkpoint; the numpy arrays and paths of a resume state are allow-listed).
+    ``training.checkpoint.load_checkpoint`` adds the resume checks; ``load_checkpoint_model``
+    rebuilds the network."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path} does not exist")
     try:
         with torch.serialization.safe_globals(_checkpoint_safe_globals()):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -190,6 +188,19 @@ def load_checkpoint_model(path: Path) -> tuple[LMGCS, dict[str, Any]]:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(checkpoint).__name__}, not a dict")
+    if "model" not in checkpoint:
+        raise CheckpointError(f"{path} is not a gaitid checkpoint (no 'model' key)")
+    return checkpoint
+
+
+def load_checkpoint_model(path: Path) -> tuple[LMGCS, dict[str, Any]]:
+    """Rebuild the network saved by the trainer; returns ``(model in eval mode, checkpoint)``.
+
+    The trainer writes ``torch.save({"model": state_dict, "model_config": config dict,
+    "num_classes": K, "meta": {...}, ...})``, read by :func:`read_checkpoint`; weights must
+    match the config exactly (strict load).
+    """
+    checkpoint = read_checkpoint(path)
     missing = [key for key in ("model", "model_config", "num_classes") if key not in checkpoint]
     if missing:
         raise CheckpointError(

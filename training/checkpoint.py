@@ -16,7 +16,6 @@ the target with :func:`os.replace`, so a crash mid-write never leaves a truncate
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from model.export import CheckpointError
+from model.export import CheckpointError, read_checkpoint
 
 __all__ = [
     "RESUME_KEYS",
@@ -58,16 +57,9 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
 
 
 def load_checkpoint(path: Path, *, for_resume: bool = False) -> dict[str, Any]:
-    """Read a checkpoint onto the CPU; ``for_resume`` also checks the resume keys exist."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:  # damaged/unsafe
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
-    if not isinstance(state, dict) or "model" not in state:
-        raise CheckpointError(f"{path} is not a gaitid training checkpoint (no 'model' key)")
+    """Read a checkpoint onto the CPU (``model.export.read_checkpoint``, the one reader);
+    ``for_resume`` also checks the resume keys exist."""
+    state = read_checkpoint(path)
     if for_resume:
         missing = [k for k in RESUME_KEYS if k not in state]
         if missing:

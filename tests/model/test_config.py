@@ -70,3 +70,11 @@ def test_hpp_reading_per_variant() -> None:
     saved = VARIANTS["lite"].model_dump()
     del saved["hpp"]
     assert LMGCSConfig.model_validate(saved) == VARIANTS["lite"]
+
+
+def test_saved_configs_with_the_old_embedding_dim_field_still_load() -> None:
+    """Issue 16: ``embedding_dim`` is no setting (the contract fixes it); old dumps load."""
+    saved = {**VARIANTS["lite"].model_dump(), "embedding_dim": 256}
+    assert LMGCSConfig.model_validate(saved) == VARIANTS["lite"]
+    assert "embedding_dim" not in VARIANTS["lite"].model_dump()
+    assert VARIANTS["lite"].embedding_dim == 256
