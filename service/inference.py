@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +36,7 @@ from gaitid.contract import (
     INPUT_SILHOUETTES,
     OUTPUT_EMBEDDING,
     ContractError,
+    ContractMetadata,
     batch_sequences,
     read_metadata,
 )
@@ -64,18 +65,11 @@ class InferenceError(GaitidError):
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """What the service reports about its model; read from the ONNX ``metadata_props``."""
+class ModelInfo(ContractMetadata):
+    """What the service reports about its model: the checked ONNX ``metadata_props``, and
+    the sha256 of the model file, so two files with one version string are told apart."""
 
-    name: str
-    variant: str
-    version: str
-    embedding_dim: int
-    input_size: str
-    metric: str
-    training_data: str
-    default_threshold: float | None
-    sha256: str  # of the model file, so two files with one version string are told apart
+    sha256: str = field(kw_only=True)
 
 
 def file_sha256(path: Path) -> str:
@@ -130,17 +124,7 @@ def _read_model_info(meta: dict[str, str], sha256: str, path: Path) -> ModelInfo
         checked = read_metadata(meta)
     except ContractError as exc:
         raise ModelLoadError(f"{path}: {exc}") from None
-    return ModelInfo(
-        name=checked.name,
-        variant=checked.variant,
-        version=checked.version,
-        embedding_dim=checked.embedding_dim,
-        input_size=checked.input_size,
-        metric=checked.metric,
-        training_data=checked.training_data,
-        default_threshold=checked.default_threshold,
-        sha256=sha256,
-    )
+    return ModelInfo(**asdict(checked), sha256=sha256)
 
 
 def _check_graph(session: Any, path: Path) -> None:

@@ -635,23 +635,22 @@ class KeyCreate(BaseModel):
     )
 
 
+_EXAMPLE_KEY: dict[str, Any] = {
+    "id": 3,
+    "name": "lobby-camera",
+    "prefix": "a1b2c3d4",
+    "scopes": ["identify"],
+    "galleries": ["lobby"],
+    "created_at": "2026-12-01T09:30:00Z",
+    "last_used_at": None,
+    "revoked_at": None,
+}
+
+
 class KeyInfo(_Out):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 3,
-                    "name": "lobby-camera",
-                    "prefix": "a1b2c3d4",
-                    "scopes": ["identify"],
-                    "galleries": ["lobby"],
-                    "created_at": "2026-12-01T09:30:00Z",
-                    "last_used_at": None,
-                    "revoked_at": None,
-                }
-            ]
-        },
+        json_schema_extra={"examples": [_EXAMPLE_KEY]},
     )
 
     id: int
@@ -667,21 +666,7 @@ class KeyInfo(_Out):
 class KeyCreated(KeyInfo):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 3,
-                    "name": "lobby-camera",
-                    "prefix": "a1b2c3d4",
-                    "scopes": ["identify"],
-                    "galleries": ["lobby"],
-                    "created_at": "2026-12-01T09:30:00Z",
-                    "last_used_at": None,
-                    "revoked_at": None,
-                    "key": "gid_a1b2c3d4_8Qm...",
-                }
-            ]
-        },
+        json_schema_extra={"examples": [{**_EXAMPLE_KEY, "key": "gid_a1b2c3d4_8Qm..."}]},
     )
 
     key: str = Field(description="The secret key: shown this once, stored only as a hash.")
