@@ -1,6 +1,6 @@
 """FAISS index benchmark: build time, single-query search latency and recall@10 vs exact search.
 
-Runs :class:`service.index.VectorIndex` (the class the service uses) for each index kind at
+Runs :class:`service.search.index.VectorIndex` (the class the service uses) for each index kind at
 each gallery size, on 256-d unit vectors.
 
 Data: random unit vectors are a poor proxy for a gallery (in 256-d they are all nearly
@@ -34,7 +34,7 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
-from service.index import INDEX_KINDS, IndexKind, VectorIndex
+from service.search.index import INDEX_KINDS, IndexKind, VectorIndex
 
 logger = logging.getLogger("bench.faiss_index")
 

@@ -206,7 +206,7 @@ class Settings(BaseSettings):
 
     @property
     def use_gpu_index(self) -> bool | Literal["auto"]:
-        """``index_use_gpu`` in the form :class:`service.index.VectorIndex` takes."""
+        """``index_use_gpu`` in the form :class:`service.search.index.VectorIndex` takes."""
         return "auto" if self.index_use_gpu == "auto" else self.index_use_gpu == "true"
 
 

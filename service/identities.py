@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from service.auth import Principal
 from service.db.models import MAX_ID, Gallery, Identity, Template
 from service.errors import ConflictError, InvalidRequestError
-from service.gallery import audit, gallery_by_name, get_or_404
+from service.galleries import audit, gallery_by_name, get_or_404
 from service.schemas import (
     IdentityDetail,
     IdentityPage,

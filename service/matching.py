@@ -20,13 +20,13 @@ from sqlalchemy import select
 
 from service.auth import Principal
 from service.db.models import Identity, Template
-from service.embedding import embed_upload
 from service.errors import ConflictError, InvalidRequestError, NotFoundError
-from service.gallery import audit, elapsed_ms, gallery_by_name, get_or_404, resolve_threshold
-from service.gallery_index import vector_from_bytes
+from service.galleries import audit, elapsed_ms, gallery_by_name, get_or_404, resolve_threshold
 from service.schemas import IdentifyResponse, Match, VerifyResponse
+from service.search.gallery_index import vector_from_bytes
 from service.state import ServiceState
-from service.uploads import Upload
+from service.walks.embedding import embed_upload
+from service.walks.uploads import Upload
 
 #: How many index hits are fetched per wanted identity before grouping by identity.
 _HITS_PER_IDENTITY = 4

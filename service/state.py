@@ -4,7 +4,7 @@ Nothing here exists at import time: the engine, the ONNX session, the batcher an
 are created when the app starts (its lifespan), in an order that makes "ready" mean something:
 the schema is checked first (refusing an unmigrated database), then the model is loaded,
 then the indexes are built from SQL, then the change follower starts (other processes'
-changes, ``service.replication``), and only then does :attr:`ServiceState.ready` turn true.
+changes, ``service.search.replication``), and only then does :attr:`ServiceState.ready` turn true.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from functools import partial
 import anyio
 
 from gaitid.segment import OnnxPersonSegmenter, PersonSegmenter
-from service.batching import MicroBatcher
 from service.config import Settings
 from service.db.engine import Database
 from service.db.schema import require_migrated
-from service.gallery_index import GalleryIndexes
-from service.index import VectorIndex
-from service.inference import Embedder, ModelInfo
 from service.metrics import Metrics
-from service.replication import ChangeFollower
+from service.search.gallery_index import GalleryIndexes
+from service.search.index import VectorIndex
+from service.search.replication import ChangeFollower
+from service.walks.batching import MicroBatcher
+from service.walks.inference import Embedder, ModelInfo
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Response, status
 
-from service import enrollment
+from service import enroll as enrollment
 from service.deps import EnrollKeyDep, StateDep
 from service.errors import InvalidRequestError, error_responses
-from service.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
 from service.schemas import (
     GALLERY_PATTERN,
     TEXT_PATTERN,
@@ -18,7 +17,8 @@ from service.schemas import (
     parse_metadata,
     storable_text,
 )
-from service.uploads import read_upload
+from service.walks.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
+from service.walks.uploads import read_upload
 
 router = APIRouter(tags=["enrolment"], route_class=StrictFormRoute)
 

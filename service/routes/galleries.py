@@ -7,7 +7,7 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Path, Response, status
 
-from service import gallery
+from service import galleries as gallery
 from service.deps import AdminKeyDep, EnrollKeyDep, SessionDep, StateDep
 from service.errors import error_responses
 from service.schemas import GALLERY_PATTERN, GalleryCreate, GalleryInfo, GalleryUpdate

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Form
 from service import matching
 from service.deps import IdentifyKeyDep, StateDep
 from service.errors import InvalidRequestError, error_responses
-from service.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
 from service.schemas import GALLERY_PATTERN, IdentifyResponse, parse_metadata
-from service.uploads import read_upload
+from service.walks.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
+from service.walks.uploads import read_upload
 
 router = APIRouter(tags=["identification"], route_class=StrictFormRoute)
 

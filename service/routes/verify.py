@@ -10,9 +10,9 @@ from service import matching
 from service.db.models import MAX_ID
 from service.deps import IdentifyKeyDep, StateDep
 from service.errors import InvalidRequestError, error_responses
-from service.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
 from service.schemas import GALLERY_PATTERN, VerifyResponse, identity_name
-from service.uploads import read_upload
+from service.walks.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
+from service.walks.uploads import read_upload
 
 router = APIRouter(tags=["identification"], route_class=StrictFormRoute)
 

@@ -10,7 +10,7 @@ from gaitid.errors import GaitidError
 
 PACKAGES = ("gaitid", "model", "training", "service")
 #: Control-flow signals that must subclass a framework's exception to work.
-FRAMEWORK_SIGNALS = {"service.limits._BodyTooLarge", "service.forms.TextFieldEncodingError"}
+FRAMEWORK_SIGNALS = {"service.limits._BodyTooLarge", "service.walks.forms.TextFieldEncodingError"}
 
 
 def _modules() -> list[object]:

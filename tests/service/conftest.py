@@ -19,7 +19,7 @@ import pytest
 from service.config import Settings
 from service.db.engine import Database
 from service.db.schema import upgrade
-from service.inference import Embedder
+from service.walks.inference import Embedder
 from tests.service.helpers import make_keys
 from tests.utils.onnx_models import export_tiny_onnx
 

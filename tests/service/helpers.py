@@ -16,7 +16,7 @@ from service.app import create_app
 from service.auth import Scope, create_key
 from service.config import Settings
 from service.db.engine import Database
-from service.inference import Embedder
+from service.walks.inference import Embedder
 from tests.utils.uploads import encode_npz, walking_masks
 
 ERROR_KEYS = {"code", "message", "details"}

@@ -18,9 +18,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gaitid.preprocess import PreprocessedSequence
-from service import uploads as uploads_module
 from service.config import Settings
-from service.inference import Embedder
+from service.walks import uploads as uploads_module
+from service.walks.inference import Embedder
 from tests.service.helpers import assert_error, headers, running
 from tests.utils import uploads
 from tests.utils.asgi import http_scope

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from service.config import Settings
 from service.db.engine import Database
 from service.db.models import Identity, Template
-from service.inference import Embedder
+from service.walks.inference import Embedder
 from tests.service.helpers import build_app, enroll, headers, identify, npz_upload, running
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from service.config import Settings
-from service.inference import Embedder
+from service.walks.inference import Embedder
 from tests.service.helpers import assert_error, headers, running
 from tests.utils import clips, uploads
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from service.config import Settings
 from service.errors import _CODES, _HTTP_CODES, ERROR_CODES, ServiceError
-from service.inference import Embedder
+from service.walks.inference import Embedder
 from tests.service.helpers import assert_error, enroll, headers, identify, npz_upload, running
 
 

@@ -8,7 +8,7 @@ from service.config import Settings
 from service.db.engine import Database
 from service.db.models import AuditLog, Identity, Template
 from service.identities import encode_cursor
-from service.inference import Embedder
+from service.walks.inference import Embedder
 from tests.service.helpers import assert_error, enroll, headers, identify, running
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from service.config import Settings
 from service.db.engine import Database
 from service.db.models import Identity, Template
-from service.inference import Embedder
+from service.walks.inference import Embedder
 from tests.service.helpers import assert_error, build_app, enroll, headers, identify, running
 
 

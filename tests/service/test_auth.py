@@ -12,7 +12,7 @@ from service.config import Settings
 from service.db.engine import Database
 from service.db.models import ApiKey, AuditLog
 from service.errors import InvalidRequestError
-from service.inference import Embedder
+from service.walks.inference import Embedder
 from tests.service.helpers import assert_error, enroll, headers, identify, running
 from tests.utils.asgi import http_scope
 

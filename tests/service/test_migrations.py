@@ -17,7 +17,7 @@ from service.db.engine import Database
 from service.db.models import Base
 from service.db.schema import head_revision, schema_status, upgrade
 from service.errors import DatabaseNotMigratedError
-from service.inference import Embedder
+from service.walks.inference import Embedder
 from tests.service.helpers import build_app as build_service_app
 
 

@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from service.config import Settings
-from service.inference import Embedder
+from service.walks.inference import Embedder
 from tests.service.helpers import build_app, enroll, headers, running
 from tests.service.live import free_port
 

@@ -10,12 +10,12 @@ from datetime import timedelta
 
 import pytest
 
-from service import changelog
 from service.config import Settings
 from service.db.engine import Database
 from service.db.models import IndexChange, utcnow
-from service.inference import Embedder
-from service.replication import libpq_dsn
+from service.search import changelog
+from service.search.replication import libpq_dsn
+from service.walks.inference import Embedder
 from tests.service.helpers import enroll, headers, identify, running
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from service.config import SHIPPED_MODEL
-from service.inference import Embedder
+from service.walks.inference import Embedder
 
 CARD = SHIPPED_MODEL.parent / "README.md"
 MAX_BYTES = 50 * 1024 * 1024

@@ -46,7 +46,7 @@ def test_calibrated_export_carries_its_threshold_and_ships_clean_weights(
 
     from gaitid.cli import app
     from model.export import load_checkpoint_model
-    from service.inference import Embedder
+    from service.walks.inference import Embedder
 
     runner = CliRunner()
     cal = tmp_path / "cal"

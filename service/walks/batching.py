@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gaitid.errors import GaitidError
-from service.inference import check_sequence
+from service.walks.inference import check_sequence
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class BatcherClosedError(GaitidError):
 
 
 class SupportsEmbedBatch(Protocol):
-    """What the batcher needs from :class:`service.inference.Embedder`."""
+    """What the batcher needs from :class:`service.walks.inference.Embedder`."""
 
     def embed_batch(self, sequences: list[NDArray[np.uint8]]) -> NDArray[np.float32]: ...
 

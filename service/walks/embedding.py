@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from gaitid.contract import merge_embeddings, split_walk
-from service.batching import EmbedResult
 from service.schemas import InputReport, Timings
 from service.state import ServiceState
-from service.uploads import Decoded, Upload, decode
+from service.walks.batching import EmbedResult
+from service.walks.uploads import Decoded, Upload, decode
 
 
 @dataclass(frozen=True)

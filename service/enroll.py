@@ -3,7 +3,7 @@
 Idempotent per identity and content: the sha256 of the uploaded bytes is checked before any
 decoding, and a unique constraint settles concurrent duplicates; either way the existing
 template comes back with ``created=False`` (HTTP 200). The template is indexed only after its
-commit, under the index lock (see ``service.gallery``).
+commit, under the index lock (see ``service.galleries``).
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from sqlalchemy.orm import Session
 
 from service.auth import Principal
 from service.db.models import Gallery, Identity, Template
-from service.embedding import embed_upload
 from service.errors import ConflictError
-from service.gallery import audit, elapsed_ms, get_or_create_gallery, get_or_create_identity
-from service.gallery_index import vector_to_bytes
+from service.galleries import audit, elapsed_ms, get_or_create_gallery, get_or_create_identity
 from service.schemas import EnrollResponse, Timings
+from service.search.gallery_index import vector_to_bytes
 from service.state import ServiceState
-from service.uploads import Upload
+from service.walks.embedding import embed_upload
+from service.walks.uploads import Upload
 
 
 def _frames_blob(frames: NDArray[np.uint8]) -> bytes:

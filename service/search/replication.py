@@ -1,12 +1,13 @@
 """Follow the changes other processes commit, so every replica's index stays equal to SQL.
 
 One background thread per app (:class:`ChangeFollower`) wakes up and calls
-:meth:`GalleryIndexes.catch_up`, which replays the change log (``service.changelog``) past
+:meth:`GalleryIndexes.catch_up`, which replays the change log (``service.search.changelog``) past
 the last applied position. It wakes up
 
 - on ``NOTIFY`` (PostgreSQL, ``replication_listen``): a dedicated psycopg connection in
-  autocommit mode LISTENs on :data:`service.changelog.CHANNEL`; a writer's NOTIFY arrives only
-  once its transaction has committed, so another replica sees a change within milliseconds;
+  autocommit mode LISTENs on :data:`service.search.changelog.CHANNEL`; a writer's NOTIFY
+  arrives only once its transaction has committed, so another replica sees a change within
+  milliseconds;
 - every ``replication_poll_s`` seconds regardless, which catches up after a lost connection, a
   missed notification or with no LISTEN at all (SQLite, or a pooler that drops LISTEN).
 
@@ -26,10 +27,10 @@ from typing import Any
 from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from service import changelog
 from service.db.engine import Database
 from service.db.models import utcnow
-from service.gallery_index import GalleryIndexes
+from service.search import changelog
+from service.search.gallery_index import GalleryIndexes
 
 logger = logging.getLogger(__name__)
 
