@@ -21,9 +21,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.auth import Principal
+from service.common import audit, elapsed_ms, get_or_create_gallery, get_or_create_identity
 from service.db.models import Gallery, Identity, Template
 from service.errors import ConflictError
-from service.galleries import audit, elapsed_ms, get_or_create_gallery, get_or_create_identity
 from service.schemas import EnrollResponse, Timings
 from service.search.gallery_index import vector_to_bytes
 from service.state import ServiceState

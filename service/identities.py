@@ -19,9 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.auth import Principal
+from service.common import audit, gallery_by_name, get_or_404
 from service.db.models import MAX_ID, Gallery, Identity, Template
 from service.errors import ConflictError, InvalidRequestError
-from service.galleries import audit, gallery_by_name, get_or_404
 from service.schemas import (
     IdentityDetail,
     IdentityPage,
@@ -198,23 +198,3 @@ def delete_identity(state: ServiceState, principal: Principal, identity_id: int)
     state.db.flush_erasures()
     logger.info("erased identity %d with %d templates", identity_id, len(template_ids))
     return len(template_ids)
-
-
-def delete_template(state: ServiceState, principal: Principal, template_id: int) -> None:
-    """Erase one template (the identity stays, possibly with no templates)."""
-    with state.db.session(write=True) as session:
-        template = get_or_404(session, Template, template_id, "template")
-        principal.require_gallery(template.identity.gallery.name)
-        identity_id = template.identity_id
-        gallery_id = template.identity.gallery_id
-        session.delete(template)
-        audit(
-            session,
-            "template.delete",
-            principal,
-            gallery_id=gallery_id,
-            identity_id=identity_id,
-            template_id=template_id,
-        )
-        state.indexes.commit_remove(session, gallery_id, np.asarray([template_id], np.int64))
-    state.db.flush_erasures()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 from fastapi import APIRouter
 
-from service import status
+from service import admin as logic
 from service.deps import AdminKeyDep, StateDep
 from service.errors import error_responses
 from service.schemas import IndexCheckResponse, IndexRebuildResponse
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/admin/index", tags=["operations"])
 )
 async def check(state: StateDep, principal: AdminKeyDep) -> IndexCheckResponse:
     principal.require_every_gallery("the index check")
-    return await anyio.to_thread.run_sync(status.check_index, state)
+    return await anyio.to_thread.run_sync(logic.check_index, state)
 
 
 @router.post(
@@ -33,4 +33,4 @@ async def check(state: StateDep, principal: AdminKeyDep) -> IndexCheckResponse:
 async def rebuild(state: StateDep, principal: AdminKeyDep) -> IndexRebuildResponse:
     """Blocks enrolments and deletions while it runs (they wait for the index lock)."""
     principal.require_every_gallery("the index rebuild")
-    return await anyio.to_thread.run_sync(status.rebuild_index, state)
+    return await anyio.to_thread.run_sync(logic.rebuild_index, state)

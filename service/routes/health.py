@@ -8,7 +8,7 @@ import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from service import status
+from service import health as logic
 from service.deps import EnrollKeyDep, StateDep
 from service.errors import AuthenticationError, error_responses
 from service.metrics import CONTENT_TYPE_LATEST
@@ -35,9 +35,9 @@ async def readyz(request: Request) -> JSONResponse:
     to callers that may read ``/metrics``: anyone unless ``GAITID_METRICS_TOKEN`` is set,
     then only with that token; the others get ``null`` counts and the same status."""
     state = getattr(request.app.state, "service", None)
-    body = await anyio.to_thread.run_sync(status.readiness, state)
+    body = await anyio.to_thread.run_sync(logic.readiness, state)
     if not _may_read_operations(request):
-        body = status.without_counts(body)
+        body = logic.without_counts(body)
     code = 200 if body.status == "ready" else 503
     return JSONResponse(body.model_dump(mode="json"), status_code=code)
 
@@ -74,4 +74,4 @@ async def metrics(request: Request) -> Response:
 )
 async def stats(state: StateDep, principal: EnrollKeyDep) -> StatsResponse:
     """A key bound to galleries sees the counts of those galleries only."""
-    return await anyio.to_thread.run_sync(status.stats, state, principal)
+    return await anyio.to_thread.run_sync(logic.stats, state, principal)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form
 
-from service import matching
+from service import identify as logic
 from service.deps import IdentifyKeyDep, StateDep
 from service.errors import InvalidRequestError, error_responses
 from service.schemas import GALLERY_PATTERN, IdentifyResponse, parse_metadata
@@ -59,10 +59,8 @@ async def identify(
         where = parse_metadata(identity_filter, "filter")
     except ValueError as exc:
         raise InvalidRequestError(str(exc)) from None
-    options = matching.SearchOptions(min_score=min_score, where=where)
+    options = logic.SearchOptions(min_score=min_score, where=where)
     upload = await read_upload(
         file, state.settings.max_upload_bytes, input_kind=input_kind, background=background
     )
-    return await matching.identify(
-        state, principal, upload, gallery_name, top_k, threshold, options
-    )
+    return await logic.identify(state, principal, upload, gallery_name, top_k, threshold, options)

@@ -7,7 +7,7 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Path, Response, status
 
-from service import identities
+from service import templates as logic
 from service.db.models import MAX_ID
 from service.deps import AdminKeyDep, StateDep
 from service.errors import error_responses
@@ -27,5 +27,5 @@ async def delete_template(
     principal: AdminKeyDep,
     template_id: Annotated[int, Path(ge=1, le=MAX_ID)],
 ) -> Response:
-    await anyio.to_thread.run_sync(identities.delete_template, state, principal, template_id)
+    await anyio.to_thread.run_sync(logic.delete_template, state, principal, template_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

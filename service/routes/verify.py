@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form
 
-from service import matching
+from service import verify as logic
 from service.db.models import MAX_ID
 from service.deps import IdentifyKeyDep, StateDep
 from service.errors import InvalidRequestError, error_responses
@@ -53,6 +53,6 @@ async def verify(
     upload = await read_upload(
         file, state.settings.max_upload_bytes, input_kind=input_kind, background=background
     )
-    return await matching.verify(
+    return await logic.verify(
         state, principal, upload, identity_id, identity, gallery_name, threshold
     )

@@ -1,7 +1,7 @@
 """Open-set figures and the decision threshold of a model, from walks it was not trained on.
 
 The service decides "match" when the best identity's cosine score reaches a threshold, and an
-identity's score is its best template's (``service.matching``). This module measures exactly
+identity's score is its best template's (``service.identify``). This module measures exactly
 that decision on held-out subjects, under the CASIA-B split (gallery nm-01..04 in every view as
 each identity's templates; probes NM / BG / CL in every view, cross-view pairs included):
 

@@ -1,10 +1,9 @@
-"""Identification (1:N within a gallery) and verification (1:1 against one identity).
+"""Identification (1:N within a gallery): rank its identities against one walk.
 
-Only templates of the loaded model are compared (the index holds nothing else, and verify
-filters by model sha256). Identify returns the best template per identity: it fetches a few
-index hits per wanted identity and widens the search until ``top_k`` distinct identities are
-found or the gallery is exhausted. An index hit whose row a concurrent delete has just
-committed is dropped (SQL wins).
+Only templates of the loaded model are compared (the index holds nothing else). Identify
+returns the best template per identity: it fetches a few index hits per wanted identity and
+widens the search until ``top_k`` distinct identities qualify or the gallery is exhausted.
+An index hit whose row a concurrent delete has just committed is dropped (SQL wins).
 """
 
 from __future__ import annotations
@@ -19,11 +18,16 @@ from numpy.typing import NDArray
 from sqlalchemy import select
 
 from service.auth import Principal
+from service.common import (
+    GalleryRef,
+    audit,
+    elapsed_ms,
+    gallery_ref,
+    resolve_threshold,
+)
 from service.db.models import Identity, Template
-from service.errors import ConflictError, InvalidRequestError, NotFoundError
-from service.galleries import audit, elapsed_ms, gallery_by_name, get_or_404, resolve_threshold
-from service.schemas import IdentifyResponse, Match, VerifyResponse
-from service.search.gallery_index import vector_from_bytes
+from service.errors import InvalidRequestError
+from service.schemas import IdentifyResponse, Match
 from service.state import ServiceState
 from service.walks.embedding import embed_upload
 from service.walks.uploads import Upload
@@ -37,19 +41,6 @@ Decision = Literal["match", "unknown"]
 def decide(matches: list[Match], threshold: float) -> Decision:
     """``match`` when the best score reaches the threshold (scores equal to it match)."""
     return "match" if matches and matches[0].score >= threshold else "unknown"
-
-
-@dataclass(frozen=True)
-class _GalleryRef:
-    id: int
-    name: str
-    default_threshold: float | None
-
-
-def _gallery_ref(state: ServiceState, name: str) -> _GalleryRef:
-    with state.db.session() as session:
-        gallery = gallery_by_name(session, name)
-        return _GalleryRef(gallery.id, gallery.name, gallery.default_threshold)
 
 
 @dataclass(frozen=True)
@@ -70,7 +61,7 @@ class SearchOptions:
 
 def _rank(
     state: ServiceState,
-    gallery: _GalleryRef,
+    gallery: GalleryRef,
     vector: NDArray[np.float32],
     top_k: int,
     options: SearchOptions | None = None,
@@ -117,7 +108,7 @@ def _rank(
 def _search_and_audit(
     state: ServiceState,
     principal: Principal,
-    gallery: _GalleryRef,
+    gallery: GalleryRef,
     vector: NDArray[np.float32],
     top_k: int,
     threshold: float,
@@ -152,7 +143,7 @@ async def identify(
     principal.require_gallery(gallery_name)
     if top_k > state.settings.max_top_k:
         raise InvalidRequestError(f"top_k={top_k} exceeds the limit {state.settings.max_top_k}")
-    gallery = await anyio.to_thread.run_sync(_gallery_ref, state, gallery_name)
+    gallery = await anyio.to_thread.run_sync(gallery_ref, state, gallery_name)
     used, source = resolve_threshold(
         threshold,
         gallery.default_threshold,
@@ -184,113 +175,4 @@ async def identify(
         frames_used=int(decoded.sequence.frames.shape[0]),
         input=walk.input_report(),
         timings=walk.timings(total_ms=elapsed_ms(start), search_ms=elapsed_ms(search_start)),
-    )
-
-
-@dataclass(frozen=True)
-class _VerifyTarget:
-    identity_id: int
-    name: str
-    gallery: _GalleryRef
-    template_ids: NDArray[np.int64]
-    vectors: NDArray[np.float32]
-
-
-def _verify_target(
-    state: ServiceState, identity_id: int | None, identity_name: str | None, gallery_name: str
-) -> _VerifyTarget:
-    with state.db.session() as session:
-        gallery = gallery_by_name(session, gallery_name)
-        if identity_id is not None:
-            identity = get_or_404(session, Identity, identity_id, "identity")
-            if identity.gallery_id != gallery.id:  # a request stays inside the gallery it names
-                raise NotFoundError(f"identity {identity_id} not found in gallery {gallery_name!r}")
-        else:
-            found = session.scalars(
-                select(Identity).where(
-                    Identity.gallery_id == gallery.id, Identity.name == identity_name
-                )
-            ).one_or_none()
-            if found is None:
-                raise NotFoundError(
-                    f"identity {identity_name!r} not found in gallery {gallery_name!r}"
-                )
-            identity = found
-        gallery_row = identity.gallery
-        rows = session.execute(
-            select(Template.id, Template.embedding)
-            .where(Template.identity_id == identity.id, Template.model_sha256 == state.model.sha256)
-            .order_by(Template.id)
-        ).all()
-        if not rows:
-            raise ConflictError(
-                f"identity {identity.id} has no templates of the current model "
-                f"({state.model.version}); enrol it again to verify against it"
-            )
-        dim = state.model.embedding_dim
-        return _VerifyTarget(
-            identity_id=identity.id,
-            name=identity.name,
-            gallery=_GalleryRef(gallery_row.id, gallery_row.name, gallery_row.default_threshold),
-            template_ids=np.asarray([r[0] for r in rows], np.int64),
-            vectors=np.stack([vector_from_bytes(r[1], dim) for r in rows]),
-        )
-
-
-async def verify(
-    state: ServiceState,
-    principal: Principal,
-    upload: Upload,
-    identity_id: int | None,
-    identity_name: str | None,
-    gallery_name: str,
-    threshold: float | None,
-) -> VerifyResponse:
-    """1:1: is this walk the given identity? Best score over its current templates."""
-    start = time.perf_counter()
-    principal.require_gallery(gallery_name)
-    if (identity_id is None) == (identity_name is None):
-        raise InvalidRequestError("give exactly one of identity_id or identity (a name)")
-    target = await anyio.to_thread.run_sync(
-        _verify_target, state, identity_id, identity_name, gallery_name
-    )
-    used, source = resolve_threshold(
-        threshold,
-        target.gallery.default_threshold,
-        state.model.default_threshold,
-        state.settings.fallback_threshold,
-    )
-    walk = await embed_upload(upload, state)
-    decoded, embedded = walk.decoded, walk.embedded
-    scores = target.vectors @ embedded.vector
-    best = int(np.argmax(scores))
-    score = float(scores[best])
-    match = score >= used
-
-    def _record() -> None:
-        with state.db.session(write=True) as session:
-            audit(
-                session,
-                "verify",
-                principal,
-                gallery_id=target.gallery.id,
-                identity_id=target.identity_id,
-                detail={"match": match},
-            )
-            session.commit()
-
-    await anyio.to_thread.run_sync(_record)
-    return VerifyResponse(
-        identity_id=target.identity_id,
-        identity=target.name,
-        gallery=target.gallery.name,
-        score=score,
-        match=match,
-        threshold=used,
-        threshold_source=source,
-        template_id=int(target.template_ids[best]),
-        model_version=state.model.version,
-        frames_used=int(decoded.sequence.frames.shape[0]),
-        input=walk.input_report(),
-        timings=walk.timings(total_ms=elapsed_ms(start)),
     )

@@ -1,9 +1,8 @@
-"""Readiness, statistics and index maintenance (the logic behind the ops endpoints)."""
+"""Readiness and statistics (``/readyz``, ``/stats``)."""
 
 from __future__ import annotations
 
 import logging
-import time
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -11,8 +10,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from service.auth import Principal
 from service.db.models import Gallery, Identity, Template
 from service.schemas import (
-    IndexCheckResponse,
-    IndexRebuildResponse,
     IndexSummary,
     ModelSummary,
     ReadinessChecks,
@@ -22,8 +19,6 @@ from service.schemas import (
 from service.state import ServiceState
 
 logger = logging.getLogger(__name__)
-
-_MAX_LISTED_IDS = 100
 
 
 def stale_count(state: ServiceState) -> int:
@@ -140,25 +135,4 @@ def stats(state: ServiceState, principal: Principal) -> StatsResponse:
             size=sum(state.indexes.gallery_size(g) for g in gallery_ids),
             galleries=len(gallery_ids),
         ),
-    )
-
-
-def check_index(state: ServiceState) -> IndexCheckResponse:
-    report = state.indexes.check()
-    return IndexCheckResponse(
-        consistent=report.consistent,
-        db_templates=report.db_templates,
-        index_templates=report.index_templates,
-        missing_from_index=report.missing_from_index[:_MAX_LISTED_IDS],
-        extra_in_index=report.extra_in_index[:_MAX_LISTED_IDS],
-    )
-
-
-def rebuild_index(state: ServiceState) -> IndexRebuildResponse:
-    start = time.perf_counter()
-    sizes = state.indexes.rebuild()
-    return IndexRebuildResponse(
-        templates=sum(sizes.values()),
-        galleries=len(sizes),
-        seconds=time.perf_counter() - start,
     )
