@@ -37,7 +37,6 @@ import yaml
 from numpy.typing import NDArray
 
 from gaitid import __version__
-from gaitid.errors import GaitidError
 from training.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -46,7 +45,7 @@ from training.checkpoint import (
     save_checkpoint,
     seed_everything,
 )
-from training.config import InitConfig, OptimizerConfig, TrainConfig
+from training.config import InitConfig, TrainConfig
 from training.objective import compute_loss
 from training.run_log import RunLog
 from training.sampler import PKSampler
@@ -56,42 +55,18 @@ from training.torch_data import TrainBatches, to_model_input
 if TYPE_CHECKING:
     from model import LMGCS
 
-logger = logging.getLogger(__name__)
-
-#: Config sections that must match for a resume to continue the same run; everything else
-#: (total iterations, logging, workers, device, evaluation) may change between calls.
-_RESUME_FIXED = (
-    "seed",
-    "data.root",
-    "data.partition",
-    "data.train_subjects",
-    "data.frames",
-    "data.min_frames",
-    "model",
-    "sampler",
-    "optimizer",
-    "loss",
-    "schedule.milestones",
-    "schedule.decay_at",
-    "schedule.gamma",
-    "schedule.warmup_iterations",
-    "schedule.minutes",
-    "init",
+from training.distributed import DistContext, from_rank0, init_distributed
+from training.setup import (
+    TrainingData,
+    TrainingError,
+    build_optimizer,
+    check_resume_compatible,
+    load_training_data,
 )
 
+__all__ = ["TrainResult", "Trainer", "TrainingError"]
 
-class TrainingError(GaitidError, RuntimeError):
-    """A training run that cannot start or continue as configured."""
-
-
-@dataclass(frozen=True)
-class TrainingData:
-    """Training walks in memory (uint8 ``(T, 64, 44)``) with class indices."""
-
-    walks: list[NDArray[np.uint8]]
-    labels: list[int]
-    label_names: list[str]  # class index -> subject id
-    val_subjects: list[str]
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -102,17 +77,6 @@ class TrainResult:
     finished: bool  # reached the end of its schedule (False when stopped early)
     last_terms: dict[str, float] = field(default_factory=dict)
     eval_summary: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DistContext:
-    rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
 
 
 #: Validation time over its forward passes' time (the two distances over every probe x
@@ -138,111 +102,6 @@ def _seconds_per_frame(
     tick = time.monotonic()
     torch_features(model, walks, device=device, batch_size=len(walks))
     return (time.monotonic() - tick) / float(sum(w.shape[0] for w in walks))
-
-
-def _from_rank0(value: float, ctx: DistContext) -> float:
-    """Rank 0's ``value`` on every rank, so that all ranks take the same schedule decisions
-    (a split decision would deadlock the next collective)."""
-    import torch.distributed as dist
-
-    tensor = torch.tensor([value], dtype=torch.float64, device=ctx.device)
-    dist.broadcast(tensor, src=0)
-    return float(tensor.item())
-
-
-def _pick_device(preference: str, local_rank: int) -> torch.device:
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("device: cuda was asked for but no CUDA device is visible")
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
-
-
-def init_distributed(device_preference: str) -> DistContext:
-    """Join the ``torchrun`` process group when there is one; else a single-process context."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _pick_device(device_preference, local_rank)
-    if world_size == 1:
-        return DistContext(0, 1, device)
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistContext(dist.get_rank(), dist.get_world_size(), device)
-
-
-def select_subjects(config: TrainConfig) -> tuple[list[str] | None, list[str]]:
-    """Training subjects (None = every subject of the root) and validation subjects."""
-    from training.data.opengait import load_partition
-
-    data = config.data
-    train: list[str] | None = data.train_subjects
-    val: list[str] = list(data.val_subjects or [])
-    if data.partition is not None:
-        partition = load_partition(data.partition)
-        train = list(partition.train_set)
-        if data.val_subjects is None:
-            val = list(partition.test_set)
-    if train is not None and set(train) & set(val):
-        raise TrainingError(
-            f"subjects {sorted(set(train) & set(val))} are in training and validation"
-        )
-    return train, val
-
-
-def load_training_data(config: TrainConfig) -> TrainingData:
-    """Read the training subjects into memory, cropped to the network's 64 x 44 frames."""
-    from gaitid.preprocess import to_network_input
-    from training.data.opengait import list_subjects, load_dataset
-
-    train, val = select_subjects(config)
-    if train is None:
-        train = [s for s in list_subjects(config.data.root) if s not in set(val)]
-    walks = load_dataset(config.data.root, train)
-    names = sorted({key.subject for key in walks})
-    index = {name: i for i, name in enumerate(names)}
-    kept, labels, short = [], [], 0
-    for key in sorted(walks):
-        frames = walks[key]
-        if frames.shape[0] < config.data.min_frames:
-            short += 1
-            continue
-        kept.append(np.ascontiguousarray(to_network_input(frames)))
-        labels.append(index[key.subject])
-    if short:
-        logger.info("left out %d walks shorter than %d frames", short, config.data.min_frames)
-    if not kept:
-        raise TrainingError(f"no training walks under {config.data.root} for subjects {train}")
-    logger.info("training on %d walks of %d subjects", len(kept), len(names))
-    return TrainingData(kept, labels, names, val)
-
-
-def build_optimizer(
-    params: list[torch.nn.Parameter], cfg: OptimizerConfig
-) -> torch.optim.Optimizer:
-    if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    if cfg.name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-def _lookup(config: dict[str, Any], dotted: str) -> Any:
-    value: Any = config
-    for part in dotted.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
-def check_resume_compatible(saved: dict[str, Any], current: TrainConfig) -> None:
-    """Refuse to resume a checkpoint under a config that would change the run it continues."""
-    now = current.model_dump(mode="json")
-    changed = [key for key in _RESUME_FIXED if _lookup(saved, key) != _lookup(now, key)]
-    if changed:
-        details = "; ".join(f"{k}: {_lookup(saved, k)!r} -> {_lookup(now, k)!r}" for k in changed)
-        raise TrainingError(f"cannot resume: the config changed in {details}")
 
 
 class Trainer:
@@ -454,7 +313,7 @@ class Trainer:
             schedule.add_time(now - mark)
             mark = now
             if schedule.budgeted and ctx.world_size > 1:
-                schedule.trained_s = _from_rank0(schedule.trained_s, ctx)
+                schedule.trained_s = from_rank0(schedule.trained_s, ctx)
             last = schedule.done(iteration)
             paused = not last and stop_after is not None and iteration >= stop_after
             window_its += 1
@@ -518,7 +377,7 @@ class Trainer:
                 per_frame = _seconds_per_frame(model, _typical(val[1], batch), ctx.device)
                 seconds += _VALIDATION_OVERHEAD * val_frames * per_frame
             logger.info("the embedding fit and the validation will take about %.0f s", seconds)
-        return _from_rank0(seconds, ctx) if ctx.world_size > 1 else seconds
+        return from_rank0(seconds, ctx) if ctx.world_size > 1 else seconds
 
     def _write_timing(self, started: float, iteration: int, schedule: RunSchedule) -> None:
         """Where the wall time of this call went (``timing.json``), for the run's records."""

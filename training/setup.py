@@ -1,0 +1,124 @@
+"""What a training run needs before its loop: the subjects and walks, the optimiser, and the
+check that a resume continues the same run."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from gaitid.errors import GaitidError
+from training.config import OptimizerConfig, TrainConfig
+
+logger = logging.getLogger(__name__)
+
+#: Config sections that must match for a resume to continue the same run; everything else
+#: (total iterations, logging, workers, device, evaluation) may change between calls.
+_RESUME_FIXED = (
+    "seed",
+    "data.root",
+    "data.partition",
+    "data.train_subjects",
+    "data.frames",
+    "data.min_frames",
+    "model",
+    "sampler",
+    "optimizer",
+    "loss",
+    "schedule.milestones",
+    "schedule.decay_at",
+    "schedule.gamma",
+    "schedule.warmup_iterations",
+    "schedule.minutes",
+    "init",
+)
+
+
+class TrainingError(GaitidError, RuntimeError):
+    """A training run that cannot start or continue as configured."""
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Training walks in memory (uint8 ``(T, 64, 44)``) with class indices."""
+
+    walks: list[NDArray[np.uint8]]
+    labels: list[int]
+    label_names: list[str]  # class index -> subject id
+    val_subjects: list[str]
+
+
+def select_subjects(config: TrainConfig) -> tuple[list[str] | None, list[str]]:
+    """Training subjects (None = every subject of the root) and validation subjects."""
+    from training.data.opengait import load_partition
+
+    data = config.data
+    train: list[str] | None = data.train_subjects
+    val: list[str] = list(data.val_subjects or [])
+    if data.partition is not None:
+        partition = load_partition(data.partition)
+        train = list(partition.train_set)
+        if data.val_subjects is None:
+            val = list(partition.test_set)
+    if train is not None and set(train) & set(val):
+        raise TrainingError(
+            f"subjects {sorted(set(train) & set(val))} are in training and validation"
+        )
+    return train, val
+
+
+def load_training_data(config: TrainConfig) -> TrainingData:
+    """Read the training subjects into memory, cropped to the network's 64 x 44 frames."""
+    from gaitid.preprocess import to_network_input
+    from training.data.opengait import list_subjects, load_dataset
+
+    train, val = select_subjects(config)
+    if train is None:
+        train = [s for s in list_subjects(config.data.root) if s not in set(val)]
+    walks = load_dataset(config.data.root, train)
+    names = sorted({key.subject for key in walks})
+    index = {name: i for i, name in enumerate(names)}
+    kept, labels, short = [], [], 0
+    for key in sorted(walks):
+        frames = walks[key]
+        if frames.shape[0] < config.data.min_frames:
+            short += 1
+            continue
+        kept.append(np.ascontiguousarray(to_network_input(frames)))
+        labels.append(index[key.subject])
+    if short:
+        logger.info("left out %d walks shorter than %d frames", short, config.data.min_frames)
+    if not kept:
+        raise TrainingError(f"no training walks under {config.data.root} for subjects {train}")
+    logger.info("training on %d walks of %d subjects", len(kept), len(names))
+    return TrainingData(kept, labels, names, val)
+
+
+def build_optimizer(
+    params: list[torch.nn.Parameter], cfg: OptimizerConfig
+) -> torch.optim.Optimizer:
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def _lookup(config: dict[str, Any], dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def check_resume_compatible(saved: dict[str, Any], current: TrainConfig) -> None:
+    """Refuse to resume a checkpoint under a config that would change the run it continues."""
+    now = current.model_dump(mode="json")
+    changed = [key for key in _RESUME_FIXED if _lookup(saved, key) != _lookup(now, key)]
+    if changed:
+        details = "; ".join(f"{k}: {_lookup(saved, k)!r} -> {_lookup(now, k)!r}" for k in changed)
+        raise TrainingError(f"cannot resume: the config changed in {details}")
