@@ -45,7 +45,7 @@ import numpy as np
 # The live-server helpers are shared with the service tests; this script runs by path, so put
 # the repository root (not the working directory) on the import path to reach them.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.service.live import GAITID, cli_env, live_server
+from tests.utils.live_server import GAITID, cli_env, live_server
 
 logger = logging.getLogger("bench.service_http")
 

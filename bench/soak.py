@@ -51,8 +51,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.service_http import make_walks, run_cli  # noqa: E402
-from tests.service.live import cli_env, live_server  # noqa: E402
 from tests.utils import uploads  # noqa: E402
+from tests.utils.live_server import cli_env, live_server  # noqa: E402
 
 SHIPPED_MODEL = ROOT / "models" / "gaitid-lmgcs.onnx"
 MiB = 1 << 20

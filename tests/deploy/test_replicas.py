@@ -1,7 +1,7 @@
 """Several real ``gaitid serve`` processes on one PostgreSQL database, and kill -9 safety.
 
 The servers are uvicorn subprocesses on 127.0.0.1 (free ports), started exactly as a user
-would (``tests.service.live``), against a throwaway database that is dropped afterwards.
+would (``tests.utils.live_server``), against a throwaway database that is dropped afterwards.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sqlalchemy import select
 from service.db.engine import Database
 from service.db.models import Template
 from tests.deploy.conftest import admin_key
-from tests.service.live import cli_env, live_server
+from tests.utils.live_server import cli_env, live_server
 from tests.utils.uploads import encode_npz, walking_masks
 
 pytestmark = pytest.mark.postgres

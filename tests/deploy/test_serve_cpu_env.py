@@ -18,7 +18,7 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from service.db.schema import head_revision
-from tests.service.live import cli_env, live_server
+from tests.utils.live_server import cli_env, live_server
 from tests.utils.uploads import encode_npz, walking_masks
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,8 +20,8 @@ from service.config import Settings
 from service.db.engine import Database
 from service.db.schema import upgrade
 from service.walks.inference import Embedder
-from tests.service.helpers import make_keys
 from tests.utils.onnx_models import export_tiny_onnx
+from tests.utils.service_app import make_keys
 
 PG_HOST = os.environ.get("GAITID_TEST_PG_HOST", "127.0.0.1")
 PG_ADMIN_DSN = f"host={PG_HOST} port=5432 user=postgres dbname=postgres connect_timeout=3"

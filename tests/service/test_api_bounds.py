@@ -21,9 +21,9 @@ from gaitid.preprocess import PreprocessedSequence
 from service.config import Settings
 from service.walks import uploads as uploads_module
 from service.walks.inference import Embedder
-from tests.service.helpers import assert_error, headers, running
 from tests.utils import uploads
 from tests.utils.asgi import http_scope
+from tests.utils.service_app import assert_error, headers, running
 
 MiB = 1 << 20
 

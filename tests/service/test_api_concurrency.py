@@ -12,7 +12,7 @@ from service.config import Settings
 from service.db.engine import Database
 from service.db.models import Identity, Template
 from service.walks.inference import Embedder
-from tests.service.helpers import build_app, enroll, headers, identify, npz_upload, running
+from tests.utils.service_app import build_app, enroll, headers, identify, npz_upload, running
 
 
 def test_restart_persistence(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:

@@ -13,7 +13,8 @@ from service.config import Settings
 from service.db.engine import Database
 from service.db.models import AuditLog, Template
 from service.walks.inference import Embedder
-from tests.service.helpers import (
+from tests.utils import uploads
+from tests.utils.service_app import (
     assert_error,
     enroll,
     headers,
@@ -22,7 +23,6 @@ from tests.service.helpers import (
     running,
     walk,
 )
-from tests.utils import uploads
 
 
 def _templates(settings: Settings) -> list[Template]:

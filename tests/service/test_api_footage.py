@@ -8,8 +8,8 @@ import numpy as np
 
 from service.config import Settings
 from service.walks.inference import Embedder
-from tests.service.helpers import assert_error, headers, running
 from tests.utils import clips, uploads
+from tests.utils.service_app import assert_error, headers, running
 
 
 def _post(client, path: str, key: str, data: bytes, **fields: str):  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from service.config import Settings
 from service.errors import _CODES, _HTTP_CODES, ERROR_CODES, ServiceError
 from service.walks.inference import Embedder
-from tests.service.helpers import assert_error, enroll, headers, identify, npz_upload, running
+from tests.utils.service_app import assert_error, enroll, headers, identify, npz_upload, running
 
 
 def _create_key(client: TestClient, admin: str, scopes: list[str], galleries: list[str]) -> str:

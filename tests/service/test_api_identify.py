@@ -14,7 +14,7 @@ from service.config import Settings
 from service.db.engine import Database
 from service.db.models import Template
 from service.walks.inference import Embedder
-from tests.service.helpers import assert_error, enroll, headers, identify, npz_upload, running
+from tests.utils.service_app import assert_error, enroll, headers, identify, npz_upload, running
 from tests.utils.uploads import encode_npz, encode_zip
 
 

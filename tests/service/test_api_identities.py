@@ -9,7 +9,7 @@ from service.db.engine import Database
 from service.db.models import AuditLog, Identity, Template
 from service.identities import encode_cursor
 from service.walks.inference import Embedder
-from tests.service.helpers import assert_error, enroll, headers, identify, running
+from tests.utils.service_app import assert_error, enroll, headers, identify, running
 
 
 def test_pagination_and_gallery_filter(

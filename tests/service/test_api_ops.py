@@ -15,7 +15,7 @@ from service.config import Settings
 from service.db.engine import Database
 from service.db.models import Identity, Template
 from service.walks.inference import Embedder
-from tests.service.helpers import assert_error, build_app, enroll, headers, identify, running
+from tests.utils.service_app import assert_error, build_app, enroll, headers, identify, running
 
 
 def test_healthz_readyz(settings: Settings, embedder: Embedder, keys: dict[str, str]) -> None:

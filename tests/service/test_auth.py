@@ -13,8 +13,8 @@ from service.db.engine import Database
 from service.db.models import ApiKey, AuditLog
 from service.errors import InvalidRequestError
 from service.walks.inference import Embedder
-from tests.service.helpers import assert_error, enroll, headers, identify, running
 from tests.utils.asgi import http_scope
+from tests.utils.service_app import assert_error, enroll, headers, identify, running
 
 
 def test_keys_are_stored_hashed(settings: Settings, keys: dict[str, str]) -> None:

@@ -10,7 +10,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from gaitid.cli import build_app
-from tests.service.live import cli_env, live_server
+from tests.utils.live_server import cli_env, live_server
 from tests.utils.uploads import encode_npz, encode_zip, walking_masks
 
 

@@ -18,7 +18,7 @@ from service.db.models import Base
 from service.db.schema import head_revision, schema_status, upgrade
 from service.errors import DatabaseNotMigratedError
 from service.walks.inference import Embedder
-from tests.service.helpers import build_app as build_service_app
+from tests.utils.service_app import build_app as build_service_app
 
 
 def test_migrations_match_models(db_url: str) -> None:

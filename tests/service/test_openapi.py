@@ -22,8 +22,8 @@ from schemathesis.specs.openapi.checks import (
 
 from service.config import Settings
 from service.walks.inference import Embedder
-from tests.service.helpers import build_app, enroll, headers, running
-from tests.service.live import free_port
+from tests.utils.live_server import free_port
+from tests.utils.service_app import build_app, enroll, headers, running
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from gaitid.distance import l2_normalize
 from gaitid.errors import InvalidSequenceError
 from service.walks.batching import BatcherClosedError, EmbedResult, MicroBatcher
 from service.walks.inference import Embedder, InferenceError
-from tests.service.test_inference import walks, write_contract_model
+from tests.service.walks.test_inference import walks, write_contract_model
 
 
 class RecordingEmbedder:

@@ -16,7 +16,7 @@ from service.db.models import IndexChange, utcnow
 from service.search import changelog
 from service.search.replication import libpq_dsn
 from service.walks.inference import Embedder
-from tests.service.helpers import enroll, headers, identify, running
+from tests.utils.service_app import enroll, headers, identify, running
 
 
 def _top(client: object, key: str, seed: int) -> str | None:
