@@ -120,19 +120,32 @@ def pool(measurements: list[Measurement]) -> list[Result]:
     return results
 
 
-def make_walks(count: int, seed: int) -> list[bytes]:
-    """``count`` raw synthetic walks, each as the bytes of an ``.npz`` upload."""
+#: Upload kinds: raw masks as .npz, the same masks as a zip of PNG frames, or a camera clip
+#: (the walker composited over a textured scene, mp4) that the server segments first.
+UPLOAD_KINDS = ("npz", "zip", "clip")
+
+
+def make_walks(count: int, seed: int, kind: str = "npz") -> list[bytes]:
+    """``count`` raw synthetic walks, each as the bytes of one upload of ``kind``."""
+    from tests.utils import clips, uploads
     from training.synth.dataset import SynthConfig, render_walk, subject_identity
 
     config = SynthConfig(subjects=count, seed=seed, min_frames=40, max_frames=80)
-    uploads = []
+    encoded = []
     for subject in range(count):
         rng = np.random.default_rng([seed, subject])
         masks = render_walk(subject_identity(seed, subject), "nm-01", 90, rng, config)
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, masks=masks)
-        uploads.append(buffer.getvalue())
-    return uploads
+        if kind == "zip":
+            encoded.append(uploads.encode_zip(masks))
+        elif kind == "clip":
+            crops = [clips._crop(m > 127) for m in masks if (m > 127).sum() > 50]
+            clip = clips.crossing_clip(frames=len(crops), seed=subject, masks=crops)
+            encoded.append(clips.encode_mp4(clip.frames))
+        else:
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, masks=masks)
+            encoded.append(buffer.getvalue())
+    return encoded
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> str:
@@ -192,6 +205,7 @@ async def load(
     concurrency: int,
     requests: int,
     prefix: str,
+    filename: str = "walk.npz",
 ) -> tuple[list[float], int, float]:
     """Send ``requests`` requests from ``concurrency`` workers; (latencies ms, errors, wall s)."""
     latencies: list[float] = []
@@ -205,7 +219,7 @@ async def load(
         async def worker() -> None:
             nonlocal errors
             for i in counter:
-                files = {"file": ("walk.npz", walks[i % len(walks)], "application/octet-stream")}
+                files = {"file": (filename, walks[i % len(walks)], "application/octet-stream")}
                 data = {"identity": f"{prefix}-{i}"} if op == "enroll" else {"top_k": "5"}
                 t0 = time.perf_counter()
                 response = await client.post(f"/{op}", files=files, data=data)
@@ -226,13 +240,14 @@ def bench_mode(
     mode = "batched" if batching else "unbatched"
     measurements = []
     with running_server(model, batching, workdir, args) as (url, key):
-        asyncio.run(load(url, key, "enroll", walks, 2, 4, f"warmup-{mode}"))
+        filename = {"npz": "walk.npz", "zip": "walk.zip", "clip": "walk.mp4"}[args.upload]
+        asyncio.run(load(url, key, "enroll", walks, 2, 4, f"warmup-{mode}", filename))
         for concurrency in args.concurrency:
             n = max(args.min_requests, args.requests_per_worker * concurrency)
             for op in ("enroll", "identify"):
                 before = server_counters(url, key)
                 latencies, errors, wall = asyncio.run(
-                    load(url, key, op, walks, concurrency, n, f"c{concurrency}")
+                    load(url, key, op, walks, concurrency, n, f"c{concurrency}", filename)
                 )
                 after = server_counters(url, key)
                 step = Measurement(
@@ -281,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests-per-worker", type=int, default=4)
     parser.add_argument("--min-requests", type=int, default=24)
     parser.add_argument("--walks", type=int, default=16, help="distinct synthetic walks")
+    parser.add_argument(
+        "--upload", choices=UPLOAD_KINDS, default="npz", help="what each request uploads"
+    )
     parser.add_argument("--intra-op-threads", type=int, default=0)
     parser.add_argument("--max-batch", type=int, default=8, help="GAITID_BATCH_MAX_SIZE")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="GAITID_BATCH_MAX_WAIT_MS")
@@ -296,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="gaitid-bench-"))
     try:
         model = args.model or export_model(args.variant, workdir / f"{args.variant}.onnx")
-        walks = make_walks(args.walks, args.seed)
+        walks = make_walks(args.walks, args.seed, args.upload)
         sizes = [len(w) for w in walks]
         logger.info("%d walks, npz %d-%d bytes", len(walks), min(sizes), max(sizes))
         measurements: list[Measurement] = []
@@ -311,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     results = pool(measurements)
     print(
         f"servers run: {' '.join(args.modes)}; "
-        f"model: {args.model or 'random-init ' + args.variant}, {os.cpu_count()} CPUs, "
+        f"model: {args.model or 'random-init ' + args.variant}, uploads: {args.upload}, "
+        f"{os.cpu_count()} CPUs, "
         f"max batch {args.max_batch}, max wait {args.max_wait_ms} ms"
     )
     print(
