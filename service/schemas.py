@@ -9,15 +9,23 @@ from __future__ import annotations
 import json
 import unicodedata
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 GALLERY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 #: Identity names, views and conditions: any printable text (no control characters, which
 #: PostgreSQL cannot store as NUL and which make logs and CSV exports ambiguous).
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 ThresholdSource = Literal["request", "gallery", "model", "fallback"]
+
+
+def _storable_or_none(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if value is None else check_metadata(value)
+
+
+#: A metadata object the database can store faithfully (``check_metadata``), or null.
+StorableMetadata = Annotated[dict[str, Any] | None, AfterValidator(_storable_or_none)]
 
 _EXAMPLE_SHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 _EXAMPLE_TIMINGS: dict[str, Any] = {
@@ -284,17 +292,12 @@ class IdentityUpdate(BaseModel):
     )
 
     name: str | None = Field(default=None, min_length=1, max_length=256)
-    metadata: dict[str, Any] | None = None
+    metadata: StorableMetadata = None
 
     @field_validator("name")
     @classmethod
     def _unicode_name(cls, value: str | None) -> str | None:
         return None if value is None else identity_name(value)
-
-    @field_validator("metadata")
-    @classmethod
-    def _storable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return None if value is None else check_metadata(value)
 
 
 class GalleryInfo(_Out):
@@ -336,12 +339,7 @@ class GalleryCreate(BaseModel):
 
     name: str = Field(pattern=GALLERY_PATTERN, description="Letters, digits, _ . -; 1-128.")
     default_threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
-    metadata: dict[str, Any] | None = None
-
-    @field_validator("metadata")
-    @classmethod
-    def _storable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return None if value is None else check_metadata(value)
+    metadata: StorableMetadata = None
 
 
 class GalleryUpdate(BaseModel):
@@ -355,12 +353,7 @@ class GalleryUpdate(BaseModel):
     )
 
     default_threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
-    metadata: dict[str, Any] | None = None
-
-    @field_validator("metadata")
-    @classmethod
-    def _storable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return None if value is None else check_metadata(value)
+    metadata: StorableMetadata = None
 
 
 class HealthResponse(_Out):
