@@ -153,7 +153,7 @@ def value_scale(values: NDArray) -> float:
     raise InvalidSequenceError(f"silhouette values go up to {high:g}; allowed ranges are {allowed}")
 
 
-def _to_gray255(frame: NDArray, scale: float | None) -> NDArray[np.float32]:
+def to_gray255(frame: NDArray, scale: float | None) -> NDArray[np.float32]:
     """One frame of any supported layout and dtype -> float32 ``(H, W)`` on the 0..255 scale."""
     if frame.ndim == 3 and frame.shape[2] in _COLOUR_CHANNELS:
         channels = frame.shape[2]
@@ -229,7 +229,7 @@ def normalize_frame(frame: NDArray, *, scale: float | None = None) -> NDArray[np
     dropped). ``scale`` is the factor to the 0..255 scale when the caller decided it for a
     whole sequence; ``None`` decides it from this frame alone.
     """
-    gray = _to_gray255(np.asarray(frame), scale)
+    gray = to_gray255(np.asarray(frame), scale)
     if gray.shape in NORMALISED_SHAPES:
         return _pass_through(gray)
     return _pretreat(gray)

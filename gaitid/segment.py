@@ -64,6 +64,7 @@ from gaitid.preprocess import (
     InputKind,
     NormalizedSequence,
     normalize_keyed,
+    to_gray255,
     value_scale,
 )
 
@@ -222,14 +223,6 @@ def read_walk(
 # ---------------------------------------------------------------------------- input kinds
 
 
-def _grey255(frame: NDArray, scale: float | None) -> NDArray[np.float32]:
-    factor = value_scale(frame) if scale is None else scale
-    values = np.asarray(frame, dtype=np.float32) * np.float32(factor)
-    if values.ndim == 3:
-        values = values[:, :, :3].max(axis=2)
-    return values
-
-
 def detect_kind(frames: Sequence[NDArray], scale: float | None = None) -> InputKind:
     """``"silhouettes"`` when the frames are (nearly) binary and mostly dark, else ``"video"``.
 
@@ -244,7 +237,7 @@ def detect_kind(frames: Sequence[NDArray], scale: float | None = None) -> InputK
         if frame.shape[:2] in NORMALISED_SHAPES:
             votes += 1  # the output of the pretreatment itself (gaitid.preprocess)
             continue
-        grey = _grey255(frame, scale)
+        grey = to_gray255(np.asarray(frame), scale)  # the pretreatment's own grey
         dark = float(np.mean(grey <= _DARK))
         binary = dark + float(np.mean(grey >= _BRIGHT))
         votes += binary >= BINARY_SHARE and dark >= DARK_SHARE
