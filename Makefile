@@ -17,7 +17,7 @@ DEMO_MODEL := .cache/random-init-lite.onnx
 # pinned requirements, then the project itself without dependencies (tests/deploy runs the
 # API from it against PostgreSQL).
 SERVE_VENV ?= .venv-serve-cpu
-SERVE_SOURCES := $(shell find gaitid service migrations model training -name '*.py' -o -name '*.ini' -o -name '*.mako')
+SERVE_SOURCES := $(shell find -L gaitid -name '*.py' -o -name '*.ini' -o -name '*.mako')
 
 .PHONY: help install-dev test test-all lint serve clean requirements serve-cpu-venv
 
@@ -73,7 +73,7 @@ serve: $(VENV)/.dev-installed
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
-	$(BIN)/mypy gaitid model training service
+	$(BIN)/mypy gaitid
 
 clean:
 	rm -rf $(VENV) $(SERVE_VENV) .pytest_cache .mypy_cache .ruff_cache

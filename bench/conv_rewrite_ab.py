@@ -19,8 +19,8 @@ import onnxruntime as ort
 import torch
 
 from gaitid.contract import INPUT_LENGTHS, INPUT_SILHOUETTES
-from model.export import export_onnx
-from model.registry import create_model
+from gaitid.model.export import export_onnx
+from gaitid.model.registry import create_model
 
 CASES = ((30, 1), (30, 8), (80, 1), (80, 8))
 

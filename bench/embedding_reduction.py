@@ -32,7 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from gaitid.distance import l2_normalize  # noqa: E402
-from training.evaluation.protocols import CASIA_B, FeatureSet, evaluate_cross_view  # noqa: E402
+from gaitid.training.evaluation.protocols import CASIA_B, FeatureSet, evaluate_cross_view  # noqa: E402
 
 app = typer.Typer(add_completion=False)
 
@@ -50,7 +50,7 @@ def _features(
     if cache is not None and (cache / name).is_file():
         z = np.load(cache / name)
         return FeatureSet(z["subjects"], z["conditions"], z["views"], z["emb"], z["parts"])
-    from training.evaluation.extract import features_from_file, load_eval_walks
+    from gaitid.training.evaluation.extract import features_from_file, load_eval_walks
 
     started = time.perf_counter()
     keys, walks = load_eval_walks(data, subjects)
@@ -97,8 +97,8 @@ def main(
     regularization: Annotated[list[float] | None, typer.Option()] = None,
     cache: Annotated[Path | None, typer.Option()] = None,
 ) -> None:
-    from training.data.opengait import parse_subject_spec
-    from training.embedding_fit import fit_reduction, principal_directions
+    from gaitid.training.data.opengait import parse_subject_spec
+    from gaitid.training.embedding_fit import fit_reduction, principal_directions
 
     fit = _features(
         checkpoint,

@@ -25,7 +25,7 @@ import numpy as np
 import typer
 from numpy.typing import NDArray
 
-from training.data.opengait import WalkKey
+from gaitid.training.data.opengait import WalkKey
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT.parent / "shared"
@@ -34,7 +34,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True)
 
 
 def _print_table(title: str, walks: Mapping[WalkKey, NDArray[np.uint8]]) -> None:
-    from training.baselines.gei import gei_baseline
+    from gaitid.training.baselines.gei import gei_baseline
 
     started = time.perf_counter()
     table = gei_baseline(walks)
@@ -60,8 +60,8 @@ def synth(
     workers: Annotated[int, typer.Option(min=1)] = 1,
 ) -> None:
     """Generate ``subjects`` synthetic identities (11 views x 10 walks) and run the baseline."""
-    from training.data.opengait import load_dataset
-    from training.synth.dataset import SynthConfig, generate_dataset
+    from gaitid.training.data.opengait import load_dataset
+    from gaitid.training.synth.dataset import SynthConfig, generate_dataset
 
     with tempfile.TemporaryDirectory(prefix="gei-synth-") as tmp:
         started = time.perf_counter()
@@ -82,7 +82,7 @@ def casia(
     data: Annotated[Path, typer.Option()] = SHARED / "data" / "casia-b-train",
 ) -> None:
     """Expand real CASIA-B subjects to the OpenGait layout, read them back, run the baseline."""
-    from training.data.opengait import load_dataset, parse_subject_spec
+    from gaitid.training.data.opengait import load_dataset, parse_subject_spec
 
     ids = parse_subject_spec(subjects)
     missing = [s for s in ids if not (data / f"{s}.npz").is_file()]

@@ -24,7 +24,7 @@ _PROBE = """
 import json, sys
 from pathlib import Path
 import numpy as np
-from service.walks.inference import Embedder
+from gaitid.service.walks.inference import Embedder
 
 def hwm():
     for line in Path("/proc/self/status").read_text().splitlines():

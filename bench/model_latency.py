@@ -36,11 +36,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from gaitid.contract import INPUT_LENGTHS, INPUT_SILHOUETTES  # noqa: E402
-from model.config import LMGCSConfig  # noqa: E402
-from model.export import export_onnx  # noqa: E402
-from model.info import count_flops  # noqa: E402
-from model.lmgcs import LMGCS  # noqa: E402
-from model.registry import resolve_config  # noqa: E402
+from gaitid.model.config import LMGCSConfig  # noqa: E402
+from gaitid.model.export import export_onnx  # noqa: E402
+from gaitid.model.info import count_flops  # noqa: E402
+from gaitid.model.lmgcs import LMGCS  # noqa: E402
+from gaitid.model.registry import resolve_config  # noqa: E402
 
 logger = logging.getLogger("bench.model_latency")
 

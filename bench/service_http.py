@@ -127,8 +127,8 @@ UPLOAD_KINDS = ("npz", "zip", "clip")
 
 def make_walks(count: int, seed: int, kind: str = "npz") -> list[bytes]:
     """``count`` raw synthetic walks, each as the bytes of one upload of ``kind``."""
+    from gaitid.training.synth.dataset import SynthConfig, render_walk, subject_identity
     from tests.utils import clips, uploads
-    from training.synth.dataset import SynthConfig, render_walk, subject_identity
 
     config = SynthConfig(subjects=count, seed=seed, min_frames=40, max_frames=80)
     encoded = []

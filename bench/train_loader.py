@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from gaitid.preprocess import to_network_input
-from training.data.opengait import load_dataset, parse_subject_spec
-from training.sampler import PKSampler
-from training.torch_data import TrainBatches
+from gaitid.training.data.opengait import load_dataset, parse_subject_spec
+from gaitid.training.sampler import PKSampler
+from gaitid.training.torch_data import TrainBatches
 
 
 def main() -> None:

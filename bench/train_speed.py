@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from model import create_model
-from training.config import LossConfig
-from training.objective import compute_loss
+from gaitid.model import create_model
+from gaitid.training.config import LossConfig
+from gaitid.training.objective import compute_loss
 
 
 def step_seconds(variant: str, frames: int, p: int, k: int, iterations: int, warmup: int) -> float:

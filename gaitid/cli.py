@@ -38,7 +38,7 @@ def build_app() -> typer.Typer:
     from gaitid import commands as core_commands
 
     core_commands.register(root)
-    for module_name in ("training.cli", "model.cli", "service.cli"):
+    for module_name in ("gaitid.training.cli", "gaitid.model.cli", "gaitid.service.cli"):
         _register_optional(root, module_name)
     return root
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from service.db.models import Base
+from gaitid.service.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata

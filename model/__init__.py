@@ -10,17 +10,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from model.config import VARIANTS, LMGCSConfig
-    from model.lmgcs import LMGCS
-    from model.output import GaitOutput
-    from model.registry import create_model
+    from gaitid.model.config import VARIANTS, LMGCSConfig
+    from gaitid.model.lmgcs import LMGCS
+    from gaitid.model.output import GaitOutput
+    from gaitid.model.registry import create_model
 
 _EXPORTS = {
-    "VARIANTS": "model.config",
-    "LMGCSConfig": "model.config",
-    "LMGCS": "model.lmgcs",
-    "GaitOutput": "model.output",
-    "create_model": "model.registry",
+    "VARIANTS": "gaitid.model.config",
+    "LMGCSConfig": "gaitid.model.config",
+    "LMGCS": "gaitid.model.lmgcs",
+    "GaitOutput": "gaitid.model.output",
+    "create_model": "gaitid.model.registry",
 }
 
 __all__ = ["LMGCS", "VARIANTS", "GaitOutput", "LMGCSConfig", "create_model"]

@@ -62,7 +62,7 @@ def export_command(
             "--threshold-from, --training-data and --weights describe a trained checkpoint; "
             "a --random-init export has none"
         )
-    from model.config import VARIANTS
+    from gaitid.model.config import VARIANTS
 
     if random_init is not None and random_init not in VARIANTS:
         raise typer.BadParameter(
@@ -70,7 +70,7 @@ def export_command(
             param_hint="--random-init",
         )
     from gaitid import __version__
-    from model.export import (
+    from gaitid.model.export import (
         CheckpointError,
         export_onnx,
         export_random_init,
@@ -106,8 +106,8 @@ def export_command(
         if fit := meta.get("embedding_fit"):
             metadata["embedding_fit"] = json.dumps(fit, sort_keys=True)
         if threshold_from is not None:
-            from training.evaluation.open_set import read_threshold
-            from training.evaluation.protocols import ProtocolError
+            from gaitid.training.evaluation.open_set import read_threshold
+            from gaitid.training.evaluation.protocols import ProtocolError
 
             try:
                 threshold, provenance = read_threshold(threshold_from)
@@ -135,14 +135,14 @@ def model_info_command(
     ),
 ) -> None:
     """Parameters and FLOPs per component (per frame and per walk) beside Table IX."""
-    from model.config import VARIANTS
+    from gaitid.model.config import VARIANTS
 
     if variant not in VARIANTS:
         raise typer.BadParameter(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
     from dataclasses import asdict
 
-    from model.info import format_table, model_info, table_ix
-    from model.registry import resolve_config
+    from gaitid.model.info import format_table, model_info, table_ix
+    from gaitid.model.registry import resolve_config
 
     config = resolve_config(variant, num_classes=num_classes)
     info = model_info(config, variant, frames)

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.config import LMGCSConfig
-from model.layers.masking import zero_padded_frames
+from gaitid.model.config import LMGCSConfig
+from gaitid.model.layers.masking import zero_padded_frames
 
 
 class GLConv3d(nn.Module):

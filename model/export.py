@@ -37,10 +37,10 @@ from gaitid.contract import (
     build_metadata,
 )
 from gaitid.errors import GaitidError
-from model.config import VARIANTS, LMGCSConfig
-from model.layers.conv3d_as_2d import stack_time_in_conv3d
-from model.lmgcs import LMGCS, EmbeddingOnly
-from model.registry import create_model
+from gaitid.model.config import VARIANTS, LMGCSConfig
+from gaitid.model.layers.conv3d_as_2d import stack_time_in_conv3d
+from gaitid.model.lmgcs import LMGCS, EmbeddingOnly
+from gaitid.model.registry import create_model
 
 logger = logging.getLogger(__name__)
 

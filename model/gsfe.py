@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.layers.masking import masked_max
+from gaitid.model.layers.masking import masked_max
 
 
 class MultiHeadAttention(nn.Module):

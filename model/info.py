@@ -21,8 +21,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from gaitid.contract import FRAME_HEIGHT, FRAME_WIDTH
-from model.config import LMGCSConfig
-from model.lmgcs import LMGCS
+from gaitid.model.config import LMGCSConfig
+from gaitid.model.lmgcs import LMGCS
 
 #: Table IX, as printed: branch set -> (parameters in M, "FLOPs (G)").
 TABLE_IX: Final[dict[tuple[int, ...], tuple[float, float]]] = {

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.layers.masking import zero_padded_frames
+from gaitid.model.layers.masking import zero_padded_frames
 
 
 def replicate_windows(x: Tensor, lengths: Tensor, radius: int) -> Tensor:

@@ -32,16 +32,16 @@ from torch import Tensor, nn
 
 from gaitid.contract import FRAME_HEIGHT, FRAME_WIDTH
 from gaitid.errors import GaitidError
-from model.config import LMGCSConfig
-from model.e3d import E3D
-from model.embedding_head import EmbeddingHead
-from model.gsfe import GSFE
-from model.layers.horizontal_pooling import HorizontalPooling
-from model.layers.masking import length_mask, masked_max
-from model.layers.separate_fc import SeparateBNNecks, SeparateFCs
-from model.lmfe import LMFE
-from model.mff import MFF
-from model.output import GaitOutput
+from gaitid.model.config import LMGCSConfig
+from gaitid.model.e3d import E3D
+from gaitid.model.embedding_head import EmbeddingHead
+from gaitid.model.gsfe import GSFE
+from gaitid.model.layers.horizontal_pooling import HorizontalPooling
+from gaitid.model.layers.masking import length_mask, masked_max
+from gaitid.model.layers.separate_fc import SeparateBNNecks, SeparateFCs
+from gaitid.model.lmfe import LMFE
+from gaitid.model.mff import MFF
+from gaitid.model.output import GaitOutput
 
 
 class InputShapeError(GaitidError, ValueError):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from gaitid.errors import GaitidError
-from model.config import VARIANTS, LMGCSConfig
-from model.lmgcs import LMGCS
+from gaitid.model.config import VARIANTS, LMGCSConfig
+from gaitid.model.lmgcs import LMGCS
 
 
 class UnknownVariantError(GaitidError, KeyError):

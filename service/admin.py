@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-from service.schemas import (
+from gaitid.service.schemas import (
     IndexCheckResponse,
     IndexRebuildResponse,
 )
-from service.state import ServiceState
+from gaitid.service.state import ServiceState
 
 _MAX_LISTED_IDS = 100
 

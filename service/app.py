@@ -16,14 +16,18 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from gaitid import __version__
-from service import openapi
-from service.auth_first import AuthFirstMiddleware, RedactKeysInAccessLog
-from service.config import Settings, load_settings
-from service.errors import install_error_handlers
-from service.limits import BodyLimitMiddleware, CancelOnDisconnectMiddleware, TimeoutMiddleware
-from service.metrics import Metrics, MetricsMiddleware
-from service.openapi import STATIC_DOCS_URL, error_code_table
-from service.routes import (
+from gaitid.service import openapi
+from gaitid.service.auth_first import AuthFirstMiddleware, RedactKeysInAccessLog
+from gaitid.service.config import Settings, load_settings
+from gaitid.service.errors import install_error_handlers
+from gaitid.service.limits import (
+    BodyLimitMiddleware,
+    CancelOnDisconnectMiddleware,
+    TimeoutMiddleware,
+)
+from gaitid.service.metrics import Metrics, MetricsMiddleware
+from gaitid.service.openapi import STATIC_DOCS_URL, error_code_table
+from gaitid.service.routes import (
     admin,
     enroll,
     galleries,
@@ -34,7 +38,7 @@ from service.routes import (
     templates,
     verify,
 )
-from service.state import EmbedderFactory, default_embedder, start_state, stop_state
+from gaitid.service.state import EmbedderFactory, default_embedder, start_state, stop_state
 
 logger = logging.getLogger(__name__)
 

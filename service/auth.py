@@ -29,15 +29,15 @@ from enum import StrEnum
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service.db.engine import Database
-from service.db.models import ApiKey, ApiKeyGallery, AuditLog
-from service.errors import (
+from gaitid.service.db.engine import Database
+from gaitid.service.db.models import ApiKey, ApiKeyGallery, AuditLog
+from gaitid.service.errors import (
     AuthenticationError,
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
 )
-from service.schemas import GALLERY_PATTERN
+from gaitid.service.schemas import GALLERY_PATTERN
 
 logger = logging.getLogger(__name__)
 

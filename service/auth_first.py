@@ -21,9 +21,9 @@ from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.auth import Principal, authenticate
-from service.auth import Scope as KeyScope
-from service.errors import ServiceError, code_for, error_response, status_for
+from gaitid.service.auth import Principal, authenticate
+from gaitid.service.auth import Scope as KeyScope
+from gaitid.service.errors import ServiceError, code_for, error_response, status_for
 
 #: Request-state key of the principal resolved here (read by ``service.deps.require``).
 PRINCIPAL_STATE = "principal"

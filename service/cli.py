@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
 def _settings() -> Any:
     from pydantic import ValidationError
 
-    from service.config import load_settings
+    from gaitid.service.config import load_settings
 
     try:
         return load_settings()
@@ -52,14 +52,14 @@ def _settings() -> Any:
 
 
 def _database(settings: Any) -> Any:
-    from service.db.engine import Database
+    from gaitid.service.db.engine import Database
 
     return Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
 
 
 def _warn_unknown_env() -> None:
     """A misspelt ``GAITID_*`` variable would otherwise be silently ignored."""
-    from service.config import Settings
+    from gaitid.service.config import Settings
 
     known = {f"GAITID_{name.upper()}" for name in Settings.model_fields}
     known |= {"GAITID_API_KEY", "GAITID_URL"}  # read by `gaitid index`
@@ -79,9 +79,9 @@ def serve(
     """Run the service with uvicorn on the configured database, model and index."""
     import uvicorn
 
-    from service.app import create_app
-    from service.db.schema import require_migrated, upgrade
-    from service.errors import DatabaseNotMigratedError
+    from gaitid.service.app import create_app
+    from gaitid.service.db.schema import require_migrated, upgrade
+    from gaitid.service.errors import DatabaseNotMigratedError
 
     _warn_unknown_env()
     settings = _settings()
@@ -121,7 +121,7 @@ def db_upgrade(
     revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
 ) -> None:
     """Create or migrate the schema of GAITID_DATABASE_URL."""
-    from service.db.schema import upgrade
+    from gaitid.service.db.schema import upgrade
 
     settings = _settings()
     db = _database(settings)
@@ -135,7 +135,7 @@ def db_upgrade(
 @db_app.command("current")
 def db_current() -> None:
     """Show the database's revision and the code's newest; exit 1 when behind."""
-    from service.db.schema import schema_status
+    from gaitid.service.db.schema import schema_status
 
     settings = _settings()
     db = _database(settings)
@@ -150,8 +150,8 @@ def db_current() -> None:
 
 
 def _require_migrated_db(settings: Any) -> Any:
-    from service.db.schema import require_migrated
-    from service.errors import DatabaseNotMigratedError
+    from gaitid.service.db.schema import require_migrated
+    from gaitid.service.errors import DatabaseNotMigratedError
 
     db = _database(settings)
     try:
@@ -182,8 +182,8 @@ def keys_create(
     ] = None,
 ) -> None:
     """Create an API key; the key itself is printed once, as the last line."""
-    from service.auth import create_key, parse_galleries, parse_scopes
-    from service.errors import InvalidRequestError
+    from gaitid.service.auth import create_key, parse_galleries, parse_scopes
+    from gaitid.service.errors import InvalidRequestError
 
     try:
         scopes = parse_scopes(scope)
@@ -215,7 +215,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list() -> None:
     """List keys (id, prefix, name, scopes, last use, revoked); never the keys."""
-    from service.auth import list_keys
+    from gaitid.service.auth import list_keys
 
     db = _require_migrated_db(_settings())
     try:
@@ -239,8 +239,8 @@ def keys_revoke(
     key: Annotated[str, typer.Argument(help="The key's id or prefix (from `gaitid keys list`).")],
 ) -> None:
     """Revoke a key: requests with it get 401 from now on."""
-    from service.auth import revoke_key
-    from service.errors import InvalidRequestError, NotFoundError
+    from gaitid.service.auth import revoke_key
+    from gaitid.service.errors import InvalidRequestError, NotFoundError
 
     db = _require_migrated_db(_settings())
     try:

@@ -24,11 +24,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.auth import Principal
-from service.db.models import AuditLog, Base, Gallery, Identity
-from service.errors import NotFoundError
-from service.schemas import ThresholdSource
-from service.state import ServiceState
+from gaitid.service.auth import Principal
+from gaitid.service.db.models import AuditLog, Base, Gallery, Identity
+from gaitid.service.errors import NotFoundError
+from gaitid.service.schemas import ThresholdSource
+from gaitid.service.state import ServiceState
 
 RowT = TypeVar("RowT", bound=Base)
 

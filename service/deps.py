@@ -15,10 +15,10 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 from sqlalchemy.orm import Session
 
-from service.auth import Principal, Scope, authenticate
-from service.auth_first import PRINCIPAL_STATE, REQUIRED_SCOPE_ATTR
-from service.errors import ServiceUnavailableError
-from service.state import ServiceState
+from gaitid.service.auth import Principal, Scope, authenticate
+from gaitid.service.auth_first import PRINCIPAL_STATE, REQUIRED_SCOPE_ATTR
+from gaitid.service.errors import ServiceUnavailableError
+from gaitid.service.state import ServiceState
 
 _api_key_header = APIKeyHeader(
     name="X-API-Key",

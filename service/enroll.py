@@ -20,15 +20,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.auth import Principal
-from service.common import audit, elapsed_ms, get_or_create_gallery, get_or_create_identity
-from service.db.models import Gallery, Identity, Template
-from service.errors import ConflictError
-from service.schemas import EnrollResponse, Timings
-from service.search.gallery_index import vector_to_bytes
-from service.state import ServiceState
-from service.walks.embedding import embed_upload
-from service.walks.uploads import Upload
+from gaitid.service.auth import Principal
+from gaitid.service.common import audit, elapsed_ms, get_or_create_gallery, get_or_create_identity
+from gaitid.service.db.models import Gallery, Identity, Template
+from gaitid.service.errors import ConflictError
+from gaitid.service.schemas import EnrollResponse, Timings
+from gaitid.service.search.gallery_index import vector_to_bytes
+from gaitid.service.state import ServiceState
+from gaitid.service.walks.embedding import embed_upload
+from gaitid.service.walks.uploads import Upload
 
 
 def _frames_blob(frames: NDArray[np.uint8]) -> bytes:

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gaitid.errors import GaitidError, TooFewFramesError, UploadError, UploadTooLargeError
 from gaitid.segment import BackgroundNeededError, NoPersonFoundError
-from service.walks.batching import BatcherClosedError
+from gaitid.service.walks.batching import BatcherClosedError
 
 logger = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.auth import Principal
-from service.common import audit, gallery_by_name
-from service.db.models import Gallery, Identity, Template
-from service.errors import ConflictError, NotFoundError
-from service.schemas import GalleryCreate, GalleryInfo, GalleryUpdate
-from service.state import ServiceState
+from gaitid.service.auth import Principal
+from gaitid.service.common import audit, gallery_by_name
+from gaitid.service.db.models import Gallery, Identity, Template
+from gaitid.service.errors import ConflictError, NotFoundError
+from gaitid.service.schemas import GalleryCreate, GalleryInfo, GalleryUpdate
+from gaitid.service.state import ServiceState
 
 logger = logging.getLogger(__name__)
 

@@ -7,16 +7,16 @@ import logging
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.auth import Principal
-from service.db.models import Gallery, Identity, Template
-from service.schemas import (
+from gaitid.service.auth import Principal
+from gaitid.service.db.models import Gallery, Identity, Template
+from gaitid.service.schemas import (
     IndexSummary,
     ModelSummary,
     ReadinessChecks,
     ReadinessResponse,
     StatsResponse,
 )
-from service.state import ServiceState
+from gaitid.service.state import ServiceState
 
 logger = logging.getLogger(__name__)
 

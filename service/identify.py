@@ -17,20 +17,20 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import select
 
-from service.auth import Principal
-from service.common import (
+from gaitid.service.auth import Principal
+from gaitid.service.common import (
     GalleryRef,
     audit,
     elapsed_ms,
     gallery_ref,
     resolve_threshold,
 )
-from service.db.models import Identity, Template
-from service.errors import InvalidRequestError
-from service.schemas import IdentifyResponse, Match
-from service.state import ServiceState
-from service.walks.embedding import embed_upload
-from service.walks.uploads import Upload
+from gaitid.service.db.models import Identity, Template
+from gaitid.service.errors import InvalidRequestError
+from gaitid.service.schemas import IdentifyResponse, Match
+from gaitid.service.state import ServiceState
+from gaitid.service.walks.embedding import embed_upload
+from gaitid.service.walks.uploads import Upload
 
 #: How many index hits are fetched per wanted identity before grouping by identity.
 _HITS_PER_IDENTITY = 4

@@ -18,18 +18,18 @@ from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.auth import Principal
-from service.common import audit, gallery_by_name, get_or_404
-from service.db.models import MAX_ID, Gallery, Identity, Template
-from service.errors import ConflictError, InvalidRequestError
-from service.schemas import (
+from gaitid.service.auth import Principal
+from gaitid.service.common import audit, gallery_by_name, get_or_404
+from gaitid.service.db.models import MAX_ID, Gallery, Identity, Template
+from gaitid.service.errors import ConflictError, InvalidRequestError
+from gaitid.service.schemas import (
     IdentityDetail,
     IdentityPage,
     IdentitySummary,
     IdentityUpdate,
     TemplateInfo,
 )
-from service.state import ServiceState
+from gaitid.service.state import ServiceState
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ may not use. The secret of a new key is in the creation answer only.
 
 from __future__ import annotations
 
-from service.auth import Principal, Scope, create_key, list_keys, parse_galleries, revoke_key
-from service.db.models import ApiKey
-from service.schemas import KeyCreate, KeyCreated, KeyInfo
-from service.state import ServiceState
+from gaitid.service.auth import Principal, Scope, create_key, list_keys, parse_galleries, revoke_key
+from gaitid.service.db.models import ApiKey
+from gaitid.service.schemas import KeyCreate, KeyCreated, KeyInfo
+from gaitid.service.state import ServiceState
 
 
 def _info(row: ApiKey) -> KeyInfo:

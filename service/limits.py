@@ -20,7 +20,7 @@ import anyio
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import RequestTooLargeError, error_response
+from gaitid.service.errors import RequestTooLargeError, error_response
 
 
 class _BodyTooLarge(StarletteHTTPException):

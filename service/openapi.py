@@ -14,8 +14,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from service.config import Settings
-from service.errors import ERROR_CODES
+from gaitid.service.config import Settings
+from gaitid.service.errors import ERROR_CODES
 
 STATIC_DOCS_URL = "/docs-static"
 

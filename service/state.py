@@ -17,15 +17,15 @@ from functools import partial
 import anyio
 
 from gaitid.segment import OnnxPersonSegmenter, PersonSegmenter
-from service.config import Settings
-from service.db.engine import Database
-from service.db.schema import require_migrated
-from service.metrics import Metrics
-from service.search.gallery_index import GalleryIndexes
-from service.search.index import VectorIndex
-from service.search.replication import ChangeFollower
-from service.walks.batching import MicroBatcher
-from service.walks.inference import Embedder, ModelInfo
+from gaitid.service.config import Settings
+from gaitid.service.db.engine import Database
+from gaitid.service.db.schema import require_migrated
+from gaitid.service.metrics import Metrics
+from gaitid.service.search.gallery_index import GalleryIndexes
+from gaitid.service.search.index import VectorIndex
+from gaitid.service.search.replication import ChangeFollower
+from gaitid.service.walks.batching import MicroBatcher
+from gaitid.service.walks.inference import Embedder, ModelInfo
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ import logging
 
 import numpy as np
 
-from service.auth import Principal
-from service.common import audit, get_or_404
-from service.db.models import Template
-from service.state import ServiceState
+from gaitid.service.auth import Principal
+from gaitid.service.common import audit, get_or_404
+from gaitid.service.db.models import Template
+from gaitid.service.state import ServiceState
 
 logger = logging.getLogger(__name__)
 

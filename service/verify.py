@@ -14,8 +14,8 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import select
 
-from service.auth import Principal
-from service.common import (
+from gaitid.service.auth import Principal
+from gaitid.service.common import (
     GalleryRef,
     audit,
     elapsed_ms,
@@ -23,13 +23,13 @@ from service.common import (
     get_or_404,
     resolve_threshold,
 )
-from service.db.models import Identity, Template
-from service.errors import ConflictError, InvalidRequestError, NotFoundError
-from service.schemas import VerifyResponse
-from service.search.gallery_index import vector_from_bytes
-from service.state import ServiceState
-from service.walks.embedding import embed_upload
-from service.walks.uploads import Upload
+from gaitid.service.db.models import Identity, Template
+from gaitid.service.errors import ConflictError, InvalidRequestError, NotFoundError
+from gaitid.service.schemas import VerifyResponse
+from gaitid.service.search.gallery_index import vector_from_bytes
+from gaitid.service.state import ServiceState
+from gaitid.service.walks.embedding import embed_upload
+from gaitid.service.walks.uploads import Upload
 
 
 @dataclass(frozen=True)

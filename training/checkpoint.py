@@ -24,7 +24,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from model.export import CheckpointError, read_checkpoint
+from gaitid.model.export import CheckpointError, read_checkpoint
 
 __all__ = [
     "RESUME_KEYS",

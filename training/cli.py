@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
     app.command("synth")(synth)
     app.command("pretreat")(pretreat)
     app.command("gei-baseline")(gei_baseline)
-    from training.train_commands import (  # cheap: no torch at import
+    from gaitid.training.train_commands import (  # cheap: no torch at import
         eval_command,
         fit_embedding_command,
         train_command,
@@ -64,7 +64,7 @@ def synth(
     from pydantic import ValidationError
     from tqdm import tqdm
 
-    from training.synth.dataset import SynthConfig, generate_dataset
+    from gaitid.training.synth.dataset import SynthConfig, generate_dataset
 
     settings: dict[str, object] = {
         "subjects": subjects,
@@ -103,9 +103,9 @@ def pretreat(
     """Pretreat raw silhouette folders into the OpenGait layout (64x64 uint8 pickles)."""
     from tqdm import tqdm
 
-    from training.data.casia_raw import iter_raw_walks
-    from training.data.errors import DatasetError
-    from training.data.pretreat import pretreat as run_pretreat
+    from gaitid.training.data.casia_raw import iter_raw_walks
+    from gaitid.training.data.errors import DatasetError
+    from gaitid.training.data.pretreat import pretreat as run_pretreat
 
     try:
         total = sum(1 for _ in iter_raw_walks(raw_root))
@@ -133,9 +133,9 @@ def gei_baseline(
     ] = None,
 ) -> None:
     """GEI + nearest neighbour under the CASIA-B protocol: NM/BG/CL cross-view rank-1."""
-    from training.baselines.gei import gei_baseline as run_baseline
-    from training.data.errors import DatasetError
-    from training.data.opengait import load_dataset, load_partition, parse_subject_spec
+    from gaitid.training.baselines.gei import gei_baseline as run_baseline
+    from gaitid.training.data.errors import DatasetError
+    from gaitid.training.data.opengait import load_dataset, load_partition, parse_subject_spec
 
     if subjects is not None and partition is not None:
         raise typer.BadParameter("give either --subjects or --partition, not both")

@@ -57,7 +57,7 @@ class ModelSection(_Section):
     @model_validator(mode="after")
     def _overrides_build_a_network(self) -> ModelSection:
         """A misspelt or impossible override fails when the config loads, not after the data."""
-        from model.config import VARIANTS, LMGCSConfig
+        from gaitid.model.config import VARIANTS, LMGCSConfig
 
         fields = {**VARIANTS[self.variant].model_dump(), **self.overrides}
         try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from training.setup import TrainingError
+from gaitid.training.setup import TrainingError
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from gaitid.errors import GaitidError
 if TYPE_CHECKING:
     import torch
 
-    from model.lmgcs import LMGCS
+    from gaitid.model.lmgcs import LMGCS
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def fit_embedding(
     """
     import torch
 
-    from training.evaluation.extract import torch_features
+    from gaitid.training.evaluation.extract import torch_features
 
     if len(walks) != len(labels):
         raise EmbeddingFitError(f"{len(walks)} walks but {len(labels)} labels")

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from model.output import GaitOutput
-from training.config import LossConfig
-from training.losses import batch_all_triplet, part_cross_entropy
+from gaitid.model.output import GaitOutput
+from gaitid.training.config import LossConfig
+from gaitid.training.losses import batch_all_triplet, part_cross_entropy
 
 
 @dataclass(frozen=True)

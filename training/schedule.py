@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from gaitid.errors import GaitidError
-from training.config import ScheduleConfig
+from gaitid.training.config import ScheduleConfig
 
 logger = logging.getLogger(__name__)
 

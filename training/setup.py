@@ -12,7 +12,7 @@ import torch
 from numpy.typing import NDArray
 
 from gaitid.errors import GaitidError
-from training.config import OptimizerConfig, TrainConfig
+from gaitid.training.config import OptimizerConfig, TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class TrainingData:
 
 def select_subjects(config: TrainConfig) -> tuple[list[str] | None, list[str]]:
     """Training subjects (None = every subject of the root) and validation subjects."""
-    from training.data.opengait import load_partition
+    from gaitid.training.data.opengait import load_partition
 
     data = config.data
     train: list[str] | None = data.train_subjects
@@ -74,7 +74,7 @@ def select_subjects(config: TrainConfig) -> tuple[list[str] | None, list[str]]:
 def load_training_data(config: TrainConfig) -> TrainingData:
     """Read the training subjects into memory, cropped to the network's 64 x 44 frames."""
     from gaitid.preprocess import to_network_input
-    from training.data.opengait import list_subjects, load_dataset
+    from gaitid.training.data.opengait import list_subjects, load_dataset
 
     train, val = select_subjects(config)
     if train is None:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from training.sampler import BatchSpec
+from gaitid.training.sampler import BatchSpec
 
 
 def sample_window(length: int, frames: int, rng: np.random.Generator) -> NDArray[np.int64]:

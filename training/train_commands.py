@@ -18,7 +18,7 @@ import typer
 from gaitid.errors import EXIT_BAD_INPUT
 
 if TYPE_CHECKING:
-    from training.evaluation.protocols import FeatureSet
+    from gaitid.training.evaluation.protocols import FeatureSet
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +77,11 @@ def train_command(
     ),
 ) -> None:
     """Train an LMGCS network from a validated config (unknown keys are an error)."""
-    from training.checkpoint import CheckpointError
-    from training.config import ConfigError, load_config
-    from training.data.errors import DatasetError
-    from training.sampler import SamplerError
-    from training.trainer import Trainer, TrainingError
+    from gaitid.training.checkpoint import CheckpointError
+    from gaitid.training.config import ConfigError, load_config
+    from gaitid.training.data.errors import DatasetError
+    from gaitid.training.sampler import SamplerError
+    from gaitid.training.trainer import Trainer, TrainingError
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -153,11 +153,15 @@ def eval_command(
     (DIR at FAR 1 %) and the default decision threshold at ``--target-fmr``, written to
     ``OUT/calibration.json`` (what ``gaitid export --threshold-from`` reads) with its curve.
     """
-    from training.data.errors import DatasetError
-    from training.data.opengait import load_partition, parse_subject_spec
-    from training.evaluation.extract import ModelFileError, features_from_file, load_eval_walks
-    from training.evaluation.protocols import ProtocolError, ProtocolName, run_protocol
-    from training.evaluation.report import to_markdown, write_report
+    from gaitid.training.data.errors import DatasetError
+    from gaitid.training.data.opengait import load_partition, parse_subject_spec
+    from gaitid.training.evaluation.extract import (
+        ModelFileError,
+        features_from_file,
+        load_eval_walks,
+    )
+    from gaitid.training.evaluation.protocols import ProtocolError, ProtocolName, run_protocol
+    from gaitid.training.evaluation.report import to_markdown, write_report
 
     if partition is not None and subjects is not None:
         raise _fail("give --partition or --subjects, not both")
@@ -203,7 +207,7 @@ def eval_command(
 
 def _calibrate(features: FeatureSet, model_file: Path, target_fmr: float, out: Path | None) -> None:
     """The open-set protocol of ``gaitid eval``: print the tables, write the calibration."""
-    from training.evaluation.open_set import calibrate, to_markdown, write_calibration
+    from gaitid.training.evaluation.open_set import calibrate, to_markdown, write_calibration
 
     result = calibrate(features, target_fmr=target_fmr)
     typer.echo(to_markdown(result))
@@ -241,12 +245,12 @@ def fit_embedding_command(
     """
     import torch
 
-    from model.export import CheckpointError, load_checkpoint_model
-    from training.checkpoint import save_checkpoint
-    from training.data.errors import DatasetError
-    from training.data.opengait import parse_subject_spec
-    from training.embedding_fit import EmbeddingFitError, fit_embedding
-    from training.evaluation.extract import load_eval_walks
+    from gaitid.model.export import CheckpointError, load_checkpoint_model
+    from gaitid.training.checkpoint import save_checkpoint
+    from gaitid.training.data.errors import DatasetError
+    from gaitid.training.data.opengait import parse_subject_spec
+    from gaitid.training.embedding_fit import EmbeddingFitError, fit_embedding
+    from gaitid.training.evaluation.extract import load_eval_walks
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

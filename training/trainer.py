@@ -37,7 +37,7 @@ import yaml
 from numpy.typing import NDArray
 
 from gaitid import __version__
-from training.checkpoint import (
+from gaitid.training.checkpoint import (
     CheckpointError,
     capture_rng_state,
     load_checkpoint,
@@ -45,18 +45,18 @@ from training.checkpoint import (
     save_checkpoint,
     seed_everything,
 )
-from training.config import InitConfig, TrainConfig
-from training.objective import compute_loss
-from training.run_log import RunLog
-from training.sampler import PKSampler
-from training.schedule import RunSchedule, ScheduleError
-from training.torch_data import TrainBatches, to_model_input
+from gaitid.training.config import InitConfig, TrainConfig
+from gaitid.training.objective import compute_loss
+from gaitid.training.run_log import RunLog
+from gaitid.training.sampler import PKSampler
+from gaitid.training.schedule import RunSchedule, ScheduleError
+from gaitid.training.torch_data import TrainBatches, to_model_input
 
 if TYPE_CHECKING:
-    from model import LMGCS
+    from gaitid.model import LMGCS
 
-from training.distributed import DistContext, from_rank0, init_distributed
-from training.setup import (
+from gaitid.training.distributed import DistContext, from_rank0, init_distributed
+from gaitid.training.setup import (
     TrainingData,
     TrainingError,
     build_optimizer,
@@ -96,7 +96,7 @@ def _seconds_per_frame(
 ) -> float:
     """Seconds per frame of ``torch_features`` (what the fit and validation run) on ``walks``
     as one batch; one untimed pass first, for allocations."""
-    from training.evaluation.extract import torch_features
+    from gaitid.training.evaluation.extract import torch_features
 
     torch_features(model, walks, device=device, batch_size=len(walks))
     tick = time.monotonic()
@@ -116,7 +116,7 @@ class Trainer:
 
     # -- setup -------------------------------------------------------------------------------
     def _build_model(self, num_classes: int, ctx: DistContext) -> LMGCS:
-        from model import create_model
+        from gaitid.model import create_model
 
         cfg = self.config
         model = create_model(cfg.model.variant, num_classes=num_classes, **cfg.model.overrides)
@@ -362,7 +362,7 @@ class Trainer:
         of forward passes in the 50-minute validation run), hence ``_VALIDATION_OVERHEAD``."""
         seconds = 0.0
         if ctx.is_main:
-            from training.embedding_fit import middle_window
+            from gaitid.training.embedding_fit import middle_window
 
             fit = self.config.embedding
             batch = self.config.trainer.eval_batch_size
@@ -489,7 +489,7 @@ class Trainer:
         Runs once, after the last iteration and before the final checkpoint and validation,
         so both hold the fitted head (``training.embedding_fit``).
         """
-        from training.embedding_fit import fit_embedding
+        from gaitid.training.embedding_fit import fit_embedding
 
         head = model.embedding_head
         if ctx.is_main:
@@ -519,8 +519,8 @@ class Trainer:
     def _calibrate(self, features: Any) -> None:
         """The open-set figures and default threshold of the final model on the validation
         subjects (``eval/calibration.json``; what ``gaitid export --threshold-from`` reads)."""
-        from training.evaluation.open_set import calibrate, write_calibration
-        from training.evaluation.protocols import ProtocolError
+        from gaitid.training.evaluation.open_set import calibrate, write_calibration
+        from gaitid.training.evaluation.protocols import ProtocolError
 
         try:
             result = calibrate(features)
@@ -539,7 +539,7 @@ class Trainer:
     def _load_validation(self, data: TrainingData, ctx: DistContext) -> Any:
         if not data.val_subjects or not ctx.is_main:
             return None
-        from training.evaluation.extract import load_eval_walks
+        from gaitid.training.evaluation.extract import load_eval_walks
 
         return load_eval_walks(self.config.data.root, data.val_subjects)
 
@@ -555,13 +555,13 @@ class Trainer:
     ) -> dict[str, float]:
         summary: dict[str, float] = {}
         if ctx.is_main and val is not None:
-            from training.evaluation.extract import features_from_torch
-            from training.evaluation.protocols import CrossViewResult, run_protocol
-            from training.evaluation.report import write_report
+            from gaitid.training.evaluation.extract import features_from_torch
+            from gaitid.training.evaluation.protocols import CrossViewResult, run_protocol
+            from gaitid.training.evaluation.report import write_report
 
             keys, walks = val
             if not final and self.config.trainer.eval_frames is not None:
-                from training.embedding_fit import middle_window
+                from gaitid.training.embedding_fit import middle_window
 
                 walks = [middle_window(w, self.config.trainer.eval_frames) for w in walks]
             features = features_from_torch(

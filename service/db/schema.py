@@ -16,8 +16,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from migrations import ALEMBIC_INI, MIGRATIONS_DIR
-from service.errors import DatabaseNotMigratedError
+from gaitid.migrations import ALEMBIC_INI, MIGRATIONS_DIR
+from gaitid.service.errors import DatabaseNotMigratedError
 
 logger = logging.getLogger(__name__)
 

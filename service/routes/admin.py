@@ -5,10 +5,10 @@ from __future__ import annotations
 import anyio
 from fastapi import APIRouter
 
-from service import admin as logic
-from service.deps import AdminKeyDep, StateDep
-from service.errors import error_responses
-from service.schemas import IndexCheckResponse, IndexRebuildResponse
+from gaitid.service import admin as logic
+from gaitid.service.deps import AdminKeyDep, StateDep
+from gaitid.service.errors import error_responses
+from gaitid.service.schemas import IndexCheckResponse, IndexRebuildResponse
 
 router = APIRouter(prefix="/admin/index", tags=["operations"])
 

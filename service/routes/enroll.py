@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Response, status
 
-from service import enroll as enrollment
-from service.deps import EnrollKeyDep, StateDep
-from service.errors import InvalidRequestError, error_responses
-from service.schemas import (
+from gaitid.service import enroll as enrollment
+from gaitid.service.deps import EnrollKeyDep, StateDep
+from gaitid.service.errors import InvalidRequestError, error_responses
+from gaitid.service.schemas import (
     GALLERY_PATTERN,
     TEXT_PATTERN,
     EnrollResponse,
@@ -17,8 +17,8 @@ from service.schemas import (
     parse_metadata,
     storable_text,
 )
-from service.walks.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
-from service.walks.uploads import read_upload
+from gaitid.service.walks.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
+from gaitid.service.walks.uploads import read_upload
 
 router = APIRouter(tags=["enrolment"], route_class=StrictFormRoute)
 

@@ -7,10 +7,10 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Path, Response, status
 
-from service import galleries as gallery
-from service.deps import AdminKeyDep, EnrollKeyDep, SessionDep, StateDep
-from service.errors import error_responses
-from service.schemas import GALLERY_PATTERN, GalleryCreate, GalleryInfo, GalleryUpdate
+from gaitid.service import galleries as gallery
+from gaitid.service.deps import AdminKeyDep, EnrollKeyDep, SessionDep, StateDep
+from gaitid.service.errors import error_responses
+from gaitid.service.schemas import GALLERY_PATTERN, GalleryCreate, GalleryInfo, GalleryUpdate
 
 router = APIRouter(prefix="/galleries", tags=["galleries"])
 

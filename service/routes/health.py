@@ -8,11 +8,11 @@ import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from service import health as logic
-from service.deps import EnrollKeyDep, StateDep
-from service.errors import AuthenticationError, error_responses
-from service.metrics import CONTENT_TYPE_LATEST
-from service.schemas import HealthResponse, ReadinessResponse, StatsResponse
+from gaitid.service import health as logic
+from gaitid.service.deps import EnrollKeyDep, StateDep
+from gaitid.service.errors import AuthenticationError, error_responses
+from gaitid.service.metrics import CONTENT_TYPE_LATEST
+from gaitid.service.schemas import HealthResponse, ReadinessResponse, StatsResponse
 
 router = APIRouter(tags=["operations"])
 

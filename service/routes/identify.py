@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form
 
-from service import identify as logic
-from service.deps import IdentifyKeyDep, StateDep
-from service.errors import InvalidRequestError, error_responses
-from service.schemas import GALLERY_PATTERN, IdentifyResponse, parse_metadata
-from service.walks.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
-from service.walks.uploads import read_upload
+from gaitid.service import identify as logic
+from gaitid.service.deps import IdentifyKeyDep, StateDep
+from gaitid.service.errors import InvalidRequestError, error_responses
+from gaitid.service.schemas import GALLERY_PATTERN, IdentifyResponse, parse_metadata
+from gaitid.service.walks.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
+from gaitid.service.walks.uploads import read_upload
 
 router = APIRouter(tags=["identification"], route_class=StrictFormRoute)
 

@@ -7,11 +7,11 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Path, Query, Response, status
 
-from service import identities
-from service.db.models import MAX_ID
-from service.deps import AdminKeyDep, EnrollKeyDep, SessionDep, StateDep
-from service.errors import error_responses
-from service.schemas import GALLERY_PATTERN, IdentityDetail, IdentityPage, IdentityUpdate
+from gaitid.service import identities
+from gaitid.service.db.models import MAX_ID
+from gaitid.service.deps import AdminKeyDep, EnrollKeyDep, SessionDep, StateDep
+from gaitid.service.errors import error_responses
+from gaitid.service.schemas import GALLERY_PATTERN, IdentityDetail, IdentityPage, IdentityUpdate
 
 router = APIRouter(prefix="/identities", tags=["identities"])
 

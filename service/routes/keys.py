@@ -7,11 +7,11 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Path, Response, status
 
-from service import keys
-from service.db.models import MAX_ID
-from service.deps import AdminKeyDep, StateDep
-from service.errors import error_responses
-from service.schemas import KeyCreate, KeyCreated, KeyInfo
+from gaitid.service import keys
+from gaitid.service.db.models import MAX_ID
+from gaitid.service.deps import AdminKeyDep, StateDep
+from gaitid.service.errors import error_responses
+from gaitid.service.schemas import KeyCreate, KeyCreated, KeyInfo
 
 router = APIRouter(prefix="/keys", tags=["keys"])
 

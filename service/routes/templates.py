@@ -7,10 +7,10 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Path, Response, status
 
-from service import templates as logic
-from service.db.models import MAX_ID
-from service.deps import AdminKeyDep, StateDep
-from service.errors import error_responses
+from gaitid.service import templates as logic
+from gaitid.service.db.models import MAX_ID
+from gaitid.service.deps import AdminKeyDep, StateDep
+from gaitid.service.errors import error_responses
 
 router = APIRouter(prefix="/templates", tags=["identities"])
 

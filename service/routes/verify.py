@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form
 
-from service import verify as logic
-from service.db.models import MAX_ID
-from service.deps import IdentifyKeyDep, StateDep
-from service.errors import InvalidRequestError, error_responses
-from service.schemas import GALLERY_PATTERN, VerifyResponse, identity_name
-from service.walks.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
-from service.walks.uploads import read_upload
+from gaitid.service import verify as logic
+from gaitid.service.db.models import MAX_ID
+from gaitid.service.deps import IdentifyKeyDep, StateDep
+from gaitid.service.errors import InvalidRequestError, error_responses
+from gaitid.service.schemas import GALLERY_PATTERN, VerifyResponse, identity_name
+from gaitid.service.walks.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
+from gaitid.service.walks.uploads import read_upload
 
 router = APIRouter(tags=["identification"], route_class=StrictFormRoute)
 

@@ -32,7 +32,7 @@ from typing import Literal
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from service.db.models import IndexChange, utcnow
+from gaitid.service.db.models import IndexChange, utcnow
 
 #: LISTEN/NOTIFY channel of committed index changes (PostgreSQL).
 CHANNEL = "gaitid_index_changes"

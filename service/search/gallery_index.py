@@ -39,10 +39,10 @@ from numpy.typing import NDArray
 from sqlalchemy import Result, func, select
 from sqlalchemy.orm import Session
 
-from service.db.engine import Database
-from service.db.models import Identity, Template
-from service.search import changelog
-from service.search.index import VectorIndex
+from gaitid.service.db.engine import Database
+from gaitid.service.db.models import Identity, Template
+from gaitid.service.search import changelog
+from gaitid.service.search.index import VectorIndex
 
 logger = logging.getLogger(__name__)
 

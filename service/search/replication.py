@@ -27,10 +27,10 @@ from typing import Any
 from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.db.engine import Database
-from service.db.models import utcnow
-from service.search import changelog
-from service.search.gallery_index import GalleryIndexes
+from gaitid.service.db.engine import Database
+from gaitid.service.db.models import utcnow
+from gaitid.service.search import changelog
+from gaitid.service.search.gallery_index import GalleryIndexes
 
 logger = logging.getLogger(__name__)
 

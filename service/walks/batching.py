@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gaitid.errors import GaitidError
-from service.walks.inference import check_sequence
+from gaitid.service.walks.inference import check_sequence
 
 logger = logging.getLogger(__name__)
 

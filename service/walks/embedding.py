@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from gaitid.contract import merge_embeddings, split_walk
-from service.schemas import InputReport, Timings
-from service.state import ServiceState
-from service.walks.batching import EmbedResult
-from service.walks.uploads import Decoded, Upload, decode
+from gaitid.service.schemas import InputReport, Timings
+from gaitid.service.state import ServiceState
+from gaitid.service.walks.batching import EmbedResult
+from gaitid.service.walks.uploads import Decoded, Upload, decode
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from gaitid.decode import DecodeLimits, decode_image, decode_upload
 from gaitid.errors import DecodeCancelledError, UploadTooLargeError
 from gaitid.preprocess import PreprocessedSequence
 from gaitid.segment import FrontEnd, InputChoice, PersonSegmenter
-from service.config import Settings
-from service.metrics import Metrics
+from gaitid.service.config import Settings
+from gaitid.service.metrics import Metrics
 
 _READ_CHUNK = 1 << 20
 

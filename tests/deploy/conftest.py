@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from service.auth import Scope, create_key
-from service.db.engine import Database
-from service.db.schema import upgrade
+from gaitid.service.auth import Scope, create_key
+from gaitid.service.db.engine import Database
+from gaitid.service.db.schema import upgrade
 from tests.utils.onnx_models import export_tiny_onnx
 
 PG_HOST = os.environ.get("GAITID_TEST_PG_HOST", "127.0.0.1")

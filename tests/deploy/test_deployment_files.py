@@ -56,7 +56,7 @@ def test_no_secret_is_baked_into_compose_or_dockerfile() -> None:
 
 def test_compose_environment_names_are_real_settings() -> None:
     """Every GAITID_* variable the deployment sets must be a field of service Settings."""
-    from service.config import Settings
+    from gaitid.service.config import Settings
 
     fields = {f"GAITID_{name.upper()}" for name in Settings.model_fields}
     env = _compose()["x-gaitid-env"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from service.config import Settings
+from gaitid.service.config import Settings
 
 DOC = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from service.db.engine import Database
-from service.db.models import Template
+from gaitid.service.db.engine import Database
+from gaitid.service.db.models import Template
 from tests.deploy.conftest import admin_key
 from tests.utils.live_server import cli_env, live_server
 from tests.utils.uploads import encode_npz, walking_masks

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from packaging.utils import canonicalize_name
 
-from service.db.schema import head_revision
+from gaitid.service.db.schema import head_revision
 from tests.utils.live_server import cli_env, live_server
 from tests.utils.uploads import encode_npz, walking_masks
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from model.config import VARIANTS, LMGCSConfig
-from model.registry import UnknownVariantError, create_model, resolve_config
+from gaitid.model.config import VARIANTS, LMGCSConfig
+from gaitid.model.registry import UnknownVariantError, create_model, resolve_config
 
 
 def test_named_variants_exist_and_paper_matches_section_iv_b() -> None:

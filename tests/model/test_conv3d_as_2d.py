@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from model.layers.conv3d_as_2d import TimeStackedConv3d, is_replaceable, stack_time_in_conv3d
-from model.registry import create_model
+from gaitid.model.layers.conv3d_as_2d import TimeStackedConv3d, is_replaceable, stack_time_in_conv3d
+from gaitid.model.registry import create_model
 
 
 @pytest.mark.parametrize("frames", [1, 2, 7])

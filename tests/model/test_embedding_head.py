@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.embedding_head import EmbeddingHead
+from gaitid.model.embedding_head import EmbeddingHead
 
 
 def test_unfitted_head_is_a_seeded_orthonormal_projection() -> None:

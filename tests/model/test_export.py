@@ -19,14 +19,14 @@ from gaitid.contract import (
     METADATA_KEYS,
     OUTPUT_EMBEDDING,
 )
-from model import create_model
-from model.export import (
+from gaitid.model import create_model
+from gaitid.model.export import (
     CheckpointError,
     MetadataError,
     export_onnx,
     load_checkpoint_model,
 )
-from model.lmgcs import EmbeddingOnly
+from gaitid.model.lmgcs import EmbeddingOnly
 from tests.model.conftest import make_batch
 
 PARITY_BATCHES = [[1], [2], [7], [30], [100], [30, 1, 7, 2, 100]]

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from gaitid.contract import EMBEDDING_DIM
-from model import GaitOutput, create_model
-from model.lmgcs import InputShapeError
+from gaitid.model import GaitOutput, create_model
+from gaitid.model.lmgcs import InputShapeError
 from tests.model.conftest import make_batch
 
 NUM_CLASSES = 5
@@ -163,7 +163,7 @@ def test_lengths_must_be_int64() -> None:
 
 def test_static_fusion_is_a_cumulative_sum_of_branches() -> None:
     """Eq. 4 read as a sum: fused branch k = sum of branches 0..k (reverse: k..B-1)."""
-    from model.mff import MFF
+    from gaitid.model.mff import MFF
 
     x = torch.randn(2, 3, 4, 5, 6)
     forward, reverse = MFF("static", 5, 3), MFF("static_reverse", 5, 3)

@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from gaitid.cli import build_app
-from model import create_model
-from model.info import (
+from gaitid.model import create_model
+from gaitid.model.info import (
     PAPER_GFLOPS,
     PAPER_PARAMS_M,
     TABLE_IX,
@@ -18,7 +18,7 @@ from model.info import (
     model_info,
     table_ix,
 )
-from model.registry import resolve_config
+from gaitid.model.registry import resolve_config
 
 
 @pytest.mark.parametrize("frames", [1, 30])

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from service.config import Settings
-from service.db.engine import Database
-from service.db.schema import upgrade
-from service.walks.inference import Embedder
+from gaitid.service.config import Settings
+from gaitid.service.db.engine import Database
+from gaitid.service.db.schema import upgrade
+from gaitid.service.walks.inference import Embedder
 from tests.utils.onnx_models import export_tiny_onnx
 from tests.utils.service_app import make_keys
 

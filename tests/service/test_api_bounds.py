@@ -18,9 +18,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gaitid.preprocess import PreprocessedSequence
-from service.config import Settings
-from service.walks import uploads as uploads_module
-from service.walks.inference import Embedder
+from gaitid.service.config import Settings
+from gaitid.service.walks import uploads as uploads_module
+from gaitid.service.walks.inference import Embedder
 from tests.utils import uploads
 from tests.utils.asgi import http_scope
 from tests.utils.service_app import assert_error, headers, running
@@ -176,7 +176,7 @@ def test_concurrent_decodes_are_bounded(
             return self.data
 
     async def many() -> list[int]:
-        from service.metrics import Metrics
+        from gaitid.service.metrics import Metrics
 
         metrics = Metrics()
         data = uploads.encode_npz(uploads.walking_masks(10))

@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from service.config import Settings
-from service.db.engine import Database
-from service.db.models import Identity, Template
-from service.walks.inference import Embedder
+from gaitid.service.config import Settings
+from gaitid.service.db.engine import Database
+from gaitid.service.db.models import Identity, Template
+from gaitid.service.walks.inference import Embedder
 from tests.utils.service_app import build_app, enroll, headers, identify, npz_upload, running
 
 

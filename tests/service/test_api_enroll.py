@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from service.config import Settings
-from service.db.engine import Database
-from service.db.models import AuditLog, Template
-from service.walks.inference import Embedder
+from gaitid.service.config import Settings
+from gaitid.service.db.engine import Database
+from gaitid.service.db.models import AuditLog, Template
+from gaitid.service.walks.inference import Embedder
 from tests.utils import uploads
 from tests.utils.service_app import (
     assert_error,

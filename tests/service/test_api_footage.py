@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.config import Settings
-from service.walks.inference import Embedder
+from gaitid.service.config import Settings
+from gaitid.service.walks.inference import Embedder
 from tests.utils import clips, uploads
 from tests.utils.service_app import assert_error, headers, running
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.config import Settings
-from service.errors import _CODES, _HTTP_CODES, ERROR_CODES, ServiceError
-from service.walks.inference import Embedder
+from gaitid.service.config import Settings
+from gaitid.service.errors import _CODES, _HTTP_CODES, ERROR_CODES, ServiceError
+from gaitid.service.walks.inference import Embedder
 from tests.utils.service_app import assert_error, enroll, headers, identify, npz_upload, running
 
 

@@ -10,10 +10,10 @@ from sqlalchemy import select
 
 from gaitid.contract import merge_embeddings, split_walk
 from gaitid.decode import decode_upload
-from service.config import Settings
-from service.db.engine import Database
-from service.db.models import Template
-from service.walks.inference import Embedder
+from gaitid.service.config import Settings
+from gaitid.service.db.engine import Database
+from gaitid.service.db.models import Template
+from gaitid.service.walks.inference import Embedder
 from tests.utils.service_app import assert_error, enroll, headers, identify, npz_upload, running
 from tests.utils.uploads import encode_npz, encode_zip
 
@@ -45,7 +45,7 @@ def test_identify_on_synthetic_walkers(
     settings: Settings, embedder: Embedder, keys: dict[str, str]
 ) -> None:
     """Raw 320x240 camera masks of synthetic people: the same walk comes back first."""
-    from training.synth.dataset import SynthConfig, render_walk, subject_identity
+    from gaitid.training.synth.dataset import SynthConfig, render_walk, subject_identity
 
     config = SynthConfig(subjects=4, min_frames=10, max_frames=14)
     walks = [

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from service.config import Settings
-from service.db.engine import Database
-from service.db.models import AuditLog, Identity, Template
-from service.identities import encode_cursor
-from service.walks.inference import Embedder
+from gaitid.service.config import Settings
+from gaitid.service.db.engine import Database
+from gaitid.service.db.models import AuditLog, Identity, Template
+from gaitid.service.identities import encode_cursor
+from gaitid.service.walks.inference import Embedder
 from tests.utils.service_app import assert_error, enroll, headers, identify, running
 
 

@@ -11,10 +11,10 @@ from numpy.typing import NDArray
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from service.config import Settings
-from service.db.engine import Database
-from service.db.models import Identity, Template
-from service.walks.inference import Embedder
+from gaitid.service.config import Settings
+from gaitid.service.db.engine import Database
+from gaitid.service.db.models import Identity, Template
+from gaitid.service.walks.inference import Embedder
 from tests.utils.service_app import assert_error, build_app, enroll, headers, identify, running
 
 

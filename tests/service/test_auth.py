@@ -7,12 +7,12 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from gaitid.cli import build_app
-from service.auth import Scope, hash_key, parse_scopes
-from service.config import Settings
-from service.db.engine import Database
-from service.db.models import ApiKey, AuditLog
-from service.errors import InvalidRequestError
-from service.walks.inference import Embedder
+from gaitid.service.auth import Scope, hash_key, parse_scopes
+from gaitid.service.config import Settings
+from gaitid.service.db.engine import Database
+from gaitid.service.db.models import ApiKey, AuditLog
+from gaitid.service.errors import InvalidRequestError
+from gaitid.service.walks.inference import Embedder
 from tests.utils.asgi import http_scope
 from tests.utils.service_app import assert_error, enroll, headers, identify, running
 
@@ -44,7 +44,7 @@ def test_missing_unknown_and_revoked_keys_are_401(
             row = session.scalars(
                 select(ApiKey).where(ApiKey.key_hash == hash_key(keys["enroll"]))
             ).one()
-            from service.auth import revoke_key
+            from gaitid.service.auth import revoke_key
 
             revoke_key(session, str(row.id))
         db.dispose()
@@ -198,7 +198,7 @@ def test_a_key_in_the_url_is_refused_and_never_logged(
     ``[redacted]`` in place of the key."""
     import logging
 
-    from service.auth_first import RedactKeysInAccessLog, redact_url
+    from gaitid.service.auth_first import RedactKeysInAccessLog, redact_url
 
     with running(settings, embedder) as client:
         for url in (f"/identities?api_key={keys['admin']}", f"/healthz?key={keys['admin']}"):

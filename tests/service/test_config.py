@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service import config as service_config
-from service.config import Settings, default_data_dir
+from gaitid.service import config as service_config
+from gaitid.service.config import Settings, default_data_dir
 
 
 def test_defaults_live_in_the_user_data_dir(

@@ -11,13 +11,13 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from gaitid.cli import build_app
-from migrations import ALEMBIC_INI, MIGRATIONS_DIR
-from service.config import Settings
-from service.db.engine import Database
-from service.db.models import Base
-from service.db.schema import head_revision, schema_status, upgrade
-from service.errors import DatabaseNotMigratedError
-from service.walks.inference import Embedder
+from gaitid.migrations import ALEMBIC_INI, MIGRATIONS_DIR
+from gaitid.service.config import Settings
+from gaitid.service.db.engine import Database
+from gaitid.service.db.models import Base
+from gaitid.service.db.schema import head_revision, schema_status, upgrade
+from gaitid.service.errors import DatabaseNotMigratedError
+from gaitid.service.walks.inference import Embedder
 from tests.utils.service_app import build_app as build_service_app
 
 
@@ -40,7 +40,7 @@ def test_migrations_ship_inside_the_package() -> None:
 def test_upgrade_from_empty_and_downgrade(tmp_path: Path) -> None:
     from alembic import command
 
-    from service.db.schema import alembic_config
+    from gaitid.service.db.schema import alembic_config
 
     db = Database(f"sqlite:///{tmp_path / 'sub' / 'fresh.db'}")  # parent folder is created
     assert schema_status(db.engine).current is None

@@ -8,7 +8,9 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("module", ["service.app", "service.cli", "service.db.schema"])
+@pytest.mark.parametrize(
+    "module", ["gaitid.service.app", "gaitid.service.cli", "gaitid.service.db.schema"]
+)
 def test_service_imports_without_torch(module: str) -> None:
     code = f"import sys; import {module}; print('torch' in sys.modules)"
     result = subprocess.run(

@@ -20,8 +20,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service.config import Settings
-from service.walks.inference import Embedder
+from gaitid.service.config import Settings
+from gaitid.service.walks.inference import Embedder
 from tests.utils.live_server import free_port
 from tests.utils.service_app import build_app, enroll, headers, running
 

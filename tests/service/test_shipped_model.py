@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from service.config import SHIPPED_MODEL
-from service.walks.inference import Embedder
+from gaitid.service.config import SHIPPED_MODEL
+from gaitid.service.walks.inference import Embedder
 
 CARD = SHIPPED_MODEL.parent / "README.md"
 MAX_BYTES = 50 * 1024 * 1024

@@ -59,8 +59,8 @@ def write_config(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
 @pytest.fixture(scope="session")
 def uninterrupted(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished 4-iteration tiny run (checkpoints at 2 and 4), shared by several tests."""
-    from training.config import load_config
-    from training.trainer import Trainer
+    from gaitid.training.config import load_config
+    from gaitid.training.trainer import Trainer
 
     base = tmp_path_factory.mktemp("uninterrupted")
     cfg_path = base / "train.yaml"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from training.config import ConfigError, load_config
+from gaitid.training.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 

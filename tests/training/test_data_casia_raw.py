@@ -10,15 +10,15 @@ import pytest
 
 from gaitid.errors import TooFewFramesError
 from gaitid.preprocess import normalize_sequence
-from training.data.casia_raw import (
+from gaitid.training.data.casia_raw import (
     frame_paths,
     iter_raw_walks,
     load_raw_walk,
     natural_key,
     read_raw_frames,
 )
-from training.data.errors import DatasetError, DatasetFormatError
-from training.data.opengait import WalkKey
+from gaitid.training.data.errors import DatasetError, DatasetFormatError
+from gaitid.training.data.opengait import WalkKey
 
 
 def _person(height: int = 240, width: int = 320, x: int = 150, value: int = 255) -> np.ndarray:

@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT
-from training.data.errors import DatasetError, DatasetFormatError
-from training.data.opengait import (
+from gaitid.training.data.errors import DatasetError, DatasetFormatError
+from gaitid.training.data.opengait import (
     Partition,
     WalkKey,
     index_dataset,
@@ -26,6 +25,7 @@ from training.data.opengait import (
     save_partition,
     write_walk,
 )
+from tests.conftest import REPO_ROOT
 
 EXPAND_TOOL = REPO_ROOT.parent / "shared" / "tools" / "casiab_expand.py"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.data.opengait import load_dataset
-from training.data.parallel import parallel_map
-from training.synth.dataset import SynthConfig, generate_dataset
+from gaitid.training.data.opengait import load_dataset
+from gaitid.training.data.parallel import parallel_map
+from gaitid.training.synth.dataset import SynthConfig, generate_dataset
 
 
 def test_parallel_map_in_pool_matches_in_process() -> None:

@@ -10,11 +10,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from gaitid.training.cli import register
+from gaitid.training.data.errors import DatasetError
+from gaitid.training.data.opengait import WalkKey, index_dataset, load_dataset, load_walk
+from gaitid.training.data.pretreat import pretreat
 from tests.utils.synthetic import make_synthetic_dataset
-from training.cli import register
-from training.data.errors import DatasetError
-from training.data.opengait import WalkKey, index_dataset, load_dataset, load_walk
-from training.data.pretreat import pretreat
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from gaitid.training.checkpoint import load_checkpoint
 from tests.training.conftest import tiny_config
-from training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
 

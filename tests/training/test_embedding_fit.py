@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from gaitid.cli import app
 from gaitid.distance import l2_normalize
-from model import create_model
-from training.embedding_fit import EmbeddingFitError, fit_embedding, fit_reduction
+from gaitid.model import create_model
+from gaitid.training.embedding_fit import EmbeddingFitError, fit_embedding, fit_reduction
 
 
 def _nuisance_clusters(
@@ -109,7 +109,7 @@ def test_fit_embedding_installs_the_reduction_in_the_model(rng: np.random.Genera
 
 
 def test_trainer_fits_the_embedding_after_the_last_iteration(uninterrupted: Path) -> None:
-    from model.export import load_checkpoint_model
+    from gaitid.model.export import load_checkpoint_model
 
     model, state = load_checkpoint_model(uninterrupted / "checkpoints" / "last.pt")
     assert model.embedding_head.is_fitted
@@ -124,7 +124,7 @@ def test_trainer_fits_the_embedding_after_the_last_iteration(uninterrupted: Path
 def test_fit_embedding_command_refits_a_checkpoint(
     uninterrupted: Path, synthetic_root: Path, tmp_path: Path
 ) -> None:
-    from model.export import load_checkpoint_model
+    from gaitid.model.export import load_checkpoint_model
 
     source = uninterrupted / "checkpoints" / "iter-0000002.pt"
     out = tmp_path / "fitted.pt"

@@ -91,8 +91,8 @@ def test_eval_errors_exit_2_with_a_message(
 
 def test_an_onnx_file_that_breaks_the_contract_is_not_evaluated(tmp_path: Path) -> None:
     """Issue 16: the evaluation's ONNX path checks the contract like the service does."""
+    from gaitid.training.evaluation.extract import ModelFileError, features_from_onnx
     from tests.utils.clips import red_person_onnx
-    from training.evaluation.extract import ModelFileError, features_from_onnx
 
     foreign = red_person_onnx(tmp_path / "foreign.onnx")  # a valid ONNX model, not a gaitid one
     with pytest.raises(ModelFileError, match="metadata_props lacks"):

@@ -18,7 +18,7 @@ def test_trained_checkpoint_exports_and_matches_torch(
     import onnxruntime as ort
     import torch
 
-    from model.export import load_checkpoint_model
+    from gaitid.model.export import load_checkpoint_model
 
     walks = [(rng.random((t, 64, 44)) > 0.5).astype(np.uint8) * 255 for t in (9, 14, 30)]
     silhouettes, lengths = batch_sequences(walks)
@@ -45,8 +45,8 @@ def test_calibrated_export_carries_its_threshold_and_ships_clean_weights(
     from typer.testing import CliRunner
 
     from gaitid.cli import app
-    from model.export import load_checkpoint_model
-    from service.walks.inference import Embedder
+    from gaitid.model.export import load_checkpoint_model
+    from gaitid.service.walks.inference import Embedder
 
     runner = CliRunner()
     cal = tmp_path / "cal"

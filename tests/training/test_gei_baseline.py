@@ -9,16 +9,16 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tests.utils.synthetic import make_synthetic_dataset
-from training.baselines.gei import (
+from gaitid.training.baselines.gei import (
     casia_b_rank1,
     euclidean_distances,
     gait_energy_image,
     gei_baseline,
     gei_features,
 )
-from training.cli import register
-from training.data.opengait import WalkKey
+from gaitid.training.cli import register
+from gaitid.training.data.opengait import WalkKey
+from tests.utils.synthetic import make_synthetic_dataset
 
 
 def test_gei_is_the_mean_of_the_middle_crop() -> None:
@@ -124,7 +124,7 @@ def protocol_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_gei_baseline_on_synthetic_walks(protocol_dataset: Path) -> None:
-    from training.data.opengait import load_dataset
+    from gaitid.training.data.opengait import load_dataset
 
     walks = load_dataset(protocol_dataset)
     data = gei_features(walks)

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from training.losses import (
+from gaitid.training.losses import (
     batch_all_triplet,
     pairwise_euclidean,
     part_cross_entropy,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from training.evaluation.metrics import (
+from gaitid.training.evaluation.metrics import (
     MetricInputError,
     cross_view_rank1,
     mean_excluding_identical,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.evaluation.open_set import (
+from gaitid.training.evaluation.open_set import (
     ScoreSets,
     calibrate,
     det_curve,
@@ -18,7 +18,7 @@ from training.evaluation.open_set import (
     threshold_at_fmr,
     write_calibration,
 )
-from training.evaluation.protocols import (
+from gaitid.training.evaluation.protocols import (
     CASIA_B_GALLERY,
     CASIA_B_PROBES,
     FeatureSet,

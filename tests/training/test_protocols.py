@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from training.evaluation.protocols import (
+from gaitid.training.evaluation.protocols import (
     CASIA_B,
     CASIA_B_VIEWS,
     OU_MVLP_VIEWS,
@@ -16,7 +16,7 @@ from training.evaluation.protocols import (
     evaluate_cross_view,
     run_protocol,
 )
-from training.evaluation.report import to_json, to_markdown, write_report
+from gaitid.training.evaluation.report import to_json, to_markdown, write_report
 
 
 def _casia_features(wrong_probe: tuple[str, str, str] | None = None) -> FeatureSet:

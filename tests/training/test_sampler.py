@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from training.sampler import PKSampler, SamplerError
+from gaitid.training.sampler import PKSampler, SamplerError
 
 # 5 identities; identity 4 has only 2 walks (fewer than K)
 LABELS = [0] * 6 + [1] * 5 + [2] * 7 + [3] * 4 + [4] * 2

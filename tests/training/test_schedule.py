@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from gaitid.training.checkpoint import load_checkpoint
+from gaitid.training.config import ConfigError, ScheduleConfig, load_config
+from gaitid.training.schedule import RunSchedule, ScheduleError
+from gaitid.training.trainer import Trainer, TrainingError
 from tests.training.conftest import tiny_config
-from training.checkpoint import load_checkpoint
-from training.config import ConfigError, ScheduleConfig, load_config
-from training.schedule import RunSchedule, ScheduleError
-from training.trainer import Trainer, TrainingError
 
 
 def test_iteration_milestones_are_the_classic_multistep_rule() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from gaitid.contract import INPUT_LENGTHS, INPUT_SILHOUETTES, OUTPUT_EMBEDDING, batch_sequences
-from service.config import SHIPPED_MODEL
+from gaitid.service.config import SHIPPED_MODEL
 from tests.utils.nested import strings_in
 
 WEIGHTS = SHIPPED_MODEL.with_suffix(".pt")
@@ -17,7 +17,7 @@ def test_shipped_weights_match_the_shipped_onnx_model() -> None:
     import onnxruntime as ort
     import torch
 
-    from model.export import load_checkpoint_model
+    from gaitid.model.export import load_checkpoint_model
 
     assert WEIGHTS.is_file() and WEIGHTS.stat().st_size < 50 * 1024 * 1024
     model, state = load_checkpoint_model(WEIGHTS)

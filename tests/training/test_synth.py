@@ -10,18 +10,18 @@ import typer
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from tests.utils.synthetic import make_synthetic_dataset
-from training.baselines.gei import gait_energy_image
-from training.cli import register
-from training.data.opengait import WalkKey, load_dataset, load_partition
-from training.synth.dataset import (
+from gaitid.training.baselines.gei import gait_energy_image
+from gaitid.training.cli import register
+from gaitid.training.data.opengait import WalkKey, load_dataset, load_partition
+from gaitid.training.synth.dataset import (
     SynthConfig,
     _walk_rng,
     generate_dataset,
     render_walk,
     subject_identity,
 )
-from training.synth.kinematics import Capsule, Hull, pose_walk
+from gaitid.training.synth.kinematics import Capsule, Hull, pose_walk
+from tests.utils.synthetic import make_synthetic_dataset
 
 TINY = {"min_frames": 10, "max_frames": 12}
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import torch
 
+from gaitid.training.checkpoint import load_checkpoint
+from gaitid.training.config import load_config
+from gaitid.training.trainer import Trainer, TrainingError
 from tests.training.conftest import tiny_config
-from training.checkpoint import load_checkpoint
-from training.config import load_config
-from training.trainer import Trainer, TrainingError
 
 
 def _losses(run: Path) -> list[tuple[int, float, float]]:
@@ -105,7 +105,7 @@ def test_second_stage_starts_from_the_first(
 def test_fine_tuning_starts_from_shipped_weights_with_a_new_classifier(
     synthetic_root: Path, uninterrupted: Path, write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
-    from model.export import load_checkpoint_model, write_weights
+    from gaitid.model.export import load_checkpoint_model, write_weights
 
     model, state = load_checkpoint_model(uninterrupted / "checkpoints" / "last.pt")
     shipped = write_weights(

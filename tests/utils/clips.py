@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from training.synth.dataset import SynthConfig, render_walk, subject_identity
+from gaitid.training.synth.dataset import SynthConfig, render_walk, subject_identity
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ def _fingerprint() -> str:
 
 def export_tiny_onnx(out_dir: Path) -> Path:
     """Write the seeded random-init ``tiny`` model to ``out_dir/tiny.onnx`` and return it."""
-    from model.export import export_random_init
+    from gaitid.model.export import export_random_init
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -12,11 +12,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from numpy.typing import NDArray
 
-from service.app import create_app
-from service.auth import Scope, create_key
-from service.config import Settings
-from service.db.engine import Database
-from service.walks.inference import Embedder
+from gaitid.service.app import create_app
+from gaitid.service.auth import Scope, create_key
+from gaitid.service.config import Settings
+from gaitid.service.db.engine import Database
+from gaitid.service.walks.inference import Embedder
 from tests.utils.uploads import encode_npz, walking_masks
 
 ERROR_KEYS = {"code", "message", "details"}

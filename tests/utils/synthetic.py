@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.synth.dataset import SynthConfig, generate_dataset
+from gaitid.training.synth.dataset import SynthConfig, generate_dataset
 
 
 def make_synthetic_dataset(

@@ -21,9 +21,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gaitid.preprocess import to_network_input
-from training.data.opengait import WalkKey
-from training.evaluation.metrics import cross_view_rank1, mean_excluding_identical, nan_mean
-from training.evaluation.protocols import CASIA_B_GALLERY, CASIA_B_PROBES
+from gaitid.training.data.opengait import WalkKey
+from gaitid.training.evaluation.metrics import cross_view_rank1, mean_excluding_identical, nan_mean
+from gaitid.training.evaluation.protocols import CASIA_B_GALLERY, CASIA_B_PROBES
 
 
 def gait_energy_image(frames64: NDArray[np.uint8]) -> NDArray[np.float32]:

@@ -22,8 +22,8 @@ from numpy.typing import NDArray
 from gaitid.errors import InvalidSequenceError
 from gaitid.preprocess import NormalizedSequence, value_scale
 from gaitid.segment import read_walk
-from training.data.errors import DatasetError, DatasetFormatError
-from training.data.opengait import WalkKey
+from gaitid.training.data.errors import DatasetError, DatasetFormatError
+from gaitid.training.data.opengait import WalkKey
 
 #: Frame files of a raw walk (CASIA-B ships PNG silhouettes).
 FRAME_SUFFIX: Final = ".png"

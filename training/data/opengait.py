@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from training.data.errors import DatasetError, DatasetFormatError
+from gaitid.training.data.errors import DatasetError, DatasetFormatError
 
 logger = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.data.casia_raw import iter_raw_walks, load_raw_walk
-from training.data.errors import DatasetError
-from training.data.opengait import WalkKey, write_walk
-from training.data.parallel import parallel_map
+from gaitid.training.data.casia_raw import iter_raw_walks, load_raw_walk
+from gaitid.training.data.errors import DatasetError
+from gaitid.training.data.opengait import WalkKey, write_walk
+from gaitid.training.data.parallel import parallel_map
 
 logger = logging.getLogger(__name__)
 

@@ -18,13 +18,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gaitid.errors import GaitidError
-from training.evaluation.protocols import FeatureSet
-from training.torch_data import eval_batches
+from gaitid.training.evaluation.protocols import FeatureSet
+from gaitid.training.torch_data import eval_batches
 
 if TYPE_CHECKING:
     import torch
 
-    from training.data.opengait import WalkKey
+    from gaitid.training.data.opengait import WalkKey
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def load_eval_walks(
 ) -> tuple[list[WalkKey], list[NDArray[np.uint8]]]:
     """Load walks (sorted by key) cropped to the network's ``(T, 64, 44)``."""
     from gaitid.preprocess import to_network_input
-    from training.data.opengait import load_dataset
+    from gaitid.training.data.opengait import load_dataset
 
     walks = load_dataset(root, subjects)
     keys = sorted(walks)
@@ -158,7 +158,7 @@ def features_from_file(
         )
     import torch
 
-    from model.export import CheckpointError, load_checkpoint_model
+    from gaitid.model.export import CheckpointError, load_checkpoint_model
 
     if device not in {"cpu", "cuda"} or (device == "cuda" and not torch.cuda.is_available()):
         raise ModelFileError(

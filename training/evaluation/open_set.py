@@ -33,7 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gaitid.distance import cosine_similarity
-from training.evaluation.protocols import (
+from gaitid.training.evaluation.protocols import (
     CASIA_B_GALLERY,
     CASIA_B_PROBES,
     FeatureSet,

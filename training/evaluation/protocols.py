@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from gaitid.distance import cosine_similarity, part_wise_euclidean
 from gaitid.errors import GaitidError
-from training.evaluation.metrics import (
+from gaitid.training.evaluation.metrics import (
     cross_view_rank1,
     mean_excluding_identical,
     nan_mean,

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from training.evaluation.protocols import CrossViewResult, RetrievalResult
+from gaitid.training.evaluation.protocols import CrossViewResult, RetrievalResult
 
 Result = CrossViewResult | RetrievalResult
 

@@ -26,17 +26,17 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gaitid.preprocess import normalize_sequence
-from training.data.opengait import (
+from gaitid.training.data.opengait import (
     PARTITION_FILENAME,
     Partition,
     WalkKey,
     save_partition,
     write_walk,
 )
-from training.data.parallel import parallel_map
-from training.synth.identity import Identity, sample_identity, vary_for_walk
-from training.synth.kinematics import pose_walk
-from training.synth.render import NoiseLevel, Shot, project, rasterize, segmentation_noise
+from gaitid.training.data.parallel import parallel_map
+from gaitid.training.synth.identity import Identity, sample_identity, vary_for_walk
+from gaitid.training.synth.kinematics import pose_walk
+from gaitid.training.synth.render import NoiseLevel, Shot, project, rasterize, segmentation_noise
 
 logger = logging.getLogger(__name__)
 

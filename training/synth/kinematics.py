@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from training.synth.identity import Bag, BodyShape, Coat, Identity
+from gaitid.training.synth.identity import Bag, BodyShape, Coat, Identity
 
 Condition = Literal["nm", "bg", "cl"]
 FloatArray = NDArray[np.float64]

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from training.synth.kinematics import Capsule, FloatArray, Primitive
+from gaitid.training.synth.kinematics import Capsule, FloatArray, Primitive
 
 #: Fixed-point bits OpenCV uses for sub-pixel polygon vertices.
 _SHIFT: Final = 3

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from service.config import Settings
-from service.db.engine import Database
-from service.db.models import Gallery, Identity, IndexChange, Template
-from service.search.gallery_index import GalleryIndexes, vector_to_bytes
-from service.search.index import VectorIndex
+from gaitid.service.config import Settings
+from gaitid.service.db.engine import Database
+from gaitid.service.db.models import Gallery, Identity, IndexChange, Template
+from gaitid.service.search.gallery_index import GalleryIndexes, vector_to_bytes
+from gaitid.service.search.index import VectorIndex
 
 DIM = 8
 SHA = "m" * 64

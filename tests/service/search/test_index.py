@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gaitid.distance import l2_normalize
-from service.search.index import (
+from gaitid.service.search.index import (
     IVF_POINTS_PER_CENTROID,
     GpuUnavailableError,
     VectorIndex,

@@ -10,12 +10,12 @@ from datetime import timedelta
 
 import pytest
 
-from service.config import Settings
-from service.db.engine import Database
-from service.db.models import IndexChange, utcnow
-from service.search import changelog
-from service.search.replication import libpq_dsn
-from service.walks.inference import Embedder
+from gaitid.service.config import Settings
+from gaitid.service.db.engine import Database
+from gaitid.service.db.models import IndexChange, utcnow
+from gaitid.service.search import changelog
+from gaitid.service.search.replication import libpq_dsn
+from gaitid.service.walks.inference import Embedder
 from tests.utils.service_app import enroll, headers, identify, running
 
 

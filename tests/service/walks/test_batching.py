@@ -13,8 +13,8 @@ import pytest
 from gaitid.contract import EMBEDDING_DIM
 from gaitid.distance import l2_normalize
 from gaitid.errors import InvalidSequenceError
-from service.walks.batching import BatcherClosedError, EmbedResult, MicroBatcher
-from service.walks.inference import Embedder, InferenceError
+from gaitid.service.walks.batching import BatcherClosedError, EmbedResult, MicroBatcher
+from gaitid.service.walks.inference import Embedder, InferenceError
 from tests.service.walks.test_inference import walks, write_contract_model
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from gaitid.contract import EMBEDDING_DIM, FRAME_HEIGHT, FRAME_WIDTH
 from gaitid.errors import InvalidSequenceError
-from service.walks.inference import Embedder, InferenceError, ModelLoadError
+from gaitid.service.walks.inference import Embedder, InferenceError, ModelLoadError
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402

@@ -1,0 +1,86 @@
+"""One installed package: the product folders are imported, and shipped, as ``gaitid.<folder>``.
+
+The folders stay at the top of the repository (the product's layout) and are linked under
+``gaitid/``. A stray ``import service...`` would work in a checkout (the repository root is on
+``sys.path`` there) but not in an installed wheel, and would load a second copy of the module
+under another name; this test catches it before a user does.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCT_FOLDERS = ("model", "training", "service", "migrations")
+#: Where Python code of ours lives (the links under gaitid/ are the same files again).
+CODE_FOLDERS = ("gaitid", *PRODUCT_FOLDERS, "tests", "bench", "requirements")
+
+
+def _python_files() -> list[Path]:
+    files = []
+    for folder in CODE_FOLDERS:
+        files.extend(p for p in (ROOT / folder).rglob("*.py") if ".venv" not in p.parts)
+    return [p for p in files if p.relative_to(ROOT).parts[:2] not in _links()]
+
+
+def _links() -> set[tuple[str, str]]:
+    return {("gaitid", name) for name in PRODUCT_FOLDERS}
+
+
+def _top_level_imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module)
+    return names
+
+
+@pytest.mark.parametrize("folder", PRODUCT_FOLDERS)
+def test_each_product_folder_is_linked_under_the_package(folder: str) -> None:
+    link = ROOT / "gaitid" / folder
+    assert link.is_symlink(), f"gaitid/{folder} must be a link to ../{folder}"
+    assert link.resolve() == (ROOT / folder).resolve()
+    assert (link / "__init__.py").is_file()
+
+
+def test_no_code_imports_a_product_folder_by_its_bare_name() -> None:
+    strays = []
+    for path in _python_files():
+        for name in _top_level_imports(path):
+            if name.split(".")[0] in PRODUCT_FOLDERS:
+                strays.append(f"{path.relative_to(ROOT)}: import {name}")
+    assert not strays, "import these as gaitid.<folder>...:\n" + "\n".join(strays)
+
+
+def test_the_wheel_installs_one_top_level_package(tmp_path: Path) -> None:
+    """``pip wheel .``: everything lands under ``gaitid/``, the links' targets included."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+        + ["-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("gaitid-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top == {"gaitid"}
+    for must in (
+        "gaitid/service/app.py",
+        "gaitid/model/export.py",
+        "gaitid/training/cli.py",
+        "gaitid/migrations/alembic.ini",
+        "gaitid/migrations/env.py",
+    ):
+        assert must in names, must
+    assert any(n.startswith("gaitid/migrations/versions/") and n.endswith(".py") for n in names)
