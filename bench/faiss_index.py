@@ -86,7 +86,9 @@ class GalleryModel:
         z = rng.standard_normal((n, DIM), dtype=np.float32)
         return self.mean + z @ self.between.T
 
-    def templates(self, centres: NDArray[np.float32], rng: np.random.Generator) -> NDArray[np.float32]:
+    def templates(
+        self, centres: NDArray[np.float32], rng: np.random.Generator
+    ) -> NDArray[np.float32]:
         out = np.empty_like(centres)
         for start in range(0, len(centres), 65536):
             c = centres[start : start + 65536]
@@ -118,17 +120,23 @@ def score_summary(vectors: NDArray[np.float32], owner: NDArray[np.int64]) -> dic
     }
 
 
-def realism_table(model: GalleryModel, real: NDArray[np.float32], subjects: NDArray[np.str_]) -> str:
+def realism_table(
+    model: GalleryModel, real: NDArray[np.float32], subjects: NDArray[np.str_]
+) -> str:
     rng = np.random.default_rng(1)
     _, owner = np.unique(subjects, return_inverse=True)
-    per = int(round(len(real) / owner.max()))
+    per = round(len(real) / owner.max())
     ids = int(owner.max()) + 1
     centres = model.identities(ids, rng)
     synth_owner = np.repeat(np.arange(ids), per)
     synth = model.templates(centres[synth_owner], rng)
-    rows = [("real walks", score_summary(real, owner)), ("synthetic", score_summary(synth, synth_owner))]
+    rows = [
+        ("real walks", score_summary(real, owner)),
+        ("synthetic", score_summary(synth, synth_owner)),
+    ]
     lines = [
-        f"| {len(real)} walks of {ids} identities | genuine cos | impostor cos | rank-1 (leave one out) |",
+        f"| {len(real)} walks of {ids} identities | genuine cos | impostor cos "
+        "| rank-1 (leave one out) |",
         "|---|---|---|---:|",
     ]
     for name, s in rows:
@@ -190,7 +198,9 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _time_searches(search, queries: NDArray[np.float32], threads: int) -> tuple[float, float, NDArray[np.int64]]:
+def _time_searches(
+    search, queries: NDArray[np.float32], threads: int
+) -> tuple[float, float, NDArray[np.int64]]:
     faiss.omp_set_num_threads(threads)
     search(queries[:5])  # warm
     found = np.empty((len(queries), K), np.int64)
@@ -217,7 +227,9 @@ def run_setting(job: dict) -> list[dict]:
     before = _rss_bytes()
     t0 = time.perf_counter()
     if kind == "sq8":
-        sq = faiss.IndexScalarQuantizer(DIM, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+        sq = faiss.IndexScalarQuantizer(
+            DIM, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
         sq.train(w.vectors[:100_000])
         index = faiss.IndexIDMap2(sq)
         index.add_with_ids(w.vectors, w.ids)
@@ -283,24 +295,41 @@ def jobs_for(n: int, args: argparse.Namespace) -> list[dict]:
     base = {"n": n, "per_identity": args.per_identity, "queries": args.queries, "seed": args.seed}
     for kind in args.kinds:
         if kind in ("flat", "sq8"):
-            jobs.append({**base, "kind": kind, "build_label": "-", "build_params": {},
-                         "search_settings": [("exact", {})]})
+            jobs.append(
+                {
+                    **base,
+                    "kind": kind,
+                    "build_label": "-",
+                    "build_params": {},
+                    "search_settings": [("exact", {})],
+                }
+            )
         elif kind == "ivf":
             for nlist in args.nlist or _default_nlists(n):
                 if n < 39 * nlist:
                     continue  # the service would keep it exact (untrained)
                 probes = [p for p in args.nprobe if p <= nlist]
-                jobs.append({
-                    **base, "kind": kind, "build_label": f"nlist={nlist}",
-                    "build_params": {"nlist": nlist, "nprobe": probes[0]},
-                    "search_settings": [(f"nprobe={p}", {"nprobe": p}) for p in probes],
-                })
+                jobs.append(
+                    {
+                        **base,
+                        "kind": kind,
+                        "build_label": f"nlist={nlist}",
+                        "build_params": {"nlist": nlist, "nprobe": probes[0]},
+                        "search_settings": [(f"nprobe={p}", {"nprobe": p}) for p in probes],
+                    }
+                )
         elif kind == "hnsw":
-            jobs.append({
-                **base, "kind": kind, "build_label": f"M={args.hnsw_m}",
-                "build_params": {"hnsw_m": args.hnsw_m},
-                "search_settings": [(f"efSearch={e}", {"ef_search": e}) for e in args.ef_search],
-            })
+            jobs.append(
+                {
+                    **base,
+                    "kind": kind,
+                    "build_label": f"M={args.hnsw_m}",
+                    "build_params": {"hnsw_m": args.hnsw_m},
+                    "search_settings": [
+                        (f"efSearch={e}", {"ef_search": e}) for e in args.ef_search
+                    ],
+                }
+            )
     return jobs
 
 
@@ -328,10 +357,16 @@ HEADER = (
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--embeddings", type=Path, required=True, help="bench/real_embeddings.py output")
+    parser.add_argument(
+        "--embeddings", type=Path, required=True, help="bench/real_embeddings.py output"
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--kinds", nargs="+", default=["flat", "sq8", "ivf", "hnsw"],
-                        choices=["flat", "sq8", "ivf", "hnsw"])
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        default=["flat", "sq8", "ivf", "hnsw"],
+        choices=["flat", "sq8", "ivf", "hnsw"],
+    )
     parser.add_argument("--queries", type=int, default=300, help="half mated, half not")
     parser.add_argument("--per-identity", type=int, default=5, help="templates per identity")
     parser.add_argument("--nlist", type=int, nargs="+", help="default: ~sqrt(n) and ~4 sqrt(n)")
@@ -344,8 +379,10 @@ def main(argv: list[str] | None = None) -> int:
 
     real, subjects = load_real(args.embeddings)
     model = GalleryModel.fit(real, subjects)
-    print(f"faiss {faiss.__version__}, {os.cpu_count()} CPUs; gallery model fitted to "
-          f"{len(real)} real embeddings of {len(np.unique(subjects))} identities\n")
+    print(
+        f"faiss {faiss.__version__}, {os.cpu_count()} CPUs; gallery model fitted to "
+        f"{len(real)} real embeddings of {len(np.unique(subjects))} identities\n"
+    )
     print(realism_table(model, real, subjects) + "\n", flush=True)
     print(HEADER, flush=True)
     shared = {k: v.tolist() for k, v in asdict(model).items()}

@@ -1,4 +1,4 @@
-"""``gaitid export`` and ``gaitid model-info``: the model part of the command line.
+"""``gaitid export``, ``gaitid quantize`` and ``gaitid model-info``: the model part of the CLI.
 
 torch and onnx are imported inside the command bodies, so registering these commands (and
 ``gaitid --help``, ``gaitid serve``) never loads torch.
@@ -13,8 +13,9 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``export`` and ``model-info`` to ``app``."""
+    """Add ``export``, ``quantize`` and ``model-info`` to ``app``."""
     app.command("export")(export_command)
+    app.command("quantize")(quantize_command)
     app.command("model-info")(model_info_command)
 
 
@@ -119,6 +120,58 @@ def export_command(
         if weights is not None:
             typer.echo(f"wrote {write_weights(model, state, weights, metadata)}")
     typer.echo(f"wrote {path}")
+
+
+def quantize_command(
+    model_file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="float32 ONNX model written by `gaitid export`."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the int8 ONNX model."),
+    data: Path = typer.Option(
+        ...,
+        "--data",
+        exists=True,
+        file_okay=False,
+        help="OpenGait-layout root of the calibration walks (training walks, not test ones).",
+    ),
+    subjects: str | None = typer.Option(
+        None, "--subjects", help="Calibrate on these subjects only, e.g. 001-062."
+    ),
+    walks: int = typer.Option(64, "--walks", min=1, help="Calibration walks, drawn at random."),
+    seed: int = typer.Option(0, help="Seed of the draw."),
+    method: str = typer.Option(
+        "percentile", "--method", help="Activation ranges: percentile, minmax or entropy."
+    ),
+) -> None:
+    """Static int8 (QDQ) model calibrated on training walks; see model/quantize.py."""
+    import numpy as np
+
+    from gaitid.contract import ContractError
+    from gaitid.errors import EXIT_BAD_INPUT
+    from gaitid.model.quantize import QuantizeError, quantize_int8
+    from gaitid.preprocess import to_network_input
+    from gaitid.training.data.errors import DatasetError
+    from gaitid.training.data.opengait import index_dataset, load_walk, parse_subject_spec
+
+    if method not in ("percentile", "minmax", "entropy"):
+        raise typer.BadParameter(f"unknown method {method!r}; percentile, minmax or entropy")
+    try:
+        chosen = set(parse_subject_spec(subjects)) if subjects else None
+        found = [
+            (key, path)
+            for key, path in index_dataset(data.resolve())
+            if chosen is None or key.subject in chosen
+        ]
+        if not found:
+            raise DatasetError(f"no walks under {data} for subjects {subjects or 'any'}")
+        rng = np.random.default_rng(seed)
+        picked = sorted(rng.choice(len(found), min(walks, len(found)), replace=False).tolist())
+        calibration = [to_network_input(load_walk(found[i][1])) for i in picked]
+        meta = quantize_int8(model_file, out, calibration, method=method)  # type: ignore[arg-type]
+    except (DatasetError, QuantizeError, ContractError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from exc
+    typer.echo(f"wrote {out} ({meta['quantization']})")
 
 
 def model_info_command(

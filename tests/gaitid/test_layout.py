@@ -9,6 +9,7 @@ under another name; this test catches it before a user does.
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -62,10 +63,19 @@ def test_no_code_imports_a_product_folder_by_its_bare_name() -> None:
 
 
 def test_the_wheel_installs_one_top_level_package(tmp_path: Path) -> None:
-    """``pip wheel .``: everything lands under ``gaitid/``, the links' targets included."""
+    """``pip wheel .``: everything lands under ``gaitid/``, the links' targets included.
+
+    Built from a copy (links kept as links), so setuptools' ``build/`` stays out of the tree.
+    """
+    source = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for folder in ("gaitid", *PRODUCT_FOLDERS):
+        shutil.copytree(ROOT / folder, source / folder, symlinks=True, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["-w", str(tmp_path), str(ROOT)],
+        + ["-w", str(tmp_path), str(source)],
         check=True,
         capture_output=True,
         timeout=300,

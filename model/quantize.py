@@ -1,0 +1,143 @@
+"""Static int8 quantisation (QDQ) of an exported gaitid model, calibrated on real walks.
+
+Dynamic int8 quantises activations on the fly and lost to fp32 on this network (BENCHMARKS.md):
+its cost is in 3-D convolutions, which dynamic quantisation leaves in float. Static
+quantisation fixes every activation's scale ahead of time from calibration walks, so ONNX
+Runtime can run the convolutions and matrix products as integer kernels (VNNI on CPUs that
+have it). Choices, following ONNX Runtime's guidance for x86: QDQ format, unsigned 8-bit
+activations with signed 8-bit per-channel weights (the U8S8 kernels), only ``Conv``,
+``MatMul`` and ``Gemm`` quantised (the attention softmax, normalisation and pooling stay fp32),
+and percentile calibration (99.999th), which ignores the rare outlier activations min/max
+would stretch the scale for.
+
+The result keeps the contract's metadata (so the service and ``gaitid eval`` load it like the
+fp32 file), with ``precision`` set to ``int8`` and the calibration recorded. It is only worth
+shipping if its accuracy stays within half a point of the fp32 model's (``gaitid eval``) and it
+is faster on the serving CPU (``bench/model_latency.py --int8``); models/README.md says whether
+the shipped one is.
+
+torch-free: it needs ``onnx`` and ``onnxruntime`` only.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gaitid.contract import INPUT_LENGTHS, INPUT_SILHOUETTES, batch_sequences, read_metadata
+from gaitid.errors import GaitidError
+
+CalibrationMethod = Literal["minmax", "percentile", "entropy"]
+#: Operators given integer kernels; everything else stays fp32 between them.
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+#: Every calibration walk is fed at this length (about the walks the service sees): the
+#: histogram calibrators stack each tensor across walks, so the shapes must agree.
+CALIBRATION_FRAMES = 80
+
+
+class QuantizeError(GaitidError, ValueError):
+    """A model or calibration set that cannot be quantised."""
+
+
+def fixed_length(walk: NDArray[np.uint8], frames: int) -> NDArray[np.uint8]:
+    """The middle ``frames`` of a long walk, or a short one repeated cyclically to that length."""
+    total = walk.shape[0]
+    if total >= frames:
+        start = (total - frames) // 2
+        return walk[start : start + frames]
+    return walk[np.arange(frames) % total]
+
+
+def _feeds(walks: Sequence[NDArray[np.uint8]]) -> Iterator[dict[str, Any]]:
+    for walk in walks:
+        silhouettes, lengths = batch_sequences([fixed_length(walk, CALIBRATION_FRAMES)])
+        yield {INPUT_SILHOUETTES: silhouettes, INPUT_LENGTHS: lengths}
+
+
+def quantize_int8(
+    src: Path,
+    out: Path,
+    walks: Sequence[NDArray[np.uint8]],
+    *,
+    method: CalibrationMethod = "percentile",
+    per_channel: bool = True,
+) -> dict[str, str]:
+    """Write the static int8 model of ``src`` to ``out``; returns its metadata.
+
+    ``walks`` are pretreated ``(T, 64, 44)`` uint8 walks fed one at a time, each at
+    :data:`CALIBRATION_FRAMES` frames, to calibrate the activation ranges (a few dozen
+    suffice; they should look like what the service embeds).
+    """
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization import CalibrationMethod as OrtMethod
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not walks:
+        raise QuantizeError("calibration needs at least one walk")
+    source = onnx.load(str(src), load_external_data=False)
+    meta = {p.key: p.value for p in source.metadata_props}
+    read_metadata(meta)  # a gaitid model, or ContractError
+    if meta.get("precision") != "float32":
+        raise QuantizeError(
+            f"{src} has precision {meta.get('precision')!r}; quantise a float32 export"
+        )
+    del source
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = _feeds(walks)
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self._feeds, None)
+
+    ort_method = {
+        "minmax": OrtMethod.MinMax,
+        "percentile": OrtMethod.Percentile,
+        "entropy": OrtMethod.Entropy,
+    }[method]
+    with tempfile.TemporaryDirectory(prefix="gaitid-quantize-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        # shape inference + graph cleanup that quantisation needs; dynamic T defeats the
+        # symbolic pass, which is only needed for transformer-style shape patterns
+        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(out),
+            _Reader(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            calibrate_method=ort_method,
+            extra_options={
+                "CalibMaxIntermediateOutputs": 4,  # fold ranges every 4 walks: bounded memory
+                "CalibPercentile": 99.999,
+            },
+        )
+    quantized = onnx.load(str(out))
+    new_meta = {
+        **meta,
+        "precision": "int8",
+        "quantization": (
+            f"static QDQ, U8 activations / S8 {'per-channel' if per_channel else 'per-tensor'} "
+            f"weights, {'/'.join(QUANTIZED_OPS)}, {method} calibration on {len(walks)} walks"
+        ),
+    }
+    del quantized.metadata_props[:]
+    for key, value in new_meta.items():
+        quantized.metadata_props.add(key=key, value=value)
+    onnx.save(quantized, str(out))
+    read_metadata(new_meta)
+    return new_meta

@@ -1,0 +1,88 @@
+"""Static int8 quantisation: a runnable model that keeps the contract and tracks fp32."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from typer.testing import CliRunner
+
+from gaitid.cli import build_app
+from gaitid.contract import (
+    INPUT_LENGTHS,
+    INPUT_SILHOUETTES,
+    OUTPUT_EMBEDDING,
+    batch_sequences,
+    read_metadata,
+)
+from gaitid.model.quantize import QuantizeError, quantize_int8
+from gaitid.preprocess import to_network_input
+from gaitid.training.data.opengait import load_dataset
+from tests.utils.synthetic import make_synthetic_dataset
+
+
+@pytest.fixture(scope="module")
+def synthetic_walks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[np.ndarray]]:
+    root = make_synthetic_dataset(tmp_path_factory.mktemp("synth"), subjects=2, views=(0, 90))
+    walks = load_dataset(root)
+    return root, [to_network_input(walks[k]) for k in sorted(walks)]
+
+
+def _embed(path: Path, walk: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    silhouettes, lengths = batch_sequences([walk])
+    (out,) = session.run(
+        [OUTPUT_EMBEDDING], {INPUT_SILHOUETTES: silhouettes, INPUT_LENGTHS: lengths}
+    )
+    return np.asarray(out[0])
+
+
+def test_int8_model_keeps_the_contract_and_tracks_fp32(
+    tiny_onnx: Path, synthetic_walks: tuple[Path, list[np.ndarray]], tmp_path: Path
+) -> None:
+    _, walks = synthetic_walks
+    out = tmp_path / "tiny.int8.onnx"
+    meta = quantize_int8(tiny_onnx, out, walks[:6], method="minmax")
+    proto = onnx.load(str(out))
+    written = {p.key: p.value for p in proto.metadata_props}
+    assert written == meta and written["precision"] == "int8"
+    assert "minmax calibration on 6 walks" in written["quantization"]
+    read_metadata(written)  # the service's check passes
+    ops = {node.op_type for node in proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    for walk in walks[6:9]:  # walks the calibration never saw
+        fp32, int8 = _embed(tiny_onnx, walk), _embed(out, walk)
+        assert int8.shape == (256,) and abs(float(np.linalg.norm(int8)) - 1.0) < 1e-4
+        assert float(fp32 @ int8) > 0.9  # an approximation of the same model
+
+
+def test_quantize_refuses_no_walks_and_a_model_already_quantised(
+    tiny_onnx: Path, synthetic_walks: tuple[Path, list[np.ndarray]], tmp_path: Path
+) -> None:
+    _, walks = synthetic_walks
+    with pytest.raises(QuantizeError, match="at least one walk"):
+        quantize_int8(tiny_onnx, tmp_path / "a.onnx", [])
+    once = tmp_path / "once.onnx"
+    quantize_int8(tiny_onnx, once, walks[:2], method="minmax")
+    with pytest.raises(QuantizeError, match="float32"):
+        quantize_int8(once, tmp_path / "twice.onnx", walks[:2])
+
+
+def test_cli_quantizes_on_chosen_training_subjects(
+    tiny_onnx: Path, synthetic_walks: tuple[Path, list[np.ndarray]], tmp_path: Path
+) -> None:
+    root, _ = synthetic_walks
+    model = shutil.copy(tiny_onnx, tmp_path / "m.onnx")
+    out = tmp_path / "m.int8.onnx"
+    args = ["quantize", str(model), "--out", str(out), "--data", str(root), "--walks", "4"]
+    result = CliRunner().invoke(build_app(), [*args, "--subjects", "001"])
+    assert result.exit_code == 0, result.output
+    assert "percentile calibration on 4 walks" in result.output and out.is_file()
+    result = CliRunner().invoke(build_app(), [*args, "--subjects", "009"])
+    assert result.exit_code == 2 and "no walks" in result.output
+    result = CliRunner().invoke(build_app(), [*args, "--method", "guess"])
+    assert result.exit_code != 0 and "unknown method" in result.output
