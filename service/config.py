@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     embeddings are averaged (``gaitid.contract.split_walk``)."""
 
     # --- index -------------------------------------------------------------------------
-    index_kind: Literal["flat", "ivf", "hnsw"] = "flat"
+    index_kind: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
     index_use_gpu: Literal["auto", "true", "false"] = "auto"
     index_nlist: int = Field(default=1024, ge=1)
     index_nprobe: int = Field(default=16, ge=1)

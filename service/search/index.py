@@ -5,8 +5,16 @@ SQL is the source of truth; this index is a cache rebuilt from it (``rebuild``) 
 after each commit. Every public method takes one internal lock, so the API can call it from
 any thread (the event loop, the inference worker) without extra care.
 
-Three kinds, chosen per deployment:
+Four kinds, chosen per deployment (``GAITID_INDEX_KIND``); ``auto`` is the default:
 
+- ``auto``: each gallery picks for itself from its size (the choice and the measurements behind
+  it are in BENCHMARKS.md, "Search at scale"). Below :data:`AUTO_EXACT_BELOW` templates it is
+  the exact ``flat`` index: at that size an exact search is already fast, and nothing needs
+  tuning or training. From there on it is IVF with :func:`auto_ivf_params` lists and probes
+  for its size, trained on the gallery at the moment it crosses; when the gallery has grown
+  :data:`AUTO_RETRAIN_GROWTH` times since the last training, the lists are trained again for
+  the new size (a pause of the order of the build times in BENCHMARKS.md, once per growth
+  step). A gallery that shrinks below half the threshold goes back to exact search.
 - ``flat``: ``IndexIDMap2(IndexFlatIP)``. Exact; search is O(N) per query. Removal compacts
   the stored rows (O(N) memory move) and the vector bytes are gone at once.
 - ``ivf``: ``IndexIVFFlat`` with inner product, ``nlist`` lists, ``nprobe`` probed. k-means
@@ -39,6 +47,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import threading
 from typing import Any, Literal
 
@@ -50,13 +59,32 @@ from gaitid.errors import GaitidError
 
 logger = logging.getLogger(__name__)
 
-IndexKind = Literal["flat", "ivf", "hnsw"]
-INDEX_KINDS: tuple[IndexKind, ...] = ("flat", "ivf", "hnsw")
+IndexKind = Literal["auto", "flat", "ivf", "hnsw"]
+INDEX_KINDS: tuple[IndexKind, ...] = ("auto", "flat", "ivf", "hnsw")
 
 #: FAISS asks for at least this many training points per IVF centroid.
 IVF_POINTS_PER_CENTROID = 39
+#: k-means of the IVF lists runs on at most this many sampled vectors per list.
+IVF_TRAIN_POINTS_PER_LIST = 64
 #: Fraction of tombstoned HNSW nodes that triggers a rebuild of the graph.
 HNSW_COMPACT_FRACTION = 0.1
+
+#: ``auto``: galleries smaller than this are searched exactly (BENCHMARKS.md, search at scale).
+AUTO_EXACT_BELOW = 50_000
+#: ``auto``: IVF lists per square root of the gallery size, rounded to a power of two.
+AUTO_LISTS_PER_ROOT = 4
+#: ``auto``: lists probed per search, as a fraction of the lists.
+AUTO_PROBED_FRACTION = 1 / 32
+#: ``auto``: the IVF lists are trained again once the gallery is this many times the size
+#: they were trained at (lists that grew 4x cost 4x per probe).
+AUTO_RETRAIN_GROWTH = 4
+
+
+def auto_ivf_params(n: int) -> tuple[int, int]:
+    """``(nlist, nprobe)`` the ``auto`` kind gives an IVF index over ``n`` templates."""
+    nlist = 2 ** round(math.log2(AUTO_LISTS_PER_ROOT * math.sqrt(max(n, 1))))
+    nlist = max(1, min(nlist, n // IVF_POINTS_PER_CENTROID))
+    return nlist, max(1, round(nlist * AUTO_PROBED_FRACTION))
 
 
 class GpuUnavailableError(GaitidError):
@@ -126,14 +154,26 @@ class _FlatBackend:
 
 
 class _IvfBackend:
-    """``IndexIVFFlat`` (inner product) once trained; exact flat search before that."""
+    """``IndexIVFFlat`` (inner product) once trained; exact flat search before that.
 
-    def __init__(self, dim: int, nlist: int, nprobe: int) -> None:
+    ``adaptive`` (the ``auto`` kind): trained at :data:`AUTO_EXACT_BELOW` templates with
+    :func:`auto_ivf_params`, trained again after :data:`AUTO_RETRAIN_GROWTH`-fold growth, and
+    exact again below half the threshold.
+    """
+
+    def __init__(self, dim: int, nlist: int, nprobe: int, *, adaptive: bool = False) -> None:
         self._dim, self._nlist, self._nprobe = dim, nlist, nprobe
-        self.train_threshold = IVF_POINTS_PER_CENTROID * nlist
+        self.adaptive = adaptive
+        self.train_threshold = AUTO_EXACT_BELOW if adaptive else IVF_POINTS_PER_CENTROID * nlist
+        self._trained_size = 0
         self._exact: _FlatBackend | None = _FlatBackend(dim)
         self._ivf: Any = None
         self._quantizer: Any = None
+
+    @property
+    def params(self) -> tuple[int, int]:
+        """``(nlist, nprobe)`` in use (``auto`` changes them as the gallery grows)."""
+        return self._nlist, self._nprobe
 
     @property
     def trained(self) -> bool:
@@ -142,6 +182,9 @@ class _IvfBackend:
     def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> bool:
         if self._exact is None:
             self._ivf.add_with_ids(vectors, ids)
+            if self.adaptive and self._ivf.ntotal >= AUTO_RETRAIN_GROWTH * self._trained_size:
+                self._train_and_fill(*self.contents())
+                return False
             return True
         self._exact.add(ids, vectors)
         if self._exact.size < self.train_threshold:
@@ -150,16 +193,43 @@ class _IvfBackend:
         self._train_and_fill(all_ids, all_vectors)
         return False
 
+    def contents(self) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Every id and vector held, from the exact index or the inverted lists."""
+        if self._exact is not None:
+            return self._exact.contents()
+        invlists = self._ivf.invlists
+        ids, rows = [], []
+        for lst in range(self._ivf.nlist):
+            size = invlists.list_size(lst)
+            if size:
+                ids.append(faiss.rev_swig_ptr(invlists.get_ids(lst), size).copy())
+                codes = faiss.rev_swig_ptr(invlists.get_codes(lst), size * self._dim * 4)
+                rows.append(codes.view(np.float32).reshape(size, self._dim).copy())
+        if not ids:
+            return np.empty(0, np.int64), np.empty((0, self._dim), np.float32)
+        return np.concatenate(ids).astype(np.int64), np.concatenate(rows)
+
     def _train_and_fill(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        if self.adaptive:
+            self._nlist, self._nprobe = auto_ivf_params(len(ids))
         quantizer = faiss.IndexFlatIP(self._dim)
         ivf = faiss.IndexIVFFlat(quantizer, self._dim, self._nlist, faiss.METRIC_INNER_PRODUCT)
+        # k-means on a sample of IVF_TRAIN_POINTS_PER_LIST per list: FAISS's default of 256
+        # makes training 4x slower; the recall reached with 64 is in BENCHMARKS.md
+        ivf.cp.max_points_per_centroid = IVF_TRAIN_POINTS_PER_LIST
         ivf.train(vectors)
         ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
         ivf.nprobe = self._nprobe
         ivf.add_with_ids(vectors, ids)
-        logger.info("IVF index trained: %d lists on %d vectors", self._nlist, len(ids))
+        logger.info(
+            "IVF index trained: %d lists (%d probed) on %d vectors",
+            self._nlist,
+            self._nprobe,
+            len(ids),
+        )
         # the IVF index borrows its quantizer: keep both alive together
         self._ivf, self._quantizer, self._exact = ivf, quantizer, None
+        self._trained_size = len(ids)
 
     def fill(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
         """Load the whole contents, training the centroids again when there are enough."""
@@ -167,18 +237,22 @@ class _IvfBackend:
             self._train_and_fill(ids, vectors)
         else:
             self._exact, self._ivf, self._quantizer = _FlatBackend(self._dim), None, None
+            self._trained_size = 0
             self._exact.add(ids, vectors)
 
     def set_nprobe(self, nprobe: int) -> None:
-        self._nprobe = nprobe
+        self._nprobe = min(nprobe, self._nlist) if self._ivf is not None else nprobe
         if self._ivf is not None:
-            self._ivf.nprobe = nprobe
+            self._ivf.nprobe = self._nprobe
 
     def remove(self, ids: NDArray[np.int64]) -> int:
         if self._exact is not None:
             return self._exact.remove(ids)
         # a plain id array becomes an IDSelectorArray, the only selector the hash map accepts
-        return int(self._ivf.remove_ids(ids))
+        removed = int(self._ivf.remove_ids(ids))
+        if self.adaptive and self._ivf.ntotal < self.train_threshold // 2:
+            self.fill(*self.contents())  # small again: back to exact search
+        return removed
 
     def search(
         self, queries: NDArray[np.float32], k: int
@@ -332,8 +406,8 @@ class VectorIndex:
         p = self._params
         if self.kind == "flat":
             return _FlatBackend(self.dim)
-        if self.kind == "ivf":
-            return _IvfBackend(self.dim, p["nlist"], p["nprobe"])
+        if self.kind in ("ivf", "auto"):
+            return _IvfBackend(self.dim, p["nlist"], p["nprobe"], adaptive=self.kind == "auto")
         return _HnswBackend(self.dim, p["hnsw_m"], p["ef_search"])
 
     # ----------------------------------------------------------------- validation
@@ -424,23 +498,24 @@ class VectorIndex:
     def set_search_params(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
         """Change the speed/recall trade-off of later searches without rebuilding.
 
-        ``nprobe`` applies to IVF (lists probed, at most ``nlist``), ``ef_search`` to HNSW
-        (candidate list size; raised to ``k`` when smaller). Other kinds ignore them.
+        ``nprobe`` applies to IVF (lists probed, at most ``nlist``; under ``auto`` it holds
+        until the next training chooses again), ``ef_search`` to HNSW (candidate list size;
+        raised to ``k`` when smaller). Other kinds ignore them.
         """
         for name, value in (("nprobe", nprobe), ("ef_search", ef_search)):
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        if nprobe is not None and nprobe > self._params["nlist"]:
+        if self.kind == "ivf" and nprobe is not None and nprobe > self._params["nlist"]:
             raise ValueError(f"nprobe ({nprobe}) cannot exceed nlist ({self._params['nlist']})")
         with self._lock:
             if nprobe is not None:
                 self._params["nprobe"] = nprobe
                 if isinstance(self._backend, _IvfBackend):
                     self._backend.set_nprobe(nprobe)
-                if self._gpu_index is not None and hasattr(self._gpu_index, "nprobe"):
-                    self._gpu_index.nprobe = nprobe
+                if self._gpu_index is not None and isinstance(self._backend, _IvfBackend):
+                    self._gpu_index.nprobe = self._backend.params[1]
             if ef_search is not None:
                 self._params["ef_search"] = ef_search
                 if isinstance(self._backend, _HnswBackend):
@@ -478,8 +553,8 @@ class VectorIndex:
             self._gpu_index = faiss.index_cpu_to_gpu(
                 self._gpu_resources, 0, self._backend.faiss_index()
             )
-            if hasattr(self._gpu_index, "nprobe"):
-                self._gpu_index.nprobe = self._params["nprobe"]
+            if isinstance(self._backend, _IvfBackend) and hasattr(self._gpu_index, "nprobe"):
+                self._gpu_index.nprobe = self._backend.params[1]
         scores, labels = self._gpu_index.search(q, k)
         return scores, labels
 
@@ -501,6 +576,14 @@ class VectorIndex:
         """False only for an IVF index still answering exactly (too few vectors to train)."""
         with self._lock:
             return not isinstance(self._backend, _IvfBackend) or self._backend.trained
+
+    @property
+    def ivf_params(self) -> tuple[int, int] | None:
+        """``(nlist, nprobe)`` of a trained IVF index (``ivf``, ``auto`` when large); else None."""
+        with self._lock:
+            if isinstance(self._backend, _IvfBackend) and self._backend.trained:
+                return self._backend.params
+            return None
 
     def __repr__(self) -> str:
         return (

@@ -9,16 +9,18 @@ import numpy as np
 import pytest
 
 from gaitid.distance import l2_normalize
+from gaitid.service.search import index as index_module
 from gaitid.service.search.index import (
     IVF_POINTS_PER_CENTROID,
     GpuUnavailableError,
     VectorIndex,
+    auto_ivf_params,
     gpu_available,
 )
 
 DIM = 16
 NLIST = 4  # IVF trains once it holds 39 * 4 = 156 vectors
-KINDS = ("flat", "ivf", "hnsw")
+KINDS = ("auto", "flat", "ivf", "hnsw")
 
 
 def make_index(kind: str, **kwargs: object) -> VectorIndex:
@@ -169,6 +171,43 @@ def test_ivf_is_exact_until_it_has_enough_vectors_to_train(rng: np.random.Genera
     assert not index.trained  # too few to train again: exact search
     index.rebuild(ids, vectors)
     assert index.trained
+
+
+def test_auto_parameters_follow_the_gallery_size() -> None:
+    assert auto_ivf_params(50_000) == (1024, 32)  # 4 sqrt(n) lists, 1/32 of them probed
+    assert auto_ivf_params(200_000) == (2048, 64)
+    assert auto_ivf_params(1_000_000) == (4096, 128)
+    assert auto_ivf_params(100) == (2, 1)  # never fewer than 39 vectors per list
+
+
+def test_auto_is_exact_when_small_and_ivf_sized_for_the_gallery_once_large(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index_module, "AUTO_EXACT_BELOW", 400)
+    index = make_index("auto")
+    ids = np.arange(2000, dtype=np.int64) * 5 + 7
+    vectors = unit(rng, len(ids))
+    index.add(ids[:399], vectors[:399])
+    assert not index.trained
+    queries = unit(rng, 10)
+    assert np.array_equal(
+        index.search(queries, 5)[1], exact_top(ids[:399], vectors[:399], queries, 5)
+    )
+    index.add(ids[399:400], vectors[399:400])  # crosses: trained for 400 templates
+    assert index.trained and index.ivf_params == auto_ivf_params(400)
+    index.add(ids[400:1599], vectors[400:1599])  # grown 3.99x: same lists
+    assert index.ivf_params == auto_ivf_params(400)
+    index.add(ids[1599:], vectors[1599:])  # past 4x: trained again for its size, nothing lost
+    assert index.ivf_params == auto_ivf_params(2000) != auto_ivf_params(400)
+    assert len(index) == len(ids)
+    _, found = index.search(vectors, 1)
+    assert np.array_equal(found[:, 0], ids)
+    assert index.remove(ids[:1801]) == 1801  # 199 left, under half the threshold: exact again
+    assert not index.trained and index.ivf_params is None
+    expected = exact_top(ids[1801:], vectors[1801:], queries, 5)
+    assert np.array_equal(index.search(queries, 5)[1], expected)
+    index.rebuild(ids[:1000], vectors[:1000])  # a rebuild chooses by size too
+    assert index.trained and index.ivf_params == auto_ivf_params(1000)
 
 
 @pytest.mark.parametrize("kind", KINDS)
