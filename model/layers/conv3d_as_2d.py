@@ -35,12 +35,16 @@ class TimeStackedConv3d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         n, c, t, h, w = x.shape
-        padded = F.pad(x, (0, 0, 0, 0, 1, 1))  # [N, C, T+2, H, W]: zero frame each side
-        # [N, T, 3C, H, W]: frames t-1, t, t+1 side by side on channels
+        # time-major first, on C channels (not 3C): [N, T+2, C, H, W] with a zero frame each
+        # side. The transpose back at the end then meets the next layer's transpose here with
+        # only element-wise ops between them, and ONNX Runtime's transpose optimiser cancels
+        # the pair, so consecutive convolutions stay in this layout.
+        padded = F.pad(x.transpose(1, 2), (0, 0, 0, 0, 0, 0, 1, 1))
+        # [N, T, 3C, H, W]: frames t-1, t, t+1 side by side on channels, contiguous as built
         stacked = torch.cat(
-            [padded[:, :, 0:t], padded[:, :, 1 : t + 1], padded[:, :, 2 : t + 2]], dim=1
-        ).transpose(1, 2)
-        # [N, T, 3C, H, W] -> [N*T, 3C, H, W] -> conv -> [N, T, O, H, W] -> [N, O, T, H, W]
+            [padded[:, 0:t], padded[:, 1 : t + 1], padded[:, 2 : t + 2]], dim=2
+        )
+        # [N*T, 3C, H, W] -> conv -> [N, T, O, H, W] -> [N, O, T, H, W]
         y = F.conv2d(stacked.reshape(n * t, 3 * c, h, w), self.weight, padding=1)
         return y.reshape(n, t, -1, h, w).transpose(1, 2)
 

@@ -174,10 +174,10 @@ def test_ivf_is_exact_until_it_has_enough_vectors_to_train(rng: np.random.Genera
 
 
 def test_auto_parameters_follow_the_gallery_size() -> None:
-    assert auto_ivf_params(50_000) == (1024, 32)  # 4 sqrt(n) lists, 1/32 of them probed
-    assert auto_ivf_params(200_000) == (2048, 64)
-    assert auto_ivf_params(1_000_000) == (4096, 128)
-    assert auto_ivf_params(100) == (2, 1)  # never fewer than 39 vectors per list
+    assert auto_ivf_params(50_000) == (1024, 256)  # 4 sqrt(n) lists, at least 256 probed
+    assert auto_ivf_params(200_000) == (2048, 256)
+    assert auto_ivf_params(1_000_000) == (4096, 384)  # 3/32 of the lists
+    assert auto_ivf_params(100) == (2, 2)  # never fewer than 39 vectors per list
 
 
 def test_auto_is_exact_when_small_and_ivf_sized_for_the_gallery_once_large(
