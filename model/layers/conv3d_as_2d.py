@@ -41,9 +41,7 @@ class TimeStackedConv3d(nn.Module):
         # the pair, so consecutive convolutions stay in this layout.
         padded = F.pad(x.transpose(1, 2), (0, 0, 0, 0, 0, 0, 1, 1))
         # [N, T, 3C, H, W]: frames t-1, t, t+1 side by side on channels, contiguous as built
-        stacked = torch.cat(
-            [padded[:, 0:t], padded[:, 1 : t + 1], padded[:, 2 : t + 2]], dim=2
-        )
+        stacked = torch.cat([padded[:, 0:t], padded[:, 1 : t + 1], padded[:, 2 : t + 2]], dim=2)
         # [N*T, 3C, H, W] -> conv -> [N, T, O, H, W] -> [N, O, T, H, W]
         y = F.conv2d(stacked.reshape(n * t, 3 * c, h, w), self.weight, padding=1)
         return y.reshape(n, t, -1, h, w).transpose(1, 2)

@@ -20,6 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT_FOLDERS = ("model", "training", "service", "migrations")
 #: Where Python code of ours lives (the links under gaitid/ are the same files again).
+PIP_WHEEL = ("-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q")
 CODE_FOLDERS = ("gaitid", *PRODUCT_FOLDERS, "tests", "bench", "requirements")
 
 
@@ -74,8 +75,7 @@ def test_the_wheel_installs_one_top_level_package(tmp_path: Path) -> None:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, source / name)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["-w", str(tmp_path), str(source)],
+        [sys.executable, *PIP_WHEEL, "-w", str(tmp_path), str(source)],
         check=True,
         capture_output=True,
         timeout=300,
