@@ -167,7 +167,14 @@ def quantize_command(
         rng = np.random.default_rng(seed)
         picked = sorted(rng.choice(len(found), min(walks, len(found)), replace=False).tolist())
         calibration = [to_network_input(load_walk(found[i][1])) for i in picked]
-        meta = quantize_int8(model_file, out, calibration, method=method)  # type: ignore[arg-type]
+        source = f"{data.resolve().name}, subjects {subjects or 'all'}"
+        meta = quantize_int8(
+            model_file,
+            out,
+            calibration,
+            method=method,  # type: ignore[arg-type]
+            calibration_data=source,
+        )
     except (DatasetError, QuantizeError, ContractError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from exc

@@ -66,12 +66,14 @@ def quantize_int8(
     *,
     method: CalibrationMethod = "percentile",
     per_channel: bool = True,
+    calibration_data: str = "",
 ) -> dict[str, str]:
     """Write the static int8 model of ``src`` to ``out``; returns its metadata.
 
     ``walks`` are pretreated ``(T, 64, 44)`` uint8 walks fed one at a time, each at
     :data:`CALIBRATION_FRAMES` frames, to calibrate the activation ranges (a few dozen
-    suffice; they should look like what the service embeds).
+    suffice; they should look like what the service embeds). ``calibration_data`` says where
+    they came from, for the metadata (no local paths).
     """
     import onnx
     from onnxruntime.quantization import (
@@ -133,6 +135,7 @@ def quantize_int8(
         "quantization": (
             f"static QDQ, U8 activations / S8 {'per-channel' if per_channel else 'per-tensor'} "
             f"weights, {'/'.join(QUANTIZED_OPS)}, {method} calibration on {len(walks)} walks"
+            + (f" of {calibration_data}" if calibration_data else "")
         ),
     }
     del quantized.metadata_props[:]

@@ -81,7 +81,7 @@ def test_cli_quantizes_on_chosen_training_subjects(
     args = ["quantize", str(model), "--out", str(out), "--data", str(root), "--walks", "4"]
     result = CliRunner().invoke(build_app(), [*args, "--subjects", "001"])
     assert result.exit_code == 0, result.output
-    assert "percentile calibration on 4 walks" in result.output and out.is_file()
+    assert "percentile calibration on 4 walks of synth0, subjects 001" in result.output
     result = CliRunner().invoke(build_app(), [*args, "--subjects", "009"])
     assert result.exit_code == 2 and "no walks" in result.output
     result = CliRunner().invoke(build_app(), [*args, "--method", "guess"])

@@ -57,6 +57,7 @@ def test_relative_paths_are_resolved_once(tmp_path: Path, monkeypatch: pytest.Mo
         {"fallback_threshold": 1.5},
         {"port": 70000},
         {"index_use_gpu": "maybe"},
+        {"model_precision": "fp16"},
         {"no_such_setting": 1},
     ],
 )
@@ -117,9 +118,23 @@ def test_the_shipped_model_serves_unless_one_is_placed_or_configured(
     assert Settings(model_path=tmp_path / "m.onnx").resolved_model_path == tmp_path / "m.onnx"
 
 
+def test_precision_picks_the_shipped_int8_model_and_only_a_shipped_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    int8 = tmp_path / "models" / "gaitid-lmgcs.int8.onnx"
+    int8.parent.mkdir()
+    int8.write_bytes(b"onnx")
+    monkeypatch.setattr(service_config, "SHIPPED_MODEL_INT8", int8)
+    settings = Settings(data_dir=tmp_path / "data", model_precision="int8")
+    assert settings.resolved_model_path == int8
+    with pytest.raises(ValidationError, match="GAITID_MODEL_PRECISION"):
+        Settings(model_path=tmp_path / "m.onnx", model_precision="int8")
+
+
 def test_the_shipped_model_path_points_into_the_source_tree() -> None:
     root = Path(__file__).resolve().parents[2]
     assert root / "models" / "gaitid-lmgcs.onnx" == service_config.SHIPPED_MODEL
+    assert root / "models" / "gaitid-lmgcs.int8.onnx" == service_config.SHIPPED_MODEL_INT8
 
 
 def test_embed_chunks_must_fit_a_batch(tmp_path: Path) -> None:

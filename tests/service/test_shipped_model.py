@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from gaitid.service.config import SHIPPED_MODEL
+from gaitid.service.config import SHIPPED_MODEL, SHIPPED_MODEL_INT8
 from gaitid.service.walks.inference import Embedder
 
 CARD = SHIPPED_MODEL.parent / "README.md"
@@ -47,3 +47,19 @@ def test_it_embeds_walks_of_any_length_to_unit_vectors(embedder: Embedder) -> No
     vectors = embedder.embed_batch(walks)
     assert vectors.shape == (3, 256)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_the_int8_model_is_the_same_model_quantised(embedder: Embedder) -> None:
+    """Same contract, same threshold and provenance, int8 precision, embeddings that agree."""
+    assert SHIPPED_MODEL_INT8.stat().st_size < MAX_BYTES
+    int8 = Embedder(SHIPPED_MODEL_INT8, device="cpu")
+    assert int8.info.default_threshold == embedder.info.default_threshold
+    assert int8.info.version == embedder.info.version
+    rng = np.random.default_rng(1)
+    walk = np.zeros((60, 64, 44), np.uint8)
+    for t in range(60):  # a blob that moves and changes width: closer to a walk than noise
+        width = 8 + int(4 * np.sin(t / 4))
+        walk[t, 10:60, 22 - width : 22 + width] = 255
+    walk[:, :, :] = np.where(rng.random(walk.shape) < 0.02, 255 - walk, walk)
+    a, b = embedder.embed_batch([walk])[0], int8.embed_batch([walk])[0]
+    assert float(a @ b) > 0.95
