@@ -23,25 +23,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+from model_latency import matmul_peak  # bench/ is on sys.path when this script runs
 
 from gaitid.contract import INPUT_LENGTHS, INPUT_SILHOUETTES
 from gaitid.model.export import load_checkpoint_model
 from gaitid.model.info import count_flops
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def matmul_peak(threads: int, size: int = 2048, repeats: int = 10) -> float:
-    """Best fp32 GFLOP/s of a ``size``^2 torch matmul: the practical compute ceiling."""
-    torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.matmul(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
