@@ -13,8 +13,10 @@ Four kinds, chosen per deployment (``GAITID_INDEX_KIND``); ``auto`` is the defau
   tuning or training. From there on it is IVF with :func:`auto_ivf_params` lists and probes
   for its size, trained on the gallery at the moment it crosses; when the gallery has grown
   :data:`AUTO_RETRAIN_GROWTH` times since the last training, the lists are trained again for
-  the new size (a pause of the order of the build times in BENCHMARKS.md, once per growth
-  step). A gallery that shrinks below half the threshold goes back to exact search.
+  the new size. Training holds the index's lock, so searches of that gallery wait for it:
+  about 10 s at the first crossing (50k), 40 s at 200k and 3 min at 800k on two cores
+  (BENCHMARKS.md), once per 4x of growth. A gallery that shrinks below half the threshold
+  goes back to exact search.
 - ``flat``: ``IndexIDMap2(IndexFlatIP)``. Exact; search is O(N) per query. Removal compacts
   the stored rows (O(N) memory move) and the vector bytes are gone at once.
 - ``ivf``: ``IndexIVFFlat`` with inner product, ``nlist`` lists, ``nprobe`` probed. k-means
@@ -295,9 +297,8 @@ class _HnswBackend:
 
     def _reset(self) -> None:
         self._hnsw = faiss.IndexHNSWFlat(self._dim, self._m, faiss.METRIC_INNER_PRODUCT)
-        self._pos_ids = np.empty(
-            0, np.int64
-        )  # graph position -> external id (grown by doubling; valid below ntotal)
+        # graph position -> external id (grown by doubling; valid below ntotal)
+        self._pos_ids = np.empty(0, np.int64)
         self._id_pos: dict[int, int] = {}  # live external id -> graph position
         self._alive = np.zeros(0, np.uint8)  # bitmap over positions (faiss bit order)
         self._dead = 0
