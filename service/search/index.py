@@ -13,10 +13,12 @@ Four kinds, chosen per deployment (``GAITID_INDEX_KIND``); ``auto`` is the defau
   tuning or training. From there on it is IVF with :func:`auto_ivf_params` lists and probes
   for its size, trained on the gallery at the moment it crosses; when the gallery has grown
   :data:`AUTO_RETRAIN_GROWTH` times since the last training, the lists are trained again for
-  the new size. Training holds the index's lock, so searches of that gallery wait for it:
-  about 10 s at the first crossing (50k), 40 s at 200k and 3 min at 800k on two cores
-  (BENCHMARKS.md), once per 4x of growth. A gallery that shrinks below half the threshold
-  goes back to exact search.
+  the new size. Training runs in a background thread on a snapshot (about 10 s at the first
+  crossing, 40 s at 200k, 3 min at 800k on two cores; BENCHMARKS.md) while the current index
+  keeps answering and taking writes; the writes made meanwhile are replayed onto the new index
+  before it takes over, under the lock (memory: a second copy of the vectors meanwhile). A
+  gallery that shrinks below half the threshold goes back to exact search. ``rebuild`` trains
+  in place (start-up, ``gaitid index rebuild``).
 - ``flat``: ``IndexIDMap2(IndexFlatIP)``. Exact; search is O(N) per query. Removal compacts
   the stored rows (O(N) memory move) and the vector bytes are gone at once.
 - ``ivf``: ``IndexIVFFlat`` with inner product, ``nlist`` lists, ``nprobe`` probed. k-means
@@ -51,6 +53,8 @@ import functools
 import logging
 import math
 import threading
+import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import faiss
@@ -163,12 +167,45 @@ class _FlatBackend:
         return faiss.vector_to_array(self._index.id_map).astype(np.int64), _flat_rows(self._flat)
 
 
+@dataclass(frozen=True)
+class _TrainedIvf:
+    """An ``IndexIVFFlat`` built and filled, ready to be adopted by an :class:`_IvfBackend`."""
+
+    ivf: Any
+    quantizer: Any  # the IVF index borrows it: keep both alive together
+    nlist: int
+    nprobe: int
+    size: int
+
+
+def _train_ivf(
+    dim: int, ids: NDArray[np.int64], vectors: NDArray[np.float32], nlist: int, nprobe: int
+) -> _TrainedIvf:
+    """k-means the lists on ``vectors`` and file them under ``ids`` (new objects: no lock)."""
+    quantizer = faiss.IndexFlatIP(dim)
+    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    # k-means on a sample of IVF_TRAIN_POINTS_PER_LIST per list: FAISS's default of 256
+    # makes training 4x slower; the recall reached with 64 is in BENCHMARKS.md
+    ivf.cp.max_points_per_centroid = IVF_TRAIN_POINTS_PER_LIST
+    ivf.train(vectors)
+    ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
+    ivf.nprobe = nprobe
+    # one query's probed lists are scanned in parallel: /identify searches one probe at a
+    # time, which the default (parallel over queries) would leave on one thread
+    ivf.parallel_mode = 1
+    ivf.add_with_ids(vectors, ids)
+    logger.info("IVF index trained: %d lists (%d probed) on %d vectors", nlist, nprobe, len(ids))
+    return _TrainedIvf(ivf, quantizer, nlist, nprobe, len(ids))
+
+
 class _IvfBackend:
     """``IndexIVFFlat`` (inner product) once trained; exact flat search before that.
 
-    ``adaptive`` (the ``auto`` kind): trained at :data:`AUTO_EXACT_BELOW` templates with
-    :func:`auto_ivf_params`, trained again after :data:`AUTO_RETRAIN_GROWTH`-fold growth, and
-    exact again below half the threshold.
+    ``ivf``: trained in place (under the caller's lock) the moment it holds
+    ``39 * nlist`` vectors. ``adaptive`` (the ``auto`` kind) never trains in ``add``: it
+    reports :meth:`training_due` (at :data:`AUTO_EXACT_BELOW` templates, and after
+    :data:`AUTO_RETRAIN_GROWTH`-fold growth) and :class:`VectorIndex` trains a copy in the
+    background and hands it to :meth:`adopt`; below half the threshold it is exact again.
     """
 
     def __init__(self, dim: int, nlist: int, nprobe: int, *, adaptive: bool = False) -> None:
@@ -177,8 +214,11 @@ class _IvfBackend:
         self.train_threshold = AUTO_EXACT_BELOW if adaptive else IVF_POINTS_PER_CENTROID * nlist
         self._trained_size = 0
         self._exact: _FlatBackend | None = _FlatBackend(dim)
-        self._ivf: Any = None
-        self._quantizer: Any = None
+        self._trained: _TrainedIvf | None = None
+
+    @property
+    def _ivf(self) -> Any:
+        return self._trained.ivf if self._trained is not None else None
 
     @property
     def params(self) -> tuple[int, int]:
@@ -187,20 +227,29 @@ class _IvfBackend:
 
     @property
     def trained(self) -> bool:
-        return self._ivf is not None
+        return self._trained is not None
+
+    @property
+    def size(self) -> int:
+        return self._exact.size if self._exact is not None else int(self._ivf.ntotal)
+
+    def training_due(self) -> bool:
+        """``auto``: whether the gallery has reached the size of a (new) training."""
+        if not self.adaptive:
+            return False
+        if self._trained is None:
+            return self.size >= self.train_threshold
+        return self.size >= AUTO_RETRAIN_GROWTH * self._trained_size
 
     def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> bool:
         if self._exact is None:
             self._ivf.add_with_ids(vectors, ids)
-            if self.adaptive and self._ivf.ntotal >= AUTO_RETRAIN_GROWTH * self._trained_size:
-                self._train_and_fill(*self.contents())
-                return False
             return True
         self._exact.add(ids, vectors)
-        if self._exact.size < self.train_threshold:
+        if self.adaptive or self._exact.size < self.train_threshold:
             return True
         all_ids, all_vectors = self._exact.contents()
-        self._train_and_fill(all_ids, all_vectors)
+        self.adopt(_train_ivf(self._dim, all_ids, all_vectors, self._nlist, self._nprobe))
         return False
 
     def contents(self) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
@@ -219,38 +268,21 @@ class _IvfBackend:
             return np.empty(0, np.int64), np.empty((0, self._dim), np.float32)
         return np.concatenate(ids).astype(np.int64), np.concatenate(rows)
 
-    def _train_and_fill(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
-        if self.adaptive:
-            self._nlist, self._nprobe = auto_ivf_params(len(ids))
-        quantizer = faiss.IndexFlatIP(self._dim)
-        ivf = faiss.IndexIVFFlat(quantizer, self._dim, self._nlist, faiss.METRIC_INNER_PRODUCT)
-        # k-means on a sample of IVF_TRAIN_POINTS_PER_LIST per list: FAISS's default of 256
-        # makes training 4x slower; the recall reached with 64 is in BENCHMARKS.md
-        ivf.cp.max_points_per_centroid = IVF_TRAIN_POINTS_PER_LIST
-        ivf.train(vectors)
-        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
-        ivf.nprobe = self._nprobe
-        # one query's probed lists are scanned in parallel: /identify searches one probe at a
-        # time, which the default (parallel over queries) would leave on one thread
-        ivf.parallel_mode = 1
-        ivf.add_with_ids(vectors, ids)
-        logger.info(
-            "IVF index trained: %d lists (%d probed) on %d vectors",
-            self._nlist,
-            self._nprobe,
-            len(ids),
-        )
-        # the IVF index borrows its quantizer: keep both alive together
-        self._ivf, self._quantizer, self._exact = ivf, quantizer, None
-        self._trained_size = len(ids)
+    def train_params(self, n: int) -> tuple[int, int]:
+        """``(nlist, nprobe)`` of a training on ``n`` vectors."""
+        return auto_ivf_params(n) if self.adaptive else (self._nlist, self._nprobe)
+
+    def adopt(self, trained: _TrainedIvf) -> None:
+        """Serve from ``trained`` from now on (the caller has brought it up to date)."""
+        self._trained, self._exact = trained, None
+        self._nlist, self._nprobe, self._trained_size = trained.nlist, trained.nprobe, trained.size
 
     def fill(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
         """Load the whole contents, training the centroids again when there are enough."""
         if len(ids) >= self.train_threshold:
-            self._train_and_fill(ids, vectors)
+            self.adopt(_train_ivf(self._dim, ids, vectors, *self.train_params(len(ids))))
         else:
-            self._exact, self._ivf, self._quantizer = _FlatBackend(self._dim), None, None
-            self._trained_size = 0
+            self._exact, self._trained, self._trained_size = _FlatBackend(self._dim), None, 0
             self._exact.add(ids, vectors)
 
     def set_nprobe(self, nprobe: int) -> None:
@@ -409,6 +441,12 @@ class VectorIndex:
         self._backend = self._new_backend()
         self._gpu_resources: Any = _gpu_resources() if self.on_gpu else None
         self._gpu_index: Any = None  # replica of the backend's faiss index; None = stale
+        # ``auto``'s background training: the thread, the changes made since its snapshot
+        # (replayed onto its result), and a generation that a rebuild or a fall back to exact
+        # search bumps, so that a training started before it is thrown away
+        self._training: threading.Thread | None = None
+        self._changes: list[tuple[NDArray[np.int64], NDArray[np.float32] | None]] = []
+        self._generation = 0
 
     @staticmethod
     def _decide_gpu(kind: IndexKind, use_gpu: bool | Literal["auto"]) -> bool:
@@ -479,12 +517,15 @@ class VectorIndex:
             present = [i for i in id_arr.tolist() if i in self._ids]
             if present:
                 self._backend.remove(np.asarray(present, np.int64))
+                self._note_change(np.asarray(present, np.int64), None)
             appended = self._backend.add(id_arr, x)
+            self._note_change(id_arr, x)
             self._ids.update(id_arr.tolist())
             if self._gpu_index is not None and appended and not present:
                 self._gpu_index.add_with_ids(x, id_arr)
             else:
                 self._gpu_index = None
+            self._start_training_if_due()
 
     def remove(self, ids: NDArray[np.int64]) -> int:
         """Remove ``ids`` (unknown ids are ignored); returns how many were removed."""
@@ -493,9 +534,13 @@ class VectorIndex:
             present = np.asarray(sorted({i for i in id_arr.tolist() if i in self._ids}), np.int64)
             if not len(present):
                 return 0
+            was_trained = self.trained
             removed = self._backend.remove(present)
             if removed != len(present):
                 raise RuntimeError(f"index removed {removed} of {len(present)} present ids")
+            self._note_change(present, None)
+            if was_trained and not self.trained:
+                self._generation += 1  # fell back to exact search: a training under way is moot
             self._ids.difference_update(present.tolist())
             self._gpu_index = None
             return removed
@@ -515,8 +560,79 @@ class VectorIndex:
                     self._backend.add(id_arr, x)
             else:
                 self._backend.fill(id_arr, x)
+            self._generation += 1  # a training under way started from older contents
             self._ids = set(id_arr.tolist())
             self._gpu_index = None
+            self._start_training_if_due()
+
+    # ----------------------------------------------------------------- auto: training
+
+    def _note_change(self, ids: NDArray[np.int64], vectors: NDArray[np.float32] | None) -> None:
+        """Record an add (``vectors``) or a removal (None) for the training under way."""
+        if self._training is not None:
+            self._changes.append((ids.copy(), None if vectors is None else vectors.copy()))
+
+    def _start_training_if_due(self) -> None:
+        """``auto``: train a new IVF index on a snapshot, off the lock (callers hold it).
+
+        Searches keep using the current index meanwhile; the changes made in between are
+        replayed onto the new one before it replaces the old, under the lock.
+        """
+        backend = self._backend
+        if not isinstance(backend, _IvfBackend) or self._training is not None:
+            return
+        if not backend.training_due():
+            return
+        ids, vectors = backend.contents()
+        self._changes = []
+        self._training = threading.Thread(
+            target=self._train,
+            args=(backend, ids, vectors, self._generation),
+            name="gaitid-index-training",
+            daemon=True,
+        )
+        self._training.start()
+
+    def _train(
+        self,
+        backend: _IvfBackend,
+        ids: NDArray[np.int64],
+        vectors: NDArray[np.float32],
+        generation: int,
+    ) -> None:
+        try:
+            trained = _train_ivf(self.dim, ids, vectors, *backend.train_params(len(ids)))
+        except Exception:  # the current index keeps serving; the next rebuild tries again
+            logger.exception("background IVF training on %d vectors failed", len(ids))
+            with self._lock:
+                self._training, self._changes = None, []
+            return
+        with self._lock:
+            current = generation == self._generation and backend is self._backend
+            if current:
+                for changed_ids, changed_vectors in self._changes:
+                    if changed_vectors is None:
+                        trained.ivf.remove_ids(changed_ids)
+                    else:
+                        trained.ivf.add_with_ids(changed_vectors, changed_ids)
+                backend.adopt(trained)
+                self._gpu_index = None
+            self._training, self._changes = None, []
+            if current:
+                self._start_training_if_due()
+
+    def wait_for_training(self, timeout: float | None = None) -> bool:
+        """Block until no background training is under way; False if ``timeout`` ran out."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                thread = self._training
+            if thread is None:
+                return True
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(remaining)
+            if thread.is_alive():
+                return False
 
     def set_search_params(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
         """Change the speed/recall trade-off of later searches without rebuilding.

@@ -194,10 +194,12 @@ def test_auto_is_exact_when_small_and_ivf_sized_for_the_gallery_once_large(
         index.search(queries, 5)[1], exact_top(ids[:399], vectors[:399], queries, 5)
     )
     index.add(ids[399:400], vectors[399:400])  # crosses: trained for 400 templates
+    assert index.wait_for_training(60)
     assert index.trained and index.ivf_params == auto_ivf_params(400)
     index.add(ids[400:1599], vectors[400:1599])  # grown 3.99x: same lists
-    assert index.ivf_params == auto_ivf_params(400)
+    assert index.wait_for_training(60) and index.ivf_params == auto_ivf_params(400)
     index.add(ids[1599:], vectors[1599:])  # past 4x: trained again for its size, nothing lost
+    assert index.wait_for_training(60)
     assert index.ivf_params == auto_ivf_params(2000) != auto_ivf_params(400)
     assert len(index) == len(ids)
     _, found = index.search(vectors, 1)
@@ -208,6 +210,76 @@ def test_auto_is_exact_when_small_and_ivf_sized_for_the_gallery_once_large(
     assert np.array_equal(index.search(queries, 5)[1], expected)
     index.rebuild(ids[:1000], vectors[:1000])  # a rebuild chooses by size too
     assert index.trained and index.ivf_params == auto_ivf_params(1000)
+
+
+def _held_training(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Make auto's background training wait for ``release``; ``started`` says it began."""
+    started, release = threading.Event(), threading.Event()
+    real = index_module._train_ivf
+
+    def held(*args: object, **kwargs: object) -> object:
+        started.set()
+        assert release.wait(30)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(index_module, "_train_ivf", held)
+    return started, release
+
+
+def test_auto_trains_off_the_lock_and_replays_what_changed_meanwhile(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index_module, "AUTO_EXACT_BELOW", 400)
+    started, release = _held_training(monkeypatch)
+    index = make_index("auto")
+    ids = np.arange(600, dtype=np.int64) * 3 + 1
+    vectors = unit(rng, len(ids))
+    index.add(ids[:400], vectors[:400])
+    assert started.wait(10) and not index.trained
+    # while the copy trains: searches answer exactly, writes land in both
+    queries = unit(rng, 5)
+    assert np.array_equal(
+        index.search(queries, 3)[1], exact_top(ids[:400], vectors[:400], queries, 3)
+    )
+    index.add(ids[400:], vectors[400:])  # new templates
+    index.remove(ids[:50])  # removed ones
+    replaced = unit(rng, 10)
+    index.add(ids[100:110], replaced)  # re-enrolled ones
+    vectors[100:110] = replaced
+    assert not index.wait_for_training(0.05)  # still held
+    release.set()
+    assert index.wait_for_training(30) and index.trained
+    assert len(index) == 550
+    _, found = index.search(vectors[50:], 1)
+    assert np.array_equal(found[:, 0], ids[50:])  # every live template, with its latest vector
+    removed = set(index.search(vectors[:50], 5)[1].ravel().tolist())
+    assert not removed & set(ids[:50].tolist())
+
+
+def test_auto_drops_a_training_a_rebuild_overtook_and_survives_a_failed_one(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index_module, "AUTO_EXACT_BELOW", 400)
+    started, release = _held_training(monkeypatch)
+    index = make_index("auto")
+    ids = np.arange(500, dtype=np.int64)
+    vectors = unit(rng, len(ids))
+    index.add(ids[:400], vectors[:400])
+    assert started.wait(10)
+    index.rebuild(ids[:100], vectors[:100])  # small now: exact
+    release.set()
+    assert index.wait_for_training(30)
+    assert not index.trained and len(index) == 100  # the old training was thrown away
+    assert np.array_equal(index.search(vectors[:100], 1)[1][:, 0], ids[:100])
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise MemoryError("no room for k-means")
+
+    monkeypatch.setattr(index_module, "_train_ivf", broken)
+    index.add(ids[100:], vectors[100:])
+    assert index.wait_for_training(30)
+    assert not index.trained and len(index) == 500  # still serving, exactly
+    assert np.array_equal(index.search(vectors, 1)[1][:, 0], ids)
 
 
 @pytest.mark.parametrize("kind", KINDS)
