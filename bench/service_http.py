@@ -83,6 +83,7 @@ class Result:
     decode_ms: float | None  # mean upload decoding + preprocessing per request
     inference_ms: float | None  # mean ONNX Runtime time of the run a request was part of
     queue_ms: float | None  # mean wait for the batcher
+    search_ms: float | None  # mean gallery search (index + SQL lookup) per identify
 
 
 def pool(measurements: list[Measurement]) -> list[Result]:
@@ -115,6 +116,7 @@ def pool(measurements: list[Measurement]) -> list[Result]:
                 decode_ms=ms(DECODE),
                 inference_ms=ms(INFERENCE),
                 queue_ms=ms(QUEUE),
+                search_ms=ms(SEARCH) if op == "identify" else None,
             )
         )
     return results
@@ -183,12 +185,17 @@ BATCH = "gaitid_inference_batch_size"
 DECODE = "gaitid_decode_seconds"
 INFERENCE = "gaitid_inference_seconds"
 QUEUE = "gaitid_inference_queue_seconds"
+SEARCH = "gaitid_search_seconds"
 
 
 def server_counters(url: str, key: str) -> dict[str, float]:
     """``<histogram>_sum`` and ``_count`` of the histograms above, from /metrics."""
     text = httpx.get(f"{url}/metrics", headers={"X-API-Key": key}, timeout=10).text
-    wanted = {f"{h}_{part}" for h in (BATCH, DECODE, INFERENCE, QUEUE) for part in ("sum", "count")}
+    wanted = {
+        f"{h}_{part}"
+        for h in (BATCH, DECODE, INFERENCE, QUEUE, SEARCH)
+        for part in ("sum", "count")
+    }
     values: dict[str, float] = dict.fromkeys(wanted, 0.0)
     for line in text.splitlines():
         name, _, value = line.partition(" ")
@@ -335,14 +342,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         "| op | concurrency | mode | requests | errors | p50 ms | p99 ms | req/s | mean batch "
-        "| decode ms | inference ms | queue ms |"
+        "| decode ms | inference ms | queue ms | search ms |"
     )
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
             f"| {r.op} | {r.concurrency} | {r.mode} | {r.requests} | {r.errors} | "
             f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.throughput_rps:.2f} | {_fmt(r.mean_batch)} | "
-            f"{_fmt(r.decode_ms, 0)} | {_fmt(r.inference_ms, 0)} | {_fmt(r.queue_ms, 0)} |"
+            f"{_fmt(r.decode_ms, 0)} | {_fmt(r.inference_ms, 0)} | {_fmt(r.queue_ms, 0)} | "
+            f"{_fmt(r.search_ms, 2)} |"
         )
     print("\n| op | concurrency | req/s batched/unbatched | p50 batched/unbatched |")
     print("|---|---:|---:|---:|")

@@ -71,7 +71,17 @@ def _rank(
     ``options`` filter inside the search: the index is searched wider until ``top_k``
     identities qualify, the gallery is exhausted or the scores fall below ``min_score``.
     """
-    options = options or SearchOptions()
+    with state.metrics.search.time():
+        return _search(state, gallery, vector, top_k, options or SearchOptions())
+
+
+def _search(
+    state: ServiceState,
+    gallery: GalleryRef,
+    vector: NDArray[np.float32],
+    top_k: int,
+    options: SearchOptions,
+) -> list[Match]:
     size = state.indexes.gallery_size(gallery.id)
     k = min(size, top_k * _HITS_PER_IDENTITY)
     while True:

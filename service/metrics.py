@@ -21,6 +21,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "MetricsMiddleware"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_SEARCH_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
 
 class Metrics:
@@ -81,6 +82,12 @@ class Metrics:
         self.decodes_cancelled = Counter(
             "gaitid_decodes_cancelled",
             "Decodes stopped because their request ended first (timeout or client gone).",
+            registry=r,
+        )
+        self.search = Histogram(
+            "gaitid_search_seconds",
+            "One identify's gallery search: the vector index and the SQL lookup of its hits.",
+            buckets=_SEARCH_BUCKETS,
             registry=r,
         )
         self.enrollments = Counter(

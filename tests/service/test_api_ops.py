@@ -62,6 +62,7 @@ def test_metrics(settings: Settings, embedder: Embedder, keys: dict[str, str]) -
     assert 'route="/identities/{identity_id}",status="404"' in text
     assert "gaitid_http_request_duration_seconds_bucket" in text
     assert "gaitid_inference_seconds_count 2.0" in text
+    assert "gaitid_search_seconds_count 1.0" in text  # the one identify's gallery search
     assert "gaitid_index_templates 1.0" in text
     assert 'gaitid_identify_decisions_total{decision="match"} 1.0' in text
     assert 'gaitid_enrollments_total{result="created"} 1.0' in text
