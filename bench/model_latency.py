@@ -12,7 +12,7 @@ Measures, for each variant (random-init weights; latency does not depend on thei
 
 Usage: ``.venv/bin/python bench/model_latency.py --json /tmp/latency.json``
 Timings are medians of ``--repeats`` runs after one warm-up; FLOPs count conv/matmul only
-(``model.info.count_flops``, 1 multiply-add = 2 FLOPs).
+(``gaitid.model.info.count_flops``, 1 multiply-add = 2 FLOPs).
 """
 
 from __future__ import annotations

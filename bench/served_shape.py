@@ -3,9 +3,9 @@
 One process, one machine state: the matmul peak, eager PyTorch on the shipped weights
 (``models/gaitid-lmgcs.pt``), ONNX Runtime on the shipped fp32 export, and (``--int8``) on its
 static int8 model (``gaitid quantize``), each at T frames and batch 1 on ``--threads`` threads.
-ONNX Runtime runs with the service's own session options (``service.walks.inference``:
+ONNX Runtime runs with the service's own session options (``gaitid.service.walks.inference``:
 graph optimisation ALL, no spinning) and, for comparison, with spinning worker threads.
-GFLOP/s count convolutions and matrix products only (``model.info.count_flops``), so the
+GFLOP/s count convolutions and matrix products only (``gaitid.model.info.count_flops``), so the
 int8 column is "fp32-equivalent" work per second.
 
     .venv/bin/python bench/served_shape.py --int8 ../runs/bench/gaitid-lmgcs.int8.onnx

@@ -1,7 +1,7 @@
 """Alembic migrations of the service database, shipped inside the wheel.
 
 Everything is located from this file, never from the working directory: ``alembic.ini`` sits
-beside it and the script location is this package's folder. ``service.db.schema`` drives them
+beside it and the script location is this package's folder. ``gaitid.service.db.schema`` drives them
 (``gaitid db upgrade``); the plain ``alembic -c migrations/alembic.ini`` command works too.
 """
 

@@ -1,6 +1,7 @@
 """Alembic environment: runs migrations on the connection or URL the caller configured.
 
-``service.db.schema`` passes an open connection in ``config.attributes["connection"]`` (so the
+``gaitid.service.db.schema`` passes an open connection in ``config.attributes["connection"]`` (so
+the
 caller's engine settings apply); otherwise ``sqlalchemy.url`` from the config is used. Logging
 is left to the caller: no ``fileConfig`` here, so migrating from inside the app or a test
 never reconfigures the process's loggers.

@@ -176,7 +176,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     """The one reader of checkpoint files (the trainer's and the shipped weights): a dict with
     at least a ``model`` state dict, loaded onto the CPU with ``weights_only=True`` (no code
     runs from a checkpoint; the numpy arrays and paths of a resume state are allow-listed).
-    ``training.checkpoint.load_checkpoint`` adds the resume checks; ``load_checkpoint_model``
+    ``gaitid.training.checkpoint.load_checkpoint`` adds the resume checks; ``load_checkpoint_model``
     rebuilds the network."""
     path = Path(path)
     if not path.is_file():

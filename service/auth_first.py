@@ -3,7 +3,7 @@
 FastAPI reads and parses a form body before it resolves a route's dependencies, so the
 ``X-API-Key`` dependency alone would let a caller without a key make the server receive a
 40 MB upload (or wait for it until the timeout) just to answer 401. This middleware finds the
-route a request is for, and when that route demands a scope (``service.deps.require``) it
+route a request is for, and when that route demands a scope (``gaitid.service.deps.require``) it
 authenticates the key and checks the scope first: a 401 or 403 goes out at once, the body is
 never read, and the connection is closed. The principal it resolved is left in the request
 state, so the route's dependency does not look the key up a second time.
@@ -25,9 +25,9 @@ from gaitid.service.auth import Principal, authenticate
 from gaitid.service.auth import Scope as KeyScope
 from gaitid.service.errors import ServiceError, code_for, error_response, status_for
 
-#: Request-state key of the principal resolved here (read by ``service.deps.require``).
+#: Request-state key of the principal resolved here (read by ``gaitid.service.deps.require``).
 PRINCIPAL_STATE = "principal"
-#: Attribute ``service.deps.require`` sets on its dependency: the scope it demands.
+#: Attribute ``gaitid.service.deps.require`` sets on its dependency: the scope it demands.
 REQUIRED_SCOPE_ATTR = "required_scope"
 
 

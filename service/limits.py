@@ -9,7 +9,8 @@ work that stops when the client goes away.
   handed to a worker thread (a commit and its index update) runs to completion first; it is
   never cut in half.
 - Disconnect: once the body has been read, a client that closes its connection cancels its
-  request the same way, so an upload nobody waits for stops decoding (``service.walks.uploads``).
+  request the same way, so an upload nobody waits for stops decoding
+  (``gaitid.service.walks.uploads``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Nothing here exists at import time: the engine, the ONNX session, the batcher an
 are created when the app starts (its lifespan), in an order that makes "ready" mean something:
 the schema is checked first (refusing an unmigrated database), then the model is loaded,
 then the indexes are built from SQL, then the change follower starts (other processes'
-changes, ``service.search.replication``), and only then does :attr:`ServiceState.ready` turn true.
+changes, ``gaitid.service.search.replication``), and only then does :attr:`ServiceState.ready` turn
+true.
 """
 
 from __future__ import annotations

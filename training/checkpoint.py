@@ -1,7 +1,7 @@
 """Training checkpoints: atomic writes and the complete state needed for an exact resume.
 
 A checkpoint is one ``torch.save`` dict. The keys the model engineer reads
-(``model.export.load_checkpoint_model``) are ``model`` (state dict), ``model_config``
+(``gaitid.model.export.load_checkpoint_model``) are ``model`` (state dict), ``model_config``
 (``LMGCSConfig.model_dump()``), ``num_classes`` and ``meta``; the trainer adds ``optimizer``,
 ``scheduler``, ``sampler``, ``rng`` (one entry per DDP rank), ``iteration``, ``config`` (the
 training config) and ``labels`` (class index -> subject id). No loss scaler is stored: bf16
@@ -57,7 +57,7 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
 
 
 def load_checkpoint(path: Path, *, for_resume: bool = False) -> dict[str, Any]:
-    """Read a checkpoint onto the CPU (``model.export.read_checkpoint``, the one reader);
+    """Read a checkpoint onto the CPU (``gaitid.model.export.read_checkpoint``, the one reader);
     ``for_resume`` also checks the resume keys exist."""
     state = read_checkpoint(path)
     if for_resume:

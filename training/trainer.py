@@ -2,8 +2,8 @@
 
 The loop (``Trainer.fit``): draw the P x K batch of iteration ``i`` (a pure function of the
 seed and ``i``), cut the ``data.frames`` windows, forward under bf16 autocast on CUDA (fp32 on
-CPU), add the weighted loss terms of :mod:`training.objective`, clip the gradient norm, step
-Adam at the learning rate of :mod:`training.schedule`. The run ends when its schedule does:
+CPU), add the weighted loss terms of :mod:`gaitid.training.objective`, clip the gradient norm, step
+Adam at the learning rate of :mod:`gaitid.training.schedule`. The run ends when its schedule does:
 after ``schedule.iterations``, or, for a wall-time budget (``schedule.minutes`` /
 ``--max-minutes``), when the training time the budget leaves is spent; either way it then fits
 the embedding head, validates (with the open-set calibration) and writes its last checkpoint,

@@ -9,7 +9,8 @@ nothing there.
 
 SQLite cannot add AUTOINCREMENT to an existing table, so each table is rebuilt (Alembic batch
 mode: create, copy, drop, rename). Dropping a parent table would fire ``ON DELETE CASCADE`` on
-its children, so foreign keys must be off while this runs: ``service.db.schema.upgrade`` (what
+its children, so foreign keys must be off while this runs: ``gaitid.service.db.schema.upgrade``
+(what
 ``gaitid db upgrade`` and ``serve --init`` call) switches them off around the migration and
 checks ``PRAGMA foreign_key_check`` before committing; this revision refuses to rebuild a
 non-empty database with foreign keys on. Ids issued before the upgrade and already erased are

@@ -94,7 +94,8 @@ class Database:
         """A session that rolls back on error and always closes.
 
         ``snapshot`` (read only): every statement sees the same committed state, so a log
-        position and the rows it describes can be read together (``service.search.changelog``).
+        position and the rows it describes can be read together
+        (``gaitid.service.search.changelog``).
         """
         if write and snapshot:
             raise ValueError("a session is either write=True or snapshot=True, not both")

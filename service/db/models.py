@@ -12,7 +12,7 @@
 - ``audit_log``: who enrolled, deleted or searched what. It keeps ids only, never names,
   embeddings or metadata, so erasing a person leaves nothing personal behind here.
 - ``index_changes``: the ordered log of committed index changes (template ids only) that
-  keeps several service processes on one database consistent (``service.search.changelog``).
+  keeps several service processes on one database consistent (``gaitid.service.search.changelog``).
 
 The Alembic migration in ``migrations/versions`` creates exactly these tables; a test compares
 the two.
@@ -207,7 +207,8 @@ class AuditLog(Base):
 class IndexChange(Base):
     """One committed change of the searchable set: a template added to or removed from a
     gallery's index. Written in the same transaction as the change itself, so the log holds
-    exactly the committed changes, in commit order (``seq``; see ``service.search.changelog``).
+    exactly the committed changes, in commit order (``seq``; see
+    ``gaitid.service.search.changelog``).
     Other processes replay it to keep their in-memory indexes equal to SQL. Ids only: no
     embedding or name is copied here, so an erasure leaves nothing personal behind.
     """

@@ -3,7 +3,8 @@
 Several service processes on one database each hold their own in-memory indexes. Every
 enrolment or erasure therefore also writes its template ids to ``index_changes`` in the same
 transaction, so the log holds exactly the committed changes; the other processes replay what
-they have not applied yet (``GalleryIndexes.catch_up``, driven by ``service.search.replication``).
+they have not applied yet (``GalleryIndexes.catch_up``, driven by
+``gaitid.service.search.replication``).
 
 Ordering. A reader remembers the last ``seq`` it applied and asks for larger ones, so ``seq``
 must grow in commit order: otherwise a transaction holding a smaller number could commit

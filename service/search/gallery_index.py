@@ -10,7 +10,8 @@ so a transaction that waits on a database lock never holds the index lock; reads
 the lock use non-locking read transactions.
 
 Other processes on the same database. Each change is also written to the change log
-(``service.search.changelog``) in its own transaction. :meth:`GalleryIndexes.catch_up` replays the
+(``gaitid.service.search.changelog``) in its own transaction. :meth:`GalleryIndexes.catch_up`
+replays the
 log past the last applied position (``applied_seq``), skipping this process's own rows
 (applied at their commit). Under the lock and in one database snapshot it removes the ids of
 ``remove`` rows and adds those templates of ``add`` rows that still exist in that snapshot, so

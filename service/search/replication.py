@@ -1,7 +1,8 @@
 """Follow the changes other processes commit, so every replica's index stays equal to SQL.
 
 One background thread per app (:class:`ChangeFollower`) wakes up and calls
-:meth:`GalleryIndexes.catch_up`, which replays the change log (``service.search.changelog``) past
+:meth:`GalleryIndexes.catch_up`, which replays the change log (``gaitid.service.search.changelog``)
+past
 the last applied position. It wakes up
 
 - on ``NOTIFY`` (PostgreSQL, ``replication_listen``): a dedicated psycopg connection in

@@ -1,7 +1,7 @@
 """Fixtures of the deployment tests: a throwaway PostgreSQL database per test, the tiny model.
 
 The database gets a random name, is migrated like a deployment does (``gaitid db upgrade``
-semantics through ``service.db.schema.upgrade``) and is dropped afterwards even when the test
+semantics through ``gaitid.service.db.schema.upgrade``) and is dropped afterwards even when the test
 fails (``WITH (FORCE)`` ends connections of server processes that are still around). Tests
 skip with the reason when PostgreSQL is unreachable at 127.0.0.1:5432 (user postgres).
 """

@@ -110,7 +110,7 @@ def test_api_runs_from_the_serve_cpu_venv(
         assert stats["model"]["providers"] == ["CPUExecutionProvider"]
     # the server really ran from that environment's files, not the dev checkout
     where = subprocess.run(
-        [python, "-c", "import service; print(service.__file__)"],
+        [python, "-c", "import gaitid.service; print(gaitid.service.__file__)"],
         env=env,
         cwd=tmp_path,
         capture_output=True,

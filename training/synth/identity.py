@@ -193,7 +193,7 @@ def sample_coat(rng: np.random.Generator) -> Coat:
 
 
 def sample_bag(rng: np.random.Generator) -> Bag:
-    """Draw a bag; the kind decides where it hangs (see :mod:`training.synth.kinematics`)."""
+    """Draw a bag; the kind decides where it hangs (see :mod:`gaitid.training.synth.kinematics`)."""
     kind: BagKind = rng.choice(np.array(["backpack", "shoulder", "hand"]), p=[0.4, 0.35, 0.25])
     scale = float(rng.uniform(0.8, 1.3))
     if kind == "backpack":
