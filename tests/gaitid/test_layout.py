@@ -9,6 +9,7 @@ under another name; this test catches it before a user does.
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -35,7 +36,12 @@ def _links() -> set[tuple[str, str]]:
     return {("gaitid", name) for name in PRODUCT_FOLDERS}
 
 
+#: An import inside a string of code (``python -c "import service"``, a patch target).
+CODE_IN_STRING = re.compile(r"^\s*(?:import|from)\s+([A-Za-z_][\w.]*)", re.MULTILINE)
+
+
 def _top_level_imports(path: Path) -> list[str]:
+    """Modules ``path`` imports, in statements and in strings of code it runs elsewhere."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     names = []
     for node in ast.walk(tree):
@@ -43,6 +49,9 @@ def _top_level_imports(path: Path) -> list[str]:
             names.extend(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.append(node.module)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            for statement in node.value.split(";"):
+                names.extend(CODE_IN_STRING.findall(statement))
     return names
 
 
