@@ -212,7 +212,7 @@ def _time_searches(
     return float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), found
 
 
-def _recall(found: NDArray[np.int64], truth: NDArray[np.int64]) -> float:
+def recall_at_k(found: NDArray[np.int64], truth: NDArray[np.int64]) -> float:
     return sum(len(set(f) & set(t)) for f, t in zip(found, truth, strict=True)) / truth.size
 
 
@@ -269,8 +269,8 @@ def run_setting(job: dict) -> list[dict]:
                 p99_ms_1t=p99_1,
                 p50_ms_2t=p50_2,
                 p99_ms_2t=p99_2,
-                recall_at_10=_recall(found, w.truth),
-                recall_mated=_recall(found[:half], w.truth[:half]),
+                recall_at_10=recall_at_k(found, w.truth),
+                recall_mated=recall_at_k(found[:half], w.truth[:half]),
             )
         )
     if kind != "sq8":  # the service's write path: one template at a time, 2 threads
