@@ -11,6 +11,8 @@ TORCH_SPEC ?= torch==2.13.0
 # (models/README.md). The seeded random-initialised `lite` export is a development fallback for
 # a checkout without it (the API works; matches mean nothing).
 SHIPPED_MODEL := models/gaitid-lmgcs.onnx
+# GAITID_MODEL_PRECISION=int8 make serve: its static int8 model instead (models/README.md)
+SHIPPED_MODEL_INT8 := models/gaitid-lmgcs.int8.onnx
 DEMO_MODEL := .cache/random-init-lite.onnx
 
 # The CPU serving image's environment, built as the Dockerfile's `cpu` stage builds it: the
@@ -61,14 +63,16 @@ test-all: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -q -m "not gpu"
 
 serve: $(VENV)/.dev-installed
-	@model="$${GAITID_MODEL_PATH:-}"; \
-	if [ -z "$$model" ] && [ -f "$(SHIPPED_MODEL)" ]; then model="$(CURDIR)/$(SHIPPED_MODEL)"; fi; \
+	@model="$${GAITID_MODEL_PATH:-}"; shipped="$(SHIPPED_MODEL)"; picked=""; \
+	if [ "$${GAITID_MODEL_PRECISION:-fp32}" = int8 ]; then shipped="$(SHIPPED_MODEL_INT8)"; fi; \
+	if [ -z "$$model" ] && [ -f "$$shipped" ]; then model="$(CURDIR)/$$shipped"; picked=1; fi; \
 	if [ -z "$$model" ]; then \
-	  model="$(CURDIR)/$(DEMO_MODEL)"; \
+	  model="$(CURDIR)/$(DEMO_MODEL)"; picked=1; \
 	  [ -f "$$model" ] || $(BIN)/gaitid export --random-init lite --seed 0 --out "$$model"; \
 	  echo "WARNING: $(SHIPPED_MODEL) is missing; serving a random-initialised 'lite' model." \
 	       "The API works end to end, but its scores carry no identity information." >&2; \
 	fi; \
+	if [ -n "$$picked" ]; then unset GAITID_MODEL_PRECISION; fi; \
 	GAITID_MODEL_PATH="$$model" exec $(BIN)/gaitid serve --init
 
 lint: $(VENV)/.dev-installed
