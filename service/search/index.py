@@ -212,7 +212,6 @@ class _IvfBackend:
         self._dim, self._nlist, self._nprobe = dim, nlist, nprobe
         self.adaptive = adaptive
         self.train_threshold = AUTO_EXACT_BELOW if adaptive else IVF_POINTS_PER_CENTROID * nlist
-        self._trained_size = 0
         self._exact: _FlatBackend | None = _FlatBackend(dim)
         self._trained: _TrainedIvf | None = None
 
@@ -239,7 +238,7 @@ class _IvfBackend:
             return False
         if self._trained is None:
             return self.size >= self.train_threshold
-        return self.size >= AUTO_RETRAIN_GROWTH * self._trained_size
+        return self.size >= AUTO_RETRAIN_GROWTH * self._trained.size
 
     def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> bool:
         if self._exact is None:
@@ -249,7 +248,7 @@ class _IvfBackend:
         if self.adaptive or self._exact.size < self.train_threshold:
             return True
         all_ids, all_vectors = self._exact.contents()
-        self.adopt(_train_ivf(self._dim, all_ids, all_vectors, self._nlist, self._nprobe))
+        self.adopt(_train_ivf(self._dim, all_ids, all_vectors, *self.train_params(len(all_ids))))
         return False
 
     def contents(self) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
@@ -275,14 +274,14 @@ class _IvfBackend:
     def adopt(self, trained: _TrainedIvf) -> None:
         """Serve from ``trained`` from now on (the caller has brought it up to date)."""
         self._trained, self._exact = trained, None
-        self._nlist, self._nprobe, self._trained_size = trained.nlist, trained.nprobe, trained.size
+        self._nlist, self._nprobe = trained.nlist, trained.nprobe
 
     def fill(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
         """Load the whole contents, training the centroids again when there are enough."""
         if len(ids) >= self.train_threshold:
             self.adopt(_train_ivf(self._dim, ids, vectors, *self.train_params(len(ids))))
         else:
-            self._exact, self._trained, self._trained_size = _FlatBackend(self._dim), None, 0
+            self._exact, self._trained = _FlatBackend(self._dim), None
             self._exact.add(ids, vectors)
 
     def set_nprobe(self, nprobe: int) -> None:
