@@ -21,13 +21,19 @@ Four kinds, chosen per deployment (``GAITID_INDEX_KIND``); ``auto`` is the defau
   in place (start-up, ``gaitid index rebuild``).
 - ``flat``: ``IndexIDMap2(IndexFlatIP)``. Exact; search is O(N) per query. Removal compacts
   the stored rows (O(N) memory move) and the vector bytes are gone at once.
-- ``ivf``: ``IndexIVFFlat`` with inner product, ``nlist`` lists, ``nprobe`` probed. k-means
-  needs data: until the index holds ``39 * nlist`` vectors (FAISS's own minimum of 39 points
-  per centroid) it stays an exact flat index, which at that size is fast anyway; once it gets
-  there the centroids are trained on everything present and the vectors move over. The
-  centroids are not retrained as the gallery grows; ``rebuild`` (``gaitid index rebuild``)
-  trains them again on the current contents. Removal uses a hash-table direct map, so it
-  touches only the affected list and erases the vectors at once.
+- ``ivf``: inverted lists over 8-bit codes (``IndexIVFScalarQuantizer``, inner product,
+  ``nlist`` lists, ``nprobe`` probed), whose best ``4 k`` candidates are re-ranked by their
+  exact inner products with the fp32 vectors, kept beside the codes. A probe scans a quarter
+  of the bytes fp32 lists would make it read, and the re-ranking gives back the recall the
+  codes lose; the scores returned are exact, so a threshold means the same as on a flat index
+  (BENCHMARKS.md: at 1M templates, recall@10 0.990 in under 5 ms on two cores; memory about
+  that of fp32 lists). k-means needs data: until the index holds ``39 * nlist`` vectors
+  (FAISS's own minimum of 39 points per centroid) it stays an exact flat index, which at that
+  size is fast anyway; once it gets there the centroids are trained on everything present and
+  the vectors move over. The centroids are not retrained as the gallery grows; ``rebuild``
+  (``gaitid index rebuild``) trains them again on the current contents. Removal uses a
+  hash-table direct map, so it touches only the affected list, and erases the codes and the
+  exact vector at once.
 - ``hnsw``: ``IndexHNSWFlat`` (``hnsw_m`` links, ``ef_search`` at query time) with inner
   product. HNSW cannot delete graph nodes, so removal is a tombstone: the node's position is
   excluded from every search by a bitmap selector and its stored vector is overwritten with
@@ -54,7 +60,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Literal
 
 import faiss
@@ -66,6 +72,8 @@ from gaitid.errors import GaitidError
 logger = logging.getLogger(__name__)
 
 IndexKind = Literal["auto", "flat", "ivf", "hnsw"]
+#: ``(queries, k) -> (scores, labels)``: a faiss index's search, such as a GPU replica's.
+Searcher = Callable[[NDArray[np.float32], int], tuple[NDArray[np.float32], NDArray[np.int64]]]
 INDEX_KINDS: tuple[IndexKind, ...] = ("auto", "flat", "ivf", "hnsw")
 
 #: FAISS asks for at least this many training points per IVF centroid.
@@ -132,8 +140,9 @@ def _flat_rows(flat: Any) -> NDArray[np.float32]:
 class _FlatBackend:
     """Exact search: ``IndexIDMap2(IndexFlatIP)``.
 
-    Each backend offers ``add`` (new ids only; returns True when the same faiss object just
-    grew, so a GPU replica can follow with the same append), ``remove``, ``search`` and
+    Each backend offers ``add`` (new ids only; returns the labels under which the vectors were
+    appended to :meth:`faiss_index`'s object, so a GPU replica can follow with the same append,
+    or None when it must be copied again), ``remove``, ``search`` and
     ``faiss_index`` (what a GPU replica is cloned from; None when there is no GPU version).
     :class:`VectorIndex` validates arguments, tracks the ids and holds the lock.
     """
@@ -142,9 +151,9 @@ class _FlatBackend:
         self._flat = faiss.IndexFlatIP(dim)
         self._index = faiss.IndexIDMap2(self._flat)
 
-    def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> bool:
+    def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> NDArray[np.int64]:
         self._index.add_with_ids(vectors, ids)
-        return True
+        return ids
 
     def remove(self, ids: NDArray[np.int64]) -> int:
         return int(self._index.remove_ids(ids))  # type: ignore[arg-type]  # swig accepts arrays
@@ -167,39 +176,143 @@ class _FlatBackend:
         return faiss.vector_to_array(self._index.id_map).astype(np.int64), _flat_rows(self._flat)
 
 
-@dataclass(frozen=True)
-class _TrainedIvf:
-    """An ``IndexIVFFlat`` built and filled, ready to be adopted by an :class:`_IvfBackend`."""
+class _SlotStore:
+    """The exact vectors of a trained IVF index, one row per slot, for re-ranking and reading.
 
-    ivf: Any
-    quantizer: Any  # the IVF index borrows it: keep both alive together
-    nlist: int
-    nprobe: int
-    size: int
+    The inverted lists hold 8-bit codes filed under slot numbers (not ids): a search hands
+    back slots, which index these rows directly. A removed template's row is zeroed at once
+    (the biometric bytes are gone, as the codes are) and its slot is reused by a later add.
+    Rows grow by a quarter at a time: at a million templates this array is 1 GB, and
+    doubling it would briefly need 3.
+    """
+
+    def __init__(self, dim: int) -> None:
+        self._dim = dim
+        self.rows = np.zeros((0, dim), np.float32)
+        self.slot_ids = np.empty(0, np.int64)  # slot -> id; -1 for a free slot
+        self._id_slot: dict[int, int] = {}
+        self._free: list[int] = []
+        self._used = 0  # slots below this were handed out at some point
+
+    @property
+    def size(self) -> int:
+        return len(self._id_slot)
+
+    def put(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> NDArray[np.int64]:
+        """Store vectors under new ``ids``; return the slots they got."""
+        reused = [self._free.pop() for _ in range(min(len(ids), len(self._free)))]
+        fresh = np.arange(self._used, self._used + len(ids) - len(reused), dtype=np.int64)
+        self._used += len(fresh)
+        slots = np.concatenate([np.asarray(reused, np.int64), fresh])
+        self.rows = _with_capacity(self.rows, self._used, growth=1.25)
+        self.slot_ids = _with_capacity(self.slot_ids, self._used, growth=1.25, fill=-1)
+        self.rows[slots] = vectors
+        self.slot_ids[slots] = ids
+        self._id_slot.update(zip(ids.tolist(), slots.tolist(), strict=True))
+        return slots
+
+    def drop(self, ids: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Forget ``ids`` (unknown ones ignored), zero their rows; return their slots."""
+        slots = np.asarray(
+            [self._id_slot.pop(i) for i in ids.tolist() if i in self._id_slot], np.int64
+        )
+        self.rows[slots] = 0.0
+        self.slot_ids[slots] = -1
+        self._free.extend(slots.tolist())
+        return slots
+
+    def contents(self) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Every live ``(ids, vectors)``, in slot order."""
+        live = np.flatnonzero(self.slot_ids[: self._used] >= 0)
+        return self.slot_ids[live].copy(), self.rows[live].copy()
+
+
+#: The IVF index scans 8-bit codes for this many candidates per result wanted, then ranks them
+#: by their exact inner products (BENCHMARKS.md, search at scale: 4 gives back all the recall
+#: the codes lose).
+IVF_RERANK_FACTOR = 4
+
+
+class _TrainedIvf:
+    """IVF over 8-bit codes (``IndexIVFScalarQuantizer``) whose candidates are re-ranked exactly.
+
+    Built whole by :func:`_train_ivf` (new objects, so no lock is needed while it trains), then
+    adopted by an :class:`_IvfBackend`. The codes are a quarter of the vectors' bytes, which is
+    what a probe's scan reads; the exact vectors stay in a :class:`_SlotStore` beside them, so
+    the scores handed back are exact inner products (thresholds mean the same as with a flat
+    index) and the contents can be read back to train again.
+    """
+
+    def __init__(self, dim: int, nlist: int, nprobe: int, vectors: NDArray[np.float32]) -> None:
+        self.quantizer = faiss.IndexFlatIP(dim)  # the IVF index borrows it: keep both alive
+        self.ivf = faiss.IndexIVFScalarQuantizer(
+            self.quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        # k-means on a sample of IVF_TRAIN_POINTS_PER_LIST per list: FAISS's default of 256
+        # makes training 4x slower; the recall reached with 64 is in BENCHMARKS.md
+        self.ivf.cp.max_points_per_centroid = IVF_TRAIN_POINTS_PER_LIST
+        self.ivf.train(vectors)
+        self.ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
+        self.ivf.nprobe = self.nprobe = nprobe
+        # one query's probed lists are scanned in parallel: /identify searches one probe at a
+        # time, which the default (parallel over queries) would leave on one thread
+        self.ivf.parallel_mode = 1
+        self.nlist = nlist
+        self.store = _SlotStore(dim)
+        self.trained_size = len(vectors)
+
+    @property
+    def size(self) -> int:
+        return self.store.size
+
+    def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> NDArray[np.int64]:
+        """Add new ``ids``; return the labels (slots) the inverted lists filed them under."""
+        slots = self.store.put(ids, vectors)
+        self.ivf.add_with_ids(vectors, slots)
+        return slots
+
+    def remove(self, ids: NDArray[np.int64]) -> int:
+        slots = self.store.drop(ids)
+        if len(slots):
+            # a plain array becomes an IDSelectorArray, the only selector the hash map accepts
+            self.ivf.remove_ids(slots)  # type: ignore[arg-type]  # swig accepts arrays
+        return len(slots)
+
+    def set_nprobe(self, nprobe: int) -> None:
+        self.ivf.nprobe = self.nprobe = min(nprobe, self.nlist)
+
+    def search(
+        self, queries: NDArray[np.float32], k: int, scan: Searcher | None = None
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Top ``k`` by exact inner product among the codes' best ``k * IVF_RERANK_FACTOR``.
+
+        ``scan`` replaces the CPU scan of the codes (a GPU replica's ``search``).
+        """
+        _, slots = (scan or self.ivf.search)(queries, k * IVF_RERANK_FACTOR)
+        slots = np.asarray(slots, np.int64)
+        found = slots >= 0
+        safe = np.where(found, slots, 0)
+        exact = np.einsum("qcd,qd->qc", self.store.rows[safe], queries)
+        exact = np.where(found, exact, -np.inf).astype(np.float32)
+        best = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+        scores = np.take_along_axis(exact, best, axis=1)
+        labels = self.store.slot_ids[np.take_along_axis(safe, best, axis=1)]
+        return scores, np.where(np.isfinite(scores), labels, -1)
 
 
 def _train_ivf(
     dim: int, ids: NDArray[np.int64], vectors: NDArray[np.float32], nlist: int, nprobe: int
 ) -> _TrainedIvf:
     """k-means the lists on ``vectors`` and file them under ``ids`` (new objects: no lock)."""
-    quantizer = faiss.IndexFlatIP(dim)
-    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    # k-means on a sample of IVF_TRAIN_POINTS_PER_LIST per list: FAISS's default of 256
-    # makes training 4x slower; the recall reached with 64 is in BENCHMARKS.md
-    ivf.cp.max_points_per_centroid = IVF_TRAIN_POINTS_PER_LIST
-    ivf.train(vectors)
-    ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
-    ivf.nprobe = nprobe
-    # one query's probed lists are scanned in parallel: /identify searches one probe at a
-    # time, which the default (parallel over queries) would leave on one thread
-    ivf.parallel_mode = 1
-    ivf.add_with_ids(vectors, ids)
+    trained = _TrainedIvf(dim, nlist, nprobe, vectors)
+    trained.add(ids, vectors)
     logger.info("IVF index trained: %d lists (%d probed) on %d vectors", nlist, nprobe, len(ids))
-    return _TrainedIvf(ivf, quantizer, nlist, nprobe, len(ids))
+    return trained
 
 
 class _IvfBackend:
-    """``IndexIVFFlat`` (inner product) once trained; exact flat search before that.
+    """IVF over 8-bit codes with exact re-ranking (:class:`_TrainedIvf`) once trained; exact
+    flat search before that.
 
     ``ivf``: trained in place (under the caller's lock) the moment it holds
     ``39 * nlist`` vectors. ``adaptive`` (the ``auto`` kind) never trains in ``add``: it
@@ -216,10 +329,6 @@ class _IvfBackend:
         self._trained: _TrainedIvf | None = None
 
     @property
-    def _ivf(self) -> Any:
-        return self._trained.ivf if self._trained is not None else None
-
-    @property
     def params(self) -> tuple[int, int]:
         """``(nlist, nprobe)`` in use (``auto`` changes them as the gallery grows)."""
         return self._nlist, self._nprobe
@@ -230,7 +339,12 @@ class _IvfBackend:
 
     @property
     def size(self) -> int:
-        return self._exact.size if self._exact is not None else int(self._ivf.ntotal)
+        return self._trained.size if self._trained is not None else self._exact_backend.size
+
+    @property
+    def _exact_backend(self) -> _FlatBackend:
+        assert self._exact is not None  # exactly one of the two is set
+        return self._exact
 
     def training_due(self) -> bool:
         """``auto``: whether the gallery has reached the size of a (new) training."""
@@ -238,34 +352,24 @@ class _IvfBackend:
             return False
         if self._trained is None:
             return self.size >= self.train_threshold
-        return self.size >= AUTO_RETRAIN_GROWTH * self._trained.size
+        return self.size >= AUTO_RETRAIN_GROWTH * self._trained.trained_size
 
-    def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> bool:
-        if self._exact is None:
-            self._ivf.add_with_ids(vectors, ids)
-            return True
-        self._exact.add(ids, vectors)
-        if self.adaptive or self._exact.size < self.train_threshold:
-            return True
-        all_ids, all_vectors = self._exact.contents()
+    def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> NDArray[np.int64] | None:
+        if self._trained is not None:
+            return self._trained.add(ids, vectors)
+        exact = self._exact_backend
+        exact.add(ids, vectors)
+        if self.adaptive or exact.size < self.train_threshold:
+            return ids
+        all_ids, all_vectors = exact.contents()
         self.adopt(_train_ivf(self._dim, all_ids, all_vectors, *self.train_params(len(all_ids))))
-        return False
+        return None
 
     def contents(self) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        """Every id and vector held, from the exact index or the inverted lists."""
-        if self._exact is not None:
-            return self._exact.contents()
-        invlists = self._ivf.invlists
-        ids, rows = [], []
-        for lst in range(self._ivf.nlist):
-            size = invlists.list_size(lst)
-            if size:
-                ids.append(faiss.rev_swig_ptr(invlists.get_ids(lst), size).copy())
-                codes = faiss.rev_swig_ptr(invlists.get_codes(lst), size * self._dim * 4)
-                rows.append(codes.view(np.float32).reshape(size, self._dim).copy())
-        if not ids:
-            return np.empty(0, np.int64), np.empty((0, self._dim), np.float32)
-        return np.concatenate(ids).astype(np.int64), np.concatenate(rows)
+        """Every id and vector held."""
+        if self._trained is not None:
+            return self._trained.store.contents()
+        return self._exact_backend.contents()
 
     def train_params(self, n: int) -> tuple[int, int]:
         """``(nlist, nprobe)`` of a training on ``n`` vectors."""
@@ -285,36 +389,48 @@ class _IvfBackend:
             self._exact.add(ids, vectors)
 
     def set_nprobe(self, nprobe: int) -> None:
-        self._nprobe = min(nprobe, self._nlist) if self._ivf is not None else nprobe
-        if self._ivf is not None:
-            self._ivf.nprobe = self._nprobe
+        if self._trained is not None:
+            self._trained.set_nprobe(nprobe)
+            self._nprobe = self._trained.nprobe
+        else:
+            self._nprobe = nprobe
 
     def remove(self, ids: NDArray[np.int64]) -> int:
-        if self._exact is not None:
-            return self._exact.remove(ids)
-        # a plain id array becomes an IDSelectorArray, the only selector the hash map accepts
-        removed = int(self._ivf.remove_ids(ids))
-        if self.adaptive and self._ivf.ntotal < self.train_threshold // 2:
+        if self._trained is None:
+            return self._exact_backend.remove(ids)
+        removed = self._trained.remove(ids)
+        if self.adaptive and self._trained.size < self.train_threshold // 2:
             self.fill(*self.contents())  # small again: back to exact search
         return removed
 
     def search(
-        self, queries: NDArray[np.float32], k: int
+        self, queries: NDArray[np.float32], k: int, scan: Searcher | None = None
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        if self._exact is not None:
-            return self._exact.search(queries, k)
-        scores, labels = self._ivf.search(queries, k)
-        return scores, labels
+        """``scan``: a GPU replica's search, which then does the scan (the CPU re-ranks)."""
+        if self._trained is not None:
+            return self._trained.search(queries, k, scan)
+        if scan is not None:
+            return scan(queries, k)
+        return self._exact_backend.search(queries, k)
 
     def faiss_index(self) -> Any:
-        return self._exact.faiss_index() if self._exact is not None else self._ivf
+        if self._trained is not None:
+            return self._trained.ivf
+        return self._exact_backend.faiss_index()
 
 
-def _with_capacity(array: NDArray[Any], needed: int) -> NDArray[Any]:
-    """``array`` if it holds ``needed`` items, else a zero-padded copy at least twice as long."""
+def _with_capacity(
+    array: NDArray[Any], needed: int, *, growth: float = 2.0, fill: int = 0
+) -> NDArray[Any]:
+    """``array`` if it holds ``needed`` rows, else a copy ``growth`` times longer (or more).
+
+    Growing geometrically keeps appends one at a time amortised O(1); new rows hold ``fill``.
+    """
     if len(array) >= needed:
         return array
-    grown = np.zeros(max(needed, 2 * len(array), 1024), array.dtype)
+    grown = np.full(
+        (max(needed, int(growth * len(array)), 1024), *array.shape[1:]), fill, array.dtype
+    )
     grown[: len(array)] = array
     return grown
 
@@ -334,7 +450,7 @@ class _HnswBackend:
         self._alive = np.zeros(0, np.uint8)  # bitmap over positions (faiss bit order)
         self._dead = 0
 
-    def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> bool:
+    def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
         start = int(self._hnsw.ntotal)
         self._hnsw.add(vectors)
         total = int(self._hnsw.ntotal)
@@ -346,7 +462,7 @@ class _HnswBackend:
         self._alive = _with_capacity(self._alive, (total + 7) // 8)
         positions = np.arange(start, total)
         np.bitwise_or.at(self._alive, positions >> 3, (1 << (positions & 7)).astype(np.uint8))
-        return False
+        return None
 
     def remove(self, ids: NDArray[np.int64]) -> int:
         positions = [self._id_pos.pop(i) for i in ids.tolist() if i in self._id_pos]
@@ -517,11 +633,11 @@ class VectorIndex:
             if present:
                 self._backend.remove(np.asarray(present, np.int64))
                 self._note_change(np.asarray(present, np.int64), None)
-            appended = self._backend.add(id_arr, x)
+            labels = self._backend.add(id_arr, x)
             self._note_change(id_arr, x)
             self._ids.update(id_arr.tolist())
-            if self._gpu_index is not None and appended and not present:
-                self._gpu_index.add_with_ids(x, id_arr)
+            if self._gpu_index is not None and labels is not None and not present:
+                self._gpu_index.add_with_ids(x, labels)
             else:
                 self._gpu_index = None
             self._start_training_if_due()
@@ -611,9 +727,9 @@ class VectorIndex:
             if current:
                 for changed_ids, changed_vectors in self._changes:
                     if changed_vectors is None:
-                        trained.ivf.remove_ids(changed_ids)
+                        trained.remove(changed_ids)
                     else:
-                        trained.ivf.add_with_ids(changed_vectors, changed_ids)
+                        trained.add(changed_ids, changed_vectors)
                 backend.adopt(trained)
                 self._gpu_index = None
             self._training, self._changes = None, []
@@ -693,6 +809,8 @@ class VectorIndex:
             )
             if isinstance(self._backend, _IvfBackend) and hasattr(self._gpu_index, "nprobe"):
                 self._gpu_index.nprobe = self._backend.params[1]
+        if isinstance(self._backend, _IvfBackend):  # the GPU scans, the CPU re-ranks
+            return self._backend.search(q, k, self._gpu_index.search)
         scores, labels = self._gpu_index.search(q, k)
         return scores, labels
 

@@ -100,6 +100,41 @@ def test_flat_removal_drops_the_stored_rows(rng: np.random.Generator) -> None:
     assert not (np.abs(rows[:, None, :] - vectors[None, 2:4, :]).max(axis=2) < 1e-7).any()
 
 
+def test_ivf_scans_codes_but_returns_exact_scores_and_erases_removed_vectors(
+    rng: np.random.Generator,
+) -> None:
+    index = make_index("ivf", nprobe=NLIST)
+    ids = np.arange(400, dtype=np.int64) * 11
+    vectors = unit(rng, 400)
+    index.add(ids, vectors)
+    assert index.trained
+    queries = unit(rng, 30)
+    scores, found = index.search(queries, 5)
+    # every list probed, candidates re-ranked: the exact top 5 with their exact inner products
+    assert np.array_equal(found, exact_top(ids, vectors, queries, 5))
+    expected = np.einsum("qkd,qd->qk", vectors[found // 11], queries)
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-6)
+    trained = index._backend._trained
+    assert isinstance(trained.ivf, faiss.IndexIVFScalarQuantizer)  # the scan reads 8-bit codes
+    # removal zeroes the exact row and frees the slot; the next add reuses it
+    index.remove(ids[[3, 4]])
+    slots_freed = np.flatnonzero(trained.store.slot_ids[: len(ids)] == -1)
+    assert len(slots_freed) == 2 and not trained.store.rows[slots_freed].any()
+    fresh = unit(rng, 3)
+    index.add(np.array([5, 6, 7], np.int64), fresh)
+    assert not (trained.store.slot_ids == -1)[: len(ids) + 1].any()  # both slots reused
+    kept_ids, kept_rows = index._backend.contents()
+    order = np.argsort(kept_ids)
+    assert np.array_equal(
+        kept_ids[order], np.sort(np.concatenate([np.delete(ids, [3, 4]), [5, 6, 7]]))
+    )
+    by_id = dict(zip(kept_ids.tolist(), kept_rows, strict=True))
+    np.testing.assert_array_equal(by_id[6], fresh[1])
+    np.testing.assert_array_equal(by_id[ids[10]], vectors[10])
+    _, found = index.search(fresh, 1)
+    assert np.array_equal(found[:, 0], [5, 6, 7])
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_re_adding_an_id_replaces_its_vector(kind: str, rng: np.random.Generator) -> None:
     index = make_index(kind)
