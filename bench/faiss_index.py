@@ -4,7 +4,8 @@ For each gallery size and index setting: build time, memory, single-query latenc
 with 1 and 2 threads, recall@10 against exact search, and the cost of adding and removing one
 template, all through :class:`service.search.index.VectorIndex` (what the service runs), except
 ``sq8`` (a scalar-quantised flat index, measured with FAISS directly: the service does not
-offer it, see BENCHMARKS.md for why).
+offer it, see BENCHMARKS.md for why). ``auto`` is the service's default: the row shows what it
+chose for the gallery's size, built as ``rebuild`` builds it.
 
 Data: random unit vectors are a poor proxy for a gallery (in 256-d they are all nearly
 orthogonal, so approximate search looks better or worse than it would on real templates).
@@ -245,6 +246,10 @@ def run_setting(job: dict) -> list[dict]:
         index.rebuild(w.ids, w.vectors)
         build_s = time.perf_counter() - t0
         settings = job["search_settings"]
+        if kind == "auto":  # what the service's default chose for this size
+            chosen = index.ivf_params
+            job["build_label"] = "exact" if chosen is None else f"nlist={chosen[0]}"
+            settings = [("exact" if chosen is None else f"nprobe={chosen[1]}", {})]
 
         def search(q: NDArray[np.float32]) -> NDArray[np.int64]:
             return index.search(q, K)[1]
@@ -294,7 +299,7 @@ def jobs_for(n: int, args: argparse.Namespace) -> list[dict]:
     jobs: list[dict] = []
     base = {"n": n, "per_identity": args.per_identity, "queries": args.queries, "seed": args.seed}
     for kind in args.kinds:
-        if kind in ("flat", "sq8"):
+        if kind in ("flat", "sq8", "auto"):
             jobs.append(
                 {
                     **base,
@@ -364,8 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--kinds",
         nargs="+",
-        default=["flat", "sq8", "ivf", "hnsw"],
-        choices=["flat", "sq8", "ivf", "hnsw"],
+        default=["flat", "sq8", "auto", "ivf", "hnsw"],
+        choices=["flat", "sq8", "auto", "ivf", "hnsw"],
     )
     parser.add_argument("--queries", type=int, default=300, help="half mated, half not")
     parser.add_argument("--per-identity", type=int, default=5, help="templates per identity")
