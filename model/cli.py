@@ -142,6 +142,16 @@ def quantize_command(
     method: str = typer.Option(
         "percentile", "--method", help="Activation ranges: percentile, minmax or entropy."
     ),
+    threshold_subjects: str | None = typer.Option(
+        None,
+        "--threshold-subjects",
+        help="Carry the float32 model's default_threshold over, shifted by how far int8 moves "
+        "the FMR threshold on these subjects' walks (e.g. 063-074); without it the float32 "
+        "threshold is kept as it is.",
+    ),
+    target_fmr: float = typer.Option(
+        1e-3, "--target-fmr", min=1e-6, max=0.5, help="FMR at which the shift is measured."
+    ),
 ) -> None:
     """Static int8 (QDQ) model calibrated on training walks; see model/quantize.py."""
     import numpy as np
@@ -152,6 +162,7 @@ def quantize_command(
     from gaitid.preprocess import to_network_input
     from gaitid.training.data.errors import DatasetError
     from gaitid.training.data.opengait import index_dataset, load_walk, parse_subject_spec
+    from gaitid.training.evaluation.protocols import ProtocolError
 
     if method not in ("percentile", "minmax", "entropy"):
         raise typer.BadParameter(f"unknown method {method!r}; percentile, minmax or entropy")
@@ -175,10 +186,43 @@ def quantize_command(
             method=method,  # type: ignore[arg-type]
             calibration_data=source,
         )
-    except (DatasetError, QuantizeError, ContractError) as exc:
+        if threshold_subjects is not None:
+            meta = _carry_threshold(model_file, out, meta, data, threshold_subjects, target_fmr)
+    except (DatasetError, QuantizeError, ContractError, ProtocolError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from exc
     typer.echo(f"wrote {out} ({meta['quantization']})")
+    if threshold_subjects is not None:
+        threshold, how = meta["default_threshold"], meta["threshold_calibration"]
+        typer.echo(f"default_threshold {threshold}: {how}")
+
+
+def _carry_threshold(
+    reference: Path, derived: Path, meta: dict[str, str], data: Path, subjects: str, fmr: float
+) -> dict[str, str]:
+    """Give ``derived`` the reference's threshold shifted as measured on ``subjects``' walks."""
+    from gaitid.model.quantize import QuantizeError, rewrite_metadata
+    from gaitid.training.data.opengait import parse_subject_spec
+    from gaitid.training.evaluation.extract import features_from_onnx, load_eval_walks
+    from gaitid.training.evaluation.threshold_transfer import transfer_threshold
+
+    if "default_threshold" not in meta:
+        raise QuantizeError(f"{reference} has no default_threshold to carry over")
+    keys, walks = load_eval_walks(data.resolve(), parse_subject_spec(subjects))
+    transfer = transfer_threshold(
+        features_from_onnx(reference, keys, walks, batch_size=1),
+        features_from_onnx(derived, keys, walks, batch_size=1),
+        float(meta["default_threshold"]),
+        target_fmr=fmr,
+    )
+    return rewrite_metadata(
+        derived,
+        {
+            **meta,
+            "default_threshold": f"{transfer.threshold:.6f}",
+            "threshold_calibration": transfer.describe(f"subjects {subjects}"),
+        },
+    )
 
 
 def model_info_command(

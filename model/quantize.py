@@ -128,19 +128,30 @@ def quantize_int8(
                 "CalibPercentile": 99.999,
             },
         )
-    quantized = onnx.load(str(out))
-    new_meta = {
-        **meta,
-        "precision": "int8",
-        "quantization": (
-            f"static QDQ, U8 activations / S8 {'per-channel' if per_channel else 'per-tensor'} "
-            f"weights, {'/'.join(QUANTIZED_OPS)}, {method} calibration on {len(walks)} walks"
-            + (f" of {calibration_data}" if calibration_data else "")
-        ),
-    }
-    del quantized.metadata_props[:]
-    for key, value in new_meta.items():
-        quantized.metadata_props.add(key=key, value=value)
-    onnx.save(quantized, str(out))
-    read_metadata(new_meta)
-    return new_meta
+    return rewrite_metadata(
+        out,
+        {
+            **meta,
+            "precision": "int8",
+            "quantization": (
+                f"static QDQ, U8 activations / S8 "
+                f"{'per-channel' if per_channel else 'per-tensor'} weights, "
+                f"{'/'.join(QUANTIZED_OPS)}, {method} calibration on {len(walks)} walks"
+                + (f" of {calibration_data}" if calibration_data else "")
+            ),
+        },
+    )
+
+
+def rewrite_metadata(path: Path, meta: dict[str, str]) -> dict[str, str]:
+    """Replace the metadata of the ONNX model at ``path`` with ``meta`` (checked against the
+    contract first, so a file is never left with metadata the service would refuse)."""
+    import onnx
+
+    read_metadata(meta)
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    return dict(meta)

@@ -80,6 +80,8 @@ INDEX_KINDS: tuple[IndexKind, ...] = ("auto", "flat", "ivf", "hnsw")
 IVF_POINTS_PER_CENTROID = 39
 #: k-means of the IVF lists runs on at most this many sampled vectors per list.
 IVF_TRAIN_POINTS_PER_LIST = 64
+#: Rows per block of the exact vectors kept beside IVF's 8-bit codes (64 MB at 256-d).
+SLOT_BLOCK_ROWS = 65_536
 #: Fraction of tombstoned HNSW nodes that triggers a rebuild of the graph.
 HNSW_COMPACT_FRACTION = 0.1
 
@@ -180,15 +182,16 @@ class _SlotStore:
     """The exact vectors of a trained IVF index, one row per slot, for re-ranking and reading.
 
     The inverted lists hold 8-bit codes filed under slot numbers (not ids): a search hands
-    back slots, which index these rows directly. A removed template's row is zeroed at once
-    (the biometric bytes are gone, as the codes are) and its slot is reused by a later add.
-    Rows grow by a quarter at a time: at a million templates this array is 1 GB, and
-    doubling it would briefly need 3.
+    back slots, whose rows are gathered here. A removed template's row is zeroed at once (the
+    biometric bytes are gone, as the codes are) and its slot is reused by a later add. Rows
+    live in fixed blocks of :data:`SLOT_BLOCK_ROWS`, so the store grows by adding a block and
+    never copies what it holds: at a million templates the rows are 1 GB, and one enrolment
+    must not move them all while searches wait for the lock.
     """
 
     def __init__(self, dim: int) -> None:
         self._dim = dim
-        self.rows = np.zeros((0, dim), np.float32)
+        self._blocks: list[NDArray[np.float32]] = []
         self.slot_ids = np.empty(0, np.int64)  # slot -> id; -1 for a free slot
         self._id_slot: dict[int, int] = {}
         self._free: list[int] = []
@@ -198,25 +201,45 @@ class _SlotStore:
     def size(self) -> int:
         return len(self._id_slot)
 
+    def _by_block(self, slots: NDArray[np.int64]) -> list[tuple[int, NDArray[np.bool_], Any]]:
+        """``(block, which of slots, rows within the block)`` for each block ``slots`` touch."""
+        block, row = np.divmod(slots, SLOT_BLOCK_ROWS)
+        groups = []
+        for b in np.unique(block).tolist():
+            chosen = block == b
+            groups.append((b, chosen, row[chosen]))
+        return groups
+
     def put(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> NDArray[np.int64]:
         """Store vectors under new ``ids``; return the slots they got."""
         reused = [self._free.pop() for _ in range(min(len(ids), len(self._free)))]
         fresh = np.arange(self._used, self._used + len(ids) - len(reused), dtype=np.int64)
         self._used += len(fresh)
         slots = np.concatenate([np.asarray(reused, np.int64), fresh])
-        self.rows = _with_capacity(self.rows, self._used, growth=1.25)
-        self.slot_ids = _with_capacity(self.slot_ids, self._used, growth=1.25, fill=-1)
-        self.rows[slots] = vectors
+        while len(self._blocks) * SLOT_BLOCK_ROWS < self._used:
+            self._blocks.append(np.zeros((SLOT_BLOCK_ROWS, self._dim), np.float32))
+        for block, chosen, rows in self._by_block(slots):
+            self._blocks[block][rows] = vectors[chosen]
+        self.slot_ids = _with_capacity(self.slot_ids, self._used, fill=-1)
         self.slot_ids[slots] = ids
         self._id_slot.update(zip(ids.tolist(), slots.tolist(), strict=True))
         return slots
+
+    def gather(self, slots: NDArray[np.int64]) -> NDArray[np.float32]:
+        """The rows of ``slots`` (any shape; every slot must have been handed out)."""
+        flat = slots.reshape(-1)
+        out = np.empty((flat.size, self._dim), np.float32)
+        for block, chosen, rows in self._by_block(flat):
+            out[chosen] = self._blocks[block][rows]
+        return out.reshape(*slots.shape, self._dim)
 
     def drop(self, ids: NDArray[np.int64]) -> NDArray[np.int64]:
         """Forget ``ids`` (unknown ones ignored), zero their rows; return their slots."""
         slots = np.asarray(
             [self._id_slot.pop(i) for i in ids.tolist() if i in self._id_slot], np.int64
         )
-        self.rows[slots] = 0.0
+        for block, _, rows in self._by_block(slots):
+            self._blocks[block][rows] = 0.0
         self.slot_ids[slots] = -1
         self._free.extend(slots.tolist())
         return slots
@@ -224,7 +247,7 @@ class _SlotStore:
     def contents(self) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Every live ``(ids, vectors)``, in slot order."""
         live = np.flatnonzero(self.slot_ids[: self._used] >= 0)
-        return self.slot_ids[live].copy(), self.rows[live].copy()
+        return self.slot_ids[live].copy(), self.gather(live)
 
 
 #: The IVF index scans 8-bit codes for this many candidates per result wanted, then ranks them
@@ -292,7 +315,7 @@ class _TrainedIvf:
         slots = np.asarray(slots, np.int64)
         found = slots >= 0
         safe = np.where(found, slots, 0)
-        exact = np.einsum("qcd,qd->qc", self.store.rows[safe], queries)
+        exact = np.einsum("qcd,qd->qc", self.store.gather(safe), queries)
         exact = np.where(found, exact, -np.inf).astype(np.float32)
         best = np.argsort(-exact, axis=1, kind="stable")[:, :k]
         scores = np.take_along_axis(exact, best, axis=1)
@@ -419,18 +442,12 @@ class _IvfBackend:
         return self._exact_backend.faiss_index()
 
 
-def _with_capacity(
-    array: NDArray[Any], needed: int, *, growth: float = 2.0, fill: int = 0
-) -> NDArray[Any]:
-    """``array`` if it holds ``needed`` rows, else a copy ``growth`` times longer (or more).
-
-    Growing geometrically keeps appends one at a time amortised O(1); new rows hold ``fill``.
-    """
+def _with_capacity(array: NDArray[Any], needed: int, *, fill: int = 0) -> NDArray[Any]:
+    """``array`` if it holds ``needed`` items, else a copy at least twice as long, the new items
+    set to ``fill`` (growing geometrically keeps one-at-a-time appends amortised O(1))."""
     if len(array) >= needed:
         return array
-    grown = np.full(
-        (max(needed, int(growth * len(array)), 1024), *array.shape[1:]), fill, array.dtype
-    )
+    grown = np.full(max(needed, 2 * len(array), 1024), fill, array.dtype)
     grown[: len(array)] = array
     return grown
 

@@ -19,7 +19,7 @@ from gaitid.contract import (
     batch_sequences,
     read_metadata,
 )
-from gaitid.model.quantize import QuantizeError, quantize_int8
+from gaitid.model.quantize import QuantizeError, quantize_int8, rewrite_metadata
 from gaitid.preprocess import to_network_input
 from gaitid.training.data.opengait import load_dataset
 from tests.utils.synthetic import make_synthetic_dataset
@@ -86,3 +86,27 @@ def test_cli_quantizes_on_chosen_training_subjects(
     assert result.exit_code == 2 and "no walks" in result.output
     result = CliRunner().invoke(build_app(), [*args, "--method", "guess"])
     assert result.exit_code != 0 and "unknown method" in result.output
+
+
+def test_cli_carries_the_threshold_shifted_by_what_int8_moves(
+    tiny_onnx: Path, tmp_path: Path
+) -> None:
+    conditions = ("nm-01", "nm-02", "nm-05", "bg-01")  # gallery and probe walks
+    root = make_synthetic_dataset(
+        tmp_path / "data", subjects=3, views=(0, 90), conditions=conditions
+    )
+    model = Path(shutil.copy(tiny_onnx, tmp_path / "m.onnx"))
+    out = tmp_path / "m.int8.onnx"
+    args = ["quantize", str(model), "--out", str(out), "--data", str(root), "--walks", "4"]
+    args += ["--threshold-subjects", "001-003", "--target-fmr", "0.1"]
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 2 and "no default_threshold" in result.output
+    meta = {p.key: p.value for p in onnx.load(str(model)).metadata_props}
+    rewrite_metadata(model, {**meta, "default_threshold": "0.400000"})
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 0, result.output
+    written = read_metadata({p.key: p.value for p in onnx.load(str(out)).metadata_props})
+    how = {p.key: p.value for p in onnx.load(str(out)).metadata_props}["threshold_calibration"]
+    assert "0.4000 of the float32 model shifted by" in how and "subjects 001-003" in how
+    shift = float(how.split("shifted by ")[1].split(",")[0])
+    assert written.default_threshold == pytest.approx(0.4 + shift, abs=5e-5)  # shift: 4 places

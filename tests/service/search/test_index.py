@@ -101,8 +101,9 @@ def test_flat_removal_drops_the_stored_rows(rng: np.random.Generator) -> None:
 
 
 def test_ivf_scans_codes_but_returns_exact_scores_and_erases_removed_vectors(
-    rng: np.random.Generator,
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(index_module, "SLOT_BLOCK_ROWS", 64)  # the rows span 7 blocks
     index = make_index("ivf", nprobe=NLIST)
     ids = np.arange(400, dtype=np.int64) * 11
     vectors = unit(rng, 400)
@@ -119,7 +120,7 @@ def test_ivf_scans_codes_but_returns_exact_scores_and_erases_removed_vectors(
     # removal zeroes the exact row and frees the slot; the next add reuses it
     index.remove(ids[[3, 4]])
     slots_freed = np.flatnonzero(trained.store.slot_ids[: len(ids)] == -1)
-    assert len(slots_freed) == 2 and not trained.store.rows[slots_freed].any()
+    assert len(slots_freed) == 2 and not trained.store.gather(slots_freed).any()
     fresh = unit(rng, 3)
     index.add(np.array([5, 6, 7], np.int64), fresh)
     assert not (trained.store.slot_ids == -1)[: len(ids) + 1].any()  # both slots reused
