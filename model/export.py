@@ -20,7 +20,7 @@ import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -38,6 +38,7 @@ from gaitid.contract import (
 )
 from gaitid.errors import GaitidError
 from gaitid.model.config import VARIANTS, LMGCSConfig
+from gaitid.model.e3d_tiled import TiledE3D
 from gaitid.model.layers.conv3d_as_2d import stack_time_in_conv3d
 from gaitid.model.lmgcs import LMGCS, EmbeddingOnly
 from gaitid.model.registry import create_model
@@ -46,6 +47,12 @@ logger = logging.getLogger(__name__)
 
 #: Opset of the exported graph (ONNX Runtime >= 1.14 runs it).
 DEFAULT_OPSET = 18
+#: How the backbone's 3x3x3 convolutions are written into the graph (all exact):
+#: ``conv3d`` as they are; ``time-stacked`` as 2-D convs over time-stacked channels
+#: (``model.layers.conv3d_as_2d``, the default); ``tiled`` as sums of 2-D convs over frames
+#: tiled down the height (``model.e3d_tiled``). BENCHMARKS.md compares them.
+BackboneLayout = Literal["conv3d", "time-stacked", "tiled"]
+BACKBONE_LAYOUTS: tuple[BackboneLayout, ...] = ("conv3d", "time-stacked", "tiled")
 #: Export metadata that misses a required key or contradicts the contract: the contract's own
 #: error (``gaitid.contract`` builds and checks the metadata for export, service and eval).
 MetadataError = ContractError
@@ -89,22 +96,27 @@ def export_onnx(
     metadata: dict[str, str],
     fp16: bool = False,
     opset: int = DEFAULT_OPSET,
-    stack_time: bool = True,
+    backbone: BackboneLayout = "time-stacked",
 ) -> Path:
     """Write ``model``'s embedding graph to ``out`` (ONNX) and return the path.
 
-    The model is copied and put in eval mode; the caller's module is left untouched. With
-    ``stack_time`` every 3x3x3 Conv3d is exported as the equivalent 2D convolution over
-    time-stacked channels (`model.layers.conv3d_as_2d`), which ONNX Runtime runs faster.
+    The model is copied and put in eval mode; the caller's module is left untouched.
+    ``backbone`` chooses how the 3x3x3 convolutions are written (:data:`BackboneLayout`); ONNX
+    Runtime runs its 3-D convolutions far slower than 2-D ones, hence the default.
     """
+    if backbone not in BACKBONE_LAYOUTS:
+        raise ValueError(f"backbone layout {backbone!r} is not one of {BACKBONE_LAYOUTS}")
     import onnx
 
     props = build_metadata(
         metadata, model_config_json=json.dumps(model.config.model_dump(), sort_keys=True), fp16=fp16
     )
     props.setdefault("embedding", describe_embedding(model))
-    graph: nn.Module = EmbeddingOnly(copy.deepcopy(model).cpu().float()).eval()
-    if stack_time:
+    network = copy.deepcopy(model).cpu().float().eval()
+    if backbone == "tiled":
+        network.backbone = TiledE3D(network.backbone)  # type: ignore[assignment]
+    graph: nn.Module = EmbeddingOnly(network).eval()
+    if backbone == "time-stacked":
         stack_time_in_conv3d(graph)
     if fp16:
         graph = _HalfPrecision(graph).eval()
