@@ -192,9 +192,6 @@ def quantize_command(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from exc
     typer.echo(f"wrote {out} ({meta['quantization']})")
-    if threshold_subjects is not None:
-        threshold, how = meta["default_threshold"], meta["threshold_calibration"]
-        typer.echo(f"default_threshold {threshold}: {how}")
 
 
 def _carry_threshold(
@@ -215,14 +212,18 @@ def _carry_threshold(
         float(meta["default_threshold"]),
         target_fmr=fmr,
     )
-    return rewrite_metadata(
+    walks_used = f"subjects {subjects}"
+    provenance = transfer.provenance(walks_used, meta.get("threshold_calibration"))
+    written = rewrite_metadata(
         derived,
         {
             **meta,
             "default_threshold": f"{transfer.threshold:.6f}",
-            "threshold_calibration": transfer.describe(f"subjects {subjects}"),
+            "threshold_calibration": json.dumps(provenance, sort_keys=True),
         },
     )
+    typer.echo(f"default_threshold {transfer.threshold:.6f}: {transfer.describe(walks_used)}")
+    return written
 
 
 def model_info_command(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -105,8 +106,12 @@ def test_cli_carries_the_threshold_shifted_by_what_int8_moves(
     rewrite_metadata(model, {**meta, "default_threshold": "0.400000"})
     result = CliRunner().invoke(build_app(), args)
     assert result.exit_code == 0, result.output
-    written = read_metadata({p.key: p.value for p in onnx.load(str(out)).metadata_props})
-    how = {p.key: p.value for p in onnx.load(str(out)).metadata_props}["threshold_calibration"]
-    assert "0.4000 of the float32 model shifted by" in how and "subjects 001-003" in how
-    shift = float(how.split("shifted by ")[1].split(",")[0])
-    assert written.default_threshold == pytest.approx(0.4 + shift, abs=5e-5)  # shift: 4 places
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    written = read_metadata(meta)
+    how = json.loads(meta["threshold_calibration"])
+    assert how["transferred_from_float32"] == 0.4 and how["shift_measured_on"] == "subjects 001-003"
+    assert how["shift"] == pytest.approx(
+        how["derived_threshold_at_fmr"] - how["float32_threshold_at_fmr"], abs=2e-6
+    )
+    assert written.default_threshold == pytest.approx(0.4 + how["shift"], abs=2e-6)
+    assert "0.4000 of the float32 model shifted by" in result.output

@@ -29,6 +29,10 @@ def test_the_threshold_moves_as_far_as_the_derived_scores_moved() -> None:
     assert (transfer.reference_at_fmr, transfer.derived_at_fmr) == (ref_at, der_at)
     text = transfer.describe("subjects 063-074")
     assert "0.4800" in text and f"{der_at - ref_at:+.4f}" in text and "063-074" in text
+    record = transfer.provenance("subjects 063-074", '{"target_fmr": 0.001}')
+    assert record["float32_calibration"] == {"target_fmr": 0.001}
+    assert record["shift"] == pytest.approx(der_at - ref_at, abs=1e-6)
+    assert transfer.provenance("x", "not json")["float32_calibration"] == "not json"
     # the same model carries the threshold unchanged
     assert transfer_threshold(reference, reference, 0.48).threshold == pytest.approx(0.48)
 

@@ -12,7 +12,9 @@ inputs, which is what quantisation changes.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -35,8 +37,27 @@ class ThresholdTransfer:
     def shift(self) -> float:
         return self.derived_at_fmr - self.reference_at_fmr
 
+    def provenance(self, walks: str, carried: str | None) -> dict[str, Any]:
+        """The derived model's ``threshold_calibration`` record (JSON in its metadata):
+        this transfer, and ``carried``, the reference's own record, kept as it was."""
+        record: dict[str, Any] = {
+            "target_fmr": self.target_fmr,
+            "transferred_from_float32": self.calibrated,
+            "shift": round(self.shift, 6),
+            "shift_measured_on": walks,
+            "float32_threshold_at_fmr": round(self.reference_at_fmr, 6),
+            "derived_threshold_at_fmr": round(self.derived_at_fmr, 6),
+            "impostor_scores": self.impostor_scores,
+        }
+        if carried:
+            try:
+                record["float32_calibration"] = json.loads(carried)
+            except ValueError:
+                record["float32_calibration"] = carried
+        return record
+
     def describe(self, walks: str) -> str:
-        """One line for the derived model's ``threshold_calibration`` metadata."""
+        """One line saying what was done, for a person."""
         return (
             f"{self.calibrated:.4f} of the float32 model shifted by {self.shift:+.4f}, the move "
             f"of the FMR <= {self.target_fmr:g} threshold (identity regime, "
