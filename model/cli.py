@@ -29,6 +29,12 @@ def export_command(
     ),
     seed: int = typer.Option(0, help="Seed of --random-init weights."),
     fp16: bool = typer.Option(False, "--fp16", help="float16 network (for GPU providers)."),
+    backbone_layout: str = typer.Option(
+        "time-stacked",
+        "--backbone-layout",
+        help="How the 3x3x3 convolutions are written, all exact: time-stacked (default), "
+        "tiled or conv3d (model/export.py; BENCHMARKS.md compares them).",
+    ),
     allow_unfitted: bool = typer.Option(
         False,
         "--allow-unfitted",
@@ -64,7 +70,13 @@ def export_command(
             "a --random-init export has none"
         )
     from gaitid.model.config import VARIANTS
+    from gaitid.model.export import BACKBONE_LAYOUTS
 
+    if backbone_layout not in BACKBONE_LAYOUTS:
+        raise typer.BadParameter(
+            f"unknown layout {backbone_layout!r}; one of {', '.join(BACKBONE_LAYOUTS)}",
+            param_hint="--backbone-layout",
+        )
     if random_init is not None and random_init not in VARIANTS:
         raise typer.BadParameter(
             f"unknown variant {random_init!r}; choose one of {sorted(VARIANTS)}",
@@ -81,7 +93,13 @@ def export_command(
     )
 
     if random_init is not None:
-        path = export_random_init(random_init, out, seed=seed, fp16=fp16)
+        path = export_random_init(
+            random_init,
+            out,
+            seed=seed,
+            fp16=fp16,
+            backbone=backbone_layout,  # checked against BACKBONE_LAYOUTS above
+        )
     else:
         assert checkpoint is not None
         try:
@@ -116,7 +134,13 @@ def export_command(
                 raise typer.BadParameter(str(exc), param_hint="--threshold-from") from exc
             metadata["default_threshold"] = f"{threshold:.6f}"
             metadata["threshold_calibration"] = json.dumps(provenance, sort_keys=True)
-        path = export_onnx(model, out, metadata=metadata, fp16=fp16)
+        path = export_onnx(
+            model,
+            out,
+            metadata=metadata,
+            fp16=fp16,
+            backbone=backbone_layout,  # checked against BACKBONE_LAYOUTS above
+        )
         if weights is not None:
             typer.echo(f"wrote {write_weights(model, state, weights, metadata)}")
     typer.echo(f"wrote {path}")

@@ -168,7 +168,14 @@ def _quiet_exporter() -> Iterator[None]:
         onnx_logger.setLevel(level)
 
 
-def export_random_init(variant: str, out: Path, *, seed: int = 0, fp16: bool = False) -> Path:
+def export_random_init(
+    variant: str,
+    out: Path,
+    *,
+    seed: int = 0,
+    fp16: bool = False,
+    backbone: BackboneLayout = "time-stacked",
+) -> Path:
     """Export a freshly initialised ``variant`` (seeded), for tests and latency work."""
     generator_state = torch.random.get_rng_state()
     try:
@@ -181,7 +188,7 @@ def export_random_init(variant: str, out: Path, *, seed: int = 0, fp16: bool = F
         "version": f"{__version__}+random-init.seed{seed}",
         "training_data": "none (random initialisation)",
     }
-    return export_onnx(model, out, metadata=metadata, fp16=fp16)
+    return export_onnx(model, out, metadata=metadata, fp16=fp16, backbone=backbone)
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:

@@ -118,3 +118,24 @@ def test_calibrated_export_carries_its_threshold_and_ships_clean_weights(
         ],
     )
     assert bad.exit_code == 2 and "trained checkpoint" in bad.output
+
+
+def test_export_writes_the_chosen_backbone_layout(tmp_path: Path) -> None:
+    import onnx
+    from typer.testing import CliRunner
+
+    from gaitid.cli import build_app
+
+    runner, app = CliRunner(), build_app()
+    weight_ranks = {}
+    for layout in ("tiled", "conv3d"):
+        out = tmp_path / f"{layout}.onnx"
+        args = ["export", "--random-init", "tiny", "--out", str(out)]
+        result = runner.invoke(app, [*args, "--backbone-layout", layout])
+        assert result.exit_code == 0, result.output
+        weight_ranks[layout] = {len(t.dims) for t in onnx.load(str(out)).graph.initializer}
+    assert 5 in weight_ranks["conv3d"]  # 3-D convolution kernels as they are
+    assert 5 not in weight_ranks["tiled"]  # only 2-D convolutions
+    args = ["export", "--random-init", "tiny", "--out", str(tmp_path / "x.onnx")]
+    bad = runner.invoke(app, [*args, "--backbone-layout", "sideways"])
+    assert bad.exit_code == 2 and "unknown layout" in bad.output
