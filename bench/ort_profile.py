@@ -36,21 +36,43 @@ def _session(path: Path, threads: int, profile_dir: Path | None) -> ort.Inferenc
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def op_profile(path: Path, feeds: dict[str, np.ndarray], runs: int, threads: int) -> None:
+def op_profile(
+    path: Path, feeds: dict[str, np.ndarray], runs: int, threads: int, nodes: int
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sess = _session(path, threads, Path(tmp))
         for _ in range(runs):
             sess.run(None, feeds)
         events = json.loads(Path(sess.end_profiling()).read_text())
     by_op: collections.Counter[str] = collections.Counter()
+    by_node: collections.Counter[str] = collections.Counter()
+    shapes: dict[str, tuple[str, list[list[int]], list[list[int]]]] = {}
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            by_op[event["args"]["op_name"]] += event["dur"]
+            args = event["args"]
+            by_op[args["op_name"]] += event["dur"]
+            by_node[event["name"]] += event["dur"]
+            shapes[event["name"]] = (
+                args["op_name"],
+                [next(iter(d.values())) for d in args.get("input_type_shape", [])],
+                [next(iter(d.values())) for d in args.get("output_type_shape", [])],
+            )
     total = sum(by_op.values())
     print(f"\n{path.name}: kernel time by op type ({runs} runs)")
     print("| op | share | ms per run |\n|---|---:|---:|")
     for op, micros in by_op.most_common(12):
         print(f"| {op} | {micros / total:.1%} | {micros / runs / 1e3:.1f} |")
+    if nodes:
+        print(f"\n{path.name}: the {nodes} slowest nodes (GFLOP/s for convolutions)")
+        print("| op | inputs | ms per run | GFLOP/s |\n|---|---|---:|---:|")
+        for name, micros in by_node.most_common(nodes):
+            op, inputs, outputs = shapes[name]
+            rate = ""
+            if op.endswith("Conv") and len(inputs) > 1 and outputs:
+                # 2 x multiply-adds: every output value reduces over the weight's C/g x kernel
+                flops = 2 * float(np.prod(outputs[0])) * float(np.prod(inputs[1][1:]))
+                rate = f"{flops / (micros / runs * 1e-6) / 1e9:.0f}"
+            print(f"| {op} | {inputs[:2]} | {micros / runs / 1e3:.2f} | {rate} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,11 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=80)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--nodes", type=int, default=0, help="also list the N slowest nodes")
     args = parser.parse_args(argv)
     x = (np.random.default_rng(0).random((1, args.frames, 64, 44)) > 0.5).astype(np.float32)
     feeds = {INPUT_SILHOUETTES: x, INPUT_LENGTHS: np.array([args.frames], np.int64)}
     for path in args.models:
-        op_profile(path, feeds, args.runs, args.threads)
+        op_profile(path, feeds, args.runs, args.threads, args.nodes)
     if len(args.models) < 2:
         return 0
     sessions = [_session(p, args.threads, None) for p in args.models]
