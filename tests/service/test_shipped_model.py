@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
+import onnx
 import pytest
 
 from gaitid.service.config import SHIPPED_MODEL, SHIPPED_MODEL_INT8
@@ -50,11 +52,23 @@ def test_it_embeds_walks_of_any_length_to_unit_vectors(embedder: Embedder) -> No
 
 
 def test_the_int8_model_is_the_same_model_quantised(embedder: Embedder) -> None:
-    """Same contract, same threshold and provenance, int8 precision, embeddings that agree."""
+    """Same contract and provenance, int8 precision, embeddings that agree, and the fp32
+    threshold carried over by the shift int8 was measured to cause (models/README.md)."""
     assert SHIPPED_MODEL_INT8.stat().st_size < MAX_BYTES
     int8 = Embedder(SHIPPED_MODEL_INT8, device="cpu")
-    assert int8.info.default_threshold == embedder.info.default_threshold
     assert int8.info.version == embedder.info.version
+    meta = {
+        p.key: p.value
+        for p in onnx.load(str(SHIPPED_MODEL_INT8), load_external_data=False).metadata_props
+    }
+    record = json.loads(meta["threshold_calibration"])
+    assert embedder.info.default_threshold is not None and int8.info.default_threshold is not None
+    assert record["transferred_from_float32"] == pytest.approx(embedder.info.default_threshold)
+    shift = record["derived_threshold_at_fmr"] - record["float32_threshold_at_fmr"]
+    assert abs(shift) < 0.02  # quantisation moves scores a little, not a lot
+    assert int8.info.default_threshold == pytest.approx(
+        embedder.info.default_threshold + shift, abs=1e-5
+    )
     rng = np.random.default_rng(1)
     walk = np.zeros((60, 64, 44), np.uint8)
     for t in range(60):  # a blob that moves and changes width: closer to a walk than noise
