@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import typer
 
@@ -70,13 +71,14 @@ def export_command(
             "a --random-init export has none"
         )
     from gaitid.model.config import VARIANTS
-    from gaitid.model.export import BACKBONE_LAYOUTS
+    from gaitid.model.export import BACKBONE_LAYOUTS, BackboneLayout
 
     if backbone_layout not in BACKBONE_LAYOUTS:
         raise typer.BadParameter(
             f"unknown layout {backbone_layout!r}; one of {', '.join(BACKBONE_LAYOUTS)}",
             param_hint="--backbone-layout",
         )
+    layout = cast(BackboneLayout, backbone_layout)
     if random_init is not None and random_init not in VARIANTS:
         raise typer.BadParameter(
             f"unknown variant {random_init!r}; choose one of {sorted(VARIANTS)}",
@@ -93,13 +95,7 @@ def export_command(
     )
 
     if random_init is not None:
-        path = export_random_init(
-            random_init,
-            out,
-            seed=seed,
-            fp16=fp16,
-            backbone=backbone_layout,  # checked against BACKBONE_LAYOUTS above
-        )
+        path = export_random_init(random_init, out, seed=seed, fp16=fp16, backbone=layout)
     else:
         assert checkpoint is not None
         try:
@@ -134,13 +130,7 @@ def export_command(
                 raise typer.BadParameter(str(exc), param_hint="--threshold-from") from exc
             metadata["default_threshold"] = f"{threshold:.6f}"
             metadata["threshold_calibration"] = json.dumps(provenance, sort_keys=True)
-        path = export_onnx(
-            model,
-            out,
-            metadata=metadata,
-            fp16=fp16,
-            backbone=backbone_layout,  # checked against BACKBONE_LAYOUTS above
-        )
+        path = export_onnx(model, out, metadata=metadata, fp16=fp16, backbone=layout)
         if weights is not None:
             typer.echo(f"wrote {write_weights(model, state, weights, metadata)}")
     typer.echo(f"wrote {path}")
