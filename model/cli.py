@@ -31,10 +31,11 @@ def export_command(
     seed: int = typer.Option(0, help="Seed of --random-init weights."),
     fp16: bool = typer.Option(False, "--fp16", help="float16 network (for GPU providers)."),
     backbone_layout: str = typer.Option(
-        "time-stacked",
+        "frame-major",
         "--backbone-layout",
-        help="How the 3x3x3 convolutions are written, all exact: time-stacked (default), "
-        "tiled or conv3d (model/export.py; BENCHMARKS.md compares them).",
+        help="How the 3x3x3 convolutions are written, all exact: frame-major (default, the "
+        "fastest in ONNX Runtime), time-stacked, tiled or conv3d (model/export.py; "
+        "BENCHMARKS.md compares them).",
     ),
     allow_unfitted: bool = typer.Option(
         False,
@@ -48,7 +49,8 @@ def export_command(
         exists=True,
         dir_okay=False,
         help="calibration.json of `gaitid eval --protocol open-set`: stored as the model's "
-        "default_threshold (the service's threshold_source: model).",
+        "default_threshold (the service's threshold_source: model). Without it, a threshold "
+        "the weights carry (`--weights` files record theirs) is kept.",
     ),
     training_data: str | None = typer.Option(
         None,
@@ -130,6 +132,10 @@ def export_command(
                 raise typer.BadParameter(str(exc), param_hint="--threshold-from") from exc
             metadata["default_threshold"] = f"{threshold:.6f}"
             metadata["threshold_calibration"] = json.dumps(provenance, sort_keys=True)
+        elif "default_threshold" in meta:  # weights that ship with their calibrated threshold
+            metadata["default_threshold"] = str(meta["default_threshold"])
+            if "threshold_calibration" in meta:
+                metadata["threshold_calibration"] = str(meta["threshold_calibration"])
         path = export_onnx(model, out, metadata=metadata, fp16=fp16, backbone=layout)
         if weights is not None:
             typer.echo(f"wrote {write_weights(model, state, weights, metadata)}")

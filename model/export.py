@@ -38,6 +38,7 @@ from gaitid.contract import (
 )
 from gaitid.errors import GaitidError
 from gaitid.model.config import VARIANTS, LMGCSConfig
+from gaitid.model.e3d_frames import FrameMajorE3D
 from gaitid.model.e3d_tiled import TiledE3D
 from gaitid.model.layers.conv3d_as_2d import stack_time_in_conv3d
 from gaitid.model.lmgcs import LMGCS, EmbeddingOnly
@@ -48,11 +49,13 @@ logger = logging.getLogger(__name__)
 #: Opset of the exported graph (ONNX Runtime >= 1.14 runs it).
 DEFAULT_OPSET = 18
 #: How the backbone's 3x3x3 convolutions are written into the graph (all exact):
-#: ``conv3d`` as they are; ``time-stacked`` as 2-D convs over time-stacked channels
-#: (``model.layers.conv3d_as_2d``, the default); ``tiled`` as sums of 2-D convs over frames
-#: tiled down the height (``model.e3d_tiled``). BENCHMARKS.md compares them.
-BackboneLayout = Literal["conv3d", "time-stacked", "tiled"]
-BACKBONE_LAYOUTS: tuple[BackboneLayout, ...] = ("conv3d", "time-stacked", "tiled")
+#: ``conv3d`` as they are; ``time-stacked`` as 2-D convs over time-stacked channels, each
+#: conv on its own (``model.layers.conv3d_as_2d``); ``frame-major`` the same convs with the
+#: whole backbone kept frame-major, so that stacking needs no transposes (``model.e3d_frames``,
+#: the default, fastest in ONNX Runtime); ``tiled`` as sums of 2-D convs over frames tiled
+#: down the height (``model.e3d_tiled``). BENCHMARKS.md compares them.
+BackboneLayout = Literal["conv3d", "time-stacked", "tiled", "frame-major"]
+BACKBONE_LAYOUTS: tuple[BackboneLayout, ...] = ("conv3d", "time-stacked", "tiled", "frame-major")
 #: Export metadata that misses a required key or contradicts the contract: the contract's own
 #: error (``gaitid.contract`` builds and checks the metadata for export, service and eval).
 MetadataError = ContractError
@@ -96,7 +99,7 @@ def export_onnx(
     metadata: dict[str, str],
     fp16: bool = False,
     opset: int = DEFAULT_OPSET,
-    backbone: BackboneLayout = "time-stacked",
+    backbone: BackboneLayout = "frame-major",
 ) -> Path:
     """Write ``model``'s embedding graph to ``out`` (ONNX) and return the path.
 
@@ -115,6 +118,8 @@ def export_onnx(
     network = copy.deepcopy(model).cpu().float().eval()
     if backbone == "tiled":
         network.backbone = TiledE3D(network.backbone)  # type: ignore[assignment]
+    elif backbone == "frame-major":
+        network.backbone = FrameMajorE3D(network.backbone)  # type: ignore[assignment]
     graph: nn.Module = EmbeddingOnly(network).eval()
     if backbone == "time-stacked":
         stack_time_in_conv3d(graph)
@@ -174,7 +179,7 @@ def export_random_init(
     *,
     seed: int = 0,
     fp16: bool = False,
-    backbone: BackboneLayout = "time-stacked",
+    backbone: BackboneLayout = "frame-major",
 ) -> Path:
     """Export a freshly initialised ``variant`` (seeded), for tests and latency work."""
     generator_state = torch.random.get_rng_state()
