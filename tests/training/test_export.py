@@ -104,6 +104,13 @@ def test_calibrated_export_carries_its_threshold_and_ships_clean_weights(
     for key, tensor in reference.state_dict().items():
         assert torch.equal(model.state_dict()[key], tensor)
     assert weights.stat().st_size < ckpt.stat().st_size  # no optimiser state
+    # exporting the weights file again keeps the threshold it carries
+    again = tmp_path / "again.onnx"
+    result = runner.invoke(app, ["export", str(weights), "--out", str(again)])
+    assert result.exit_code == 0, result.output
+    meta_again = {p.key: p.value for p in onnx.load(str(again)).metadata_props}
+    assert meta_again["default_threshold"] == meta["default_threshold"]
+    assert meta_again["threshold_calibration"] == meta["threshold_calibration"]
 
     bad = runner.invoke(
         app,
