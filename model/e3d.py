@@ -19,6 +19,8 @@ no walk is padded (every training batch), which is exact and saves a pass per la
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -84,6 +86,27 @@ class E3D(nn.Module):
             if index in self.pool_after:
                 x = F.max_pool3d(x, kernel_size=(1, 2, 2), stride=(1, 2, 2))
         return x
+
+
+class LayerConvs(NamedTuple):
+    """One backbone layer's convolutions, as the export-time rewrites read them."""
+
+    global_conv: nn.Conv3d
+    local_conv: nn.Conv3d | None  # the strip-local branch of a GLConv layer
+    strips: int  # 0 without a local branch
+
+
+def layer_convs(backbone: E3D) -> list[LayerConvs]:
+    """Each layer of ``backbone`` as ``(global conv, local conv or None, strips)``."""
+    layers = []
+    for layer in backbone.layers:
+        if isinstance(layer, GLConv3d):
+            local = layer.local_conv
+            layers.append(LayerConvs(layer.global_conv, local, layer.strips if local else 0))
+        else:
+            assert isinstance(layer, nn.Conv3d)
+            layers.append(LayerConvs(layer, None, 0))
+    return layers
 
 
 def _has_padding(mask: Tensor) -> bool:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gaitid.model.e3d import E3D, GLConv3d
+from gaitid.model.e3d import E3D, layer_convs
 from gaitid.model.layers.conv3d_as_2d import is_replaceable
 
 
@@ -54,17 +54,11 @@ class FrameMajorE3D(nn.Module):
         self.global_weights = nn.ParameterList()
         self.local_weights = nn.ParameterList()
         self.strips: list[int] = []
-        for layer in backbone.layers:
-            if isinstance(layer, GLConv3d):
-                self.global_weights.append(_stacked_weight(layer.global_conv))
-                local = layer.local_conv
-                if local is not None:
-                    self.local_weights.append(_stacked_weight(local))
-                self.strips.append(layer.strips if local is not None else 0)
-            else:
-                assert isinstance(layer, nn.Conv3d)
-                self.global_weights.append(_stacked_weight(layer))
-                self.strips.append(0)
+        for convs in layer_convs(backbone):
+            self.global_weights.append(_stacked_weight(convs.global_conv))
+            if convs.local_conv is not None:
+                self.local_weights.append(_stacked_weight(convs.local_conv))
+            self.strips.append(convs.strips)
 
     def forward(self, silhouettes: Tensor, mask: Tensor) -> Tensor:
         n, t = silhouettes.shape[:2]

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gaitid.model.e3d import E3D, GLConv3d
+from gaitid.model.e3d import E3D, layer_convs
 from gaitid.model.layers.conv3d_as_2d import is_replaceable
 
 
@@ -87,17 +87,11 @@ class TiledE3D(nn.Module):
         self.layers = nn.ModuleList()
         self.local = nn.ModuleList()
         self.strips: list[int] = []
-        for layer in backbone.layers:
-            if isinstance(layer, GLConv3d):
-                self.layers.append(_TiledConv3d(layer.global_conv))
-                local = layer.local_conv
-                self.local.append(_TiledConv3d(local) if local is not None else nn.Identity())
-                self.strips.append(layer.strips)
-            else:
-                assert isinstance(layer, nn.Conv3d)
-                self.layers.append(_TiledConv3d(layer))
-                self.local.append(nn.Identity())
-                self.strips.append(0)
+        for convs in layer_convs(backbone):
+            self.layers.append(_TiledConv3d(convs.global_conv))
+            local = convs.local_conv
+            self.local.append(_TiledConv3d(local) if local is not None else nn.Identity())
+            self.strips.append(convs.strips)
 
     def forward(self, silhouettes: Tensor, mask: Tensor) -> Tensor:
         n, t, h, w = silhouettes.shape
