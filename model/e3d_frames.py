@@ -20,29 +20,15 @@ Exact up to float summation order; tested against :class:`E3D` in ``tests/model`
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gaitid.model.e3d import E3D, layer_convs
-from gaitid.model.layers.conv3d_as_2d import is_replaceable
+from gaitid.model.layers.conv3d_as_2d import stack_frames, time_stacked_weight
 
 
 def _stacked_weight(conv: nn.Conv3d) -> nn.Parameter:
-    """``[O, C, kt, kh, kw] -> [O, kt * C, kh, kw]``: time-major channel blocks, like the input."""
-    if not is_replaceable(conv):
-        raise ValueError(f"cannot rewrite {conv}: needs kernel 3, stride 1, padding 1, no bias")
-    out_channels, in_channels = conv.weight.shape[:2]
-    weight = conv.weight.detach().permute(0, 2, 1, 3, 4)
-    return nn.Parameter(weight.reshape(out_channels, 3 * in_channels, 3, 3).clone(), False)
-
-
-def stack_frames(x: Tensor) -> Tensor:
-    """``[N, T, C, H, W] -> [N, T, 3C, H, W]``: each frame beside its neighbours (zeros at the
-    ends, the Conv3d's own temporal padding)."""
-    t = x.shape[1]
-    padded = F.pad(x, (0, 0, 0, 0, 0, 0, 1, 1))
-    return torch.cat([padded[:, 0:t], padded[:, 1 : t + 1], padded[:, 2 : t + 2]], dim=2)
+    return nn.Parameter(time_stacked_weight(conv), requires_grad=False)
 
 
 class FrameMajorE3D(nn.Module):

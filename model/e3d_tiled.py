@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gaitid.model.e3d import E3D, layer_convs
-from gaitid.model.layers.conv3d_as_2d import is_replaceable
+from gaitid.model.layers.conv3d_as_2d import check_replaceable
 
 
 def frame_pitch(height: int, pools: int) -> int:
@@ -56,8 +56,7 @@ class _TiledConv3d(nn.Module):
 
     def __init__(self, conv: nn.Conv3d) -> None:
         super().__init__()
-        if not is_replaceable(conv):
-            raise ValueError(f"cannot rewrite {conv}: needs kernel 3, stride 1, padding 1, no bias")
+        check_replaceable(conv)
         weight = conv.weight.detach()  # [O, C, kt, kh, kw]
         # one (time, width) kernel per height tap
         self.taps = nn.ParameterList(

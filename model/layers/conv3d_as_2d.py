@@ -24,27 +24,41 @@ class TimeStackedConv3d(nn.Module):
 
     def __init__(self, conv: nn.Conv3d) -> None:
         super().__init__()
-        if not is_replaceable(conv):
-            raise ValueError(f"cannot rewrite {conv}: needs kernel 3, stride 1, padding 1, no bias")
-        out_channels, in_channels = conv.weight.shape[:2]
-        # [O, C, kt, kh, kw] -> [O, kt, C, kh, kw] -> [O, kt*C, kh, kw]: time-major channel blocks
-        weight = (
-            conv.weight.detach().permute(0, 2, 1, 3, 4).reshape(out_channels, 3 * in_channels, 3, 3)
-        )
-        self.weight = nn.Parameter(weight.clone(), requires_grad=False)
+        self.weight = nn.Parameter(time_stacked_weight(conv), requires_grad=False)
 
     def forward(self, x: Tensor) -> Tensor:
         n, c, t, h, w = x.shape
-        # time-major first, on C channels (not 3C): [N, T+2, C, H, W] with a zero frame each
-        # side. The transpose back at the end then meets the next layer's transpose here with
-        # only element-wise ops between them, and ONNX Runtime's transpose optimiser cancels
-        # the pair, so consecutive convolutions stay in this layout.
-        padded = F.pad(x.transpose(1, 2), (0, 0, 0, 0, 0, 0, 1, 1))
-        # [N, T, 3C, H, W]: frames t-1, t, t+1 side by side on channels, contiguous as built
-        stacked = torch.cat([padded[:, 0:t], padded[:, 1 : t + 1], padded[:, 2 : t + 2]], dim=2)
+        # time-major first, on C channels (not 3C). The transpose back at the end then meets
+        # the next layer's transpose here with only element-wise ops between them, and ONNX
+        # Runtime's transpose optimiser cancels the pair, so consecutive convolutions stay in
+        # this layout.
+        stacked = stack_frames(x.transpose(1, 2))
         # [N*T, 3C, H, W] -> conv -> [N, T, O, H, W] -> [N, O, T, H, W]
         y = F.conv2d(stacked.reshape(n * t, 3 * c, h, w), self.weight, padding=1)
         return y.reshape(n, t, -1, h, w).transpose(1, 2)
+
+
+def time_stacked_weight(conv: nn.Conv3d) -> Tensor:
+    """``[O, C, kt, kh, kw] -> [O, kt * C, kh, kw]``: time-major channel blocks, the order in
+    which :func:`stack_frames` lays out its input (a copy; refuses what it cannot rewrite)."""
+    check_replaceable(conv)
+    out_channels, in_channels = conv.weight.shape[:2]
+    weight = conv.weight.detach().permute(0, 2, 1, 3, 4)
+    return weight.reshape(out_channels, 3 * in_channels, 3, 3).clone()
+
+
+def stack_frames(x: Tensor) -> Tensor:
+    """``[N, T, C, H, W] -> [N, T, 3C, H, W]``: frames t-1, t, t+1 side by side on the
+    channels, contiguous as built (zero frames at the ends: the Conv3d's temporal padding)."""
+    t = x.shape[1]
+    padded = F.pad(x, (0, 0, 0, 0, 0, 0, 1, 1))
+    return torch.cat([padded[:, 0:t], padded[:, 1 : t + 1], padded[:, 2 : t + 2]], dim=2)
+
+
+def check_replaceable(conv: nn.Module) -> None:
+    """Raise ``ValueError`` unless :func:`is_replaceable` holds for ``conv``."""
+    if not is_replaceable(conv):
+        raise ValueError(f"cannot rewrite {conv}: needs kernel 3, stride 1, padding 1, no bias")
 
 
 def is_replaceable(conv: nn.Module) -> bool:

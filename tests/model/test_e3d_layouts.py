@@ -12,9 +12,10 @@ import torch
 from torch import nn
 
 from gaitid.contract import INPUT_LENGTHS, INPUT_SILHOUETTES
-from gaitid.model.e3d_frames import FrameMajorE3D, stack_frames
+from gaitid.model.e3d_frames import FrameMajorE3D
 from gaitid.model.e3d_tiled import TiledE3D, frame_pitch
 from gaitid.model.export import export_onnx
+from gaitid.model.layers.conv3d_as_2d import stack_frames
 from gaitid.model.layers.masking import length_mask
 from gaitid.model.registry import create_model
 
