@@ -102,13 +102,19 @@ def test_ivf_nprobe_above_nlist_is_rejected_at_load(tmp_path: Path) -> None:
         Settings(data_dir=tmp_path, index_nlist=8, index_nprobe=16)
 
 
+def _fake_shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, name: str) -> Path:
+    """A stand-in file for the shipped model ``setting`` names, under ``tmp_path/models``."""
+    shipped = tmp_path / "models" / name
+    shipped.parent.mkdir(exist_ok=True)
+    shipped.write_bytes(b"onnx")
+    monkeypatch.setattr(service_config, setting, shipped)
+    return shipped
+
+
 def test_the_shipped_model_serves_unless_one_is_placed_or_configured(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shipped = tmp_path / "models" / "gaitid-lmgcs.onnx"
-    shipped.parent.mkdir()
-    shipped.write_bytes(b"onnx")
-    monkeypatch.setattr(service_config, "SHIPPED_MODEL", shipped)
+    shipped = _fake_shipped(tmp_path, monkeypatch, "SHIPPED_MODEL", "gaitid-lmgcs.onnx")
     settings = Settings(data_dir=tmp_path / "data")
     assert settings.resolved_model_path == shipped
     placed = tmp_path / "data" / "model.onnx"
@@ -121,10 +127,7 @@ def test_the_shipped_model_serves_unless_one_is_placed_or_configured(
 def test_precision_picks_the_shipped_int8_model_and_only_a_shipped_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    int8 = tmp_path / "models" / "gaitid-lmgcs.int8.onnx"
-    int8.parent.mkdir()
-    int8.write_bytes(b"onnx")
-    monkeypatch.setattr(service_config, "SHIPPED_MODEL_INT8", int8)
+    int8 = _fake_shipped(tmp_path, monkeypatch, "SHIPPED_MODEL_INT8", "gaitid-lmgcs.int8.onnx")
     settings = Settings(data_dir=tmp_path / "data", model_precision="int8")
     assert settings.resolved_model_path == int8
     with pytest.raises(ValidationError, match="GAITID_MODEL_PRECISION"):
