@@ -198,8 +198,9 @@ def _pass_through(gray: NDArray[np.float32]) -> NDArray[np.uint8] | None:
     return out
 
 
-def _pretreat(gray: NDArray[np.float32]) -> NDArray[np.uint8] | None:
-    """Steps 2-5 of the module docstring for one raw frame."""
+def pretreat_frame(gray: NDArray[np.float32]) -> NDArray[np.uint8] | None:
+    """Steps 2-5 of the module docstring for one raw frame of any size (a 0..255 float grey
+    image), never taken as already normalised: what training's degraded walks go through."""
     gray = np.where(gray < NOISE_FLOOR, np.float32(0.0), gray)
     if not _enough_foreground(gray):
         return None
@@ -232,7 +233,7 @@ def normalize_frame(frame: NDArray, *, scale: float | None = None) -> NDArray[np
     gray = to_gray255(np.asarray(frame), scale)
     if gray.shape in NORMALISED_SHAPES:
         return _pass_through(gray)
-    return _pretreat(gray)
+    return pretreat_frame(gray)
 
 
 def _check_min_frames(min_frames: int) -> None:

@@ -11,7 +11,8 @@ Frame windows (OpenGait "fixed ordered" sampling): each walk contributes an orde
 ``frames`` consecutive frames at a random start. A walk shorter than ``frames`` is first repeated
 end to end (``[0..L-1, 0..L-1, ...]``, ``ceil(frames / L)`` times) and the window is cut from the
 repetition, exactly as OpenGait's ``CollateFn`` does, so every training walk has ``frames`` real
-frames and no padding. The start of every window is drawn from a numpy generator seeded by
+frames and no padding. With ``data.augment`` on, a share of the walks is degraded the ways a
+segmenter errs (:mod:`training.augment`), some with frames left out of their window. The start of every window is drawn from a numpy generator seeded by
 ``(seed, iteration, rank)``: batches are reproducible on resume and independent of worker count.
 
 Evaluation uses every frame of every walk: :func:`eval_batches` groups walks of similar length
@@ -26,19 +27,33 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from gaitid.training.augment import AugmentConfig, degrade_walk
 from gaitid.training.sampler import BatchSpec
 
 
-def sample_window(length: int, frames: int, rng: np.random.Generator) -> NDArray[np.int64]:
-    """Indices of an ordered ``frames``-long window into a walk of ``length`` frames."""
+def sample_window(
+    length: int, frames: int, rng: np.random.Generator, *, skip: int = 0
+) -> NDArray[np.int64]:
+    """Indices of an ordered ``frames``-long window into a walk of ``length`` frames.
+
+    ``skip`` > 0 cuts a window of ``frames + skip`` and leaves out ``skip`` of its frames at
+    random (never the first): the gaps a segmenter leaves where it dropped frames.
+    """
     if length < 1:
         raise ValueError(f"a walk needs at least 1 frame, got length {length}")
     if frames < 1:
         raise ValueError(f"window length must be >= 1, got {frames}")
-    repeats = -(-frames // length)  # ceil: repeat short walks end to end (OpenGait)
+    if skip < 0:
+        raise ValueError(f"skip must be >= 0, got {skip}")
+    span = frames + skip
+    repeats = -(-span // length)  # ceil: repeat short walks end to end (OpenGait)
     total = length * repeats
-    start = int(rng.integers(0, total - frames + 1))
-    return np.arange(start, start + frames, dtype=np.int64) % length
+    start = int(rng.integers(0, total - span + 1))
+    window = np.arange(start, start + span, dtype=np.int64) % length
+    if skip:
+        keep = np.sort(rng.choice(np.arange(1, span), size=frames - 1, replace=False))
+        window = window[np.concatenate([[0], keep])]
+    return window
 
 
 class TrainBatches(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -52,12 +67,14 @@ class TrainBatches(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
         frames: int,
         seed: int,
         rank: int = 0,
+        augment: AugmentConfig | None = None,
     ) -> None:
         if len(walks) != len(labels):
             raise ValueError(f"{len(walks)} walks but {len(labels)} labels")
         self.walks = list(walks)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.frames, self.seed, self.rank = frames, seed, rank
+        self.augment = augment if augment is not None else AugmentConfig()
 
     def __len__(self) -> int:  # batches are addressed by BatchSpec, not by position
         return len(self.walks)
@@ -65,9 +82,18 @@ class TrainBatches(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __getitem__(self, spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, spec.iteration, self.rank])
         out = np.empty((len(spec.indices), self.frames, *self.walks[0].shape[1:]), np.uint8)
+        augment = self.augment
         for row, index in enumerate(spec.indices):
             walk = self.walks[index]
-            out[row] = walk[sample_window(walk.shape[0], self.frames, rng)]
+            if not augment.enabled:  # draws nothing more: batches as before augmentation existed
+                out[row] = walk[sample_window(walk.shape[0], self.frames, rng)]
+                continue
+            degrade = rng.random() < augment.probability
+            skip = 0
+            if degrade and rng.random() < augment.drop_frames:
+                skip = int(rng.integers(0, int(self.frames * augment.max_dropped) + 1))
+            window = walk[sample_window(walk.shape[0], self.frames, rng, skip=skip)]
+            out[row] = degrade_walk(window, augment, rng) if degrade else window
         return torch.from_numpy(out), torch.from_numpy(self.labels[list(spec.indices)])
 
 

@@ -1,9 +1,10 @@
 """One training loop for every LMGCS variant and dataset: weighted loss terms, exact resume, DDP.
 
 The loop (``Trainer.fit``): draw the P x K batch of iteration ``i`` (a pure function of the
-seed and ``i``), cut the ``data.frames`` windows, forward under bf16 autocast on CUDA (fp32 on
-CPU), add the weighted loss terms of :mod:`gaitid.training.objective`, clip the gradient norm, step
-Adam at the learning rate of :mod:`gaitid.training.schedule`. The run ends when its schedule does:
+seed and ``i``), cut the ``data.frames`` windows (degraded as ``data.augment`` says), forward under bf16
+autocast where ``trainer.amp`` puts it (CUDA, and CPUs with bf16 units; fp32 elsewhere), add
+the weighted loss terms of :mod:`gaitid.training.objective`, clip the gradient norm, step the
+optimiser at the learning rate of :mod:`gaitid.training.schedule`. The run ends when its schedule does:
 after ``schedule.iterations``, or, for a wall-time budget (``schedule.minutes`` /
 ``--max-minutes``), when the training time the budget leaves is spent; either way it then fits
 the embedding head, validates (with the open-set calibration) and writes its last checkpoint,
@@ -62,6 +63,7 @@ from gaitid.training.setup import (
     build_optimizer,
     check_resume_compatible,
     load_training_data,
+    use_autocast,
 )
 
 __all__ = ["TrainResult", "Trainer", "TrainingError"]
@@ -277,7 +279,9 @@ class Trainer:
                 find_unused_parameters=True,
             )
         loader = self._loader(data, sampler, start, ctx)
-        use_amp = cfg.trainer.amp and ctx.device.type == "cuda"
+        use_amp = use_autocast(cfg.trainer.amp, ctx.device)
+        if ctx.is_main:
+            logger.info("training in %s", "bf16 autocast" if use_amp else "fp32")
         bar = self._progress(start, schedule, ctx)
         terms: dict[str, float] = {}
         eval_summary: dict[str, float] = {}
@@ -413,6 +417,7 @@ class Trainer:
             frames=self.config.data.frames,
             seed=self.config.seed,
             rank=ctx.rank,
+            augment=self.config.data.augment,
         )
         workers = self.config.data.workers
         # a private generator: creating the loader iterator draws a base seed from it, and
