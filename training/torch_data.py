@@ -12,7 +12,8 @@ Frame windows (OpenGait "fixed ordered" sampling): each walk contributes an orde
 end to end (``[0..L-1, 0..L-1, ...]``, ``ceil(frames / L)`` times) and the window is cut from the
 repetition, exactly as OpenGait's ``CollateFn`` does, so every training walk has ``frames`` real
 frames and no padding. With ``data.augment`` on, a share of the walks is degraded the ways a
-segmenter errs (:mod:`training.augment`), some with frames left out of their window. The start of every window is drawn from a numpy generator seeded by
+segmenter errs (:mod:`training.augment`), some with frames left out of their window. The
+start of every window (and every degradation) is drawn from a numpy generator seeded by
 ``(seed, iteration, rank)``: batches are reproducible on resume and independent of worker count.
 
 Evaluation uses every frame of every walk: :func:`eval_batches` groups walks of similar length

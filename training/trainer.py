@@ -1,10 +1,11 @@
 """One training loop for every LMGCS variant and dataset: weighted loss terms, exact resume, DDP.
 
 The loop (``Trainer.fit``): draw the P x K batch of iteration ``i`` (a pure function of the
-seed and ``i``), cut the ``data.frames`` windows (degraded as ``data.augment`` says), forward under bf16
-autocast where ``trainer.amp`` puts it (CUDA, and CPUs with bf16 units; fp32 elsewhere), add
-the weighted loss terms of :mod:`gaitid.training.objective`, clip the gradient norm, step the
-optimiser at the learning rate of :mod:`gaitid.training.schedule`. The run ends when its schedule does:
+seed and ``i``), cut the ``data.frames`` windows (degraded as ``data.augment`` says), forward
+under bf16 autocast where ``trainer.amp`` puts it (CUDA, and CPUs with bf16 units; fp32
+elsewhere), add the weighted loss terms of :mod:`gaitid.training.objective`, clip the gradient
+norm, step the optimiser at the learning rate of :mod:`gaitid.training.schedule`. The run ends
+when its schedule does:
 after ``schedule.iterations``, or, for a wall-time budget (``schedule.minutes`` /
 ``--max-minutes``), when the training time the budget leaves is spent; either way it then fits
 the embedding head, validates (with the open-set calibration) and writes its last checkpoint,
