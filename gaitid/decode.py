@@ -57,13 +57,14 @@ import tokenize
 import zipfile
 import zlib
 from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from gaitid.errors import (
@@ -97,22 +98,29 @@ RATIO_CHECK_MIN_BYTES: Final = 1 * MiB
 #: Bytes inflated (or read) per step: between two steps the cancel event is checked.
 _CHUNK: Final = 1 * MiB
 
-#: Errors third-party decoders (Pillow, tifffile, zipfile, numpy) raise on malformed data.
+#: What the third-party decoders raise on malformed data: Pillow (``OSError``, which
+#: ``UnidentifiedImageError`` is, ``ValueError``, ``EOFError``, ``SyntaxError``,
+#: ``struct.error``), zipfile and tarfile (``BadZipFile``, ``TarError``, ``EOFError``, and
+#: ``NotImplementedError`` for an unknown compression method), zlib and lzma, numpy's .npy
+#: header reader (``ValueError``; the tokenizer's ``TokenError``) and tifffile
+#: (``TiffFileError``, a ``ValueError``). Only calls into those libraries are wrapped
+#: (``_reading``): an error of our own (``TypeError``, ``KeyError``, ...) is a bug, and the
+#: service answers it with a logged 500, never with "corrupt upload".
 _DECODER_FAILURES: Final = (
     ValueError,
     OSError,
     EOFError,
-    KeyError,
-    IndexError,
-    TypeError,
-    RuntimeError,
     NotImplementedError,
     SyntaxError,
     struct.error,
     zlib.error,
     lzma.LZMAError,
-    tokenize.TokenError,  # numpy parses .npy headers with the Python tokenizer
+    tokenize.TokenError,
+    zipfile.BadZipFile,
+    tarfile.TarError,
 )
+#: tifffile's tag parser also fails with these on malformed tags (found by fuzzing).
+_TIFF_FAILURES: Final = (TypeError, KeyError, IndexError)
 
 Format = Literal["zip", "tar", "npy", "tiff", "video", "image"]
 SUPPORTED_FORMATS: Final = (
@@ -169,6 +177,21 @@ class _Source:
 
     frames: Iterator[tuple[FrameKey, NDArray]]
     scale: float | None = None
+
+
+@contextmanager
+def _reading(failure: str, also: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """A third-party decoder's failure inside the block -> ``CorruptUploadError``
+    (``"{failure}: {exc}"``); our own errors pass through unchanged. ``also``: what one
+    library raises besides ``_DECODER_FAILURES``."""
+    try:
+        yield
+    except (UploadError, DecodeCancelledError):
+        raise  # a limit or the cancel event, raised from a stream the library read from
+    except Exception as exc:
+        if isinstance(exc, _DECODER_FAILURES + also):
+            raise CorruptUploadError(f"{failure}: {exc}") from exc
+        raise
 
 
 class _Work:
@@ -476,11 +499,9 @@ def _check_ratio(size: int, compressed: int, what: str, limits: DecodeLimits) ->
 
 def _open_zip(data: bytes, work: _Work) -> _Source:
     limits = work.limits
-    try:
+    with _reading("the zip archive cannot be read"):
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = archive.infolist()
-    except (zipfile.BadZipFile, *_DECODER_FAILURES) as exc:
-        raise CorruptUploadError(f"the zip archive cannot be read: {exc}") from exc
     if len(members) > limits.max_archive_members:
         raise UploadTooLargeError(
             f"the zip archive has {len(members)} members; the limit is {limits.max_archive_members}"
@@ -531,18 +552,11 @@ def _read_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, work: _Wor
     """Inflate one image member in chunks, charging the bytes actually produced to ``work``."""
     chunks: list[bytes] = []
     size = 0
-    what = f"zip member {info.filename!r}"
-    try:
-        with archive.open(info) as member:
-            while chunk := member.read(_CHUNK):
-                work.inflate(len(chunk), what)
-                size += len(chunk)
-                _check_frame_file_size(size, what, work.limits)
-                chunks.append(chunk)
-    except (UploadError, DecodeCancelledError):
-        raise
-    except (zipfile.BadZipFile, *_DECODER_FAILURES) as exc:
-        raise CorruptUploadError(f"{what} cannot be read: {exc}") from exc
+    with _ZipMemberStream(archive, info, work, charge=True) as member:
+        while chunk := member.read(_CHUNK):
+            size += len(chunk)
+            _check_frame_file_size(size, f"zip member {info.filename!r}", work.limits)
+            chunks.append(chunk)
     return b"".join(chunks)
 
 
@@ -604,13 +618,9 @@ class _TarStream:
 
 def _open_tar(data: bytes, work: _Work) -> _Source:
     stream = _TarStream(data, work)
-    try:
+    with _reading("the tar archive cannot be read"):
         # "r|": a forward-only stream; members are read as they come, never all at once
         archive = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]  # noqa: SIM115
-    except (UploadError, DecodeCancelledError):
-        raise
-    except (tarfile.TarError, *_DECODER_FAILURES) as exc:
-        raise CorruptUploadError(f"the tar archive cannot be read: {exc}") from exc
     return _Source(_tar_image_frames(archive, stream, work))
 
 
@@ -624,7 +634,7 @@ def _tar_image_frames(
     count = 0
     try:
         with archive:
-            for member in archive:
+            for member in _tar_members(archive):
                 count += 1
                 if count > limits.max_archive_members:
                     raise UploadTooLargeError(
@@ -649,21 +659,29 @@ def _tar_image_frames(
                     continue
                 what = f"tar member {member.name!r}"
                 _check_frame_file_size(member.size, what, limits)
-                handle = archive.extractfile(member)
-                assert handle is not None  # regular files always have a handle
-                content = handle.read()
+                with _reading("the tar archive cannot be read"):
+                    handle = archive.extractfile(member)
+                    assert handle is not None  # regular files always have a handle
+                    content = handle.read()
                 frames += 1
                 yield natural_key(member.name), _decode_image(content, what, work)
-    except (UploadError, DecodeCancelledError):
-        raise
-    except (tarfile.TarError, *_DECODER_FAILURES) as exc:
-        raise CorruptUploadError(f"the tar archive cannot be read: {exc}") from exc
     finally:
         stream.close()
     if not frames:
         raise UploadContentError(
             f"the tar archive has no PNG/JPEG/BMP frames (found {sorted(usable) or 'nothing'})"
         )
+
+
+def _tar_members(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The archive's members as tarfile parses them from the stream."""
+    members = iter(archive)
+    while True:
+        with _reading("the tar archive cannot be read"):
+            member = next(members, None)
+        if member is None:
+            return
+        yield member
 
 
 def _folder_frames(folder: Path, work: _Work) -> Iterator[tuple[FrameKey, NDArray]]:
@@ -711,18 +729,18 @@ class _NpyHeader:
 
 def _read_npy_header(handle: _Reader, what: str, work: _Work) -> _NpyHeader:
     """Parse and check an .npy header (dtype, shape, sizes, pixel budget) before any data."""
-    try:
+    failure = f"{what} has an unreadable .npy header"
+    with _reading(failure):
         major, _minor = np.lib.format.read_magic(handle)
-        if major == 1:
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
-        elif major in (2, 3):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
-        else:
-            raise ValueError(f"unknown .npy version {major}")
-    except (UploadError, DecodeCancelledError):
-        raise
-    except _DECODER_FAILURES as exc:
-        raise CorruptUploadError(f"{what} has an unreadable .npy header: {exc}") from exc
+    if major not in (1, 2, 3):
+        raise CorruptUploadError(f"{failure}: unknown .npy version {major}")
+    with _reading(failure):
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if major == 1
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = read_header(handle)
     if dtype.kind not in "biuf" or dtype.names is not None or dtype.subdtype is not None:
         raise UploadContentError(
             f"{what} has dtype {dtype}; allowed are bool, integers and floats "
@@ -851,17 +869,13 @@ class _ZipMemberStream:
         self._what = f"zip member {info.filename!r}"
         self._work = work
         self._charge = charge
-        try:
+        with _reading(f"{self._what} cannot be read"):
             self._member = archive.open(info)
-        except (zipfile.BadZipFile, *_DECODER_FAILURES) as exc:
-            raise CorruptUploadError(f"{self._what} cannot be read: {exc}") from exc
 
     def read(self, size: int = -1) -> bytes:
         self._work.check_cancel()
-        try:
+        with _reading(f"{self._what} cannot be read"):
             chunk = self._member.read(_CHUNK if size < 0 else min(size, _CHUNK))
-        except (zipfile.BadZipFile, *_DECODER_FAILURES) as exc:
-            raise CorruptUploadError(f"{self._what} cannot be read: {exc}") from exc
         if self._charge:
             self._work.inflate(len(chunk), self._what)
         return chunk
@@ -878,19 +892,19 @@ class _ZipMemberStream:
 
 def _decode_image(raw: bytes, what: str, work: _Work) -> NDArray:
     """PNG / JPEG / BMP bytes -> array; the size in the header is checked before decoding."""
+    failure = f"{what} is not a readable PNG/JPEG/BMP image"
     try:
-        with Image.open(io.BytesIO(raw), formats=("PNG", "JPEG", "BMP")) as image:
+        with _reading(failure):
+            image = Image.open(io.BytesIO(raw), formats=("PNG", "JPEG", "BMP"))
+        with image:
             width, height = image.size
             work.check_frame(height, width, what)
             work.check_total(work.pixels + height * width, "the upload")
-            image.load()
-            return _image_array(image)
-    except (UploadError, DecodeCancelledError):
-        raise
+            with _reading(failure):
+                image.load()
+                return _image_array(image)
     except Image.DecompressionBombError as exc:
         raise UploadTooLargeError(f"{what} is too large to decode: {exc}") from exc
-    except (UnidentifiedImageError, *_DECODER_FAILURES) as exc:
-        raise CorruptUploadError(f"{what} is not a readable PNG/JPEG/BMP image: {exc}") from exc
 
 
 def _image_array(image: Image.Image) -> NDArray:
@@ -907,10 +921,8 @@ def _open_tiff(data: bytes, work: _Work) -> _Source:
     """One frame per TIFF page, with each page's size checked before it is decoded."""
     import tifffile
 
-    try:
+    with _reading("the TIFF cannot be read", _TIFF_FAILURES):
         tiff = tifffile.TiffFile(io.BytesIO(data))
-    except (tifffile.TiffFileError, *_DECODER_FAILURES) as exc:
-        raise CorruptUploadError(f"the TIFF cannot be read: {exc}") from exc
     return _Source(_tiff_pages(tiff, work))
 
 
@@ -920,25 +932,31 @@ def _tiff_pages(tiff: object, work: _Work) -> Iterator[tuple[FrameKey, NDArray]]
     assert isinstance(tiff, tifffile.TiffFile)
     limits = work.limits
     with tiff:
+        pages = iter(tiff.pages)
         decoded = 0
-        try:
-            for index, entry in enumerate(tiff.pages):
-                if index >= limits.max_frames:
-                    raise UploadTooLargeError(
-                        f"the TIFF has more than {limits.max_frames} pages (the limit)"
-                    )
+        while True:
+            failure = f"TIFF page {decoded} cannot be decoded"
+            with _reading(failure, _TIFF_FAILURES):
+                entry = next(pages, None)
+            if entry is None:
+                break
+            if decoded >= limits.max_frames:
+                raise UploadTooLargeError(
+                    f"the TIFF has more than {limits.max_frames} pages (the limit)"
+                )
+            with _reading(failure, _TIFF_FAILURES):
                 page = entry if isinstance(entry, tifffile.TiffPage) else entry.aspage()
-                work.check_frame(page.imagelength, page.imagewidth, f"TIFF page {index}")
-                work.inflate(int(page.nbytes), f"TIFF page {index}")
+                # int(): a malformed tag can hand back a tuple where a number belongs
+                height, width = int(page.imagelength), int(page.imagewidth)
+                nbytes = int(page.nbytes)
+            work.check_frame(height, width, f"TIFF page {decoded}")
+            work.inflate(nbytes, f"TIFF page {decoded}")
+            with _reading(failure, _TIFF_FAILURES):
                 array = page.asarray()
-                if page.axes.startswith("S") and array.ndim == 3:
-                    array = np.moveaxis(array, 0, -1)  # planar [C, H, W] -> [H, W, C]
-                decoded += 1
-                yield index, array
-        except (UploadError, DecodeCancelledError):
-            raise
-        except (tifffile.TiffFileError, *_DECODER_FAILURES) as exc:
-            raise CorruptUploadError(f"TIFF page {decoded} cannot be decoded: {exc}") from exc
+            if page.axes.startswith("S") and array.ndim == 3:
+                array = np.moveaxis(array, 0, -1)  # planar [C, H, W] -> [H, W, C]
+            yield decoded, array
+            decoded += 1
         if decoded == 0:
             raise CorruptUploadError("the TIFF has no readable pages")
 

@@ -19,7 +19,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gaitid.errors import GaitidError, TooFewFramesError, UploadError, UploadTooLargeError
+from gaitid.errors import (
+    GaitidError,
+    InvalidSequenceError,
+    TooFewFramesError,
+    UploadError,
+    UploadTooLargeError,
+)
 from gaitid.segment import BackgroundNeededError, NoPersonFoundError
 from gaitid.service.walks.batching import BatcherClosedError
 
@@ -204,11 +210,15 @@ _HTTP_CODES = {
 
 
 def status_for(exc: Exception) -> int:
-    """The HTTP status of a typed error (422 for other invalid input, 500 otherwise)."""
+    """The HTTP status of a typed error (422 for other unusable walks, 500 otherwise).
+
+    Only the sender's errors are 4xx: a plain ``ValueError``, or a project error that is one
+    (a ``ContractError`` from a wrong model file), is a bug or a deployment fault, a 500.
+    """
     for cls, status in _STATUS:
         if isinstance(exc, cls):
             return status
-    if isinstance(exc, GaitidError) and isinstance(exc, ValueError):
+    if isinstance(exc, InvalidSequenceError):
         return 422  # gaitid.errors.InvalidSequenceError and friends
     return 500
 
@@ -219,7 +229,7 @@ def code_for(exc: Exception) -> str:
             return code
     if isinstance(exc, ServiceError):
         return exc.code
-    return "invalid_sequence" if isinstance(exc, ValueError) else "internal_error"
+    return "invalid_sequence" if isinstance(exc, InvalidSequenceError) else "internal_error"
 
 
 def error_body(code: str, message: str, details: Any | None = None) -> dict[str, Any]:

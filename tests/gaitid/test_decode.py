@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
+from gaitid import decode
 from gaitid.decode import (
     DecodeLimits,
     decode_path,
@@ -457,3 +458,19 @@ def test_damaged_uploads_never_escape_the_typed_errors(name: str) -> None:
         except (UploadError, TooFewFramesError):
             continue
         assert result.frames.dtype == np.uint8 and result.frames.shape[1:] == (64, 44)
+
+
+@pytest.mark.parametrize("name", sorted(uploads.LOSSLESS))
+def test_a_bug_of_ours_is_not_reported_as_a_corrupt_upload(
+    name: str, masks: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only what the third-party decoders raise becomes ``CorruptUploadError``; an error in
+    our own code inside a decoder (here the per-frame pixel check) surfaces as itself."""
+
+    def broken(*_args: object) -> None:
+        raise TypeError("a bug")
+
+    data = uploads.LOSSLESS[name](masks)
+    monkeypatch.setattr(decode._Work, "check_frame", broken)
+    with pytest.raises(TypeError, match="a bug"):
+        decode_upload(data)
