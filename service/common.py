@@ -1,14 +1,11 @@
-"""What the logic modules share: lookups, race-safe get-or-create, the threshold rule, audit.
+"""What the logic modules share: lookups, race-safe get-or-create, the decision, audit.
 
 SQL is the source of truth everywhere: a change is written and flushed in one transaction,
 then committed and applied to the in-memory index under one lock (``GalleryIndexes``), so the
 index never misses a committed template after the request returns and never keeps an erased
 one. The logic modules (``enroll``, ``identify``, ``verify``, ``identities``, ``templates``,
 ``galleries``) use the helpers here: one get-or-404, race-safe get-or-create for galleries
-and identities, the threshold precedence and the audit row.
-
-Threshold precedence: the request's, else the gallery's default, else the model's calibrated
-default (ONNX metadata ``default_threshold``), else ``Settings.fallback_threshold``.
+and identities, the match/unknown decision (:func:`decide`) and the audit row.
 
 Blocking work (SQL, FAISS) runs in worker threads; the async functions of the logic modules
 are called from the event loop.
@@ -18,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -57,20 +54,44 @@ def gallery_by_name(session: Session, name: str) -> Gallery:
     return row
 
 
-def resolve_threshold(
+@dataclass(frozen=True)
+class Decision:
+    """Whether a walk matches, and the threshold it was held to and where that came from."""
+
+    match: bool
+    threshold: float
+    source: ThresholdSource
+
+    @property
+    def label(self) -> Literal["match", "unknown"]:
+        return "match" if self.match else "unknown"
+
+
+def decide(
+    best_score: float | None,
     requested: float | None,
     gallery_default: float | None,
     model_default: float | None,
     fallback: float,
-) -> tuple[float, ThresholdSource]:
-    """The decision threshold and where it came from (see the module docstring)."""
+) -> Decision:
+    """The one match/unknown rule of identify and verify.
+
+    The threshold is the request's, else the gallery's default, else the model's calibrated
+    default (ONNX metadata ``default_threshold``), else ``Settings.fallback_threshold``. The
+    walk matches when its best score reaches it (a score equal to the threshold matches);
+    ``best_score`` is ``None`` when there was nothing to compare with (an empty gallery).
+    """
+    threshold: float
+    source: ThresholdSource
     if requested is not None:
-        return requested, "request"
-    if gallery_default is not None:
-        return gallery_default, "gallery"
-    if model_default is not None:
-        return model_default, "model"
-    return fallback, "fallback"
+        threshold, source = requested, "request"
+    elif gallery_default is not None:
+        threshold, source = gallery_default, "gallery"
+    elif model_default is not None:
+        threshold, source = model_default, "model"
+    else:
+        threshold, source = fallback, "fallback"
+    return Decision(best_score is not None and best_score >= threshold, threshold, source)
 
 
 def elapsed_ms(start: float) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import numpy as np
@@ -19,11 +19,12 @@ from sqlalchemy import select
 
 from gaitid.service.auth import Principal
 from gaitid.service.common import (
+    Decision,
     GalleryRef,
     audit,
+    decide,
     elapsed_ms,
     gallery_ref,
-    resolve_threshold,
 )
 from gaitid.service.db.models import Identity, Template
 from gaitid.service.errors import InvalidRequestError
@@ -34,13 +35,6 @@ from gaitid.service.walks.uploads import Upload
 
 #: How many index hits are fetched per wanted identity before grouping by identity.
 _HITS_PER_IDENTITY = 4
-
-Decision = Literal["match", "unknown"]
-
-
-def decide(matches: list[Match], threshold: float) -> Decision:
-    """``match`` when the best score reaches the threshold (scores equal to it match)."""
-    return "match" if matches and matches[0].score >= threshold else "unknown"
 
 
 @dataclass(frozen=True)
@@ -121,22 +115,28 @@ def _search_and_audit(
     gallery: GalleryRef,
     vector: NDArray[np.float32],
     top_k: int,
-    threshold: float,
+    threshold: float | None,
     options: SearchOptions,
-) -> list[Match]:
+) -> tuple[list[Match], Decision]:
     matches = _rank(state, gallery, vector, top_k, options)
-    decision = decide(matches, threshold)
+    decision = decide(
+        matches[0].score if matches else None,
+        threshold,
+        gallery.default_threshold,
+        state.model.default_threshold,
+        state.settings.fallback_threshold,
+    )
     with state.db.session(write=True) as session:
         audit(
             session,
             "identify",
             principal,
             gallery_id=gallery.id,
-            identity_id=matches[0].identity_id if decision == "match" else None,
-            detail={"decision": decision, "returned": len(matches)},
+            identity_id=matches[0].identity_id if decision.match else None,
+            detail={"decision": decision.label, "returned": len(matches)},
         )
         session.commit()
-    return matches
+    return matches, decision
 
 
 async def identify(
@@ -154,33 +154,26 @@ async def identify(
     if top_k > state.settings.max_top_k:
         raise InvalidRequestError(f"top_k={top_k} exceeds the limit {state.settings.max_top_k}")
     gallery = await anyio.to_thread.run_sync(gallery_ref, state, gallery_name)
-    used, source = resolve_threshold(
-        threshold,
-        gallery.default_threshold,
-        state.model.default_threshold,
-        state.settings.fallback_threshold,
-    )
     walk = await embed_upload(upload, state)
     decoded, embedded = walk.decoded, walk.embedded
     search_start = time.perf_counter()
-    matches = await anyio.to_thread.run_sync(
+    matches, decision = await anyio.to_thread.run_sync(
         _search_and_audit,
         state,
         principal,
         gallery,
         embedded.vector,
         top_k,
-        used,
+        threshold,
         options or SearchOptions(),
     )
-    decision = decide(matches, used)
-    state.metrics.decisions.labels(decision).inc()
+    state.metrics.decisions.labels(decision.label).inc()
     return IdentifyResponse(
         gallery=gallery.name,
         matches=matches,
-        decision=decision,
-        threshold=used,
-        threshold_source=source,
+        decision=decision.label,
+        threshold=decision.threshold,
+        threshold_source=decision.source,
         model_version=state.model.version,
         frames_used=int(decoded.sequence.frames.shape[0]),
         input=walk.input_report(),

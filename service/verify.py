@@ -18,10 +18,10 @@ from gaitid.service.auth import Principal
 from gaitid.service.common import (
     GalleryRef,
     audit,
+    decide,
     elapsed_ms,
     gallery_by_name,
     get_or_404,
-    resolve_threshold,
 )
 from gaitid.service.db.models import Identity, Template
 from gaitid.service.errors import ConflictError, InvalidRequestError, NotFoundError
@@ -99,18 +99,18 @@ async def verify(
     target = await anyio.to_thread.run_sync(
         _verify_target, state, identity_id, identity_name, gallery_name
     )
-    used, source = resolve_threshold(
-        threshold,
-        target.gallery.default_threshold,
-        state.model.default_threshold,
-        state.settings.fallback_threshold,
-    )
     walk = await embed_upload(upload, state)
     decoded, embedded = walk.decoded, walk.embedded
     scores = target.vectors @ embedded.vector
     best = int(np.argmax(scores))
     score = float(scores[best])
-    match = score >= used
+    decision = decide(
+        score,
+        threshold,
+        target.gallery.default_threshold,
+        state.model.default_threshold,
+        state.settings.fallback_threshold,
+    )
 
     def _record() -> None:
         with state.db.session(write=True) as session:
@@ -120,7 +120,7 @@ async def verify(
                 principal,
                 gallery_id=target.gallery.id,
                 identity_id=target.identity_id,
-                detail={"match": match},
+                detail={"match": decision.match},
             )
             session.commit()
 
@@ -130,9 +130,9 @@ async def verify(
         identity=target.name,
         gallery=target.gallery.name,
         score=score,
-        match=match,
-        threshold=used,
-        threshold_source=source,
+        match=decision.match,
+        threshold=decision.threshold,
+        threshold_source=decision.source,
         template_id=int(target.template_ids[best]),
         model_version=state.model.version,
         frames_used=int(decoded.sequence.frames.shape[0]),
