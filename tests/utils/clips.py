@@ -186,3 +186,93 @@ def red_person_onnx(path: Path, size: tuple[int, int] | None = None) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+# ---------------------------------------------------------------------------- camera scenes
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One composited camera clip of a walk: scene, framing, clothing, noise and codec.
+
+    ``view`` is CASIA-B's angle between the walking direction and the camera axis (0: towards
+    it, 90: across, 180: away): the person crosses ``1.3 |sin view|`` of the picture's width
+    and grows (towards) or shrinks (away) by ``0.5 |cos view|`` of their height over the walk.
+    """
+
+    view: int = 90
+    width: int = 640
+    height: int = 480
+    scene_seed: int = 0
+    tint: tuple[float, float, float] = (1.0, 1.0, 1.0)  # per-channel scene colour
+    person_height: float = 0.55  # at the middle of the walk, of the picture's height
+    direction: int = 1  # +1 left to right, -1 right to left
+    garment_seed: int = 0
+    contrast: float = 1.0  # 1: the usual warm garment; toward 0: the scene's own colours
+    noise_sigma: float = 4.0
+    drift: float = 0.15
+    shadow: bool = False
+    codec: str = "mp4v"  # OpenCV fourcc: mp4v (.mp4) or MJPG (.avi)
+
+
+def camera_clip(masks: list[NDArray[np.bool_]], camera: Camera, *, seed: int = 0) -> Clip:
+    """``masks`` (tight crops of one walk, any size) composited as ``camera`` films them."""
+    rng = np.random.default_rng(seed)
+    height, width = camera.height, camera.width
+    scene = textured_background(height, width, camera.scene_seed).astype(np.float32)
+    scene = np.clip(scene * np.array(camera.tint, np.float32), 0, 255)
+    cloth = garment(height, width, camera.garment_seed).astype(np.float32)
+    if camera.contrast < 1.0:  # low contrast: clothing drawn toward the scene behind it
+        cloth = camera.contrast * cloth + (1 - camera.contrast) * scene
+    frames = len(masks)
+    angle = np.deg2rad(camera.view)
+    travel = 1.3 * abs(np.sin(angle))
+    growth = 0.5 * np.cos(angle)  # > 0: walking towards the camera
+    out = np.empty((frames, height, width, 3), np.uint8)
+    truth = np.zeros((frames, height, width), bool)
+    ground_far, ground_near = int(height * 0.8), int(height * 0.97)
+    for t in range(frames):
+        progress = t / max(frames - 1, 1)
+        size = camera.person_height * (1 + growth * (progress - 0.5))
+        span = travel * width
+        offset = (progress - 0.5) * span * camera.direction
+        centre = round(width / 2 + offset)
+        near = (size - camera.person_height * (1 - abs(growth) / 2)) / max(
+            camera.person_height * abs(growth), 1e-6
+        )
+        ground = round(ground_far + (ground_near - ground_far) * float(np.clip(near, 0, 1)))
+        _paste(truth[t], masks[t], round(size * height), centre, ground)
+        frame = scene.copy()
+        if camera.shadow and truth[t].any():
+            cols = np.flatnonzero(truth[t].any(axis=0))
+            rows = np.flatnonzero(truth[t].any(axis=1))
+            foot = rows[-1]
+            reach = round(0.6 * (rows[-1] - rows[0]))
+            shade = np.zeros((height, width), bool)
+            shade[max(0, foot - 6) : foot + 4, cols[0] : min(width, cols[-1] + reach)] = True
+            frame[shade & ~truth[t]] *= 0.55
+        frame[truth[t]] = cloth[truth[t]]
+        frame *= 1.0 + camera.drift * progress
+        frame += rng.normal(0, camera.noise_sigma, frame.shape)
+        out[t] = np.clip(frame, 0, 255).astype(np.uint8)
+    return Clip(out, truth, np.clip(scene, 0, 255).astype(np.uint8))
+
+
+def encode_clip(frames: NDArray[np.uint8], codec: str = "mp4v", fps: int = 25) -> bytes:
+    """RGB frames as a lossy video file: mp4v in .mp4 or MJPG in .avi, through OpenCV."""
+    suffix = {"mp4v": ".mp4", "MJPG": ".avi"}[codec]
+    height, width = frames.shape[1:3]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"clip{suffix}"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, (width, height))
+        if not writer.isOpened():
+            raise RuntimeError(f"OpenCV cannot write {codec} here")
+        for frame in frames:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        writer.release()
+        return path.read_bytes()
+
+
+def walk_masks(frames64: NDArray[np.uint8], min_pixels: int = 50) -> list[NDArray[np.bool_]]:
+    """Tight boolean crops of a pretreated walk's frames (real CASIA-B silhouettes)."""
+    return [_crop(f > 127) for f in frames64 if (f > 127).sum() > min_pixels]

@@ -1,0 +1,323 @@
+"""Rank-1 through camera clips against clean silhouettes: what a camera user gets.
+
+Real walks of held-out CASIA-B subjects (063-074 by default: never trained on by a validation
+model) are composited into camera clips (``tests/utils/clips.camera_clip``: a textured static
+scene, the person crossing or walking obliquely as their CASIA-B view says, at a drawn size,
+in textured or low-contrast clothing, with sensor noise, lighting drift, sometimes a cast
+shadow, encoded as mp4v or MJPG), and each probe walk is embedded twice with one ONNX model:
+
+- *clean*: its CASIA-B silhouettes as they are (the pretreated 64x64 frames);
+- *clip*: the encoded clip through ``gaitid.decode.decode_upload``, i.e. decoding,
+  ``gaitid.segment`` and the pretreatment, exactly as the service reads an upload.
+
+The gallery is each subject's nm-01 walk at 090, clean (one template a person, as an operator
+enrols). Printed per condition (NM = nm-05, BG = bg-01, CL = cl-01) and route: rank-1, the
+genuine acceptance rate at the model's threshold (probe vs its own template), the impostor
+pass rate (vs every other template); then the loss, the cosine between the two routes'
+embeddings of the same walk, mask IoU against the composited truth (working size, kept
+frames), and frames: fully visible in the clip vs kept, with the reasons for every visible
+frame that was dropped. Usage::
+
+    .venv/bin/python bench/clip_identity.py --model models/gaitid-lmgcs.onnx \\
+        --data ../shared/data/casia-b-train --out ../runs/bench/clip-identity.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.utils.clips
+
+from tests.utils import clips
+
+CONDITIONS = {"NM": "nm-05", "BG": "bg-01", "CL": "cl-01"}
+GALLERY = ("nm-01", "090")
+DEFAULT_VIEWS = ("018", "054", "072", "108", "126", "162")
+
+
+@dataclass
+class Probe:
+    subject: str
+    condition: str  # NM / BG / CL
+    view: str
+    camera: clips.Camera
+    clean: NDArray[np.float32] | None = None
+    clip: NDArray[np.float32] | None = None
+    error: str | None = None
+    iou: float = float("nan")
+    visible: int = 0
+    kept: int = 0
+    dropped_visible: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def draw_camera(view: str, rng: np.random.Generator) -> clips.Camera:
+    """A varied camera: scene, colours, size, direction, clothing, noise, shadow, codec."""
+    width, height = ((640, 480), (640, 480), (960, 540))[int(rng.integers(0, 3))]
+    low_contrast = rng.random() < 0.3
+    return clips.Camera(
+        view=int(view),
+        width=width,
+        height=height,
+        scene_seed=int(rng.integers(0, 8)),
+        tint=tuple(float(v) for v in rng.uniform(0.8, 1.2, 3)),  # type: ignore[arg-type]
+        person_height=float(rng.uniform(0.35, 0.75)),
+        direction=1 if rng.random() < 0.5 else -1,
+        garment_seed=int(rng.integers(0, 1000)),
+        contrast=float(rng.uniform(0.3, 0.6)) if low_contrast else 1.0,
+        noise_sigma=float(rng.uniform(2, 8)),
+        drift=float(rng.uniform(-0.15, 0.2)),
+        shadow=bool(rng.random() < 0.3),
+        codec="MJPG" if rng.random() < 0.3 else "mp4v",
+    )
+
+
+class Embedder:
+    """The ONNX model as the service runs it (the contract's inputs, batch of one walk)."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        from gaitid.contract import read_metadata
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 2
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.meta = read_metadata(self.session.get_modelmeta().custom_metadata_map)
+
+    def __call__(self, walk: NDArray[np.uint8]) -> NDArray[np.float32]:
+        from gaitid.contract import (
+            INPUT_LENGTHS,
+            INPUT_SILHOUETTES,
+            OUTPUT_EMBEDDING,
+            batch_sequences,
+        )
+
+        silhouettes, lengths = batch_sequences([walk])
+        (out,) = self.session.run(
+            [OUTPUT_EMBEDDING], {INPUT_SILHOUETTES: silhouettes, INPUT_LENGTHS: lengths}
+        )
+        return np.asarray(out[0], np.float32)
+
+
+def _fully_visible(truth: NDArray[np.bool_], margin: int = 2) -> bool:
+    if not truth.any():
+        return False
+    rows, cols = np.flatnonzero(truth.any(axis=1)), np.flatnonzero(truth.any(axis=0))
+    height, width = truth.shape
+    return bool(
+        rows[0] > margin
+        and cols[0] > margin
+        and rows[-1] < height - 1 - margin
+        and cols[-1] < width - 1 - margin
+    )
+
+
+def run_clip(probe: Probe, frames64: NDArray[np.uint8], embed: Embedder, seed: int) -> None:
+    """The clip route of one probe walk: composite, encode, decode + segment, embed."""
+    import cv2
+
+    from gaitid.decode import decode_upload
+    from gaitid.errors import GaitidError
+    from gaitid.segment import FrontEnd, Segmentation
+
+    masks = clips.walk_masks(frames64)
+    clip = clips.camera_clip(masks, probe.camera, seed=seed)
+    data = clips.encode_clip(clip.frames, probe.camera.codec)
+    found: list[Segmentation] = []
+    front_end = FrontEnd(input="video", observer=lambda _frames, seg: found.append(seg))
+    visible = [_fully_visible(t) for t in clip.truth]
+    probe.visible = sum(visible)
+    name = "clip.avi" if probe.camera.codec == "MJPG" else "clip.mp4"
+    tick = time.perf_counter()
+    try:
+        result = decode_upload(data, name, front_end=front_end)
+    except GaitidError as exc:
+        probe.seconds = time.perf_counter() - tick
+        probe.error = f"{type(exc).__name__}: {exc}"
+        return
+    probe.seconds = time.perf_counter() - tick
+    probe.clip = embed(result.frames)
+    probe.kept = result.used
+    segmentation = found[0]
+    kept_keys = {key for key, _mask in segmentation.masks}
+    ious = []
+    for key, mask in segmentation.masks:
+        truth = cv2.resize(
+            clip.truth[int(key)].astype(np.uint8), mask.shape[::-1], interpolation=cv2.INTER_AREA
+        )
+        ious.append(clips.mask_iou(mask > 0, truth > 0))
+    probe.iou = float(np.mean(ious)) if ious else float("nan")
+    reasons = getattr(segmentation, "reasons", None)
+    lost = Counter()
+    for index, seen in enumerate(visible):
+        if seen and index not in kept_keys:
+            lost[reasons.get(index, "unknown") if isinstance(reasons, dict) else "dropped"] += 1
+    probe.dropped_visible = dict(lost)
+
+
+def _scores(
+    probes: list[Probe], route: str, gallery: dict[str, NDArray[np.float32]], threshold: float
+) -> dict[str, dict[str, float]]:
+    names = sorted(gallery)
+    matrix = np.stack([gallery[n] for n in names])
+    table: dict[str, dict[str, float]] = {}
+    for condition in CONDITIONS:
+        rows = [p for p in probes if p.condition == condition]
+        hits = genuine = impostor = impostor_n = total = 0
+        for probe in rows:
+            vector = getattr(probe, route)
+            total += 1
+            if vector is None:  # refused: a miss, and no accepted pair
+                impostor_n += len(names) - 1
+                continue
+            scores = matrix @ vector
+            own = names.index(probe.subject)
+            hits += int(np.argmax(scores) == own)
+            genuine += int(scores[own] >= threshold)
+            others = np.delete(scores, own)
+            impostor += int((others >= threshold).sum())
+            impostor_n += others.size
+        table[condition] = {
+            "rank1": 100.0 * hits / max(total, 1),
+            "genuine_accept": 100.0 * genuine / max(total, 1),
+            "impostor_pass": 100.0 * impostor / max(impostor_n, 1),
+            "probes": total,
+        }
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="ONNX model file")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/casia-b-train"))
+    parser.add_argument("--subjects", default="063-074", help="e.g. 063-074")
+    parser.add_argument("--views", nargs="+", default=list(DEFAULT_VIEWS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="JSON with every probe's figures")
+    args = parser.parse_args(argv)
+
+    from gaitid.training.data.opengait import parse_subject_spec
+
+    embed = Embedder(args.model)
+    threshold = float(embed.meta.default_threshold or 0.5)
+    rng = np.random.default_rng(args.seed)
+    subjects = parse_subject_spec(args.subjects)
+    gallery: dict[str, NDArray[np.float32]] = {}
+    probes: list[Probe] = []
+    started = time.perf_counter()
+    for subject in subjects:
+        walks = np.load(args.data / f"{subject}.npz")
+        key = f"{GALLERY[0]}/{GALLERY[1]}"
+        if key not in walks.files:
+            continue
+        gallery[subject] = embed(_network(walks[key]))
+        for condition, walk in CONDITIONS.items():
+            for view in args.views:
+                if f"{walk}/{view}" not in walks.files:
+                    continue
+                frames64 = walks[f"{walk}/{view}"]
+                probe = Probe(subject, condition, view, draw_camera(view, rng))
+                probe.clean = embed(_network(frames64))
+                run_clip(probe, frames64, embed, seed=int(rng.integers(0, 2**31)))
+                probes.append(probe)
+                state = probe.error or f"kept {probe.kept}/{probe.visible} visible"
+                print(f"{subject} {walk}/{view}: {state}", flush=True)
+    elapsed = time.perf_counter() - started
+    report(probes, gallery, threshold, args, elapsed)
+    return 0
+
+
+def _network(frames64: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    from gaitid.preprocess import normalize_sequence, to_network_input
+
+    return to_network_input(normalize_sequence(frames64).frames)
+
+
+def report(
+    probes: list[Probe],
+    gallery: dict[str, NDArray[np.float32]],
+    threshold: float,
+    args: argparse.Namespace,
+    elapsed: float,
+) -> None:
+    clean = _scores(probes, "clean", gallery, threshold)
+    clip = _scores(probes, "clip", gallery, threshold)
+    print(
+        f"\n# {platform.machine()}, model {args.model.name}, threshold {threshold:.4f}, "
+        f"{len(gallery)} identities, {len(probes)} probe walks, {elapsed:.0f} s"
+    )
+    print(
+        "| condition | rank-1 clean | rank-1 clip | loss | genuine accepted clean / clip "
+        "| impostors passing clean / clip |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for c in CONDITIONS:
+        a, b = clean[c], clip[c]
+        print(
+            f"| {c} | {a['rank1']:.1f} | {b['rank1']:.1f} | {a['rank1'] - b['rank1']:.1f} | "
+            f"{a['genuine_accept']:.1f} / {b['genuine_accept']:.1f} | "
+            f"{a['impostor_pass']:.2f} / {b['impostor_pass']:.2f} |"
+        )
+    loss = np.mean([clean[c]["rank1"] - clip[c]["rank1"] for c in CONDITIONS])
+    g_clean = np.mean([clean[c]["genuine_accept"] for c in CONDITIONS])
+    g_clip = np.mean([clip[c]["genuine_accept"] for c in CONDITIONS])
+    i_clean = np.mean([clean[c]["impostor_pass"] for c in CONDITIONS])
+    i_clip = np.mean([clip[c]["impostor_pass"] for c in CONDITIONS])
+    print(
+        f"| mean | {np.mean([clean[c]['rank1'] for c in CONDITIONS]):.1f} | "
+        f"{np.mean([clip[c]['rank1'] for c in CONDITIONS]):.1f} | {loss:.1f} | "
+        f"{g_clean:.1f} / {g_clip:.1f} | {i_clean:.2f} / {i_clip:.2f} |"
+    )
+    done = [p for p in probes if p.clip is not None and p.clean is not None]
+    cosines = np.array([float(p.clean @ p.clip) for p in done])  # type: ignore[operator]
+    refused = Counter((p.error or "").split(":")[0] for p in probes if p.error)
+    visible = sum(p.visible for p in probes if p.error is None)
+    kept = sum(p.kept for p in probes if p.error is None)
+    lost: Counter[str] = Counter()
+    for p in probes:
+        lost.update(p.dropped_visible)
+    seconds = sum(p.seconds for p in probes)
+    clip_seconds = sum(p.visible for p in probes) / 25.0
+    if cosines.size:
+        print(
+            f"\ncosine clean vs clip (same walk): mean {cosines.mean():.3f}, "
+            f"p10 {np.percentile(cosines, 10):.3f}, min {cosines.min():.3f}"
+        )
+    ious = np.array([p.iou for p in done if np.isfinite(p.iou)])
+    if ious.size:
+        print(
+            f"mask IoU vs composited truth (working size): mean {ious.mean():.3f}, "
+            f"p10 {np.percentile(ious, 10):.3f}"
+        )
+    print(
+        f"frames fully visible {visible}, kept {kept}; visible frames dropped: "
+        f"{dict(lost) or 'none'}; clips refused: {dict(refused) or 'none'}"
+    )
+    print(f"decode + segmentation: {seconds:.1f} s for ~{clip_seconds:.0f} s of 25 fps clips")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for p in probes:
+            row = {k: v for k, v in asdict(p).items() if k not in ("clean", "clip")}
+            row["cosine"] = (
+                float(p.clean @ p.clip) if p.clean is not None and p.clip is not None else None
+            )
+            rows.append(row)
+        summary = {"clean": clean, "clip": clip, "threshold": threshold, "model": args.model.name}
+        args.out.write_text(json.dumps({"summary": summary, "probes": rows}, indent=1) + "\n")
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
