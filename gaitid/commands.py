@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from gaitid.errors import EXIT_BAD_INPUT
+from gaitid.formats import SUPPORTED_FORMATS
 
 
 def preprocess(
@@ -19,8 +20,8 @@ def preprocess(
         ...,
         exists=True,
         resolve_path=True,
-        help="A file in any upload format (zip/tar of frames, .npy, .npz, video, TIFF) "
-        "or a folder of PNG/JPEG/BMP frames.",
+        help=f"A file in any upload format ({SUPPORTED_FORMATS}) or a folder of PNG/JPEG/BMP "
+        "frames.",
     ),
     out: Path = typer.Option(
         ..., "--out", "-o", resolve_path=True, help="Where to write the (T, 64, 44) uint8 .npy."

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from gaitid import __version__
+from gaitid.formats import SUPPORTED_FORMATS
 from gaitid.service import openapi
 from gaitid.service.auth_first import AuthFirstMiddleware, RedactKeysInAccessLog
 from gaitid.service.config import Settings, load_settings
@@ -42,15 +43,19 @@ from gaitid.service.state import EmbedderFactory, default_embedder, start_state,
 
 logger = logging.getLogger(__name__)
 
-DESCRIPTION = """\
+DESCRIPTION = (
+    """\
 Enrol and identify people from silhouette walks.
 
 Authenticate with the `X-API-Key` header (create keys with `gaitid keys create --scope S`;
 scopes `identify`, `enroll`, `admin`, where admin implies the others). Uploads are multipart
-`file` fields in any supported format (zip/tar of frames, npy, npz, mp4/avi, multi-page TIFF).
+`file` fields in any of these formats: """
+    + SUPPORTED_FORMATS
+    + """.
 Every error has the body `{"error": {"code", "message", "details"}}`; the codes:
 
 """
+)
 
 
 def create_app(

@@ -21,6 +21,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from gaitid.formats import SUPPORTED_FORMATS
 from gaitid.segment import InputChoice
 
 
@@ -89,10 +90,7 @@ class StrictFormRoute(APIRoute):
 #: The ``file`` field of the upload routes: the walk itself.
 WalkFile = Annotated[
     UploadFile,
-    File(
-        description="The walk: silhouettes or a camera clip, as a zip/tar of frames, npy, npz, "
-        "mp4/avi/mkv, multi-page TIFF or a single image."
-    ),
+    File(description=f"The walk: silhouettes or a camera clip, as any of: {SUPPORTED_FORMATS}."),
 ]
 #: The ``input`` form field of the upload routes: how to read the uploaded walk.
 InputField = Annotated[

@@ -14,7 +14,6 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from gaitid import decode
 from gaitid.decode import (
     DecodeLimits,
     decode_path,
@@ -23,6 +22,7 @@ from gaitid.decode import (
     natural_key,
     read_frames_from_path,
 )
+from gaitid.decode.work import Work
 from gaitid.errors import (
     CorruptUploadError,
     TooFewFramesError,
@@ -471,6 +471,6 @@ def test_a_bug_of_ours_is_not_reported_as_a_corrupt_upload(
         raise TypeError("a bug")
 
     data = uploads.LOSSLESS[name](masks)
-    monkeypatch.setattr(decode._Work, "check_frame", broken)
+    monkeypatch.setattr(Work, "check_frame", broken)
     with pytest.raises(TypeError, match="a bug"):
         decode_upload(data)

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from gaitid import decode
 from gaitid.contract import ContractError
+from gaitid.decode.work import Work
 from gaitid.errors import CorruptUploadError, InvalidSequenceError
 from gaitid.service.config import Settings
 from gaitid.service.errors import code_for, status_for
@@ -39,7 +39,7 @@ def test_a_bug_while_decoding_is_a_logged_500(
     def broken(*_args: object) -> None:
         raise TypeError("a bug in our frame check")
 
-    monkeypatch.setattr(decode._Work, "check_frame", broken)
+    monkeypatch.setattr(Work, "check_frame", broken)
     masks = uploads.walking_masks(12, seed=3)
     with running(settings, embedder) as client, caplog.at_level(logging.ERROR):
         response = client.post(
