@@ -47,7 +47,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gaitid.decode.image import decode_image as _decode_image
-from gaitid.decode.image import folder_frames
+from gaitid.decode.image import folder_frames, frame_files
 from gaitid.decode.work import (
     DEFAULT_LIMITS,
     DecodeLimits,
@@ -67,7 +67,7 @@ from gaitid.errors import (
 )
 from gaitid.formats import FORMATS, IMAGE_SUFFIXES, SUPPORTED_FORMATS, detect_format
 from gaitid.preprocess import FrameKey, PreprocessedSequence, network_sequence
-from gaitid.segment import FrontEnd, read_walk
+from gaitid.segment import FrontEnd, WalkReading, read_walk
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -81,9 +81,11 @@ __all__ = [
     "decode_path",
     "decode_upload",
     "detect_format",
+    "frame_files",
     "natural_key",
     "read_frames",
     "read_frames_from_path",
+    "read_walk_from_path",
 ]
 
 #: What each format's module provides: its bytes -> the raw frames.
@@ -109,7 +111,8 @@ def decode_upload(
     ``cancel`` is set.
     """
     work = Work(limits, cancel)
-    return _preprocess(_open_bytes(data, filename, work), min_frames, front_end or FrontEnd())
+    source = _open_bytes(data, filename, work)
+    return _network(_read(source, min_frames, front_end or FrontEnd()))
 
 
 def decode_path(
@@ -123,8 +126,22 @@ def decode_path(
 
     The path ``gaitid preprocess`` runs; identical to ``decode_upload`` on the file's bytes.
     """
+    reading = read_walk_from_path(path, limits=limits, min_frames=min_frames, front_end=front_end)
+    return _network(reading)
+
+
+def read_walk_from_path(
+    path: Path,
+    *,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+    min_frames: int = 1,
+    front_end: FrontEnd | None = None,
+) -> WalkReading:
+    """A file or a folder of frames -> the walk after the front end and the pretreatment,
+    ``(T, 64, 64)`` before the network's crop: how training reads raw folders
+    (``training.data.casia_raw``), so it trains on the silhouettes the service makes."""
     source = _open_path(path, Work(limits, None))
-    return _preprocess(source, min_frames, front_end or FrontEnd())
+    return _read(source, min_frames, front_end or FrontEnd())
 
 
 def read_frames(
@@ -166,7 +183,7 @@ def _ordered(source: Source) -> list[NDArray]:
     return [np.array(frame) for _key, frame in keyed]  # own, writable copies
 
 
-def _preprocess(source: Source, min_frames: int, front_end: FrontEnd) -> PreprocessedSequence:
+def _read(source: Source, min_frames: int, front_end: FrontEnd) -> WalkReading:
     """The front end (silhouettes as they are, footage segmented), then the pretreatment.
 
     Value problems found there become ``UploadContentError``.
@@ -183,6 +200,10 @@ def _preprocess(source: Source, min_frames: int, front_end: FrontEnd) -> Preproc
         close = getattr(source.frames, "close", None)
         if close is not None:
             close()  # release files, temporary folders and decoders early
+    return reading
+
+
+def _network(reading: WalkReading) -> PreprocessedSequence:
     return network_sequence(reading.sequence, kind=reading.kind, drops=reading.drops)
 
 

@@ -49,22 +49,27 @@ def _image_array(image: Image.Image) -> NDArray:
     return np.asarray(image.convert("RGB"))
 
 
-def folder_frames(folder: Path, work: Work) -> Iterator[tuple[FrameKey, NDArray]]:
-    """The image files of a folder in the natural order of their names (hidden files and
-    other files skipped)."""
-    limits = work.limits
+def frame_files(folder: Path) -> list[Path]:
+    """The PNG / JPEG / BMP files of a folder in the natural order of their names (hidden
+    files and files of other types skipped): the frames of a walk folder."""
     files = [
         p
         for p in folder.iterdir()
         if p.is_file() and not is_ignored(p.name) and member_kind(p.name) == "image"
     ]
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def folder_frames(folder: Path, work: Work) -> Iterator[tuple[FrameKey, NDArray]]:
+    """The frames of a folder (``frame_files``), decoded one by one under the limits."""
+    limits = work.limits
+    files = frame_files(folder)
     if not files:
         raise UploadContentError(f"{folder} has no PNG/JPEG/BMP frames")
     if len(files) > limits.max_frames:
         raise UploadTooLargeError(
             f"{folder} has {len(files)} frames; the limit is {limits.max_frames}"
         )
-    files.sort(key=lambda p: natural_key(p.name))
     for index, path in enumerate(files):
         size = path.stat().st_size
         if size > limits.max_bytes:

@@ -1,4 +1,4 @@
-"""Raw CASIA-B style folders of PNG silhouettes, pretreated on the fly."""
+"""Raw CASIA-B style folders of PNG silhouettes, pretreated on the fly by the service's reader."""
 
 from __future__ import annotations
 
@@ -8,15 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from gaitid.errors import TooFewFramesError
-from gaitid.preprocess import normalize_sequence
-from gaitid.training.data.casia_raw import (
-    frame_paths,
-    iter_raw_walks,
-    load_raw_walk,
-    natural_key,
-    read_raw_frames,
-)
+from gaitid.decode import decode_path, natural_key
+from gaitid.errors import CorruptUploadError, TooFewFramesError
+from gaitid.preprocess import normalize_sequence, to_network_input
+from gaitid.training.data.casia_raw import frame_paths, iter_raw_walks, load_raw_walk
 from gaitid.training.data.errors import DatasetError, DatasetFormatError
 from gaitid.training.data.opengait import WalkKey
 
@@ -53,8 +48,20 @@ def test_frames_are_read_in_natural_order(tmp_path: Path) -> None:
     (tmp_path / "w" / "notes.txt").write_text("ignored")
     names = [p.name for p in frame_paths(tmp_path / "w")]
     assert names == ["001-nm-01-090-2.png", "001-nm-01-090-9.png", "001-nm-01-090-10.png"]
-    read = read_raw_frames(tmp_path / "w")
-    np.testing.assert_array_equal(read[0], frames[1])
+
+
+def test_training_reads_a_raw_folder_as_the_service_does(tmp_path: Path) -> None:
+    """Colour frames (here red silhouettes) were read as grey by luminance for training,
+    while the service takes the channel maximum: the two saw different silhouettes."""
+    frames = []
+    for i in range(4):
+        mask = _person(x=120 + 5 * i)
+        colour = np.zeros((*mask.shape, 3), np.uint8)
+        colour[mask > 0] = (0, 0, 255)  # BGR: red
+        frames.append(colour)
+    _write_frames(tmp_path / "w", frames)
+    trained_on = to_network_input(load_raw_walk(tmp_path / "w").frames)
+    np.testing.assert_array_equal(trained_on, decode_path(tmp_path / "w").frames)
 
 
 def test_load_raw_walk_matches_the_shared_pretreatment(tmp_path: Path) -> None:
@@ -92,12 +99,13 @@ def test_unreadable_png_is_named(tmp_path: Path) -> None:
     bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")
     with pytest.raises(DatasetFormatError, match="readable PNG") as info:
         load_raw_walk(tmp_path / "w")
-    assert info.value.path == bad
+    assert info.value.path == tmp_path / "w" and str(bad) in str(info.value)
+    assert isinstance(info.value.__cause__, CorruptUploadError)
 
 
 def test_folder_without_frames_is_named(tmp_path: Path) -> None:
     (tmp_path / "w").mkdir()
-    with pytest.raises(DatasetFormatError, match=r"no \.png") as info:
+    with pytest.raises(DatasetFormatError, match="no PNG/JPEG/BMP frames") as info:
         load_raw_walk(tmp_path / "w")
     assert info.value.path == tmp_path / "w"
     with pytest.raises(DatasetFormatError, match="does not exist"):

@@ -1,55 +1,43 @@
 """Raw CASIA-B style folders: ``ROOT/<subject>/<condition>/<view>/*.png`` frames.
 
-Frames are the camera-sized masks a segmentation produced (any size, 0/255 or 0/1 PNGs), or
-camera frames of the walk itself, ordered by a natural sort of their file names
-(``...-2.png`` before ``...-10.png``). Walks go through the project's one front end and
-pretreatment (:func:`gaitid.segment.read_walk`: silhouettes as they are, footage segmented
-first), so they come out exactly as the OpenGait layout stores them and as the service sees
-them; ``gaitid pretreat`` does it once for a whole dataset.
+Frames are the camera-sized masks a segmentation produced (any size, 0/255 or 0/1 images),
+or camera frames of the walk itself, ordered by a natural sort of their file names
+(``...-2.png`` before ``...-10.png``). A walk folder is read by the service's own reader
+(:func:`gaitid.decode.read_walk_from_path`: the same image decoding, colour kept, the same
+front end and pretreatment), so training sees exactly the silhouettes the service makes of
+the same frames; they come out as the OpenGait layout stores them. ``gaitid pretreat`` does
+it once for a whole dataset.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
-import cv2
-import numpy as np
-from numpy.typing import NDArray
-
+from gaitid.decode import DecodeLimits, frame_files, read_walk_from_path
 from gaitid.errors import InvalidSequenceError
-from gaitid.preprocess import NormalizedSequence, value_scale
-from gaitid.segment import read_walk
+from gaitid.preprocess import NormalizedSequence
 from gaitid.training.data.errors import DatasetError, DatasetFormatError
 from gaitid.training.data.opengait import WalkKey
 
-#: Frame files of a raw walk (CASIA-B ships PNG silhouettes).
-FRAME_SUFFIX: Final = ".png"
-_DIGITS: Final = re.compile(r"(\d+)")
-
-
-def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
-    """Sort key that orders embedded numbers by value: ``f2.png`` < ``f10.png``."""
-    return tuple(
-        (0, int(part)) if part.isdigit() else (1, part.lower())
-        for part in _DIGITS.split(name)
-        if part
-    )
+#: A dataset on local disk is trusted: the service's bounds on one upload (frames, pixels)
+#: would refuse long or full-HD walks, so they are raised; frames are still reduced to the
+#: working size one at a time.
+RAW_LIMITS: Final = DecodeLimits(
+    max_bytes=1 << 30,
+    max_frames=100_000,
+    max_pixels_per_frame=1 << 26,
+    max_total_pixels=1 << 40,
+)
 
 
 def frame_paths(walk_dir: Path) -> list[Path]:
-    """The PNG frames of one walk folder in natural order (hidden files skipped)."""
+    """The image frames of one walk folder in natural order (hidden files skipped)."""
     walk_dir = Path(walk_dir)
     if not walk_dir.is_dir():
         raise DatasetFormatError(walk_dir, "walk folder does not exist")
-    frames = [
-        p
-        for p in walk_dir.iterdir()
-        if p.is_file() and p.suffix.lower() == FRAME_SUFFIX and not p.name.startswith(".")
-    ]
-    return sorted(frames, key=lambda p: natural_key(p.name))
+    return frame_files(walk_dir)
 
 
 def _sorted_dirs(path: Path) -> list[Path]:
@@ -57,7 +45,7 @@ def _sorted_dirs(path: Path) -> list[Path]:
 
 
 def iter_raw_walks(root: Path) -> Iterator[tuple[WalkKey, Path]]:
-    """Yield ``(key, walk folder)`` for every folder that holds PNG frames, sorted by key.
+    """Yield ``(key, walk folder)`` for every folder that holds frames, sorted by key.
 
     Folders without frames (missing walks) are skipped, like the OpenGait reader does.
     """
@@ -71,34 +59,16 @@ def iter_raw_walks(root: Path) -> Iterator[tuple[WalkKey, Path]]:
                     yield WalkKey(subject_dir.name, condition_dir.name, view_dir.name), view_dir
 
 
-def read_raw_frames(walk_dir: Path) -> list[NDArray[np.uint8]]:
-    """Every frame of a walk folder as a grey uint8 ``(H, W)`` array, in natural order."""
-    paths = frame_paths(walk_dir)
-    if not paths:
-        raise DatasetFormatError(Path(walk_dir), f"holds no {FRAME_SUFFIX} frames")
-    frames = []
-    for path in paths:
-        frame = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if frame is None:
-            raise DatasetFormatError(path, "not a readable PNG image")
-        frames.append(np.asarray(frame, dtype=np.uint8))
-    return frames
-
-
 def load_raw_walk(walk_dir: Path, min_frames: int = 1) -> NormalizedSequence:
     """Read and pretreat one raw walk -> uint8 ``(T, 64, 64)`` plus its frame counts.
 
-    Unusable content (fewer than ``min_frames`` frames with enough foreground, bad values)
-    raises :class:`DatasetFormatError` naming the folder, chained to the preprocessing error.
+    Unreadable frames and unusable content (fewer than ``min_frames`` frames with enough
+    foreground, bad values) raise :class:`DatasetFormatError` naming the folder (the message
+    names the frame), chained to the decoding or preprocessing error.
     """
     walk_dir = Path(walk_dir)
-    frames = read_raw_frames(walk_dir)
-    # One array when all frames share a size, so the value scale (0/1 vs 0/255) is decided
-    # once for the walk rather than per frame.
-    same_size = all(f.shape == frames[0].shape for f in frames)
-    source: NDArray[np.uint8] | list[NDArray[np.uint8]] = np.stack(frames) if same_size else frames
-    scale = value_scale(source) if isinstance(source, np.ndarray) else None
+    frame_paths(walk_dir)  # a missing folder is named as one
     try:
-        return read_walk(enumerate(source), scale=scale, min_frames=min_frames).sequence
+        return read_walk_from_path(walk_dir, limits=RAW_LIMITS, min_frames=min_frames).sequence
     except InvalidSequenceError as exc:
         raise DatasetFormatError(walk_dir, str(exc)) from exc
