@@ -23,7 +23,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gaitid.service.auth import Principal, authenticate
 from gaitid.service.auth import Scope as KeyScope
-from gaitid.service.errors import ServiceError, code_for, error_response, status_for
+from gaitid.service.errors import (
+    ServiceError,
+    StorageError,
+    code_for,
+    error_response,
+    status_for,
+)
 
 #: Request-state key of the principal resolved here (read by ``gaitid.service.deps.require``).
 PRINCIPAL_STATE = "principal"
@@ -66,6 +72,12 @@ class AuthFirstMiddleware:
             principal: Principal = await anyio.to_thread.run_sync(
                 authenticate, service.db, key, needed
             )
+        except StorageError:
+            # The database cannot serve: the route's own key check meets the same error and
+            # answers 503 after reading the body, which keeps the connection usable (closing
+            # it on an unread body can reset it before the client reads the answer).
+            await self.app(scope, receive, send)
+            return
         except ServiceError as exc:
             status = status_for(exc)
             headers = {"Connection": "close"}

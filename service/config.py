@@ -54,6 +54,18 @@ class Settings(BaseSettings):
     """A file holding the URL instead (Docker/Kubernetes secrets); exclusive with database_url."""
     database_pool_size: int = Field(default=10, ge=1, le=200)
     """Connections kept open per process (PostgreSQL; SQLite ignores it)."""
+    database_connect_timeout_s: int = Field(default=3, ge=2, le=60)
+    """Longest PostgreSQL connection attempt (whole seconds, libpq's minimum is 2): while the
+    database is away, requests are refused after this at most, never piled up behind it."""
+    database_busy_timeout_s: float = Field(default=30.0, gt=0.0, le=600.0)
+    """How long a SQLite writer waits for another writer's lock before its request is
+    refused (503 ``database_unavailable``)."""
+    database_circuit_failures: int = Field(default=3, ge=1, le=1000)
+    """Consecutive "unreachable" failures after which requests fail fast (503 at once,
+    without a connection attempt) for ``database_circuit_open_s``."""
+    database_circuit_open_s: float = Field(default=2.0, gt=0.0, le=300.0)
+    """Seconds requests fail fast once the circuit is open; then one request at a time
+    probes the database, and the first success closes the circuit (the ``Retry-After``)."""
     store_silhouettes: bool = False
     """Keep the preprocessed (T,64,44) frames of each template (for later re-embedding)."""
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gaitid.errors import (
@@ -27,6 +29,7 @@ from gaitid.errors import (
     UploadTooLargeError,
 )
 from gaitid.segment import BackgroundNeededError, NoPersonFoundError
+from gaitid.service.db.failures import RETRY_AFTER_S, DatabaseFailure, classify
 from gaitid.service.walks.batching import BatcherClosedError
 
 logger = logging.getLogger(__name__)
@@ -81,6 +84,47 @@ class RequestTooLargeError(ServiceError):
     code = "request_too_large"
 
 
+class StorageError(ServiceError):
+    """The database cannot take the request now (``service.db.failures`` says which kind);
+    the client is told when to retry (``Retry-After``). Not a bug: logged once per outage
+    by ``service.db.outage``, never per request."""
+
+    code = "database_unavailable"
+
+    def __init__(self, message: str, *, kind: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after_s = retry_after_s
+
+
+class DatabaseUnavailableError(StorageError):
+    """Unreachable, locked past the busy timeout, read-only or failing I/O: 503."""
+
+    code = "database_unavailable"
+
+
+class StorageFullError(StorageError):
+    """The database's disk (or its size limit) is full: 507, nothing was stored."""
+
+    code = "storage_full"
+
+
+_STORAGE_MESSAGES = {
+    "unreachable": "the database is unreachable; retry shortly",
+    "locked": "the database stayed locked by another writer past its busy timeout; retry",
+    "read_only": "the database is read-only; changes are refused until an operator fixes it",
+    "full": "the database's disk is full; nothing was stored",
+    "io": "the database reported an I/O error; retry later",
+}
+
+
+def storage_error(failure: DatabaseFailure, retry_after_s: int) -> StorageError:
+    """The error a client gets for ``failure`` (the driver's text stays in the server log:
+    it can name hosts and paths)."""
+    cls = StorageFullError if failure.kind == "full" else DatabaseUnavailableError
+    return cls(_STORAGE_MESSAGES[failure.kind], kind=failure.kind, retry_after_s=retry_after_s)
+
+
 class DatabaseNotMigratedError(ServiceError):
     """The database schema is not at the code's revision; the app refuses to start."""
 
@@ -117,6 +161,10 @@ ERROR_CODES: dict[str, str] = {
     "camera): send an empty-scene frame as `background`.",
     "too_many_requests": "Rate limited; retry later.",
     "unavailable": "The service is starting or stopping, or cannot reach its database; retry.",
+    "database_unavailable": "The database cannot serve the request now (unreachable, locked "
+    "past its busy timeout, read-only, I/O error); retry after `Retry-After` seconds. "
+    "`details.reason` says which.",
+    "storage_full": "The database's disk is full (507); nothing was stored.",
     "timeout": "The request took longer than GAITID_REQUEST_TIMEOUT_S.",
     "database_not_migrated": "The database is not at the code's schema revision.",
     "internal_error": "A bug: the server log has the traceback.",
@@ -178,6 +226,8 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (AuthenticationError, 401),
     (PermissionDeniedError, 403),
     (RequestTimeoutError, 504),
+    (StorageFullError, 507),
+    (DatabaseUnavailableError, 503),
     (ServiceUnavailableError, 503),
     (BatcherClosedError, 503),
     (DatabaseNotMigratedError, 503),
@@ -251,15 +301,28 @@ def error_response(
 def _details_of(exc: Exception) -> Any | None:
     if isinstance(exc, TooFewFramesError):
         return {"usable": exc.usable, "required": exc.required, "total": exc.total}
+    if isinstance(exc, StorageError):
+        return {"reason": exc.kind}
     return None
 
 
-async def _gaitid_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _gaitid_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_for(exc)
-    if status >= 500:
-        logger.error("%s: %s", type(exc).__name__, exc)
     headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
+    if isinstance(exc, StorageError):
+        _count_refusal(request, exc)  # logged once per outage by the circuit, not here
+        headers = {"Retry-After": str(exc.retry_after_s)}
+    elif status >= 500:
+        logger.error("%s: %s", type(exc).__name__, exc)
     return error_response(status, code_for(exc), str(exc), _details_of(exc), headers)
+
+
+def _count_refusal(request: Request, exc: StorageError) -> None:
+    """Count a request refused for the database's sake (metrics, end-of-outage warning)."""
+    state = getattr(request.app.state, "service", None)
+    circuit = getattr(getattr(state, "db", None), "circuit", None)
+    if circuit is not None:
+        circuit.refused(exc.kind)
 
 
 #: Starlette's multipart parser refuses a text field over its part size with a 400 of this
@@ -299,11 +362,28 @@ async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "internal server error")
 
 
+async def _driver_error(request: Request, exc: Exception) -> JSONResponse:
+    """A driver error that bypassed ``Database.session`` (which turns those of a database
+    that cannot serve into :class:`StorageError`): the same 503/507, else a logged 500."""
+    failure = classify(exc)
+    if failure is None:
+        return await _unhandled(request, exc)
+    state = getattr(request.app.state, "service", None)
+    circuit = getattr(getattr(state, "db", None), "circuit", None)
+    if circuit is not None:
+        circuit.failed(failure)  # logs once per outage
+    return await _gaitid_error(request, storage_error(failure, RETRY_AFTER_S[failure.kind]))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Render every error as :class:`ErrorResponse`."""
     app.add_exception_handler(GaitidError, _gaitid_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    # handled here rather than by the catch-all, which re-raises to the server (a traceback
+    # per request, and a closed connection)
+    app.add_exception_handler(SQLAlchemyError, _driver_error)
+    app.add_exception_handler(sqlite3.Error, _driver_error)
     app.add_exception_handler(Exception, _unhandled)
 
 
@@ -316,7 +396,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "Conflicts with the current state.",
         413: "Upload or request body over the configured limit.",
         422: "Invalid request fields or an unusable upload.",
-        503: "Not ready or overloaded.",
+        503: "Not ready, overloaded, or the database cannot serve now (`Retry-After`).",
+        507: "The database's disk is full; nothing was stored.",
         504: "The request took longer than the configured timeout.",
     }
     return {

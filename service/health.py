@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from gaitid.service.auth import Principal
 from gaitid.service.db.models import Gallery, Identity, Template
+from gaitid.service.errors import StorageError
 from gaitid.service.schemas import (
     IndexSummary,
     ModelSummary,
@@ -62,8 +62,8 @@ def readiness(state: ServiceState | None) -> ReadinessResponse:
         state.db.ping()
         in_db, in_index = state.indexes.counts()
         stale = stale_count(state)
-    except SQLAlchemyError as exc:
-        logger.warning("readiness: database unreachable: %s", exc)
+    except StorageError as exc:
+        # logged once per outage by the database's circuit, not once per probe
         return ReadinessResponse(
             status="not_ready",
             checks=ReadinessChecks(database=False, model=True, index=False),
@@ -71,7 +71,7 @@ def readiness(state: ServiceState | None) -> ReadinessResponse:
             index_templates=len(state.indexes),
             stale_templates=None,
             model_version=state.model.version,
-            detail=f"database unreachable: {type(exc).__name__}",
+            detail=str(exc),
         )
     following = state.follower.alive
     index_ok = in_db == in_index and following

@@ -9,12 +9,15 @@ label set bounded whatever clients send.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gaitid.service.db.outage import DatabaseStats
 from gaitid.service.limits import CLIENT_GONE
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "MetricsMiddleware"]
@@ -104,6 +107,10 @@ class Metrics:
         """Read the index size at scrape time (always current, nothing to keep in sync)."""
         self.index_size.set_function(lambda: float(size()))
 
+    def bind_database(self, stats: Callable[[], DatabaseStats]) -> None:
+        """Report the database's availability (``service.db.outage``), read at scrape time."""
+        self.registry.register(_DatabaseCollector(stats))
+
     def observe_embedding(self, inference_ms: float, queue_ms: float, batch_size: int) -> None:
         self.inference.observe(inference_ms / 1000.0)
         self.queue.observe(queue_ms / 1000.0)
@@ -111,6 +118,35 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _DatabaseCollector(Collector):
+    """``gaitid_database_up``, ``gaitid_database_outages_total`` and
+    ``gaitid_database_refused_requests_total{reason}`` from the database's circuit."""
+
+    def __init__(self, stats: Callable[[], DatabaseStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        yield GaugeMetricFamily(
+            "gaitid_database_up",
+            "1 while the database is reachable, 0 during an outage.",
+            value=1.0 if stats.up else 0.0,
+        )
+        yield CounterMetricFamily(
+            "gaitid_database_outages",
+            "Times the database became unreachable.",
+            value=stats.outages,
+        )
+        refused = CounterMetricFamily(
+            "gaitid_database_refused_requests",
+            "Requests answered 503 database_unavailable or 507 storage_full, by reason.",
+            labels=["reason"],
+        )
+        for reason, count in stats.refused.items():
+            refused.add_metric([reason], count)
+        yield refused
 
 
 class MetricsMiddleware:

@@ -20,6 +20,7 @@ import anyio
 from gaitid.segment import OnnxPersonSegmenter, PersonSegmenter
 from gaitid.service.config import Settings
 from gaitid.service.db.engine import Database
+from gaitid.service.db.outage import DatabaseCircuit
 from gaitid.service.db.schema import require_migrated
 from gaitid.service.metrics import Metrics
 from gaitid.service.search.gallery_index import GalleryIndexes
@@ -82,7 +83,17 @@ async def start_state(
     settings: Settings, metrics: Metrics, embedder_factory: EmbedderFactory
 ) -> ServiceState:
     """Check the schema, load the model, build the indexes; raise if any step fails."""
-    db = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
+    db = Database(
+        settings.resolved_database_url,
+        pool_size=settings.database_pool_size,
+        connect_timeout_s=settings.database_connect_timeout_s,
+        busy_timeout_s=settings.database_busy_timeout_s,
+        circuit=DatabaseCircuit(
+            failures_to_open=settings.database_circuit_failures,
+            open_s=settings.database_circuit_open_s,
+            probe_s=settings.database_connect_timeout_s + 1.0,
+        ),
+    )
     try:
         await anyio.to_thread.run_sync(require_migrated, db.engine, db.url_for_display)
         embedder = await anyio.to_thread.run_sync(embedder_factory, settings)
@@ -116,6 +127,7 @@ async def start_state(
     )
     follower.start()
     metrics.bind_index_size(indexes.__len__)
+    metrics.bind_database(db.circuit.stats)
     slots = anyio.CapacityLimiter(settings.max_concurrent_decodes)
     state = ServiceState(
         settings, db, embedder, batcher, indexes, metrics, follower, slots, segmenter

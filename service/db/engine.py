@@ -7,6 +7,14 @@ pages. Write transactions start with ``BEGIN IMMEDIATE``: a deferred transaction
 and then writes can hit ``SQLITE_BUSY`` on the lock upgrade, which no timeout resolves. Read
 transactions stay deferred, so code that holds the index lock while reading (rebuild,
 readiness) never waits for a writer that is itself waiting for that lock.
+
+When the database cannot serve (PostgreSQL unreachable, SQLite locked past the busy timeout,
+a read-only file, a full disk), :meth:`Database.session` raises the service's typed
+:class:`~service.errors.StorageError` instead of the driver's error, so every caller's
+failure becomes a 503 (507 for a full disk) with ``Retry-After``, and reports it to the
+database's :class:`~service.db.outage.DatabaseCircuit`, which fails fast while PostgreSQL is
+down and logs one warning per outage. PostgreSQL connections time out after
+``connect_timeout_s``, so nothing piles up on connection attempts.
 """
 
 from __future__ import annotations
@@ -20,13 +28,26 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from gaitid.service.db.failures import RETRY_AFTER_S, classify
+from gaitid.service.db.outage import DatabaseCircuit
+from gaitid.service.errors import DatabaseUnavailableError, StorageError, storage_error
+
 logger = logging.getLogger(__name__)
 
 _WRITE_OPTION = "gaitid_write"
-_SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: How long a SQLite writer waits for another one's lock before it is refused (503).
+SQLITE_BUSY_TIMEOUT_S = 30.0
+#: How long a PostgreSQL connection attempt may take (libpq counts whole seconds, >= 2).
+CONNECT_TIMEOUT_S = 3
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    connect_timeout_s: int = CONNECT_TIMEOUT_S,
+    busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S,
+) -> Engine:
     """Create the engine for ``url`` with the backend settings described above."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -34,15 +55,23 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            parsed,
-            connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000},
+            parsed, connect_args={"check_same_thread": False, "timeout": busy_timeout_s}
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout_ms=round(busy_timeout_s * 1000))
         return engine
-    return create_engine(parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+    connect_args = (
+        {"connect_timeout": connect_timeout_s} if parsed.get_backend_name() == "postgresql" else {}
+    )
+    return create_engine(
+        parsed,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        connect_args=connect_args,
+    )
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own is always deferred).
@@ -50,7 +79,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA secure_delete=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -62,10 +91,26 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 class Database:
-    """An engine plus read and write session factories."""
+    """An engine plus read and write session factories, and the circuit of its outages."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
-        self.engine = make_engine(url, pool_size=pool_size)
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        connect_timeout_s: int = CONNECT_TIMEOUT_S,
+        busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S,
+        circuit: DatabaseCircuit | None = None,
+    ) -> None:
+        self.engine = make_engine(
+            url,
+            pool_size=pool_size,
+            connect_timeout_s=connect_timeout_s,
+            busy_timeout_s=busy_timeout_s,
+        )
+        self.circuit = circuit if circuit is not None else DatabaseCircuit()
+        # a connection made, or a pooled one that passed its pre-ping: the database answers
+        event.listen(self.engine, "checkout", lambda *_args: self.circuit.succeeded())
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(
             self.engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
@@ -99,20 +144,58 @@ class Database:
         """
         if write and snapshot:
             raise ValueError("a session is either write=True or snapshot=True, not both")
+        self._admit()
         factory = self._write if write else self._snapshot if snapshot else self._read
         session = factory()
         try:
             yield session
+        except Exception as exc:
+            _quietly(session.rollback)
+            refusal = self._refusal(exc)
+            if refusal is None:
+                raise
+            raise refusal from exc
         except BaseException:
-            session.rollback()
+            _quietly(session.rollback)
             raise
         finally:
-            session.close()
+            _quietly(session.close)
 
     def ping(self) -> None:
-        """Run ``SELECT 1``; raises the driver's error when the database is unreachable."""
-        with self.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        """Run ``SELECT 1``; raises :class:`StorageError` when the database cannot serve."""
+        self._admit()
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            refusal = self._refusal(exc)
+            if refusal is None:
+                raise
+            raise refusal from exc
+
+    def _admit(self) -> None:
+        """Fail fast, without a connection attempt, while the circuit is open."""
+        wait = self.circuit.admit()
+        if wait is not None:
+            raise DatabaseUnavailableError(
+                "the database is unreachable; retry shortly",
+                kind="unreachable",
+                retry_after_s=self.circuit.retry_after_s(),
+            )
+
+    def _refusal(self, exc: BaseException) -> StorageError | None:
+        """The typed error for a database that cannot serve (reported to the circuit), or
+        None when ``exc`` is another error (a bug or a constraint: the caller's business)."""
+        failure = classify(exc)
+        if failure is None:
+            return None
+        self.circuit.failed(failure)
+        return storage_error(
+            failure,
+            self.circuit.retry_after_s()
+            if failure.kind == "unreachable"
+            else RETRY_AFTER_S[failure.kind],
+        )
 
     def flush_erasures(self) -> None:
         """After an erasure on SQLite, copy the WAL into the database and truncate it.
@@ -125,13 +208,32 @@ class Database:
         """
         if self.backend != "sqlite":
             return
-        with self.engine.connect() as conn:
-            raw = conn.connection.dbapi_connection  # outside any transaction
-            if raw is None:
-                return
-            busy, _, _ = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        try:
+            with self.engine.connect() as conn:
+                raw = conn.connection.dbapi_connection  # outside any transaction
+                if raw is None:
+                    return
+                busy, _, _ = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except Exception as exc:
+            # the erasure is committed; its answer must not turn into an error now
+            failure = classify(exc)
+            if failure is None:
+                raise
+            self.circuit.failed(failure)
+            return
         if busy:
             logger.warning("WAL checkpoint after an erasure was blocked by a reader; retried later")
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _quietly(step: Any) -> None:
+    """Run a clean-up step (rollback, close) whose failure on a database that cannot serve
+    adds nothing: the request's own error, or its result, stands."""
+    try:
+        step()
+    except Exception as exc:
+        if classify(exc) is None:
+            raise
+        logger.debug("clean-up on an unavailable database: %s", exc)

@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gaitid.service.db.engine import Database
 from gaitid.service.db.models import utcnow
+from gaitid.service.errors import StorageError
 from gaitid.service.search import changelog
 from gaitid.service.search.gallery_index import GalleryIndexes
 
@@ -76,6 +77,7 @@ class ChangeFollower:
         self._next_connect = 0.0
         self._next_prune = time.monotonic() + _PRUNE_EVERY_S
         self._failing = False
+        self._listen_lost = False
         self.last_caught_up: float | None = None
         """``time.monotonic()`` of the last successful catch-up."""
 
@@ -124,6 +126,9 @@ class ChangeFollower:
             if applied:
                 logger.debug("caught up with %d changes of other processes", applied)
             self._maybe_prune()
+        except StorageError:
+            # the database cannot serve: its circuit logs the outage once; retry quietly
+            self._failing = True
         except SQLAlchemyError as exc:
             if not self._failing:
                 logger.warning("cannot read the change log (will retry): %s", exc)
@@ -157,8 +162,11 @@ class ChangeFollower:
             for _ in self._conn.notifies(timeout=self._poll_s, stop_after=1):
                 pass
         except psycopg.Error as exc:
-            logger.warning("LISTEN connection lost (polling until it is back): %s", exc)
+            logger.warning(
+                "LISTEN connection lost (polling until it is back): %s", " ".join(str(exc).split())
+            )
             self._close()
+            self._listen_lost = True
             self._next_connect = time.monotonic() + _RECONNECT_S
 
     def _connect(self) -> None:
@@ -172,11 +180,20 @@ class ChangeFollower:
             )
             conn.execute(f"LISTEN {changelog.CHANNEL}")
         except psycopg.Error as exc:
-            logger.warning("cannot LISTEN for changes (polling instead, retrying): %s", exc)
+            if not self._listen_lost:  # once per loss, not every retry of an outage
+                logger.warning(
+                    "cannot LISTEN for changes (polling instead, retrying): %s",
+                    " ".join(str(exc).split()),
+                )
+            self._listen_lost = True
             self._next_connect = time.monotonic() + _RECONNECT_S
             return
         self._conn = conn
-        logger.info("listening for index changes on %s", self._db.url_for_display)
+        if self._listen_lost:
+            logger.info("listening for index changes again")
+        else:
+            logger.info("listening for index changes on %s", self._db.url_for_display)
+        self._listen_lost = False
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None
