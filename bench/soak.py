@@ -19,7 +19,16 @@ kernel's peak, before each kill). It prints: requests, status counts, 5xx, conne
 (only those of requests in flight at a kill), peak memory, acknowledged writes lost, and
 index == SQL after each restart; ``--json`` writes the same as a file.
 
+With ``--outage``, a database-outage phase follows (issue 31): a private PostgreSQL server
+(initdb + pg_ctl on a free port, ``tests/utils/pg_cluster.py``) behind a fresh ``gaitid
+serve``, ``--outage-workers`` clients enrolling for ``--outage-load-s`` seconds, the database
+stopped with ``pg_ctl stop -m fast`` at ``--outage-stop-at-s`` and started again
+``--outage-down-s`` later. It reports the answers by status, connections dropped without an
+answer, 503s lacking their code or ``Retry-After``, acknowledged enrolments missing
+afterwards, index == SQL, and the server's log lines (warnings, tracebacks) over the phase.
+
     .venv/bin/python bench/soak.py --rounds 4 --requests 150 --concurrency 8
+    .venv/bin/python bench/soak.py --rounds 0 --outage    # the issue's probe: 40 s, 10 s down
 """
 
 from __future__ import annotations
@@ -51,7 +60,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.service_http import make_walks, run_cli  # noqa: E402
-from tests.utils import uploads  # noqa: E402
+from tests.utils import pg_cluster, uploads  # noqa: E402
+from tests.utils.db_outage import enrol_through_outage, verify_after  # noqa: E402
 from tests.utils.live_server import cli_env, live_server  # noqa: E402
 
 SHIPPED_MODEL = ROOT / "models" / "gaitid-lmgcs.onnx"
@@ -349,19 +359,8 @@ def check_after_restart(url: str, key: str, ledger: Ledger, result: Round) -> No
         result.index_equals_sql = bool(check["consistent"])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--requests", type=int, default=150, help="requests per round")
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--model", type=Path, default=SHIPPED_MODEL)
-    parser.add_argument("--database-url", default=None, help="default: SQLite in the data dir")
-    parser.add_argument("--walks", type=int, default=24, help="distinct synthetic walks")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    args = parser.parse_args(argv)
-
-    print("building uploads ...", flush=True)
-    walks = make_walks(args.walks, seed=7)
+def soak_rounds(args: argparse.Namespace, walks: list[bytes]) -> tuple[list[Round], Ledger]:
+    """The rounds of mixed load with kill -9 restarts (see the module docstring)."""
     hostile = Hostile()
     print(
         f"  hostile: tiny bomb {len(hostile.tiny_bomb)} B, member bomb "
@@ -412,15 +411,114 @@ def main(argv: list[str] | None = None) -> int:
             result.seconds = time.perf_counter() - started
             rounds.append(result)
             print(f"round {index}: {result.requests} requests, {result.seconds:.0f} s", flush=True)
+    return rounds, ledger
+
+
+def outage_phase(args: argparse.Namespace, walks: list[bytes]) -> dict[str, Any]:
+    """The database-outage phase (see the module docstring); its summary."""
+    reason = pg_cluster.unavailable_reason()
+    if reason is not None:
+        return {"skipped": reason}
+    with (
+        tempfile.TemporaryDirectory(prefix="gaitid-soak-outage-") as folder,
+        pg_cluster.pg_cluster() as cluster,
+    ):
+        env = cli_env(
+            Path(folder),
+            args.model,
+            GAITID_DATABASE_URL=cluster.url,
+            GAITID_LOG_LEVEL="warning",
+        )
+        run_cli(["db", "upgrade"], env)
+        key = run_cli(["keys", "create", "--scope", "admin", "--name", "outage"], env)
+        key = key.strip().splitlines()[-1].strip()
+        log = Path(folder) / "server-outage.log"
+        with live_server(env, log, timeout=180) as server:
+            before = len(log.read_text().splitlines())
+            run = asyncio.run(
+                enrol_through_outage(
+                    server.url,
+                    key,
+                    walks,
+                    stop=cluster.stop,
+                    start=cluster.start,
+                    workers=args.outage_workers,
+                    load_s=args.outage_load_s,
+                    stop_at_s=args.outage_stop_at_s,
+                    down_s=args.outage_down_s,
+                    pause_after_refusal_s=args.outage_pause_s,
+                )
+            )
+            verify_after(server.url, key, run)
+            metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
+            lines = log.read_text().splitlines()[before:]
+    summary = run.summary()
+    summary["server_log_lines"] = len(lines)
+    summary["server_log_warnings_and_errors"] = [
+        line for line in lines if " WARNING " in line or " ERROR " in line
+    ]
+    summary["server_log_tracebacks"] = sum("Traceback" in line for line in lines)
+    summary["metrics"] = [
+        line for line in metrics.splitlines() if line.startswith("gaitid_database_")
+    ]
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=150, help="requests per round")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--model", type=Path, default=SHIPPED_MODEL)
+    parser.add_argument("--database-url", default=None, help="default: SQLite in the data dir")
+    parser.add_argument("--walks", type=int, default=24, help="distinct synthetic walks")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--outage", action="store_true", help="add the database-outage phase")
+    parser.add_argument("--outage-workers", type=int, default=4, help="concurrent enrollers")
+    parser.add_argument("--outage-load-s", type=float, default=40.0, help="phase length")
+    parser.add_argument("--outage-stop-at-s", type=float, default=10.0, help="database stop")
+    parser.add_argument("--outage-down-s", type=float, default=10.0, help="database down for")
+    parser.add_argument(
+        "--outage-pause-s",
+        type=float,
+        default=0.0,
+        help="a client's pause after a 503 (0: retry at once, as the issue's probe)",
+    )
+    args = parser.parse_args(argv)
+
+    print("building uploads ...", flush=True)
+    walks = make_walks(args.walks, seed=7)
+    rounds, ledger = soak_rounds(args, walks) if args.rounds else ([], Ledger())
     for result in rounds:
         print(_describe(result))
-    summary = _summary(rounds, ledger)
-    print(json.dumps(summary["totals"], indent=2))
+    summary = _summary(rounds, ledger) if rounds else {}
+    ok = True
+    if rounds:
+        print(json.dumps(summary["totals"], indent=2))
+        totals = summary["totals"]
+        ok = totals["5xx"] == 0 and totals["lost_writes"] == 0 and totals["index_equals_sql_always"]
+    if args.outage:
+        print("database-outage phase ...", flush=True)
+        outage = outage_phase(args, walks)
+        summary["outage"] = outage
+        print(json.dumps(outage, indent=2))
+        ok = ok and "skipped" not in outage and _outage_ok(outage)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
-    totals = summary["totals"]
-    ok = totals["5xx"] == 0 and totals["lost_writes"] == 0 and totals["index_equals_sql_always"]
     return 0 if ok else 1
+
+
+def _outage_ok(outage: dict[str, Any]) -> bool:
+    """Issue 31's acceptance: no 5xx but 503, nothing dropped, nothing lost, few log lines."""
+    return (
+        outage["5xx_other_than_503"] == 0
+        and outage["dropped_without_answer"] == 0
+        and outage["refusals_without_code_or_retry_after"] == 0
+        and outage["acknowledged_missing_afterwards"] == 0
+        and bool(outage["index_equals_sql"])
+        and outage["server_log_tracebacks"] == 0
+        and len(outage["server_log_warnings_and_errors"]) <= 4
+    )
 
 
 def _describe(result: Round) -> str:
