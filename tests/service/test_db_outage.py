@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
 from sqlalchemy import exc as sa_exc
 
@@ -28,6 +30,7 @@ from gaitid.service.db.failures import DatabaseFailure, classify
 from gaitid.service.db.models import Template
 from gaitid.service.db.outage import DatabaseCircuit
 from gaitid.service.db.schema import upgrade
+from gaitid.service.errors import install_error_handlers
 from gaitid.service.walks.inference import Embedder
 from tests.utils import pg_cluster
 from tests.utils.db_outage import enrol_through_outage, verify_after
@@ -331,6 +334,29 @@ def test_open_circuit_refuses_what_needs_the_database_and_nothing_else(
         assert _refused_metric(client, "unreachable") == len(needs_sql)
         db.circuit.succeeded()  # the database is back
         assert client.get("/identities/1", headers=admin).status_code == 200
+
+
+def test_driver_errors_outside_a_session_are_mapped_too(caplog: pytest.LogCaptureFixture) -> None:
+    """A driver error that bypasses ``Database.session`` gets the same 503; a bug stays a 500
+    with its traceback, answered by the handler (not re-raised to the server)."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/locked")
+    def locked() -> None:
+        raise sa_exc.OperationalError("BEGIN", {}, sqlite3.OperationalError("database is locked"))
+
+    @app.get("/bug")
+    def bug() -> None:
+        raise sa_exc.ProgrammingError("SELEC 1", {}, sqlite3.OperationalError("syntax error"))
+
+    with TestClient(app, raise_server_exceptions=True) as client:
+        response = client.get("/locked")
+        assert_error(response, 503, "database_unavailable")
+        assert response.headers["retry-after"] == "1"
+        caplog.set_level(logging.ERROR, logger="gaitid.service.errors")
+        assert_error(client.get("/bug"), 500, "internal_error")
+    assert [r.getMessage() for r in caplog.records] == ["unhandled error"]
 
 
 # ---------------------------------------------------------------------------- PostgreSQL, live
