@@ -20,6 +20,7 @@ down and logs one warning per outage. PostgreSQL connections time out after
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -109,8 +110,9 @@ class Database:
             busy_timeout_s=busy_timeout_s,
         )
         self.circuit = circuit if circuit is not None else DatabaseCircuit()
-        # a connection made, or a pooled one that passed its pre-ping: the database answers
-        event.listen(self.engine, "checkout", lambda *_args: self.circuit.succeeded())
+        # the circuit's epoch when this thread's current work began (see _on_checkout)
+        self._began = threading.local()
+        event.listen(self.engine, "checkout", self._on_checkout)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(
             self.engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
@@ -182,6 +184,12 @@ class Database:
                 kind="unreachable",
                 retry_after_s=self.circuit.retry_after_s(),
             )
+        self._began.epoch = self.circuit.epoch()
+
+    def _on_checkout(self, *_args: Any) -> None:
+        """A connection made, or a pooled one that passed its pre-ping: the database answers
+        (unless this work began before the current outage; see ``DatabaseCircuit``)."""
+        self.circuit.succeeded(getattr(self._began, "epoch", None))
 
     def _refusal(self, exc: BaseException) -> StorageError | None:
         """The typed error for a database that cannot serve (reported to the circuit), or

@@ -126,11 +126,23 @@ class DatabaseCircuit:
                 failure.detail,
             )
 
-    def succeeded(self) -> None:
-        """A connection was made or checked (any thread): close the circuit, end an outage."""
+    def epoch(self) -> int:
+        """The number of outages so far: taken when work starts, and passed to
+        :meth:`succeeded`, it tells a success that began before the current outage."""
+        return self._outages
+
+    def succeeded(self, epoch: int | None = None) -> None:
+        """A connection was made or checked (any thread): close the circuit, end an outage.
+
+        ``epoch``: :meth:`epoch` when the work that connected began. A connection checked
+        just before the database went away, and reported just after the first failure, is
+        not the database coming back; it is ignored (None: take it as current).
+        """
         if self._down_since is None and self._consecutive == 0:  # the common case, no lock
             return
         with self._lock:
+            if epoch is not None and epoch < self._outages:
+                return
             down_since, self._down_since = self._down_since, None
             self._consecutive = 0
             self._open_until = 0.0

@@ -120,6 +120,8 @@ def test_circuit_fails_fast_probes_and_logs_once(caplog: pytest.LogCaptureFixtur
         circuit.failed(down)
         circuit.refused("unreachable")
     assert circuit.down and circuit.admit() is None  # two failures: still trying
+    circuit.succeeded(epoch=0)  # a check that began before the outage: not its end
+    assert circuit.down
     circuit.failed(down)  # the third opens the circuit
     circuit.refused("unreachable")
     for _ in range(100):  # fails fast: no attempt, no log line
