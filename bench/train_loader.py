@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from gaitid.preprocess import to_network_input
+from gaitid.training.config import BatchPipeline
 from gaitid.training.data.opengait import load_dataset, parse_subject_spec
 from gaitid.training.sampler import PKSampler
 from gaitid.training.torch_data import TrainBatches
@@ -49,7 +50,7 @@ def main() -> None:
 
     for workers in args.workers:
         sampler = PKSampler(labels, args.p, args.k, seed=0)
-        dataset = TrainBatches(arrays, labels, frames=args.frames, seed=0)
+        dataset = TrainBatches(arrays, labels, BatchPipeline(frames=args.frames), seed=0)
         loader = torch.utils.data.DataLoader(
             dataset,
             batch_size=None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -31,18 +31,34 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DataConfig(_Section):
-    """Where the walks come from and which subjects train / validate."""
+class BatchPipeline(_Section):
+    """How a training walk becomes a row of a batch: the settings ``TrainBatches`` takes.
+
+    The data section of the config *is* one (``DataConfig`` extends it), so the trainer hands
+    ``config.data`` over whole: a new window or augmentation setting is a field here (or in
+    ``AugmentConfig``) and the code that reads it in ``TrainBatches``, nothing else. Resuming
+    keeps every data setting fixed except ``DataConfig.RESUME_FREE``, so a new field is
+    fixed on resume without being listed anywhere.
+    """
+
+    frames: int = Field(default=30, ge=1)  # ordered window length per walk in training (paper IV-B)
+    # segmentation-style degradation of training walks (training.augment; off by default)
+    augment: AugmentConfig = AugmentConfig()
+
+
+class DataConfig(BatchPipeline):
+    """Where the walks come from, which subjects train / validate, and how batches are cut."""
+
+    #: Settings a resume may change: they decide how fast batches come or what is validated,
+    #: never which batches are drawn. Every other data setting must match the checkpoint.
+    RESUME_FREE: ClassVar[frozenset[str]] = frozenset({"workers", "val_subjects"})
 
     root: Path  # OpenGait layout ROOT/<subject>/<condition>/<view>/<view>.pkl
     partition: Path | None = None  # OpenGait JSON {"TRAIN_SET", "TEST_SET"}
     train_subjects: list[str] | None = None  # alternative to partition (explicit list)
     val_subjects: list[str] | None = None  # evaluated every eval_every iterations
-    frames: int = Field(default=30, ge=1)  # ordered window length per walk in training (paper IV-B)
     workers: int = Field(default=0, ge=0)  # DataLoader worker processes (0 = main process)
     min_frames: int = Field(default=1, ge=1)  # walks shorter than this are left out of training
-    # segmentation-style degradation of training walks (training.augment; off by default)
-    augment: AugmentConfig = AugmentConfig()
 
     @model_validator(mode="after")
     def _one_subject_source(self) -> DataConfig:

@@ -3,7 +3,9 @@
 ``L = w_tri1 L_tri1 + w_tri2 L_tri2 + w_ce L_ce`` (Eqs. 10-14). The 256-d service embedding has
 no loss term: it is fitted after training (``training.embedding_fit``). A term whose weight is 0
 is not computed. Every term is returned unweighted for
-logging next to the weighted total.
+logging next to the weighted total, as a detached tensor on the batch's device: reading one
+is a host sync that stalls a GPU, so the trainer reads them all at once (:func:`to_host`),
+only on the iterations it logs.
 
 Under DDP each rank holds a disjoint slice of the P x K batch. The triplet terms need the whole
 batch (a slice may hold too few walks of an identity), so features are all-gathered first, with
@@ -28,7 +30,15 @@ from gaitid.training.losses import batch_all_triplet, part_cross_entropy
 @dataclass(frozen=True)
 class LossBreakdown:
     total: Tensor  # weighted sum, the tensor to back-propagate
-    terms: dict[str, float]  # unweighted values and statistics, for logging
+    terms: dict[str, Tensor]  # unweighted values and statistics (0-d, detached), for logging
+
+
+def to_host(terms: dict[str, Tensor]) -> dict[str, float]:
+    """0-d tensors -> floats in one device-to-host copy (one sync instead of one per term)."""
+    if not terms:
+        return {}
+    values = torch.stack([t.detach().float().reshape(()) for t in terms.values()])
+    return dict(zip(terms, values.cpu().tolist(), strict=True))
 
 
 def _gather(x: Tensor) -> Tensor:
@@ -56,8 +66,8 @@ def compute_loss(output: GaitOutput, labels: Tensor, weights: LossConfig) -> Los
 
     all_labels = gathered(labels)
     total = output.tri1_features.new_zeros((), dtype=torch.float32)
-    terms: dict[str, float] = {}
-    logged_total = 0.0  # the single-process value of the objective (no world-size scaling)
+    terms: dict[str, Tensor] = {}
+    logged_total = total.detach()  # the single-process objective (no world-size scaling)
     for name, weight, features in (
         ("tri1", weights.tri1, output.tri1_features),
         ("tri2", weights.tri2, output.tri2_features),
@@ -65,17 +75,17 @@ def compute_loss(output: GaitOutput, labels: Tensor, weights: LossConfig) -> Los
         if weight > 0:
             stats = batch_all_triplet(gathered(features), all_labels, weights.margin)
             total = total + weight * world * stats.loss
-            terms[f"loss_{name}"] = stats.loss.item()
-            logged_total += weight * terms[f"loss_{name}"]
-            terms[f"{name}_active"] = stats.active_fraction.item()
-            terms[f"{name}_mean_dist"] = stats.mean_distance.item()
+            terms[f"loss_{name}"] = stats.loss.detach()
+            logged_total = logged_total + weight * terms[f"loss_{name}"]
+            terms[f"{name}_active"] = stats.active_fraction.detach()
+            terms[f"{name}_mean_dist"] = stats.mean_distance.detach()
     if weights.ce > 0:
         if output.logits is None:
             raise ValueError("loss.ce > 0 needs a model with a classifier (num_classes > 0)")
         ce, accuracy = part_cross_entropy(output.logits, labels, weights.label_smoothing)
         total = total + weights.ce * ce
-        terms["loss_ce"] = ce.item()
-        logged_total += weights.ce * terms["loss_ce"]
-        terms["ce_accuracy"] = accuracy.item()
+        terms["loss_ce"] = ce.detach()
+        logged_total = logged_total + weights.ce * terms["loss_ce"]
+        terms["ce_accuracy"] = accuracy.detach()
     terms["loss_total"] = logged_total
     return LossBreakdown(total, terms)

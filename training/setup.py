@@ -3,6 +3,7 @@ check that a resume continues the same run."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -10,22 +11,20 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from pydantic import ValidationError
 
 from gaitid.errors import GaitidError
-from gaitid.training.config import OptimizerConfig, TrainConfig
+from gaitid.training.config import DataConfig, OptimizerConfig, TrainConfig
 
 logger = logging.getLogger(__name__)
 
-#: Config sections that must match for a resume to continue the same run; everything else
-#: (total iterations, logging, workers, device, evaluation) may change between calls.
+#: Config settings that must match for a resume to continue the same run; everything else
+#: (total iterations, logging, workers, device, evaluation) may change between calls. The
+#: data settings are derived from the data section (all but ``DataConfig.RESUME_FREE``), so
+#: a new window or augmentation setting is fixed without being listed here.
 _RESUME_FIXED = (
     "seed",
-    "data.root",
-    "data.partition",
-    "data.train_subjects",
-    "data.frames",
-    "data.min_frames",
-    "data.augment",
+    *(f"data.{name}" for name in DataConfig.model_fields if name not in DataConfig.RESUME_FREE),
     "model",
     "sampler",
     "optimizer",
@@ -142,7 +141,13 @@ def _lookup(config: dict[str, Any], dotted: str) -> Any:
 
 
 def check_resume_compatible(saved: dict[str, Any], current: TrainConfig) -> None:
-    """Refuse to resume a checkpoint under a config that would change the run it continues."""
+    """Refuse to resume a checkpoint under a config that would change the run it continues.
+
+    The saved config is read as a config of today first, so a setting added since the
+    checkpoint was written counts as its default (which is how that run trained).
+    """
+    with contextlib.suppress(ValidationError):  # an older layout is compared as it was saved
+        saved = TrainConfig.model_validate(saved).model_dump(mode="json")
     now = current.model_dump(mode="json")
     changed = [key for key in _RESUME_FIXED if _lookup(saved, key) != _lookup(now, key)]
     if changed:

@@ -11,7 +11,9 @@ Frame windows (OpenGait "fixed ordered" sampling): each walk contributes an orde
 ``frames`` consecutive frames at a random start. A walk shorter than ``frames`` is first repeated
 end to end (``[0..L-1, 0..L-1, ...]``, ``ceil(frames / L)`` times) and the window is cut from the
 repetition, exactly as OpenGait's ``CollateFn`` does, so every training walk has ``frames`` real
-frames and no padding. With ``data.augment`` on, a share of the walks is degraded the ways a
+frames and no padding. The settings are the data section of the config itself
+(:class:`~training.config.BatchPipeline`: ``frames``, ``augment``), handed over whole. With
+``data.augment`` on, a share of the walks is degraded the ways a
 segmenter errs (:mod:`training.augment`), some with frames left out of their window. The
 start of every window (and every degradation) is drawn from a numpy generator seeded by
 ``(seed, iteration, rank)``: batches are reproducible on resume and independent of worker count.
@@ -28,7 +30,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from gaitid.training.augment import AugmentConfig, degrade_walk
+from gaitid.training.augment import degrade_walk
+from gaitid.training.config import BatchPipeline
 from gaitid.training.sampler import BatchSpec
 
 
@@ -58,42 +61,44 @@ def sample_window(
 
 
 class TrainBatches(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Map a :class:`BatchSpec` to ``(uint8 [N, frames, 64, 44], labels int64 [N])``."""
+    """Map a :class:`BatchSpec` to ``(uint8 [N, frames, 64, 44], labels int64 [N])``.
+
+    ``pipeline`` is how a walk becomes a row (the config's ``data`` section, or a bare
+    :class:`BatchPipeline`); ``seed`` and ``rank`` seed each batch's draws.
+    """
 
     def __init__(
         self,
         walks: Sequence[NDArray[np.uint8]],
         labels: Sequence[int],
+        pipeline: BatchPipeline,
         *,
-        frames: int,
         seed: int,
         rank: int = 0,
-        augment: AugmentConfig | None = None,
     ) -> None:
         if len(walks) != len(labels):
             raise ValueError(f"{len(walks)} walks but {len(labels)} labels")
         self.walks = list(walks)
         self.labels = np.asarray(labels, dtype=np.int64)
-        self.frames, self.seed, self.rank = frames, seed, rank
-        self.augment = augment if augment is not None else AugmentConfig()
+        self.pipeline, self.seed, self.rank = pipeline, seed, rank
 
     def __len__(self) -> int:  # batches are addressed by BatchSpec, not by position
         return len(self.walks)
 
     def __getitem__(self, spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, spec.iteration, self.rank])
-        out = np.empty((len(spec.indices), self.frames, *self.walks[0].shape[1:]), np.uint8)
-        augment = self.augment
+        frames, augment = self.pipeline.frames, self.pipeline.augment
+        out = np.empty((len(spec.indices), frames, *self.walks[0].shape[1:]), np.uint8)
         for row, index in enumerate(spec.indices):
             walk = self.walks[index]
             if not augment.enabled:  # draws nothing more: batches as before augmentation existed
-                out[row] = walk[sample_window(walk.shape[0], self.frames, rng)]
+                out[row] = walk[sample_window(walk.shape[0], frames, rng)]
                 continue
             degrade = rng.random() < augment.probability
             skip = 0
             if degrade and rng.random() < augment.drop_frames:
-                skip = int(rng.integers(0, int(self.frames * augment.max_dropped) + 1))
-            window = walk[sample_window(walk.shape[0], self.frames, rng, skip=skip)]
+                skip = int(rng.integers(0, int(frames * augment.max_dropped) + 1))
+            window = walk[sample_window(walk.shape[0], frames, rng, skip=skip)]
             out[row] = degrade_walk(window, augment, rng) if degrade else window
         return torch.from_numpy(out), torch.from_numpy(self.labels[list(spec.indices)])
 

@@ -3,8 +3,10 @@
 The loop (``Trainer.fit``): draw the P x K batch of iteration ``i`` (a pure function of the
 seed and ``i``), cut the ``data.frames`` windows (degraded as ``data.augment`` says), forward
 under bf16 autocast where ``trainer.amp`` puts it (CUDA, and CPUs with bf16 units; fp32
-elsewhere), add the weighted loss terms of :mod:`gaitid.training.objective`, clip the gradient
-norm, step the optimiser at the learning rate of :mod:`gaitid.training.schedule`. The run ends
+elsewhere), add the weighted loss terms of :mod:`gaitid.training.objective` (kept on the
+device: they are copied to the host in one go, only on iterations that log or checkpoint), clip
+the gradient norm, step the optimiser at the learning rate of :mod:`gaitid.training.schedule`.
+The run ends
 when its schedule does:
 after ``schedule.iterations``, or, for a wall-time budget (``schedule.minutes`` /
 ``--max-minutes``), when the training time the budget leaves is spent; either way it then fits
@@ -48,7 +50,7 @@ from gaitid.training.checkpoint import (
     seed_everything,
 )
 from gaitid.training.config import InitConfig, TrainConfig
-from gaitid.training.objective import compute_loss
+from gaitid.training.objective import compute_loss, to_host
 from gaitid.training.run_log import RunLog
 from gaitid.training.sampler import PKSampler
 from gaitid.training.schedule import RunSchedule, ScheduleError
@@ -83,8 +85,34 @@ class TrainResult:
 
 
 #: Validation time over its forward passes' time (the two distances over every probe x
-#: gallery pair, the report and its heatmaps come on top); see ``Trainer._measure_reserve``.
-_VALIDATION_OVERHEAD = 2.0
+#: gallery pair, the report and its heatmaps come on top); measured, see
+#: ``Trainer._measure_reserve``.
+_VALIDATION_OVERHEAD = 2.4
+
+
+@dataclass
+class _Run:
+    """What one call of ``Trainer.fit`` trains with (built by ``Trainer._prepare``)."""
+
+    data: TrainingData
+    model: LMGCS
+    net: torch.nn.Module  # the model, or its DDP wrapper
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    schedule: RunSchedule
+    sampler: PKSampler
+    log: RunLog
+    val: Any  # validation walks on rank 0 (None elsewhere, or without validation)
+    start: int  # the iteration it starts after (0, or the resumed checkpoint's)
+    amp: bool  # bf16 autocast
+
+
+def _finite_host_terms(terms: dict[str, torch.Tensor], iteration: int) -> dict[str, float]:
+    """The loss terms as floats (one host sync), refusing a run whose loss is not finite."""
+    values = to_host(terms)
+    if not math.isfinite(values["loss_total"]):
+        raise TrainingError(f"loss is {values['loss_total']} by iteration {iteration}: {values}")
+    return values
 
 
 def _typical(walks: list[NDArray[np.uint8]], count: int) -> list[NDArray[np.uint8]]:
@@ -233,8 +261,75 @@ class Trainer:
                 dist.destroy_process_group()
 
     def _fit(self, ctx: DistContext, *, resume: bool, stop_after: int | None) -> TrainResult:
+        """The loop. Loss terms stay on the device; they are read (one host sync) only on
+        the iterations that log or checkpoint."""
+        cfg, started = self.config, time.monotonic()
+        run = self._prepare(ctx, resume=resume, started=started)
+        schedule = run.schedule
+        loader = self._loader(run.data, run.sampler, run.start, ctx)
+        bar = self._progress(run.start, schedule, ctx)
+        logged: dict[str, float] = {}
+        eval_summary: dict[str, float] = {}
+        window_start, window_its = time.monotonic(), 0
+        iteration, last, paused = run.start, schedule.done(run.start), False
+        mark = time.monotonic()
+        run.net.train()
+        while not (last or paused):
+            iteration += 1
+            lr = schedule.apply(run.optimizer, iteration - 1)
+            frames, labels = next(loader)
+            terms = self._step(run, frames, labels, ctx)
+            # the time since the previous mark also covers the previous iteration's
+            # checkpoint and periodic evaluation: everything but the final fit and validation
+            now = time.monotonic()
+            schedule.add_time(now - mark)
+            mark = now
+            if schedule.budgeted and ctx.world_size > 1:
+                schedule.trained_s = from_rank0(schedule.trained_s, ctx)
+            last = schedule.done(iteration)
+            paused = not last and stop_after is not None and iteration >= stop_after
+            window_its += 1
+            bar.update(1)
+            logs = iteration % cfg.trainer.log_every == 0 or last or paused
+            save = iteration % cfg.trainer.checkpoint_every == 0 or last or paused
+            if logs or save:
+                values = _finite_host_terms(terms, iteration)  # never checkpoint a NaN run
+            if logs:
+                logged = {**values, "lr": lr}
+                logged["its_per_s"] = window_its / max(now - window_start, 1e-9)
+                logged["progress"] = schedule.progress(iteration)
+                window_start, window_its = now, 0
+                run.log.train(iteration, logged)
+                bar.set_postfix(loss=f"{logged['loss_total']:.4f}", lr=f"{lr:.1e}")
+            if last:
+                self._fit_embedding(run.model, run.data, ctx)
+            if save:
+                self._save(
+                    run.model, run.optimizer, schedule, run.sampler, iteration, run.data, ctx
+                )
+                run.log.plot()
+            # decided from the config, not from `val` (loaded on rank 0 only): every rank must
+            # reach the same barrier
+            if run.data.val_subjects and (
+                (cfg.trainer.eval_every and iteration % cfg.trainer.eval_every == 0) or last
+            ):
+                eval_summary = self._evaluate(
+                    run.model, run.val, iteration, run.log, ctx, final=last
+                )
+        bar.close()
+        run.log.plot()
+        run.log.close()
+        if ctx.is_main and last:
+            self._write_timing(started, iteration, schedule)
+        return TrainResult(
+            self.out_dir, self.ckpt_dir / "last.pt", iteration, last, logged, eval_summary
+        )
+
+    def _prepare(self, ctx: DistContext, *, resume: bool, started: float) -> _Run:
+        """Everything the loop needs: the walks, the network (wrapped for DDP), its
+        optimiser and schedule, the sampler, the restored state of a resumed run, the run
+        log, the validation walks and, for a wall-time budget, its plan."""
         cfg = self.config
-        started = time.monotonic()
         seed_everything(cfg.seed + ctx.rank)
         data = load_training_data(cfg)
         model = self._build_model(len(data.label_names), ctx)
@@ -271,7 +366,6 @@ class Trainer:
                 (self.out_dir / "budget.json").write_text(
                     json.dumps({**plan.as_dict(), "reserve_work_s": reserve}, indent=2) + "\n"
                 )
-
         net: torch.nn.Module = model
         if ctx.world_size > 1:
             net = torch.nn.parallel.DistributedDataParallel(
@@ -279,82 +373,30 @@ class Trainer:
                 device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
                 find_unused_parameters=True,
             )
-        loader = self._loader(data, sampler, start, ctx)
         use_amp = use_autocast(cfg.trainer.amp, ctx.device)
         if ctx.is_main:
             logger.info("training in %s", "bf16 autocast" if use_amp else "fp32")
-        bar = self._progress(start, schedule, ctx)
-        terms: dict[str, float] = {}
-        eval_summary: dict[str, float] = {}
-        window_start, window_its = time.monotonic(), 0
-        iteration = start
-        last = schedule.done(start)
-        mark = time.monotonic()
-        net.train()
-        while not last:
-            iteration += 1
-            lr = schedule.apply(optimizer, iteration - 1)
-            frames, labels = next(loader)
-            silhouettes, lengths = to_model_input(frames, ctx.device)
-            labels = labels.to(ctx.device, non_blocking=True)
-            with torch.autocast(device_type=ctx.device.type, dtype=torch.bfloat16, enabled=use_amp):
-                output = net(silhouettes, lengths)
-            loss = compute_loss(output, labels, cfg.loss)
-            if not math.isfinite(loss.terms["loss_total"]):
-                raise TrainingError(
-                    f"loss is {loss.terms['loss_total']} at iteration {iteration}: {loss.terms}"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.total.backward()
-            terms = dict(loss.terms)
-            if cfg.trainer.grad_clip is not None:
-                norm = torch.nn.utils.clip_grad_norm_(params, cfg.trainer.grad_clip)
-                terms["grad_norm"] = float(norm)
-            terms["lr"] = lr
-            optimizer.step()
-            # the time since the previous mark also covers the previous iteration's
-            # checkpoint and periodic evaluation: everything but the final fit and validation
-            now = time.monotonic()
-            schedule.add_time(now - mark)
-            mark = now
-            if schedule.budgeted and ctx.world_size > 1:
-                schedule.trained_s = from_rank0(schedule.trained_s, ctx)
-            last = schedule.done(iteration)
-            paused = not last and stop_after is not None and iteration >= stop_after
-            window_its += 1
-            bar.update(1)
-            if iteration % cfg.trainer.log_every == 0 or last or paused:
-                terms["its_per_s"] = window_its / max(now - window_start, 1e-9)
-                terms["progress"] = schedule.progress(iteration)
-                window_start, window_its = now, 0
-                log.train(iteration, terms)
-                bar.set_postfix(loss=f"{terms['loss_total']:.4f}", lr=f"{terms['lr']:.1e}")
-            if last:
-                self._fit_embedding(model, data, ctx)
-            if iteration % cfg.trainer.checkpoint_every == 0 or last or paused:
-                self._save(model, optimizer, schedule, sampler, iteration, data, ctx)
-                log.plot()
-            # decided from the config, not from `val` (loaded on rank 0 only): every rank must
-            # reach the same barrier
-            if data.val_subjects and (
-                (cfg.trainer.eval_every and iteration % cfg.trainer.eval_every == 0) or last
-            ):
-                eval_summary = self._evaluate(model, val, iteration, log, ctx, final=last)
-            if paused:
-                break
-        bar.close()
-        log.plot()
-        log.close()
-        if ctx.is_main and last:
-            self._write_timing(started, iteration, schedule)
-        return TrainResult(
-            self.out_dir,
-            self.ckpt_dir / "last.pt",
-            iteration,
-            last,
-            terms,
-            eval_summary,
+        return _Run(
+            data, model, net, params, optimizer, schedule, sampler, log, val, start, use_amp
         )
+
+    def _step(
+        self, run: _Run, frames: torch.Tensor, labels: torch.Tensor, ctx: DistContext
+    ) -> dict[str, torch.Tensor]:
+        """One optimiser step on one batch; its loss terms, still on the device."""
+        silhouettes, lengths = to_model_input(frames, ctx.device)
+        labels = labels.to(ctx.device, non_blocking=True)
+        with torch.autocast(device_type=ctx.device.type, dtype=torch.bfloat16, enabled=run.amp):
+            output = run.net(silhouettes, lengths)
+        loss = compute_loss(output, labels, self.config.loss)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.total.backward()
+        terms = dict(loss.terms)
+        if self.config.trainer.grad_clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(run.params, self.config.trainer.grad_clip)
+            terms["grad_norm"] = norm.detach()
+        run.optimizer.step()
+        return terms
 
     def _measure_reserve(
         self, model: LMGCS, data: TrainingData, val: Any, ctx: DistContext
@@ -363,8 +405,8 @@ class Trainer:
         and shared: one timed forward pass per job, on walks shaped as that job feeds them
         (the fit's middle windows; whole validation walks), priced per frame. Validation
         also computes both distances over every probe x gallery pair and writes its report,
-        which costs about as much again as its forward passes (measured: 165 s against 69 s
-        of forward passes in the 50-minute validation run), hence ``_VALIDATION_OVERHEAD``."""
+        which brings it to about 2.4 times its forward passes (measured: 165 s in all against
+        69 s of forward passes in the 50-minute validation run): ``_VALIDATION_OVERHEAD``."""
         seconds = 0.0
         if ctx.is_main:
             from gaitid.training.embedding_fit import middle_window
@@ -413,12 +455,7 @@ class Trainer:
     ) -> Iterator[Any]:
         sampler.iteration = start
         dataset = TrainBatches(
-            data.walks,
-            data.labels,
-            frames=self.config.data.frames,
-            seed=self.config.seed,
-            rank=ctx.rank,
-            augment=self.config.data.augment,
+            data.walks, data.labels, self.config.data, seed=self.config.seed, rank=ctx.rank
         )
         workers = self.config.data.workers
         # a private generator: creating the loader iterator draws a base seed from it, and

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from gaitid.preprocess import normalize_sequence, to_network_input
 from gaitid.training import setup
 from gaitid.training.augment import AugmentConfig, degrade_walk
+from gaitid.training.config import BatchPipeline
 from gaitid.training.sampler import BatchSpec
 from gaitid.training.synth.dataset import SynthConfig, render_walk, subject_identity
 from gaitid.training.torch_data import TrainBatches, sample_window
@@ -95,8 +96,9 @@ def test_window_without_skip_is_unchanged() -> None:
 def test_batches_without_augmentation_are_those_of_before(walk: NDArray[np.uint8]) -> None:
     walks, labels = [walk, walk[::-1].copy(), walk[2:].copy()], [0, 1, 1]
     spec = BatchSpec(iteration=7, indices=(0, 1, 2, 1))
-    plain = TrainBatches(walks, labels, frames=10, seed=2)[spec][0]
-    off = TrainBatches(walks, labels, frames=10, seed=2, augment=AugmentConfig())[spec][0]
+    plain = TrainBatches(walks, labels, BatchPipeline(frames=10), seed=2)[spec][0]
+    off_config = BatchPipeline(frames=10, augment=AugmentConfig())
+    off = TrainBatches(walks, labels, off_config, seed=2)[spec][0]
     assert torch.equal(plain, off)
     rng = np.random.default_rng([2, 7, 0])  # the documented seed of iteration 7, rank 0
     for row, index in enumerate(spec.indices):
@@ -107,12 +109,12 @@ def test_batches_without_augmentation_are_those_of_before(walk: NDArray[np.uint8
 def test_augmented_batches_are_reproducible_and_differ(walk: NDArray[np.uint8]) -> None:
     walks, labels = [walk, walk[::-1].copy()], [0, 1]
     spec = BatchSpec(iteration=3, indices=(0, 1, 0, 1))
-    augment = AugmentConfig(probability=1.0, drop_frames=1.0)
-    make = lambda: TrainBatches(walks, labels, frames=10, seed=2, augment=augment)  # noqa: E731
+    pipeline = BatchPipeline(frames=10, augment=AugmentConfig(probability=1.0, drop_frames=1.0))
+    make = lambda: TrainBatches(walks, labels, pipeline, seed=2)  # noqa: E731
     first, labels_out = make()[spec]
     assert torch.equal(first, make()[spec][0])
     assert labels_out.tolist() == [0, 1, 0, 1]
-    plain = TrainBatches(walks, labels, frames=10, seed=2)[spec][0]
+    plain = TrainBatches(walks, labels, BatchPipeline(frames=10), seed=2)[spec][0]
     assert first.shape == plain.shape and not torch.equal(first, plain)
 
 
