@@ -40,7 +40,7 @@ Edge cases, decided here once:
   (e.g. 64x64 and larger), proportional below. A foreground band more than
   ``MAX_ASPECT`` times wider than tall is a stripe of noise, not a person, and is dropped
   too (it would also need an absurdly wide resize).
-- Already normalised input. A frame whose shape is exactly 64x64 or 64x44 is taken as the
+- Already normalized input. A frame whose shape is exactly 64x64 or 64x44 is taken as the
   output of this pretreatment and passes through: its values are only brought to 0..255 by
   the rules above (uint8 0..255 input is returned bit for bit), 64x44 frames are zero-padded
   to 64x64 so ``to_network_input`` gives them back unchanged. The empty-frame rule still
@@ -68,7 +68,7 @@ from gaitid.errors import InvalidSequenceError, TooFewFramesError
 
 logger = logging.getLogger(__name__)
 
-#: Side of the square normalised frame (OpenGait ``img_size``).
+#: Side of the square normalized frame (OpenGait ``img_size``).
 NORMALIZED_SIZE: Final = FRAME_HEIGHT
 #: Columns dropped on each side to go from 64x64 to the network's 64x44.
 SIDE_CROP: Final = (NORMALIZED_SIZE - FRAME_WIDTH) // 2
@@ -81,7 +81,7 @@ NOISE_FLOOR: Final = 26.0
 #: Foreground bands wider than this many times their height are dropped as noise.
 MAX_ASPECT: Final = 64
 
-NORMALISED_SHAPES: Final = ((NORMALIZED_SIZE, NORMALIZED_SIZE), (NORMALIZED_SIZE, FRAME_WIDTH))
+NORMALIZED_SHAPES: Final = ((NORMALIZED_SIZE, NORMALIZED_SIZE), (NORMALIZED_SIZE, FRAME_WIDTH))
 _COLOUR_CHANNELS: Final = (1, 3, 4)
 
 #: How an upload was read: silhouette masks as they are, or camera footage segmented first.
@@ -189,7 +189,7 @@ def _enough_foreground(gray: NDArray[np.float32]) -> bool:
 
 
 def _pass_through(gray: NDArray[np.float32]) -> NDArray[np.uint8] | None:
-    """An already normalised 64x64 or 64x44 frame -> uint8 64x64 (no crop, no resize)."""
+    """An already normalized 64x64 or 64x44 frame -> uint8 64x64 (no crop, no resize)."""
     if not _enough_foreground(gray):
         return None
     out = np.rint(gray).astype(np.uint8)
@@ -200,7 +200,7 @@ def _pass_through(gray: NDArray[np.float32]) -> NDArray[np.uint8] | None:
 
 def pretreat_frame(gray: NDArray[np.float32]) -> NDArray[np.uint8] | None:
     """Steps 2-5 of the module docstring for one raw frame of any size (a 0..255 float grey
-    image), never taken as already normalised: what training's degraded walks go through."""
+    image), never taken as already normalized: what training's degraded walks go through."""
     gray = np.where(gray < NOISE_FLOOR, np.float32(0.0), gray)
     if not _enough_foreground(gray):
         return None
@@ -231,7 +231,7 @@ def normalize_frame(frame: NDArray, *, scale: float | None = None) -> NDArray[np
     whole sequence; ``None`` decides it from this frame alone.
     """
     gray = to_gray255(np.asarray(frame), scale)
-    if gray.shape in NORMALISED_SHAPES:
+    if gray.shape in NORMALIZED_SHAPES:
         return _pass_through(gray)
     return pretreat_frame(gray)
 
@@ -297,30 +297,17 @@ def to_network_input(frames64: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """``(T, 64, 64)`` -> ``(T, 64, 44)``: the middle columns the network sees (a copy)."""
     if frames64.ndim != 3 or frames64.shape[1:] != (NORMALIZED_SIZE, NORMALIZED_SIZE):
         raise InvalidSequenceError(
-            f"expected normalised frames of shape (T, {NORMALIZED_SIZE}, {NORMALIZED_SIZE}); "
+            f"expected normalized frames of shape (T, {NORMALIZED_SIZE}, {NORMALIZED_SIZE}); "
             f"got {frames64.shape}"
         )
     if frames64.dtype != np.uint8:
-        raise InvalidSequenceError(f"expected uint8 normalised frames; got {frames64.dtype}")
+        raise InvalidSequenceError(f"expected uint8 normalized frames; got {frames64.dtype}")
     # [T, 64, 64] -> [T, 64, 44]
     return np.ascontiguousarray(frames64[:, :, SIDE_CROP : SIDE_CROP + FRAME_WIDTH])
 
 
-def preprocess_sequence(
-    frames: Iterable[NDArray] | NDArray, *, min_frames: int = 1
-) -> PreprocessedSequence:
-    """Raw frames of any size (or already normalised 64x64 / 64x44) -> network input.
-
-    The whole path shared by training, ``gaitid preprocess`` and the service. Already
-    normalised frames are recognised by their exact 64x64 / 64x44 shape and pass through
-    unchanged (module docstring). Raises ``TooFewFramesError`` below ``min_frames`` usable
-    frames and ``InvalidSequenceError`` for unusable values, dtypes or shapes.
-    """
-    return network_sequence(normalize_sequence(frames, min_frames=min_frames))
-
-
 def network_sequence(
-    normalised: NormalizedSequence,
+    normalized: NormalizedSequence,
     *,
     kind: InputKind = "silhouettes",
     drops: Mapping[str, int] | None = None,
@@ -329,12 +316,12 @@ def network_sequence(
     frames an earlier stage (segmentation) dropped already, by reason."""
     reasons = {k: v for k, v in (drops or {}).items() if v}
     earlier = sum(reasons.values())
-    if normalised.dropped > earlier:
-        reasons["too_little_foreground"] = normalised.dropped - earlier
+    if normalized.dropped > earlier:
+        reasons["too_little_foreground"] = normalized.dropped - earlier
     return PreprocessedSequence(
-        frames=to_network_input(normalised.frames),
-        total=normalised.total,
-        dropped=normalised.dropped,
+        frames=to_network_input(normalized.frames),
+        total=normalized.total,
+        dropped=normalized.dropped,
         kind=kind,
         drops=reasons,
     )

@@ -59,7 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gaitid.errors import GaitidError, TooFewFramesError, UploadContentError
 from gaitid.preprocess import (
-    NORMALISED_SHAPES,
+    NORMALIZED_SHAPES,
     FrameKey,
     InputKind,
     NormalizedSequence,
@@ -234,7 +234,7 @@ def detect_kind(frames: Sequence[NDArray], scale: float | None = None) -> InputK
         return "silhouettes"
     votes = 0
     for frame in frames:
-        if frame.shape[:2] in NORMALISED_SHAPES:
+        if frame.shape[:2] in NORMALIZED_SHAPES:
             votes += 1  # the output of the pretreatment itself (gaitid.preprocess)
             continue
         grey = to_gray255(np.asarray(frame), scale)  # the pretreatment's own grey

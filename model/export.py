@@ -33,7 +33,6 @@ from gaitid.contract import (
     INPUT_SILHOUETTES,
     MODEL_NAME,
     OUTPUT_EMBEDDING,
-    ContractError,
     build_metadata,
 )
 from gaitid.errors import GaitidError
@@ -56,9 +55,6 @@ DEFAULT_OPSET = 18
 #: down the height (``model.e3d_tiled``). BENCHMARKS.md compares them.
 BackboneLayout = Literal["conv3d", "time-stacked", "tiled", "frame-major"]
 BACKBONE_LAYOUTS: tuple[BackboneLayout, ...] = ("conv3d", "time-stacked", "tiled", "frame-major")
-#: Export metadata that misses a required key or contradicts the contract: the contract's own
-#: error (``gaitid.contract`` builds and checks the metadata for export, service and eval).
-MetadataError = ContractError
 
 
 class CheckpointError(GaitidError, ValueError):

@@ -37,8 +37,6 @@ TABLE_IX: Final[dict[tuple[int, ...], tuple[float, float]]] = {
 #: The full model's row (all three branches).
 PAPER_PARAMS_M: Final = TABLE_IX[(1, 3, 5)][0]
 PAPER_GFLOPS: Final = TABLE_IX[(1, 3, 5)][1]
-#: CASIA-B LT trains on 74 subjects: the classifier size ``gaitid model-info`` counts.
-CASIA_B_LT_CLASSES: Final = 74
 COMPONENTS: Final = ("backbone", "lmfe", "mff", "gsfe", "fc", "bnneck", "embedding_head")
 
 

@@ -84,7 +84,6 @@ __all__ = [
     "frame_files",
     "natural_key",
     "read_frames",
-    "read_frames_from_path",
     "read_walk_from_path",
 ]
 
@@ -150,23 +149,6 @@ def read_frames(
     """The raw frames of an upload in walk order, as decoded (RGB for colour), before any
     segmentation or pretreatment: what the front end starts from."""
     return _ordered(_open_bytes(data, filename, Work(limits, None)))
-
-
-def read_frames_from_path(path: Path, limits: DecodeLimits = DEFAULT_LIMITS) -> NDArray:
-    """The raw frames of a file or a folder of frames, stacked as ``(T, H, W[, C])``.
-
-    For dataset readers that pretreat raw folders themselves. Frames must share one shape
-    (``UploadContentError`` otherwise); use ``decode_path`` for mixed sizes.
-    """
-    frames = _ordered(_open_path(path, Work(limits, None)))
-    first = frames[0].shape
-    for i, frame in enumerate(frames):
-        if frame.shape != first:
-            raise UploadContentError(
-                f"frames differ in size: frame 0 is {first}, frame {i} is {frame.shape}; "
-                "stacking needs one size"
-            )
-    return np.stack(frames)
 
 
 def decode_image(data: bytes, what: str, limits: DecodeLimits = DEFAULT_LIMITS) -> NDArray:

@@ -19,14 +19,14 @@ RATIO_CHECK_MIN_BYTES: Final = 1 * MiB
 def check_member_name(name: str) -> None:
     """Reject names that would escape an extraction folder (we never extract, but a client
     sending them is either broken or probing)."""
-    normalised = name.replace("\\", "/")
+    normalized = name.replace("\\", "/")
     if "\x00" in name:
         raise UnsafeArchiveError(f"archive member name {name!r} contains a NUL byte")
-    if normalised.startswith("/") or re.match(r"^[A-Za-z]:", normalised):
+    if normalized.startswith("/") or re.match(r"^[A-Za-z]:", normalized):
         raise UnsafeArchiveError(
             f"archive member {name!r} has an absolute path; use paths relative to the archive"
         )
-    if ".." in normalised.split("/"):
+    if ".." in normalized.split("/"):
         raise UnsafeArchiveError(
             f"archive member {name!r} climbs out of the archive with '..'; remove it"
         )

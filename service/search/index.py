@@ -102,9 +102,9 @@ def auto_ivf_params(n: int) -> tuple[int, int]:
     """``(nlist, nprobe)`` the ``auto`` kind gives an IVF index over ``n`` templates.
 
     Measured on galleries shaped like the shipped model's embeddings (BENCHMARKS.md, search
-    at scale): recall@10 against exact search follows the fraction of lists probed, and about
-    0.99 takes a quarter of 1,024 lists (100k templates: 0.998 at 0.75 ms) or 3/32 of 4,096
-    (1M templates: 0.990 at 5.7 ms on two threads).
+    at scale, which has the latencies): recall@10 against exact search follows the fraction
+    of lists probed, and about 0.99 takes a quarter of 1,024 lists at 100k templates (0.998)
+    or 3/32 of 4,096 at 1M (0.990).
     """
     nlist = 2 ** round(math.log2(AUTO_LISTS_PER_ROOT * math.sqrt(max(n, 1))))
     nlist = max(1, min(nlist, n // IVF_POINTS_PER_CENTROID))

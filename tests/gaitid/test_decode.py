@@ -20,7 +20,6 @@ from gaitid.decode import (
     decode_upload,
     detect_format,
     natural_key,
-    read_frames_from_path,
 )
 from gaitid.decode.work import Work
 from gaitid.errors import (
@@ -111,20 +110,16 @@ def test_folder_and_file_paths(tmp_path: Path, masks: np.ndarray, expected: np.n
     (folder / ".hidden.png").write_bytes(b"not an image")
     (folder / "notes.txt").write_text("ignored")
     assert np.array_equal(decode_path(folder).frames, expected)
-    assert np.array_equal(read_frames_from_path(folder), masks)
     npy = tmp_path / "walk.npy"
     npy.write_bytes(uploads.encode_npy(masks))
     assert np.array_equal(decode_path(npy).frames, expected)
-    assert np.array_equal(read_frames_from_path(npy), masks)
     with pytest.raises(FileNotFoundError):
         decode_path(tmp_path / "missing.npy")
 
 
-def test_read_frames_from_path_refuses_mixed_sizes(tmp_path: Path) -> None:
+def test_a_folder_of_mixed_frame_sizes_is_pretreated(tmp_path: Path) -> None:
     Image.fromarray(uploads.walking_masks(1, 90, 120)[0]).save(tmp_path / "1.png")
     Image.fromarray(uploads.walking_masks(1, 60, 80)[0]).save(tmp_path / "2.png")
-    with pytest.raises(UploadContentError, match="differ in size"):
-        read_frames_from_path(tmp_path)
     assert decode_path(tmp_path).used == 2  # the pretreatment itself copes with mixed sizes
 
 

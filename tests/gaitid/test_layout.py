@@ -36,8 +36,22 @@ def _links() -> set[tuple[str, str]]:
     return {("gaitid", name) for name in PRODUCT_FOLDERS}
 
 
-#: An import inside a string of code (``python -c "import service"``, a patch target).
-CODE_IN_STRING = re.compile(r"^\s*(?:import|from)\s+([A-Za-z_][\w.]*)", re.MULTILINE)
+#: An import inside a string of code (``python -c "import service"``, a patch target): the
+#: statement and every name it imports (``import a, b as c`` imports ``a`` and ``b``).
+CODE_IN_STRING = re.compile(
+    r"^\s*(import|from)\s+([A-Za-z_][\w.]*(?:\s+as\s+\w+)?(?:\s*,\s*[A-Za-z_][\w.]*(?:\s+as\s+\w+)?)*)",
+    re.MULTILINE,
+)
+
+
+def _imports_in_code(code: str) -> list[str]:
+    """Modules the import statements in a string of code name (``from a import b``: ``a``)."""
+    names = []
+    for statement in code.split(";"):
+        for keyword, imported in CODE_IN_STRING.findall(statement):
+            modules = [part.split()[0] for part in imported.split(",")]
+            names.extend(modules[:1] if keyword == "from" else modules)
+    return names
 
 
 def _top_level_imports(path: Path) -> list[str]:
@@ -50,9 +64,21 @@ def _top_level_imports(path: Path) -> list[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.append(node.module)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            for statement in node.value.split(";"):
-                names.extend(CODE_IN_STRING.findall(statement))
+            names.extend(_imports_in_code(node.value))
     return names
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("import sys, shop.cli", ["sys", "shop.cli"]),
+        ("import os; import numpy as np, shop.app as app", ["os", "numpy", "shop.app"]),
+        ("from shop.config import load_config", ["shop.config"]),
+        ("x = 1\n  import gaitid.decode", ["gaitid.decode"]),
+    ],
+)
+def test_every_name_of_an_import_in_a_string_is_seen(code: str, expected: list[str]) -> None:
+    assert _imports_in_code(code) == expected
 
 
 @pytest.mark.parametrize("folder", PRODUCT_FOLDERS)

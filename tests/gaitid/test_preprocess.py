@@ -9,13 +9,19 @@ import pytest
 from gaitid.errors import InvalidSequenceError, TooFewFramesError
 from gaitid.preprocess import (
     NormalizedSequence,
+    PreprocessedSequence,
+    network_sequence,
     normalize_frame,
     normalize_sequence,
-    preprocess_sequence,
     to_network_input,
     value_scale,
 )
 from tests.utils.uploads import walking_masks
+
+
+def _pretreat(frames: object, *, min_frames: int = 1) -> PreprocessedSequence:
+    """The whole pretreatment, as the decoders run it: normalize, then the network's crop."""
+    return network_sequence(normalize_sequence(frames, min_frames=min_frames))  # type: ignore[arg-type]
 
 
 def opengait_reference(img: np.ndarray, size: int = 64) -> np.ndarray | None:
@@ -117,19 +123,19 @@ def test_already_normalised_frames_pass_through_unchanged(rng: np.random.Generat
     normalised = normalize_sequence(walk).frames  # a realistic pretreated (T, 64, 64) walk
     noisy = normalised.copy()
     noisy[:, 0, :] = rng.integers(0, 256, size=(6, 64), dtype=np.uint8)  # not re-cropped
-    out64 = preprocess_sequence(noisy)
+    out64 = _pretreat(noisy)
     assert np.array_equal(out64.frames, noisy[:, :, 10:54])
     narrow = np.ascontiguousarray(noisy[:, :, 10:54])
-    out44 = preprocess_sequence(narrow)
+    out44 = _pretreat(narrow)
     assert np.array_equal(out44.frames, narrow) and out44.dropped == 0
     assert np.array_equal(normalize_sequence(narrow).frames[:, :, 10:54], narrow)
 
 
 def test_normalised_bool_and_float_inputs_are_only_rescaled() -> None:
     normalised = normalize_sequence(walking_masks(3, 240, 320, seed=4)).frames >= 128
-    out = preprocess_sequence(normalised).frames
+    out = _pretreat(normalised).frames
     assert np.array_equal(out, normalised[:, :, 10:54].astype(np.uint8) * 255)
-    as_float = preprocess_sequence(normalised.astype(np.float32)).frames
+    as_float = _pretreat(normalised.astype(np.float32)).frames
     assert np.array_equal(as_float, out)
 
 
@@ -138,9 +144,9 @@ def test_empty_frames_are_dropped_and_counted() -> None:
     walk[1] = 0
     walk[3, :, :] = 0
     walk[3, 40, 60] = 255  # one pixel of noise is not a person
-    result = preprocess_sequence(walk)
+    result = _pretreat(walk)
     assert (result.total, result.dropped, result.used) == (5, 2, 3)
-    assert np.array_equal(result.frames, preprocess_sequence(walk[[0, 2, 4]]).frames)
+    assert np.array_equal(result.frames, _pretreat(walk[[0, 2, 4]]).frames)
 
 
 def test_drop_rule_scales_with_small_frames() -> None:
@@ -166,18 +172,18 @@ def test_faint_codec_noise_does_not_move_the_crop() -> None:
     walk = walking_masks(1, 90, 120, seed=6)
     noisy = walk.copy()
     noisy[0, 0:3, :] = 12  # faint ringing above the head
-    assert np.array_equal(preprocess_sequence(noisy).frames, preprocess_sequence(walk).frames)
+    assert np.array_equal(_pretreat(noisy).frames, _pretreat(walk).frames)
 
 
 def test_too_few_frames_reports_usable_and_required() -> None:
     walk = walking_masks(4, 90, 120, seed=8)
     walk[:2] = 0
     with pytest.raises(TooFewFramesError) as info:
-        preprocess_sequence(walk, min_frames=3)
+        _pretreat(walk, min_frames=3)
     assert (info.value.usable, info.value.required, info.value.total) == (2, 3, 4)
     assert "2 usable" in str(info.value) and "at least 3" in str(info.value)
     with pytest.raises(TooFewFramesError) as empty:
-        preprocess_sequence([], min_frames=1)
+        _pretreat([], min_frames=1)
     assert empty.value.usable == 0
 
 
@@ -206,7 +212,7 @@ def test_iterables_of_mixed_size_frames_are_accepted() -> None:
 )
 def test_bad_values_and_shapes_raise_typed_errors(frames: np.ndarray, message: str) -> None:
     with pytest.raises(InvalidSequenceError) as info:
-        preprocess_sequence(frames)
+        _pretreat(frames)
     assert message in str(info.value)
 
 
@@ -214,7 +220,7 @@ def test_value_scale_is_decided_once_per_array() -> None:
     walk = walking_masks(3, 90, 120, seed=10).astype(np.float32)  # 0..255 floats
     walk[1] = np.where(walk[1] > 0, 1.0, 0.0)  # a frame whose max is 1 on the 0..255 scale
     assert value_scale(walk) == 1.0
-    assert preprocess_sequence(walk).dropped == 1  # faint, not mistaken for a 0/1 mask
+    assert _pretreat(walk).dropped == 1  # faint, not mistaken for a 0/1 mask
 
 
 def test_to_network_input_checks_its_input() -> None:
@@ -228,4 +234,4 @@ def test_to_network_input_checks_its_input() -> None:
 
 def test_min_frames_must_be_positive() -> None:
     with pytest.raises(ValueError, match="min_frames"):
-        preprocess_sequence(walking_masks(2), min_frames=0)
+        _pretreat(walking_masks(2), min_frames=0)

@@ -18,11 +18,11 @@ from gaitid.contract import (
     INPUT_SILHOUETTES,
     METADATA_KEYS,
     OUTPUT_EMBEDDING,
+    ContractError,
 )
 from gaitid.model import create_model
 from gaitid.model.export import (
     CheckpointError,
-    MetadataError,
     export_onnx,
     load_checkpoint_model,
 )
@@ -78,9 +78,9 @@ def test_onnx_runtime_matches_pytorch(tiny_onnx: Path, walks: list[int]) -> None
 
 def test_export_metadata_is_checked(tmp_path: Path) -> None:
     model = create_model("tiny")
-    with pytest.raises(MetadataError, match="training_data"):
+    with pytest.raises(ContractError, match="training_data"):
         export_onnx(model, tmp_path / "m.onnx", metadata={"variant": "tiny", "version": "1"})
-    with pytest.raises(MetadataError, match="contradicts"):
+    with pytest.raises(ContractError, match="contradicts"):
         export_onnx(
             model,
             tmp_path / "m.onnx",

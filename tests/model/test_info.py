@@ -134,6 +134,6 @@ def test_model_cli_registration_does_not_import_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys, model.cli; print('torch' in sys.modules)"
+    code = "import sys, gaitid.model.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
