@@ -100,7 +100,7 @@ class _Style:
 
 def _ellipse(radius: int) -> NDArray[np.uint8]:
     size = 2 * radius + 1
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    return np.asarray(cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)), np.uint8)
 
 
 def _remake(
@@ -112,7 +112,7 @@ def _remake(
     mask /= 255.0
     sigma = max(0.0, style.sigma + rng.normal(0, 0.3))
     if sigma > 0.3:
-        mask = cv2.GaussianBlur(mask, (0, 0), sigma)
+        mask = np.asarray(cv2.GaussianBlur(mask, (0, 0), sigma), np.float32)
     if style.noise > 0:  # only near the outline: ragged edges, not specks in the scene
         coarse = rng.normal(0, style.noise, (max(2, size // 8), max(2, size // 8)))
         field = cv2.resize(coarse.astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
@@ -124,9 +124,9 @@ def _remake(
     binary = (mask > level).astype(np.uint8)
     morph = style.morph + int(rng.integers(-1, 2)) * int(rng.random() < 0.3)
     if morph > 0:
-        binary = cv2.dilate(binary, _ellipse(morph))
+        binary = np.asarray(cv2.dilate(binary, _ellipse(morph)), np.uint8)
     elif morph < 0:
-        binary = cv2.erode(binary, _ellipse(-morph))
+        binary = np.asarray(cv2.erode(binary, _ellipse(-morph)), np.uint8)
     ys, xs = np.nonzero(binary)
     if ys.size == 0:
         return binary.astype(np.float32)
@@ -162,9 +162,10 @@ def _jitter(
         [[scale, 0.0, (1 - scale) * centre + dx], [0.0, scale, (1 - scale) * centre + dy * 0.5]],
         np.float32,
     )
-    return cv2.warpAffine(
+    warped = cv2.warpAffine(
         frame64, matrix, (NORMALIZED_SIZE, NORMALIZED_SIZE), flags=cv2.INTER_LINEAR
     )
+    return np.asarray(warped, np.uint8)
 
 
 def degrade_walk(
