@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from gaitid.distance import l2_normalize
-from gaitid.service.search import index as index_module
 from gaitid.service.search.index import (
     IVF_POINTS_PER_CENTROID,
     GpuUnavailableError,
@@ -17,6 +16,11 @@ from gaitid.service.search.index import (
     auto_ivf_params,
     gpu_available,
 )
+from gaitid.service.search.index import ivf as ivf_module
+from gaitid.service.search.index.backend import IndexBackend
+from gaitid.service.search.index.flat import FlatBackend
+from gaitid.service.search.index.hnsw import HnswBackend
+from gaitid.service.search.index.ivf import IvfBackend
 
 DIM = 16
 NLIST = 4  # IVF trains once it holds 39 * 4 = 156 vectors
@@ -103,7 +107,7 @@ def test_flat_removal_drops_the_stored_rows(rng: np.random.Generator) -> None:
 def test_ivf_scans_codes_but_returns_exact_scores_and_erases_removed_vectors(
     rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(index_module, "SLOT_BLOCK_ROWS", 64)  # the rows span 7 blocks
+    monkeypatch.setattr(ivf_module, "SLOT_BLOCK_ROWS", 64)  # the rows span 7 blocks
     index = make_index("ivf", nprobe=NLIST)
     ids = np.arange(400, dtype=np.int64) * 11
     vectors = unit(rng, 400)
@@ -219,7 +223,7 @@ def test_auto_parameters_follow_the_gallery_size() -> None:
 def test_auto_is_exact_when_small_and_ivf_sized_for_the_gallery_once_large(
     rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(index_module, "AUTO_EXACT_BELOW", 400)
+    monkeypatch.setattr(ivf_module, "AUTO_EXACT_BELOW", 400)
     index = make_index("auto")
     ids = np.arange(2000, dtype=np.int64) * 5 + 7
     vectors = unit(rng, len(ids))
@@ -251,21 +255,21 @@ def test_auto_is_exact_when_small_and_ivf_sized_for_the_gallery_once_large(
 def _held_training(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
     """Make auto's background training wait for ``release``; ``started`` says it began."""
     started, release = threading.Event(), threading.Event()
-    real = index_module._train_ivf
+    real = ivf_module.train_ivf
 
     def held(*args: object, **kwargs: object) -> object:
         started.set()
         assert release.wait(30)
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(index_module, "_train_ivf", held)
+    monkeypatch.setattr(ivf_module, "train_ivf", held)
     return started, release
 
 
 def test_auto_trains_off_the_lock_and_replays_what_changed_meanwhile(
     rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(index_module, "AUTO_EXACT_BELOW", 400)
+    monkeypatch.setattr(ivf_module, "AUTO_EXACT_BELOW", 400)
     started, release = _held_training(monkeypatch)
     index = make_index("auto")
     ids = np.arange(600, dtype=np.int64) * 3 + 1
@@ -295,7 +299,7 @@ def test_auto_trains_off_the_lock_and_replays_what_changed_meanwhile(
 def test_auto_drops_a_training_a_rebuild_overtook_and_survives_a_failed_one(
     rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(index_module, "AUTO_EXACT_BELOW", 400)
+    monkeypatch.setattr(ivf_module, "AUTO_EXACT_BELOW", 400)
     started, release = _held_training(monkeypatch)
     index = make_index("auto")
     ids = np.arange(500, dtype=np.int64)
@@ -311,7 +315,7 @@ def test_auto_drops_a_training_a_rebuild_overtook_and_survives_a_failed_one(
     def broken(*args: object, **kwargs: object) -> object:
         raise MemoryError("no room for k-means")
 
-    monkeypatch.setattr(index_module, "_train_ivf", broken)
+    monkeypatch.setattr(ivf_module, "train_ivf", broken)
     index.add(ids[100:], vectors[100:])
     assert index.wait_for_training(30)
     assert not index.trained and len(index) == 500  # still serving, exactly
@@ -458,3 +462,37 @@ def test_search_params_trade_speed_for_recall_without_rebuild(rng: np.random.Gen
     hnsw.add(ids, vectors)
     hnsw.set_search_params(ef_search=400)
     assert np.array_equal(hnsw.search(queries, 5)[1], exact_top(ids, vectors, queries, 5))
+
+
+#: Every index kind's backend, as ``VectorIndex`` builds it (IVF big enough to train here).
+BACKENDS = {
+    "flat": lambda: FlatBackend(DIM),
+    "ivf": lambda: IvfBackend(DIM, NLIST, NLIST),
+    "auto": lambda: IvfBackend(DIM, NLIST, NLIST, adaptive=True),
+    "hnsw": lambda: HnswBackend(DIM, 8, 64),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BACKENDS))
+def test_every_backend_keeps_the_one_interface(kind: str, rng: np.random.Generator) -> None:
+    """The same calls, the same answers: what ``VectorIndex`` relies on of each kind."""
+    backend = BACKENDS[kind]()
+    assert isinstance(backend, IndexBackend)
+    ids = np.arange(0, 400 * 7, 7, dtype=np.int64)
+    vectors = unit(rng, len(ids)).astype(np.float32)
+    backend.add(ids, vectors)
+    assert backend.size == len(ids)
+    held_ids, held = backend.contents()
+    order = np.argsort(held_ids)
+    assert np.array_equal(held_ids[order], ids) and np.allclose(held[order], vectors)
+    queries = vectors[:5]
+    _, labels = backend.search(queries, 1)
+    assert labels[:, 0].tolist() == ids[:5].tolist()
+    assert backend.remove(ids[:5]) == 5 and backend.remove(ids[:5]) == 0
+    _, labels = backend.search(queries, 3)
+    assert not set(labels.ravel().tolist()) & set(ids[:5].tolist())
+    backend.fill(ids[:50], vectors[:50])
+    assert backend.size == 50 and sorted(backend.contents()[0].tolist()) == ids[:50].tolist()
+    backend.set_search_params(nprobe=2, ef_search=32)  # each takes what applies to it
+    assert backend.training_due() is False  # auto trains at AUTO_EXACT_BELOW, not here
+    assert (backend.ivf_params is None) == (not backend.trained or kind in ("flat", "hnsw"))
