@@ -30,6 +30,7 @@ from gaitid.errors import (
 )
 from gaitid.segment import BackgroundNeededError, NoPersonFoundError
 from gaitid.service.db.failures import RETRY_AFTER_S, DatabaseFailure, classify
+from gaitid.service.methods import allowed_methods
 from gaitid.service.walks.batching import BatcherClosedError
 
 logger = logging.getLogger(__name__)
@@ -314,7 +315,7 @@ async def _gaitid_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after_s)}
     elif status >= 500:
         logger.error("%s: %s", type(exc).__name__, exc)
-    return error_response(status, code_for(exc), str(exc), _details_of(exc), headers)
+    return error_response(status, code_for(exc), _plain(str(exc)), _details_of(exc), headers)
 
 
 def _count_refusal(request: Request, exc: StorageError) -> None:
@@ -330,8 +331,12 @@ def _count_refusal(request: Request, exc: StorageError) -> None:
 _PART_TOO_LARGE = re.compile(r"^(Part|Field) exceeded maximum size of (\d+)KB\.?$")
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        # every method of the path, not only those of the first route that matched it
+        allow = ", ".join(allowed_methods(request))
+        return error_response(405, "method_not_allowed", str(exc.detail), None, {"Allow": allow})
     if exc.status_code == 400 and isinstance(exc.detail, str):
         too_large = _PART_TOO_LARGE.match(exc.detail)
         if too_large:
@@ -349,12 +354,31 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")}
+        {
+            "loc": list(e.get("loc", ())),
+            "msg": _plain(str(e.get("msg", ""))),
+            "type": e.get("type", ""),
+        }
         for e in exc.errors()
     ]
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     where = ".".join(str(p) for p in first["loc"])
     return error_response(422, "validation_error", f"{where}: {first['msg']}", errors)
+
+
+#: Python names in FastAPI's, pydantic's and decoders' messages ("Expected UploadFile,
+#: received: <class 'str'>", "cannot identify image file <_io.BytesIO object at 0x...>"):
+#: a client reads what to send instead.
+_UPLOAD_FILE_EXPECTED = re.compile(r"Expected UploadFile, received: <class '[\w.]+'>")
+_PYTHON_CLASS = re.compile(r"<class '[\w.]+'>")
+_PYTHON_OBJECT = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def _plain(message: str) -> str:
+    """An error message without Python type, class or module names."""
+    message = _UPLOAD_FILE_EXPECTED.sub("expected a file part, not a text field", message)
+    message = _PYTHON_OBJECT.sub("the data", message)
+    return _PYTHON_CLASS.sub("a value of another type", message)
 
 
 async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:

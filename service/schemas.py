@@ -6,7 +6,9 @@ Examples in ``json_schema_extra`` appear in the OpenAPI document (``/docs``).
 
 from __future__ import annotations
 
+import functools
 import json
+import sys
 import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -271,7 +273,7 @@ class IdentityPage(_Out):
                             "updated_at": "2026-12-01T09:30:00Z",
                         }
                     ],
-                    "next_cursor": "eyJhZnRlciI6IDd9",
+                    "next_cursor": "AAAAAAAAAAc",
                 }
             ]
         },
@@ -288,6 +290,7 @@ class IdentityUpdate(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # JSON as it is: false is not 0.0, "1" is not 1
         json_schema_extra={"examples": [{"name": "alice.smith", "metadata": {"team": "blue"}}]},
     )
 
@@ -330,6 +333,7 @@ class GalleryCreate(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # JSON as it is: false is not 0.0, "1" is not 1
         json_schema_extra={
             "examples": [
                 {"name": "lobby", "default_threshold": 0.62, "metadata": {"site": "north"}}
@@ -347,6 +351,7 @@ class GalleryUpdate(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # JSON as it is: false is not 0.0, "1" is not 1
         json_schema_extra={
             "examples": [{"default_threshold": 0.62}, {"metadata": {"site": "south"}}]
         },
@@ -569,7 +574,6 @@ _REFUSED_IN_NAMES = {
     "Zl": "line separator",
     "Zp": "paragraph separator",
     "Cs": "lone surrogate",
-    "Cn": "unassigned code point",
 }
 
 
@@ -581,9 +585,9 @@ def identity_name(value: str) -> str:
     another), line separators and U+FFFD (what undecodable UTF-8 becomes) are refused with
     a message naming the character and its position.
     """
-    text = unicodedata.normalize("NFC", value).strip()
-    if not text:
-        raise ValueError("an identity name must not be empty or whitespace only")
+    text = unicodedata.normalize("NFC", value)
+    # checked before trimming, so that a name is refused for the same characters wherever
+    # they stand (as identity_name_pattern() says): "alice\n" is refused, not trimmed
     for position, char in enumerate(text):
         if char == "\ufffd":
             raise ValueError(
@@ -597,7 +601,49 @@ def identity_name(value: str) -> str:
                 f"the identity name holds U+{ord(char):04X}{' ' + label if label else ''} ({kind}) "
                 f"at position {position}"
             )
+    text = text.strip()
+    if not text:
+        raise ValueError("an identity name must not be empty or whitespace only")
     return text
+
+
+@functools.cache
+def identity_name_pattern() -> str:
+    """The regular expression of the names :func:`identity_name` accepts, for OpenAPI.
+
+    Some character that is not whitespace, and none that is refused, built from the same
+    table of Unicode categories (so from this Python's Unicode database). Whitespace is
+    spelled out (``\\s`` means ASCII only in some engines); BMP code points are ``\\uXXXX``
+    escapes, the others themselves. Lone surrogates are left out: no regex engine over code
+    points can name them, and no UTF-8 form or JSON string of Unicode text carries them.
+    """
+    refused: list[int] = []
+    spaces: list[int] = []
+    for cp in range(sys.maxunicode + 1):
+        category = unicodedata.category(chr(cp))
+        if category == "Cs":
+            continue
+        if cp == 0xFFFD or category in _REFUSED_IN_NAMES:
+            refused.append(cp)
+        elif chr(cp).isspace():
+            spaces.append(cp)
+    bad = _char_class(refused)
+    return f"^[^{bad}]*[^{bad}{_char_class(spaces)}][^{bad}]*$"
+
+
+def _char_class(code_points: list[int]) -> str:
+    """The inside of a regex character class naming exactly ``code_points`` (sorted)."""
+    ranges: list[tuple[int, int]] = []
+    for cp in code_points:
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1] = (ranges[-1][0], cp)
+        else:
+            ranges.append((cp, cp))
+
+    def char(cp: int) -> str:
+        return f"\\u{cp:04x}" if cp <= 0xFFFF else chr(cp)
+
+    return "".join(char(a) if a == b else f"{char(a)}-{char(b)}" for a, b in ranges)
 
 
 def storable_text(value: str) -> str:
@@ -614,6 +660,7 @@ class KeyCreate(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # JSON as it is: false is not 0.0, "1" is not 1
         json_schema_extra={
             "examples": [{"name": "lobby-camera", "scopes": ["identify"], "galleries": ["lobby"]}]
         },
@@ -621,7 +668,7 @@ class KeyCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=128, pattern=TEXT_PATTERN)
     scopes: list[Literal["identify", "enroll", "admin"]] = Field(min_length=1)
-    galleries: list[str] | None = Field(
+    galleries: list[Annotated[str, Field(pattern=GALLERY_PATTERN)]] | None = Field(
         default=None,
         description="Galleries the key is bound to (403 on any other); absent or empty: every "
         "gallery.",

@@ -11,6 +11,7 @@ from gaitid.service import identities
 from gaitid.service.db.models import MAX_ID
 from gaitid.service.deps import AdminKeyDep, EnrollKeyDep, SessionDep, StateDep
 from gaitid.service.errors import error_responses
+from gaitid.service.identities import CURSOR_PATTERN
 from gaitid.service.schemas import GALLERY_PATTERN, IdentityDetail, IdentityPage, IdentityUpdate
 
 router = APIRouter(prefix="/identities", tags=["identities"])
@@ -31,7 +32,8 @@ def list_identities(
     gallery_name: Annotated[str | None, Query(alias="gallery", pattern=GALLERY_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[
-        str | None, Query(max_length=200, description="`next_cursor` of the previous page.")
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page."),
     ] = None,
 ) -> IdentityPage:
     return identities.list_identities(

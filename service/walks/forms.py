@@ -6,23 +6,32 @@ instead, so invalid UTF-8 in an identity name would be stored as mojibake that n
 can type again. The upload routes parse their forms with :class:`StrictFormRoute`, which
 refuses such a field with a 422 naming it. A client that declares another charset in the
 ``Content-Type`` (``charset=latin-1``) is decoded in that charset, as before.
+
+The file fields (``file``, ``background``) are files whether or not their part names a
+filename: the OpenAPI document calls them binary strings, and a client (or a generic one
+such as schemathesis) may send one as a plain part. Without this, such a part reached the
+route as text and the answer was a 422 naming a Python class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from contextlib import aclosing
+from tempfile import SpooledTemporaryFile
 from typing import Annotated, Any
 
 from fastapi import File, Form, Request, Response, UploadFile
 from fastapi.routing import APIRoute
 from python_multipart.multipart import parse_options_header
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, Headers
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from gaitid.formats import SUPPORTED_FORMATS
 from gaitid.segment import InputChoice
+
+#: The form fields of the upload routes that hold files (``WalkFile``, ``BackgroundField``).
+FILE_FIELDS = frozenset({"file", "background"})
 
 
 class TextFieldEncodingError(MultiPartException):
@@ -30,6 +39,17 @@ class TextFieldEncodingError(MultiPartException):
 
 
 class _StrictMultiPartParser(MultiPartParser):
+    def on_headers_finished(self) -> None:
+        super().on_headers_finished()
+        part = self._current_part
+        if part.file is None and part.field_name in FILE_FIELDS:
+            # a file field sent without a filename: spooled like any file, never decoded as text
+            # the form owns the file once parsed and closes it (as Starlette's own file parts)
+            spool = SpooledTemporaryFile(max_size=self.spool_max_size)  # noqa: SIM115
+            self._files_to_close_on_error.append(spool)
+            headers = Headers(raw=part.item_headers)
+            part.file = UploadFile(file=spool, size=0, headers=headers)  # type: ignore[arg-type]
+
     def on_part_end(self) -> None:
         part = self._current_part
         if part.file is None:
@@ -107,6 +127,7 @@ BackgroundField = Annotated[
     UploadFile | None,
     File(
         description="Optional empty-scene frame of the same camera (PNG/JPEG/BMP), for "
-        "footage: needed when the person walks towards or away from the camera."
+        "footage: needed when the person walks towards or away from the camera. An empty "
+        "part is no background."
     ),
 ]

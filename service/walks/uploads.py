@@ -93,6 +93,8 @@ async def read_upload(
             )
         digest.update(chunk)
     scene = None if background is None else await read_upload(background, max_bytes)
+    if scene is not None and scene.size == 0:
+        scene = None  # an empty part is what a form with a blank file input sends: no background
     return Upload(file, size, digest.hexdigest(), input_kind, scene)
 
 
