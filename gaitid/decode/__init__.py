@@ -125,22 +125,18 @@ def decode_path(
 
     The path ``gaitid preprocess`` runs; identical to ``decode_upload`` on the file's bytes.
     """
-    reading = read_walk_from_path(path, limits=limits, min_frames=min_frames, front_end=front_end)
-    return _network(reading)
+    source = _open_path(path, Work(limits, None))
+    return _network(_read(source, min_frames, front_end or FrontEnd()))
 
 
 def read_walk_from_path(
-    path: Path,
-    *,
-    limits: DecodeLimits = DEFAULT_LIMITS,
-    min_frames: int = 1,
-    front_end: FrontEnd | None = None,
+    path: Path, *, limits: DecodeLimits = DEFAULT_LIMITS, min_frames: int = 1
 ) -> WalkReading:
-    """A file or a folder of frames -> the walk after the front end and the pretreatment,
-    ``(T, 64, 64)`` before the network's crop: how training reads raw folders
-    (``training.data.casia_raw``), so it trains on the silhouettes the service makes."""
-    source = _open_path(path, Work(limits, None))
-    return _read(source, min_frames, front_end or FrontEnd())
+    """A file or a folder of frames -> the walk after the front end (input kind told apart
+    as for an upload) and the pretreatment, ``(T, 64, 64)`` before the network's crop: how
+    training reads raw folders (``training.data.casia_raw``), so it trains on the
+    silhouettes the service makes."""
+    return _read(_open_path(path, Work(limits, None)), min_frames, FrontEnd())
 
 
 def read_frames(
