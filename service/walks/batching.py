@@ -2,7 +2,8 @@
 
 On a GPU a run on a batch of eight walks costs little more than a run on one, so under load the
 service gathers waiting requests into one batch. (On a CPU the gain is small, the 3D
-convolutions being compute-bound, and padding can cancel it: see BENCHMARKS.md, "Service".)
+convolutions being compute-bound, and padding can cancel it: see BENCHMARKS.md, "End-to-end
+throughput and latency".)
 The collector task takes the first waiting request, then waits at most ``max_wait_ms`` for
 more, up to ``max_batch`` requests, and hands the batch to a worker thread so the event loop
 keeps serving while the model runs. While one batch runs, the next
