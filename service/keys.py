@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from gaitid.service.auth import Principal, Scope, create_key, list_keys, parse_galleries, revoke_key
 from gaitid.service.db.models import ApiKey
+from gaitid.service.errors import ConflictError
 from gaitid.service.schemas import KeyCreate, KeyCreated, KeyInfo
 from gaitid.service.state import ServiceState
 
@@ -44,6 +45,14 @@ def list_all(state: ServiceState, principal: Principal) -> list[KeyInfo]:
 
 
 def revoke(state: ServiceState, principal: Principal, key_id: int) -> None:
+    """Revoke another key. A key revoking itself is refused (409): it would lock its caller
+    out mid-session (a generic client walking the API did exactly that); another admin key or
+    ``gaitid keys revoke`` can."""
     principal.require_every_gallery("key management")
+    if key_id == principal.key_id:
+        raise ConflictError(
+            f"key {key_id} is the key of this request and cannot revoke itself: revoke it with "
+            f"another admin key, or `gaitid keys revoke {key_id}` on the server"
+        )
     with state.db.session(write=True) as session:
         revoke_key(session, str(key_id), revoked_by=principal.key_id)

@@ -43,11 +43,11 @@ async def list_keys(state: StateDep, principal: AdminKeyDep) -> list[KeyInfo]:
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Revoke an API key",
-    responses=error_responses(401, 403, 404, 422, 503),
+    responses=error_responses(401, 403, 404, 409, 422, 503),
 )
 async def revoke_key(
     state: StateDep, principal: AdminKeyDep, key_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> Response:
-    """Requests with the key get 401 from now on."""
+    """Requests with the key get 401 from now on. 409: a key cannot revoke itself."""
     await anyio.to_thread.run_sync(keys.revoke, state, principal, key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

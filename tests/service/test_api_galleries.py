@@ -124,6 +124,10 @@ def test_keys_over_http(settings: Settings, embedder: Embedder, keys: dict[str, 
         assert client.delete(f"/keys/{mine['id']}", headers=admin).status_code == 204
         assert_error(identify(client, key, seed=1, gallery="north"), 401)
         assert_error(client.delete("/keys/999999", headers=admin), 404)
+        # issue 28: a key cannot revoke itself (a client walking the API locked itself out)
+        admin_id = next(row["id"] for row in listed if row["name"] == "test-admin")
+        assert_error(client.delete(f"/keys/{admin_id}", headers=admin), 409, "conflict")
+        assert client.get("/keys", headers=admin).status_code == 200
         bad = client.post(
             "/keys", headers=admin, json={"name": "x", "scopes": ["root"], "galleries": []}
         )
