@@ -38,6 +38,7 @@ from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.utils.clips
 
+from gaitid.segment import SegmentationConfig
 from tests.utils import clips
 
 CONDITIONS = {"NM": "nm-05", "BG": "bg-01", "CL": "cl-01"}
@@ -110,20 +111,13 @@ class Embedder:
         return np.asarray(out[0], np.float32)
 
 
-def _fully_visible(truth: NDArray[np.bool_], margin: int = 2) -> bool:
-    if not truth.any():
-        return False
-    rows, cols = np.flatnonzero(truth.any(axis=1)), np.flatnonzero(truth.any(axis=0))
-    height, width = truth.shape
-    return bool(
-        rows[0] > margin
-        and cols[0] > margin
-        and rows[-1] < height - 1 - margin
-        and cols[-1] < width - 1 - margin
-    )
-
-
-def run_clip(probe: Probe, frames64: NDArray[np.uint8], embed: Embedder, seed: int) -> None:
+def run_clip(
+    probe: Probe,
+    frames64: NDArray[np.uint8],
+    embed: Embedder,
+    seed: int,
+    config: SegmentationConfig | None = None,
+) -> None:
     """The clip route of one probe walk: composite, encode, decode + segment, embed."""
     import cv2
 
@@ -135,8 +129,12 @@ def run_clip(probe: Probe, frames64: NDArray[np.uint8], embed: Embedder, seed: i
     clip = clips.camera_clip(masks, probe.camera, seed=seed)
     data = clips.encode_clip(clip.frames, probe.camera.codec)
     found: list[Segmentation] = []
-    front_end = FrontEnd(input="video", observer=lambda _frames, seg: found.append(seg))
-    visible = [_fully_visible(t) for t in clip.truth]
+    front_end = FrontEnd(
+        input="video",
+        config=config or SegmentationConfig(),
+        observer=lambda _frames, seg: found.append(seg),
+    )
+    visible = [clips.fully_visible(t) for t in clip.truth]
     probe.visible = sum(visible)
     name = "clip.avi" if probe.camera.codec == "MJPG" else "clip.mp4"
     tick = time.perf_counter()
@@ -158,11 +156,10 @@ def run_clip(probe: Probe, frames64: NDArray[np.uint8], embed: Embedder, seed: i
         )
         ious.append(clips.mask_iou(mask > 0, truth > 0))
     probe.iou = float(np.mean(ious)) if ious else float("nan")
-    reasons = getattr(segmentation, "reasons", None)
-    lost = Counter()
+    lost: Counter[str] = Counter()
     for index, seen in enumerate(visible):
         if seen and index not in kept_keys:
-            lost[reasons.get(index, "unknown") if isinstance(reasons, dict) else "dropped"] += 1
+            lost[segmentation.reasons.get(index, "unexplained")] += 1
     probe.dropped_visible = dict(lost)
 
 
@@ -197,6 +194,61 @@ def _scores(
     return table
 
 
+@dataclass
+class Measurement:
+    """Every probe through both routes, the clean gallery and the model's threshold."""
+
+    probes: list[Probe]
+    gallery: dict[str, NDArray[np.float32]]
+    threshold: float
+    seconds: float
+
+    def table(self, route: str) -> dict[str, dict[str, float]]:
+        return _scores(self.probes, route, self.gallery, self.threshold)
+
+    def mean(self, route: str, figure: str) -> float:
+        table = self.table(route)
+        return float(np.mean([table[c][figure] for c in CONDITIONS]))
+
+
+def measure(
+    model: Path,
+    data: Path,
+    subjects: list[str],
+    views: list[str],
+    *,
+    seed: int = 0,
+    log: bool = True,
+    config: SegmentationConfig | None = None,
+) -> Measurement:
+    """Composite, segment and embed every probe walk of ``subjects`` at ``views``."""
+    embed = Embedder(model)
+    threshold = float(embed.meta.default_threshold or 0.5)
+    rng = np.random.default_rng(seed)
+    gallery: dict[str, NDArray[np.float32]] = {}
+    probes: list[Probe] = []
+    started = time.perf_counter()
+    for subject in subjects:
+        walks = np.load(data / f"{subject}.npz")
+        key = f"{GALLERY[0]}/{GALLERY[1]}"
+        if key not in walks.files:
+            continue
+        gallery[subject] = embed(_network(walks[key]))
+        for condition, walk in CONDITIONS.items():
+            for view in views:
+                if f"{walk}/{view}" not in walks.files:
+                    continue
+                frames64 = walks[f"{walk}/{view}"]
+                probe = Probe(subject, condition, view, draw_camera(view, rng))
+                probe.clean = embed(_network(frames64))
+                run_clip(probe, frames64, embed, int(rng.integers(0, 2**31)), config)
+                probes.append(probe)
+                if log:
+                    state = probe.error or f"kept {probe.kept}/{probe.visible} visible"
+                    print(f"{subject} {walk}/{view}: {state}", flush=True)
+    return Measurement(probes, gallery, threshold, time.perf_counter() - started)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="ONNX model file")
@@ -205,36 +257,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", nargs="+", default=list(DEFAULT_VIEWS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="JSON with every probe's figures")
+    parser.add_argument(
+        "--segmentation",
+        default="{}",
+        help="SegmentationConfig fields as JSON, e.g. '{\"background_passes\": 0}'",
+    )
     args = parser.parse_args(argv)
 
     from gaitid.training.data.opengait import parse_subject_spec
 
-    embed = Embedder(args.model)
-    threshold = float(embed.meta.default_threshold or 0.5)
-    rng = np.random.default_rng(args.seed)
     subjects = parse_subject_spec(args.subjects)
-    gallery: dict[str, NDArray[np.float32]] = {}
-    probes: list[Probe] = []
-    started = time.perf_counter()
-    for subject in subjects:
-        walks = np.load(args.data / f"{subject}.npz")
-        key = f"{GALLERY[0]}/{GALLERY[1]}"
-        if key not in walks.files:
-            continue
-        gallery[subject] = embed(_network(walks[key]))
-        for condition, walk in CONDITIONS.items():
-            for view in args.views:
-                if f"{walk}/{view}" not in walks.files:
-                    continue
-                frames64 = walks[f"{walk}/{view}"]
-                probe = Probe(subject, condition, view, draw_camera(view, rng))
-                probe.clean = embed(_network(frames64))
-                run_clip(probe, frames64, embed, seed=int(rng.integers(0, 2**31)))
-                probes.append(probe)
-                state = probe.error or f"kept {probe.kept}/{probe.visible} visible"
-                print(f"{subject} {walk}/{view}: {state}", flush=True)
-    elapsed = time.perf_counter() - started
-    report(probes, gallery, threshold, args, elapsed)
+    config = SegmentationConfig.model_validate_json(args.segmentation)
+    result = measure(args.model, args.data, subjects, args.views, seed=args.seed, config=config)
+    report(result, args)
     return 0
 
 
@@ -244,15 +279,10 @@ def _network(frames64: NDArray[np.uint8]) -> NDArray[np.uint8]:
     return to_network_input(normalize_sequence(frames64).frames)
 
 
-def report(
-    probes: list[Probe],
-    gallery: dict[str, NDArray[np.float32]],
-    threshold: float,
-    args: argparse.Namespace,
-    elapsed: float,
-) -> None:
-    clean = _scores(probes, "clean", gallery, threshold)
-    clip = _scores(probes, "clip", gallery, threshold)
+def report(result: Measurement, args: argparse.Namespace) -> None:
+    probes, gallery, threshold = result.probes, result.gallery, result.threshold
+    elapsed = result.seconds
+    clean, clip = result.table("clean"), result.table("clip")
     print(
         f"\n# {platform.machine()}, model {args.model.name}, threshold {threshold:.4f}, "
         f"{len(gallery)} identities, {len(probes)} probe walks, {elapsed:.0f} s"

@@ -64,13 +64,19 @@ def preprocess(
     from gaitid import preview as strip
     from gaitid.decode import decode_image, decode_path
     from gaitid.errors import GaitidError, InvalidSequenceError
-    from gaitid.segment import INPUT_CHOICES, FrontEnd, OnnxPersonSegmenter
+    from gaitid.segment import (
+        INPUT_CHOICES,
+        FrontEnd,
+        OnnxPersonSegmenter,
+        describe_dropped_frames,
+    )
 
     if out.suffix.lower() != ".npy":
         raise typer.BadParameter(f"{out} must end in .npy", param_hint="--out")
     if input_kind not in INPUT_CHOICES:
         raise typer.BadParameter(f"choose one of {', '.join(INPUT_CHOICES)}", param_hint="--input")
-    recorder = strip.PreviewRecorder() if preview is not None else None
+    # the recorder also collects every dropped frame's reason, printed below
+    recorder = strip.PreviewRecorder()
     try:
         front_end = FrontEnd(
             input=input_kind,  # checked against INPUT_CHOICES above
@@ -93,6 +99,8 @@ def preprocess(
         f"input: {result.kind}; frames: total={result.total} used={result.used} "
         f"dropped={result.dropped} ({reasons}) -> {out} {tuple(result.frames.shape)} uint8"
     )
+    if recorder.reasons:
+        typer.echo(f"dropped frames: {describe_dropped_frames(recorder.reasons)}")
     if preview is not None:
         strip.write(preview, strip.render(result, recorder))
         typer.echo(f"preview -> {preview}")

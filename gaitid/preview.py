@@ -3,7 +3,9 @@
 Columns are frames sampled evenly over the walk. For camera footage the rows are the frame
 (at the working size) with the tracked person's mask tinted over it, the mask alone, and the
 final 64x44 silhouette; for silhouette input, only the final silhouettes. A person can check
-at a glance that the right person was followed and whole.
+at a glance that the right person was followed and whole. When frames were dropped, a last
+row shows some of them (evenly over the dropped ones), each labelled with its frame number and
+the reason (``gaitid.segment.DROP_REASONS``), so the reader can agree or disagree with it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class PreviewRecorder:
         self.columns = columns
         self.frames: dict[FrameKey, NDArray[np.uint8]] = {}
         self.masks: list[tuple[FrameKey, NDArray[np.uint8]]] = []
+        #: every dropped frame's reason, by frame key, in frame order
+        self.reasons: dict[FrameKey, str] = {}
+        self.dropped: list[tuple[FrameKey, NDArray[np.uint8]]] = []
 
     def __call__(
         self, frames: Sequence[tuple[FrameKey, NDArray[np.uint8]]], found: Segmentation
@@ -38,6 +43,10 @@ class PreviewRecorder:
         self.masks = [found.masks[i] for i in picks]
         wanted = {key for key, _mask in self.masks}
         self.frames = {key: frame for key, frame in frames if key in wanted}
+        self.reasons = dict(sorted(found.reasons.items()))
+        dropped_keys = list(self.reasons)
+        shown = {dropped_keys[i] for i in _evenly(len(dropped_keys), self.columns)}
+        self.dropped = [(key, frame) for key, frame in frames if key in shown]
 
 
 def render(result: PreprocessedSequence, recorder: PreviewRecorder | None) -> NDArray[np.uint8]:
@@ -55,6 +64,10 @@ def render(result: PreprocessedSequence, recorder: PreviewRecorder | None) -> ND
             masks.append(np.repeat(mask[:, :, None], 3, axis=2))
         rows += [overlays, masks]
     rows.append([np.repeat(s[:, :, None], 3, axis=2) for s in silhouettes])
+    if recorder is not None and recorder.dropped:
+        rows.append(
+            [_labelled(frame, f"{key}: {recorder.reasons[key]}") for key, frame in recorder.dropped]
+        )
     strips = [_row(row) for row in rows]
     width = max(strip.shape[1] for strip in strips)
     padded = [np.pad(strip, ((0, 0), (0, width - strip.shape[1]), (0, 0))) for strip in strips]
@@ -66,6 +79,18 @@ def write(path: Path, image: NDArray[np.uint8]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
         raise OSError(f"cannot write the preview to {path} (use a .png or .jpg name)")
+
+
+def _labelled(frame: NDArray[np.uint8], text: str) -> NDArray[np.uint8]:
+    """A dropped frame, dimmed, with its number and reason written across the top."""
+    scale = frame.shape[0] / ROW_HEIGHT  # the tile is shown ROW_HEIGHT rows high
+    tile = (frame.astype(np.float32) * 0.6).astype(np.uint8)
+    size = 0.35 * scale
+    thick = max(1, round(scale))
+    origin = (max(1, round(3 * scale)), max(8, round(12 * scale)))
+    cv2.putText(tile, text, origin, cv2.FONT_HERSHEY_SIMPLEX, size, (0, 0, 0), thick + 2)
+    cv2.putText(tile, text, origin, cv2.FONT_HERSHEY_SIMPLEX, size, (255, 230, 80), thick)
+    return tile
 
 
 def _row(tiles: list[NDArray[np.uint8]]) -> NDArray[np.uint8]:

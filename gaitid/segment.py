@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final, Literal, Protocol
 
@@ -63,6 +63,7 @@ from gaitid.preprocess import (
     FrameKey,
     InputKind,
     NormalizedSequence,
+    normalize_frame,
     normalize_keyed,
     to_gray255,
     value_scale,
@@ -80,7 +81,11 @@ _BRIGHT: Final = 200.0
 #: Frames looked at to tell silhouettes from footage.
 DETECT_FRAMES: Final = 8
 
+#: Why segmentation drops a frame: no tracked person in it, the person touching the border
+#: (entering or leaving the picture), or smaller than ``min_person_height``. The pretreatment
+#: adds ``too_little_foreground`` for a mask it cannot use.
 DROP_REASONS: Final = ("no_person", "cut_by_border", "too_small")
+_NO_FRAMES: Final = np.zeros((0, 64, 64), np.uint8)
 
 
 class SegmenterError(GaitidError):
@@ -102,8 +107,11 @@ class SegmentationConfig(BaseModel):
 
     working_height: int = Field(default=240, ge=48, le=1080)
     background_samples: int = Field(default=64, ge=3)
-    min_threshold: float = Field(default=32.0, gt=0, le=255)
+    background_passes: int = Field(default=1, ge=0, le=4)
+    min_threshold: float = Field(default=20.0, gt=0, le=255)
     noise_factor: float = Field(default=4.0, gt=0)
+    hysteresis: float = Field(default=0.5, gt=0, le=1)
+    edge_level: float = Field(default=0.5, ge=0, lt=1)
     shadow_min_ratio: float = Field(default=0.45, gt=0, lt=1)
     shadow_max_ratio: float = Field(default=0.92, gt=0, lt=1)
     shadow_chroma: float = Field(default=0.08, gt=0, lt=1)
@@ -154,11 +162,13 @@ class WalkReading:
 
 @dataclass(frozen=True)
 class Segmentation:
-    """The tracked person's masks (0/255, working size) of the kept frames, by frame key."""
+    """The tracked person's masks (0/255, working size) of the kept frames, by frame key;
+    ``dropped`` counts the other frames by reason and ``reasons`` names each one's."""
 
     masks: list[tuple[FrameKey, NDArray[np.uint8]]]
     seen: int
     dropped: dict[str, int]
+    reasons: dict[FrameKey, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------- the front end
@@ -204,19 +214,28 @@ def read_walk(
     found = segment_clip(
         small, background=front_end.background, segmenter=front_end.segmenter, config=config
     )
+    # the pretreatment drops a mask with too little foreground left: say which, too
+    normalized = [(key, normalize_frame(mask)) for key, mask in found.masks]
+    kept = [(key, frame) for key, frame in normalized if frame is not None]
+    found = replace(
+        found,
+        reasons={
+            **found.reasons,
+            **{key: "too_little_foreground" for key, frame in normalized if frame is None},
+        },
+    )
     if front_end.observer is not None:
         front_end.observer(small, found)
-    try:
-        masks = normalize_keyed(found.masks, min_frames=min_frames)
-    except TooFewFramesError as exc:
+    if len(kept) < min_frames:
         raise TooFewFramesError(
-            exc.usable,
+            len(kept),
             min_frames,
             found.seen,
             why="frames without the whole walking person are dropped: "
             f"{describe_drops(found.dropped)}; send a longer clip",
-        ) from exc
-    sequence = NormalizedSequence(masks.frames, found.seen, found.seen - masks.used)
+        )
+    frames = np.stack([frame for _key, frame in kept]) if kept else _NO_FRAMES
+    sequence = NormalizedSequence(frames, found.seen, found.seen - len(kept))
     return WalkReading(sequence, "video", found.dropped)
 
 
@@ -347,14 +366,42 @@ def segment_clip(
     # one frame's foreground at a time; only its components and a bit-packed mask are kept
     blobs = [_blobs(_clean(mask), config) for mask in foreground]
     track = _track(blobs)
+    from_clip = segmenter is None and background is None
     return _assemble(
         frames,
         images[0].shape[:2],
         blobs,
         track,
         config,
-        background_from_clip=segmenter is None and background is None,
+        background_from_clip=from_clip,
+        in_place=from_clip and _moves_in_place(images, config),
     )
+
+
+def _moves_in_place(images: Sequence[NDArray[np.uint8]], config: SegmentationConfig) -> bool:
+    """Whether what moves in the clip stays at one place of the picture: a person walking
+    towards or away from the camera, whom a background learnt from the clip cannot show.
+
+    Judged from frame differences, not from the background model (which such a person
+    contaminates): the centre of the moving pixels of sampled frame pairs, at quarter size,
+    stays within a narrow band of columns through most of the clip.
+    """
+    count = min(len(images) - 2, _MOTION_SAMPLES)
+    if count < 4:
+        return False
+    height, width = images[0].shape[:2]
+    size = (max(1, width // 4), max(1, height // 4))
+    centres: list[float] = []
+    for t in np.linspace(0, len(images) - 3, count).round().astype(int):
+        a = cv2.resize(images[t], size, interpolation=cv2.INTER_AREA).astype(np.int16)
+        b = cv2.resize(images[t + 2], size, interpolation=cv2.INTER_AREA).astype(np.int16)
+        moving = np.abs(a - b).max(axis=2) > config.min_threshold
+        if moving.mean() > _MOTION_SHARE:
+            centres.append(float(np.nonzero(moving)[1].mean()))
+    if len(centres) < count // 2:
+        return False
+    low, high = np.percentile(centres, [10, 90])
+    return bool(high - low < _IN_PLACE_BAND * size[0])
 
 
 def _background(
@@ -362,6 +409,7 @@ def _background(
     supplied: NDArray[np.uint8] | None,
     config: SegmentationConfig,
 ) -> NDArray[np.float32]:
+    """The empty scene: the supplied frame (resized), or learnt from the clip."""
     height, width = images[0].shape[:2]
     if supplied is not None:
         s_height, s_width = supplied.shape[:2]
@@ -371,16 +419,56 @@ def _background(
                 "send a frame of the same camera and framing"
             )
         rgb = to_working_rgb(supplied, None, config)
-        return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32)
+        resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+        return np.asarray(resized, np.float32)
     count = min(len(images), config.background_samples)
     picks = np.linspace(0, len(images) - 1, count).round().astype(int)
-    return np.median(np.stack([images[i] for i in picks]), axis=0).astype(np.float32)
+    samples = np.stack([images[i] for i in picks])
+    background = np.median(samples, axis=0).astype(np.float32)
+    # A plain median takes the person for background wherever they stand in over half of
+    # the samples (a slow or oblique walker, someone close to the camera). Then refine it:
+    # the median of each pixel over the samples where it was *not* foreground, so a pixel
+    # needs the background visible at some time, not most of the time. Judged at half size.
+    for _ in range(config.background_passes):
+        half = (max(1, width // 2), max(1, height // 2))
+        small = np.stack([cv2.resize(s, half, interpolation=cv2.INTER_AREA) for s in samples])
+        reference = cv2.resize(background, half, interpolation=cv2.INTER_AREA)
+        hidden_small = np.stack([_foreground(s, reference, config) for s in small]) > 0
+        if hidden_small.mean(axis=0).max() < _STANDING_SHARE:
+            break  # nobody stood anywhere long enough to be taken for background
+        grown = [cv2.dilate(h.astype(np.uint8), _ellipse(5)) for h in hidden_small]
+        hidden = np.stack(
+            [cv2.resize(h, (width, height), interpolation=cv2.INTER_NEAREST) for h in grown]
+        ).astype(bool)
+        background = _masked_median(samples, hidden, background)
+    return background
+
+
+def _masked_median(
+    samples: NDArray[np.uint8], hidden: NDArray[np.bool_], fallback: NDArray[np.float32]
+) -> NDArray[np.float32]:
+    """Per pixel and channel, the median of ``samples`` where not ``hidden`` (``fallback``
+    where a pixel is hidden in every sample)."""
+    values = samples.astype(np.uint16)
+    values[hidden] = np.iinfo(np.uint16).max  # sorted to the end, out of the median's reach
+    values.sort(axis=0)
+    visible = (~hidden).sum(axis=0)  # [H, W]
+    middle = np.maximum(visible - 1, 0) // 2
+    picked = np.take_along_axis(values, middle[None, :, :, None].repeat(3, axis=3), axis=0)[0]
+    return np.where((visible > 0)[:, :, None], picked.astype(np.float32), fallback)
 
 
 def _subtract(
     frame: NDArray[np.uint8], background: NDArray[np.float32], config: SegmentationConfig
 ) -> NDArray[np.bool_]:
     """Foreground of one frame against the background, lighting drift and shadows removed."""
+    return _foreground(frame, background, config) > 0
+
+
+def _foreground(
+    frame: NDArray[np.uint8], background: NDArray[np.float32], config: SegmentationConfig
+) -> NDArray[np.uint8]:
+    """:func:`_subtract` as a 0/1 ``uint8`` mask (what the morphology takes)."""
     current = frame.astype(np.float32) + 1.0
     reference = background + 1.0
     ratio = current / reference
@@ -389,7 +477,25 @@ def _subtract(
     ratio = ratio / gain
     diff = np.abs(current / gain - reference).max(axis=2)
     threshold = max(config.min_threshold, config.noise_factor * float(np.median(diff)))
-    foreground = diff > threshold
+    # hysteresis: pixels over half the threshold count where they touch pixels over it, so
+    # clothing close to the background stays joined to the rest of the person
+    strong = (diff > threshold).astype(np.uint8)
+    weak = (diff > config.hysteresis * threshold).astype(np.uint8)
+    count, labels = cv2.connectedComponents(weak, connectivity=8)
+    if count > 1:
+        seeded = np.zeros(count, bool)
+        seeded[np.unique(labels[strong > 0])] = True
+        seeded[0] = False
+        foreground = seeded[labels]
+    else:
+        foreground = strong > 0
+    if foreground.any():
+        # the outline sits halfway between the background and the person's own contrast:
+        # tight for clothing that stands out, still whole for clothing that barely does
+        contrast = float(np.median(diff[foreground]))
+        edge = max(config.hysteresis * threshold, config.edge_level * contrast)
+        near = cv2.dilate(foreground.astype(np.uint8), _ellipse(3)) > 0
+        foreground = near & (diff > edge)
     # shadows are judged on a smoothed ratio: pixel noise would break the equal-darkening test
     smooth = cv2.blur(ratio, (5, 5))
     low, high = smooth.min(axis=2), smooth.max(axis=2)
@@ -398,7 +504,7 @@ def _subtract(
         & (low >= config.shadow_min_ratio)
         & (high - low <= config.shadow_chroma)
     )
-    return foreground & ~shadow
+    return (foreground & ~shadow).astype(np.uint8)
 
 
 def _clean(mask: NDArray[np.bool_]) -> NDArray[np.uint8]:
@@ -504,6 +610,7 @@ def _assemble(
     config: SegmentationConfig,
     *,
     background_from_clip: bool,
+    in_place: bool = False,
 ) -> Segmentation:
     tracked = [blob for blob in track if blob is not None]
     if not tracked:
@@ -513,6 +620,7 @@ def _assemble(
     # the person's usual width: a frame much wider has something merged into it
     usual_width = float(np.median([blob.w for blob in tracked]))
     dropped = dict.fromkeys(DROP_REASONS, 0)
+    reasons: dict[FrameKey, str] = {}
     masks: list[tuple[FrameKey, NDArray[np.uint8]]] = []
     aspects: list[float] = []
     centres: list[float] = []
@@ -521,6 +629,7 @@ def _assemble(
     for (key, _frame), frame_blobs, person in zip(frames, blobs, track, strict=True):
         if person is None:
             dropped["no_person"] += 1
+            reasons[key] = "no_person"
             continue
         mask = _person_mask(frame_blobs, person)
         if person.w > _MERGED_WIDTH * usual_width:
@@ -529,9 +638,11 @@ def _assemble(
         top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
         if min(top, left) <= margin or bottom >= height - 1 - margin or right >= width - 1 - margin:
             dropped["cut_by_border"] += 1
+            reasons[key] = "cut_by_border"
             continue
         if bottom - top + 1 < config.min_person_height * height:
             dropped["too_small"] += 1
+            reasons[key] = "too_small"
             continue
         aspects.append((bottom - top + 1) / (right - left + 1))
         centres.append(float(xs.mean()))
@@ -546,15 +657,31 @@ def _assemble(
             f"the moving object in the clip is {1 / float(np.median(aspects)):.1f} times as wide "
             f"as tall: not a walking person; {_ADVICE}"
         )
-    if background_from_clip and max(centres) - min(centres) < usual_width:
+    # The background is unknown behind a person who never moves by their own width. A person
+    # followed in only a few frames stood still only when the clip's motion stays in one
+    # place; otherwise they were lost (or passed quickly) and an empty scene would not help.
+    followed = len(tracked) >= _FOLLOWED_SHARE * len(frames)
+    static = max(centres) - min(centres) < usual_width and (followed or in_place)
+    if background_from_clip and static:
         raise BackgroundNeededError(
             "the person stays in one place (walking towards or away from the camera), so the "
             "background cannot be learnt from the clip: send an empty-scene frame of the same "
             "camera (the background field, or --background)"
         )
-    return Segmentation(masks, len(frames), dropped)
+    return Segmentation(masks, len(frames), dropped, reasons)
 
 
+#: A pixel foreground in more than this share of the background samples may have been taken
+#: for background by the plain median: the background is then re-estimated without it.
+_STANDING_SHARE: Final = 0.3
+#: A person tracked in fewer than this share of the frames is judged as standing still only
+#: when the clip's motion says so (``_moves_in_place``).
+_FOLLOWED_SHARE: Final = 0.25
+#: Frame pairs looked at for where the motion is, the share of a quarter-size frame that must
+#: move for a pair to count, and the band (share of the width) motion stays in when in place.
+_MOTION_SAMPLES: Final = 24
+_MOTION_SHARE: Final = 0.002
+_IN_PLACE_BAND: Final = 0.2
 #: A tracked blob wider than this many times the person's usual width has another object
 #: (a passer-by, a cart, a long shadow) merged into it; only the columns around the torso stay.
 _MERGED_WIDTH: Final = 1.4
@@ -613,6 +740,31 @@ def _person_mask(frame: _Frame, person: _Blob) -> NDArray[np.uint8]:
     ]
     cv2.drawContours(selected, holes, -1, 255, thickness=cv2.FILLED)
     return selected
+
+
+def describe_dropped_frames(reasons: dict[FrameKey, str], limit: int = 12) -> str:
+    """``{0: "no_person", 1: "no_person", 7: "cut_by_border"}`` -> ``"0-1 no person,
+    7 cut by border"``: runs of consecutive frames with one reason (frame keys in order)."""
+    runs: list[tuple[FrameKey, FrameKey, str]] = []
+    for key, reason in sorted(reasons.items()):
+        last = runs[-1] if runs else None
+        if (
+            last is not None
+            and last[2] == reason
+            and isinstance(key, int)
+            and isinstance(last[1], int)
+            and key == last[1] + 1
+        ):
+            runs[-1] = (last[0], key, reason)
+        else:
+            runs.append((key, key, reason))
+    text = [
+        f"{first if first == last else f'{first}-{last}'} {reason.replace('_', ' ')}"
+        for first, last, reason in runs[:limit]
+    ]
+    if len(runs) > limit:
+        text.append(f"and {len(runs) - limit} more runs")
+    return ", ".join(text)
 
 
 def describe_drops(dropped: dict[str, int]) -> str:

@@ -276,3 +276,20 @@ def encode_clip(frames: NDArray[np.uint8], codec: str = "mp4v", fps: int = 25) -
 def walk_masks(frames64: NDArray[np.uint8], min_pixels: int = 50) -> list[NDArray[np.bool_]]:
     """Tight boolean crops of a pretreated walk's frames (real CASIA-B silhouettes)."""
     return [_crop(f > 127) for f in frames64 if (f > 127).sum() > min_pixels]
+
+
+def fully_visible(truth: NDArray[np.bool_], margin: float = 0.01) -> bool:
+    """Whether the person of a truth mask is in full view: inside the picture and clear of
+    its border by ``margin`` of the picture's width (a person touching it is entering or
+    leaving, which a segmenter working at a lower resolution cannot tell apart)."""
+    if not truth.any():
+        return False
+    rows, cols = np.flatnonzero(truth.any(axis=1)), np.flatnonzero(truth.any(axis=0))
+    height, width = truth.shape
+    margin = max(2, round(margin * width))
+    return bool(
+        rows[0] > margin
+        and cols[0] > margin
+        and rows[-1] < height - 1 - margin
+        and cols[-1] < width - 1 - margin
+    )
