@@ -8,34 +8,22 @@ Skipped when ``../shared/data/casia-b-train`` is absent.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.utils.bench import load_bench
 
 pytestmark = pytest.mark.real_data
 
 SHIPPED = REPO_ROOT / "models" / "gaitid-lmgcs.onnx"
 
 
-def _bench_module() -> ModuleType:
-    path = REPO_ROOT / "bench" / "clip_identity.py"
-    spec = importlib.util.spec_from_file_location("clip_identity", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped model is absent")
 def test_clip_route_loses_little_rank1(casia_b_train_dir: Path) -> None:
-    bench = _bench_module()
+    bench = load_bench("clip_identity")
     result = bench.measure(
         SHIPPED, casia_b_train_dir, ["063", "064", "065", "066"], ["108"], seed=1, log=False
     )

@@ -59,7 +59,7 @@ def test_two_process_gloo_training_resumes_exactly(
     assert len(state["rng"]) == 2  # every rank's RNG is kept for an exact resume
     assert len(_losses(tmp_path / "full")) == 3  # rank 0 logs alone
 
-    # a spent time budget stops every rank after iteration 1 (rank 0 decides for all)
-    _torchrun(config, tmp_path / "split", "--max-minutes", "0")
+    # every rank pauses after iteration 1 with one checkpoint, and the resume continues it
+    _torchrun(config, tmp_path / "split", "--stop-after", "1")
     _torchrun(config, tmp_path / "split", "--resume")
     assert _losses(tmp_path / "split") == _losses(tmp_path / "full")

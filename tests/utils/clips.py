@@ -9,7 +9,6 @@ segmentation is measured against.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gaitid.training.synth.dataset import SynthConfig, render_walk, subject_identity
+from tests.utils.uploads import write_video
 
 
 @dataclass(frozen=True)
@@ -144,16 +144,7 @@ def _paste(
 
 def encode_mp4(frames: NDArray[np.uint8], fps: int = 25) -> bytes:
     """RGB frames as an mp4 (mp4v, lossy) through OpenCV."""
-    height, width = frames.shape[1:3]
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "clip.mp4"
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-        if not writer.isOpened():
-            raise RuntimeError("OpenCV cannot write mp4v here")
-        for frame in frames:
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        writer.release()
-        return path.read_bytes()
+    return encode_clip(frames, "mp4v", fps)
 
 
 def mask_iou(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
@@ -261,16 +252,8 @@ def camera_clip(masks: list[NDArray[np.bool_]], camera: Camera, *, seed: int = 0
 def encode_clip(frames: NDArray[np.uint8], codec: str = "mp4v", fps: int = 25) -> bytes:
     """RGB frames as a lossy video file: mp4v in .mp4 or MJPG in .avi, through OpenCV."""
     suffix = {"mp4v": ".mp4", "MJPG": ".avi"}[codec]
-    height, width = frames.shape[1:3]
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"clip{suffix}"
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, (width, height))
-        if not writer.isOpened():
-            raise RuntimeError(f"OpenCV cannot write {codec} here")
-        for frame in frames:
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        writer.release()
-        return path.read_bytes()
+    bgr = (cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) for frame in frames)
+    return write_video(bgr, codec, suffix, fps)
 
 
 def walk_masks(frames64: NDArray[np.uint8], min_pixels: int = 50) -> list[NDArray[np.bool_]]:

@@ -15,7 +15,7 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import cv2
@@ -122,19 +122,28 @@ def encode_tiff(frames: NDArray[np.uint8], compression: str | None = None) -> by
     return buffer.getvalue()
 
 
-def encode_video(frames: NDArray[np.uint8], container: str = "avi") -> bytes:
-    """An mp4 (mp4v) or avi (MJPG) of the masks as BGR frames, through OpenCV."""
-    fourcc = {"mp4": "mp4v", "avi": "MJPG", "mkv": "FFV1"}[container]
-    height, width = frames.shape[1:3]
+def write_video(
+    frames_bgr: Iterable[NDArray[np.uint8]], fourcc: str, suffix: str, fps: int = 25
+) -> bytes:
+    """BGR frames as a video file (``fourcc`` in a ``suffix`` container), through OpenCV."""
+    frames = list(frames_bgr)
+    height, width = frames[0].shape[:2]
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"walk.{container}"
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 25, (width, height))
+        path = Path(folder) / f"walk{suffix}"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
         if not writer.isOpened():
-            raise RuntimeError(f"OpenCV cannot write {container} with {fourcc} here")
+            raise RuntimeError(f"OpenCV cannot write {suffix} with {fourcc} here")
         for frame in frames:
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+            writer.write(frame)
         writer.release()
         return path.read_bytes()
+
+
+def encode_video(frames: NDArray[np.uint8], container: str = "avi") -> bytes:
+    """An mp4 (mp4v), avi (MJPG) or mkv (FFV1) of the masks as BGR frames, through OpenCV."""
+    fourcc = {"mp4": "mp4v", "avi": "MJPG", "mkv": "FFV1"}[container]
+    bgr = (cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) for frame in frames)
+    return write_video(bgr, fourcc, f".{container}")
 
 
 def encode_image(frame: NDArray[np.uint8], fmt: str = "PNG") -> bytes:
