@@ -6,6 +6,7 @@ each ``variant x frames`` combination, plus the forward-only cost per frame (wha
 embedding fit and validation pay). Usage::
 
     python bench/train_speed.py --variants lite --frames 20 30 --iterations 6
+    python bench/train_speed.py --frames 20 --precisions fp32 bf16
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from gaitid.training.config import LossConfig
 from gaitid.training.objective import compute_loss
 
 
-def step_seconds(variant: str, frames: int, p: int, k: int, iterations: int, warmup: int) -> float:
-    """Median wall seconds of one training iteration of ``variant`` on ``frames``-frame windows."""
+def step_seconds(
+    variant: str, frames: int, p: int, k: int, iterations: int, warmup: int, bf16: bool = False
+) -> float:
+    """Median wall seconds of one training iteration of ``variant`` on ``frames``-frame windows
+    (``bf16``: the forward under bf16 autocast, as ``trainer.amp`` runs it)."""
     torch.manual_seed(0)
     model = create_model(variant, num_classes=62)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -33,7 +37,9 @@ def step_seconds(variant: str, frames: int, p: int, k: int, iterations: int, war
     times = []
     for i in range(warmup + iterations):
         start = time.perf_counter()
-        loss = compute_loss(model(x, lengths), labels, LossConfig())
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            output = model(x, lengths)
+        loss = compute_loss(output, labels, LossConfig())
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
         optimizer.step()
@@ -64,6 +70,13 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=["fp32", "bf16"],
+        default=["fp32"],
+        help="step precisions to time (bf16 = autocast, what amp: auto picks with bf16 units)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -71,19 +84,41 @@ def main() -> None:
         f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, batch {args.p} x {args.k}"
     )
-    print("| variant | frames | s / iteration | frames / s (train) | forward ms / frame |")
-    print("|---|---:|---:|---:|---:|")
+    from gaitid.training.setup import cpu_has_bf16_units
+
+    print(f"# bf16 matrix units (amx_bf16 / avx512_bf16): {cpu_has_bf16_units()}")
+    print(
+        "| variant | frames | precision | s / iteration | frames / s (train) | forward ms / frame |"
+    )
+    print("|---|---:|---|---:|---:|---:|")
     rows = []
     for variant in args.variants:
+        f = forward_seconds_per_frame(variant, 80, 8)
         for frames in args.frames:
-            s = step_seconds(variant, frames, args.p, args.k, args.iterations, args.warmup)
-            f = forward_seconds_per_frame(variant, 80, 8)
-            rows.append({"variant": variant, "frames": frames, "s_per_it": s, "fwd_s_per_frame": f})
-            print(
-                f"| {variant} | {frames} | {s:.2f} | {args.p * args.k * frames / s:.0f} "
-                f"| {1000 * f:.2f} |",
-                flush=True,
-            )
+            for precision in args.precisions:
+                s = step_seconds(
+                    variant,
+                    frames,
+                    args.p,
+                    args.k,
+                    args.iterations,
+                    args.warmup,
+                    bf16=precision == "bf16",
+                )
+                rows.append(
+                    {
+                        "variant": variant,
+                        "frames": frames,
+                        "precision": precision,
+                        "s_per_it": s,
+                        "fwd_s_per_frame": f,
+                    }
+                )
+                print(
+                    f"| {variant} | {frames} | {precision} | {s:.2f} | "
+                    f"{args.p * args.k * frames / s:.0f} | {1000 * f:.2f} |",
+                    flush=True,
+                )
     print(json.dumps(rows))
 
 
