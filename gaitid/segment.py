@@ -561,7 +561,12 @@ def _blobs(mask: NDArray[np.uint8], config: SegmentationConfig) -> _Frame:
 
 
 def _track(frames: list[_Frame]) -> list[_Blob | None]:
-    """One blob per frame (or none): the chain through the largest blob of the clip."""
+    """One blob per frame (or none): the chain through the largest blob of the clip.
+
+    The predicted position follows a smoothed velocity and the search reach the person's
+    usual height, so a frame where the person splits in two (crossing something of their
+    own colour) neither throws the prediction off nor shrinks the reach to the fragment's.
+    """
     track: list[_Blob | None] = [None] * len(frames)
     seeds = [(blob.area, t, blob) for t, frame in enumerate(frames) for blob in frame.blobs]
     if not seeds:
@@ -569,27 +574,33 @@ def _track(frames: list[_Frame]) -> list[_Blob | None]:
     _area, start, seed = max(seeds, key=lambda item: (item[0], -item[1]))
     track[start] = seed
     for step in (1, -1):
-        previous, velocity, gap = seed, (0.0, 0.0), 1
+        previous, velocity, gap, tall = seed, (0.0, 0.0), 1, float(seed.h)
         t = start + step
         while 0 <= t < len(frames):
-            found = _follow(frames[t].blobs, previous, velocity, gap)
+            found = _follow(frames[t].blobs, previous, velocity, gap, tall)
             if found is None:
                 gap += 1
             else:
                 (px, py), (fx, fy) = previous.centre, found.centre
-                velocity = ((fx - px) / gap, (fy - py) / gap)
+                moved = ((fx - px) / gap, (fy - py) / gap)
+                velocity = (0.5 * (velocity[0] + moved[0]), 0.5 * (velocity[1] + moved[1]))
+                tall = max(float(found.h), 0.9 * tall)
                 track[t], previous, gap = found, found, 1
             t += step
     return track
 
 
 def _follow(
-    candidates: list[_Blob], previous: _Blob, velocity: tuple[float, float], gap: int
+    candidates: list[_Blob],
+    previous: _Blob,
+    velocity: tuple[float, float],
+    gap: int,
+    tall: float,
 ) -> _Blob | None:
     """The candidate that continues the track: near the predicted centre, of similar size."""
     px, py = previous.centre
     predicted = (px + velocity[0] * gap, py + velocity[1] * gap)
-    reach = previous.h * (0.5 + 0.25 * gap)
+    reach = tall * (0.5 + 0.25 * gap)
     best: tuple[float, _Blob] | None = None
     for blob in candidates:
         cx, cy = blob.centre
