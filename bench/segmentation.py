@@ -33,13 +33,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from gaitid.decode import decode_upload, read_frames  # noqa: E402
 from gaitid.preprocess import normalize_frame  # noqa: E402
-from gaitid.segment import SegmentationConfig, segment_clip, to_working_rgb  # noqa: E402
+from gaitid.segment import FrontEnd, SegmentationConfig, segment_clip, to_working_rgb  # noqa: E402
 from tests.utils import clips  # noqa: E402
 
 REAL_DATA = ROOT.parent / "shared" / "data" / "casia-b-train"
 
 
-def speed(repeats: int) -> None:
+def speed(repeats: int, config: SegmentationConfig | None = None) -> None:
     clip = clips.crossing_clip(frames=250, height=480, width=640, seed=1)
     data = clips.encode_mp4(clip.frames)
     decode_s, total_s = [], []
@@ -48,7 +48,9 @@ def speed(repeats: int) -> None:
         read_frames(data)
         decode_s.append(time.perf_counter() - start)
         start = time.perf_counter()
-        result = decode_upload(data, "clip.mp4")
+        result = decode_upload(
+            data, "clip.mp4", front_end=FrontEnd(config=config or SegmentationConfig())
+        )
         total_s.append(time.perf_counter() - start)
     print(
         f"10 s 640x480 25 fps mp4 ({len(data) / 1e6:.1f} MB, 250 frames): "
@@ -141,8 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--real-walks", type=int, default=48)
+    parser.add_argument(
+        "--segmentation", default="{}", help="SegmentationConfig fields (JSON) for the speed run"
+    )
     args = parser.parse_args(argv)
-    speed(args.repeats)
+    speed(args.repeats, SegmentationConfig.model_validate_json(args.segmentation))
     synthetic()
     real(args.real_walks)
     return 0
