@@ -563,9 +563,11 @@ def _blobs(mask: NDArray[np.uint8], config: SegmentationConfig) -> _Frame:
 def _track(frames: list[_Frame]) -> list[_Blob | None]:
     """One blob per frame (or none): the chain through the largest blob of the clip.
 
-    The predicted position follows a smoothed velocity and the search reach the person's
-    usual height, so a frame where the person splits in two (crossing something of their
-    own colour) neither throws the prediction off nor shrinks the reach to the fragment's.
+    The predicted position follows a smoothed velocity, the search reach the person's usual
+    height and the size test their usual area too, so a frame where the person splits in two
+    (crossing something of their own colour, a codec glitch) neither throws the prediction
+    off nor loses them: the larger piece is followed and the pieces are joined again by
+    ``_person_mask``.
     """
     track: list[_Blob | None] = [None] * len(frames)
     seeds = [(blob.area, t, blob) for t, frame in enumerate(frames) for blob in frame.blobs]
@@ -574,17 +576,19 @@ def _track(frames: list[_Frame]) -> list[_Blob | None]:
     _area, start, seed = max(seeds, key=lambda item: (item[0], -item[1]))
     track[start] = seed
     for step in (1, -1):
-        previous, velocity, gap, tall = seed, (0.0, 0.0), 1, float(seed.h)
+        previous, velocity, gap = seed, (0.0, 0.0), 1
+        tall, usual = float(seed.h), float(seed.area)
         t = start + step
         while 0 <= t < len(frames):
-            found = _follow(frames[t].blobs, previous, velocity, gap, tall)
+            found = _follow(frames[t].blobs, previous, velocity, gap, tall, usual)
             if found is None:
                 gap += 1
             else:
                 (px, py), (fx, fy) = previous.centre, found.centre
                 moved = ((fx - px) / gap, (fy - py) / gap)
                 velocity = (0.5 * (velocity[0] + moved[0]), 0.5 * (velocity[1] + moved[1]))
-                tall = max(float(found.h), 0.9 * tall)
+                tall = max(float(found.h), _USUAL_DECAY * tall)
+                usual = max(float(found.area), _USUAL_DECAY * usual)
                 track[t], previous, gap = found, found, 1
             t += step
     return track
@@ -596,8 +600,10 @@ def _follow(
     velocity: tuple[float, float],
     gap: int,
     tall: float,
+    usual: float,
 ) -> _Blob | None:
-    """The candidate that continues the track: near the predicted centre, of similar size."""
+    """The candidate that continues the track: near the predicted centre, of a size like the
+    previous blob's or, when that was a fragment, like the person's usual (recent largest)."""
     px, py = previous.centre
     predicted = (px + velocity[0] * gap, py + velocity[1] * gap)
     reach = tall * (0.5 + 0.25 * gap)
@@ -606,7 +612,9 @@ def _follow(
         cx, cy = blob.centre
         distance = float(np.hypot(cx - predicted[0], cy - predicted[1]))
         grows = blob.area / max(previous.area, 1)
-        if distance > reach or not 0.4 <= grows <= 2.5:
+        usual_share = blob.area / max(usual, 1.0)
+        similar = 0.4 <= grows <= 2.5 or 0.25 <= usual_share <= 1.5
+        if distance > reach or not similar:
             continue
         if best is None or distance < best[0]:
             best = (distance, blob)
@@ -685,6 +693,9 @@ def _assemble(
 #: A pixel foreground in more than this share of the background samples may have been taken
 #: for background by the plain median: the background is then re-estimated without it.
 _STANDING_SHARE: Final = 0.3
+#: How fast the person's usual height and area (the recent largest) forget, per frame: slow
+#: enough to outlast a dozen frames in which the person is split in pieces.
+_USUAL_DECAY: Final = 0.98
 #: A person tracked in fewer than this share of the frames is judged as standing still only
 #: when the clip's motion says so (``_moves_in_place``).
 _FOLLOWED_SHARE: Final = 0.25
