@@ -159,6 +159,12 @@ def run_cli(args: list[str], env: dict[str, str]) -> str:
     return done.stdout
 
 
+def create_admin_key(env: dict[str, str], name: str) -> str:
+    """A new admin key through ``gaitid keys create`` (the key is its output's last line)."""
+    out = run_cli(["keys", "create", "--scope", "admin", "--name", name], env)
+    return out.strip().splitlines()[-1].strip()
+
+
 @contextmanager
 def running_server(model: Path, batching: bool, workdir: Path, args: argparse.Namespace) -> Any:
     """A migrated, keyed ``gaitid serve`` on a free loopback port; yields (base URL, key)."""
@@ -174,8 +180,7 @@ def running_server(model: Path, batching: bool, workdir: Path, args: argparse.Na
         GAITID_LOG_LEVEL="warning",
     )
     run_cli(["db", "upgrade"], env)
-    key = run_cli(["keys", "create", "--scope", "admin", "--name", "bench"], env)
-    key = key.strip().splitlines()[-1].strip()
+    key = create_admin_key(env, "bench")
     with live_server(env, data_dir / "server.log", timeout=180) as server:
         yield server.url, key
 

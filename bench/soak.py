@@ -59,7 +59,7 @@ from PIL import Image
 # the repository root (not the working directory) on the import path to reach them.
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.service_http import make_walks, run_cli  # noqa: E402
+from bench.service_http import create_admin_key, make_walks, run_cli  # noqa: E402
 from tests.utils import pg_cluster, uploads  # noqa: E402
 from tests.utils.db_outage import enrol_through_outage, verify_after  # noqa: E402
 from tests.utils.live_server import cli_env, live_server  # noqa: E402
@@ -377,8 +377,7 @@ def soak_rounds(args: argparse.Namespace, walks: list[bytes]) -> tuple[list[Roun
             extra["GAITID_DATABASE_URL"] = args.database_url
         env = cli_env(data_dir, args.model, **extra)
         run_cli(["db", "upgrade"], env)
-        key = run_cli(["keys", "create", "--scope", "admin", "--name", "soak"], env)
-        key = key.strip().splitlines()[-1].strip()
+        key = create_admin_key(env, "soak")
         for index in range(args.rounds):
             result = Round(index)
             last = index == args.rounds - 1
@@ -430,8 +429,7 @@ def outage_phase(args: argparse.Namespace, walks: list[bytes]) -> dict[str, Any]
             GAITID_LOG_LEVEL="warning",
         )
         run_cli(["db", "upgrade"], env)
-        key = run_cli(["keys", "create", "--scope", "admin", "--name", "outage"], env)
-        key = key.strip().splitlines()[-1].strip()
+        key = create_admin_key(env, "outage")
         log = Path(folder) / "server-outage.log"
         with live_server(env, log, timeout=180) as server:
             before = len(log.read_text().splitlines())

@@ -60,6 +60,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gaitid.errors import GaitidError, TooFewFramesError, UploadContentError
 from gaitid.preprocess import (
     NORMALIZED_SHAPES,
+    NORMALIZED_SIZE,
     FrameKey,
     InputKind,
     NormalizedSequence,
@@ -85,7 +86,7 @@ DETECT_FRAMES: Final = 8
 #: (entering or leaving the picture), or smaller than ``min_person_height``. The pretreatment
 #: adds ``too_little_foreground`` for a mask it cannot use.
 DROP_REASONS: Final = ("no_person", "cut_by_border", "too_small")
-_NO_FRAMES: Final = np.zeros((0, 64, 64), np.uint8)
+_NO_FRAMES: Final = np.zeros((0, NORMALIZED_SIZE, NORMALIZED_SIZE), np.uint8)
 
 
 class SegmenterError(GaitidError):

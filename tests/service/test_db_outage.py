@@ -379,7 +379,7 @@ def test_postgres_stopped_under_load(
     private_postgres: pg_cluster.PgCluster, tmp_path: Path, onnx_model: Path
 ) -> None:
     """The issue's probe, shortened: 4 enrol workers, the database stopped (fast) for 3 s."""
-    from bench.service_http import run_cli
+    from bench.service_http import create_admin_key
 
     cluster = private_postgres
     env = cli_env(
@@ -390,8 +390,7 @@ def test_postgres_stopped_under_load(
         GAITID_LOG_LEVEL="warning",
         GAITID_REPLICATION_POLL_S="0.2",
     )
-    key = run_cli(["keys", "create", "--scope", "admin", "--name", "outage"], env)
-    key = key.strip().splitlines()[-1].strip()
+    key = create_admin_key(env, "outage")
     walks = [encode_npz(walking_masks(12, seed=s)) for s in range(8)]
     log = tmp_path / "serve.log"
     with live_server(env, log) as server:
