@@ -30,12 +30,15 @@ from gaitid.service.metrics import Metrics, MetricsMiddleware
 from gaitid.service.openapi import STATIC_DOCS_URL, error_code_table
 from gaitid.service.routes import (
     admin,
+    console,
     enroll,
     galleries,
     health,
     identify,
     identities,
     keys,
+    model,
+    preview,
     templates,
     verify,
 )
@@ -96,7 +99,11 @@ def create_app(
     # Starlette runs the last added middleware outermost: metrics see timeouts and 413s.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     # outside the body limit: a caller without a valid key learns nothing about the limits
-    routers = (enroll, identify, verify, identities, templates, galleries, keys, health, admin)
+    # the last three: the operator's console (service/console/) and what it needs besides
+    routers = (
+        *(enroll, identify, verify, identities, templates, galleries, keys, health, admin),
+        *(preview, model, console),
+    )
     app.add_middleware(AuthFirstMiddleware, routes=[r for m in routers for r in m.router.routes])
     app.add_middleware(TimeoutMiddleware, timeout_s=settings.request_timeout_s)
     app.add_middleware(CancelOnDisconnectMiddleware)

@@ -190,8 +190,11 @@ def revoke_key(session: Session, key_ref: str, *, revoked_by: int | None = None)
     return row
 
 
-def authenticate(db: Database, presented: str | None, needed: Scope) -> Principal:
+def authenticate(db: Database, presented: str | None, needed: Scope | None) -> Principal:
     """Resolve ``X-API-Key`` to a :class:`Principal` allowed ``needed``, or raise 401/403.
+
+    ``needed=None`` takes any valid key (every key holds at least one scope): the routes that
+    tell a caller about its own key and the model, which every scope needs to know.
 
     The lookup is a read; a write transaction is opened only to audit the denial of a known
     key or to refresh ``last_used_at`` (at most once per :data:`LAST_USED_RESOLUTION`), so
@@ -216,7 +219,7 @@ def authenticate(db: Database, presented: str | None, needed: Scope) -> Principa
         scopes=frozenset(Scope(s) for s in row.scopes.split(",")),
         galleries=row.galleries,
     )
-    if not principal.allows(needed):
+    if needed is not None and not principal.allows(needed):
         _audit(db, row.id, {"reason": "scope", "needed": needed.value})
         have = ", ".join(sorted(s.value for s in principal.scopes))
         raise PermissionDeniedError(f"this endpoint needs scope {needed.value!r}; key has: {have}")

@@ -35,6 +35,8 @@ from gaitid.service.errors import (
 PRINCIPAL_STATE = "principal"
 #: Attribute ``gaitid.service.deps.require`` sets on its dependency: the scope it demands.
 REQUIRED_SCOPE_ATTR = "required_scope"
+#: The ``REQUIRED_SCOPE_ATTR`` of a dependency that takes any valid key, whatever its scopes.
+ANY_SCOPE = "any"
 
 
 class AuthFirstMiddleware:
@@ -68,9 +70,10 @@ class AuthFirstMiddleware:
             await self.app(scope, receive, send)  # open route, or 503 from the route
             return
         key = Headers(scope=scope).get("x-api-key")
+        scope_needed = None if needed == ANY_SCOPE else KeyScope(needed)
         try:
             principal: Principal = await anyio.to_thread.run_sync(
-                authenticate, service.db, key, needed
+                authenticate, service.db, key, scope_needed
             )
         except StorageError:
             # The database cannot serve: the route's own key check meets the same error and
@@ -89,8 +92,9 @@ class AuthFirstMiddleware:
         scope.setdefault("state", {})[PRINCIPAL_STATE] = principal
         await self.app(scope, receive, send)
 
-    def _needed(self, scope: Scope) -> KeyScope | None:
-        """The scope the route of this request demands (None: no such route, or open)."""
+    def _needed(self, scope: Scope) -> str | None:
+        """The scope the route of this request demands, or :data:`ANY_SCOPE` (None: no such
+        route, or open)."""
         for route, needed in self._routes:
             match, _ = route.matches(scope)
             if match is Match.FULL:
@@ -98,14 +102,15 @@ class AuthFirstMiddleware:
         return None
 
 
-def _required_scope(route: Any) -> KeyScope | None:
-    """The scope of the first ``require(...)`` dependency in the route's dependency tree."""
+def _required_scope(route: Any) -> str | None:
+    """The scope (or :data:`ANY_SCOPE`) of the first ``require(...)`` dependency in the
+    route's dependency tree."""
     pending = list(getattr(getattr(route, "dependant", None), "dependencies", ()))
     while pending:
         dependant = pending.pop(0)
         needed = getattr(dependant.call, REQUIRED_SCOPE_ATTR, None)
         if needed is not None:
-            return KeyScope(needed)
+            return str(needed)
         pending.extend(dependant.dependencies)
     return None
 

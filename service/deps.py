@@ -16,7 +16,7 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy.orm import Session
 
 from gaitid.service.auth import Principal, Scope, authenticate
-from gaitid.service.auth_first import PRINCIPAL_STATE, REQUIRED_SCOPE_ATTR
+from gaitid.service.auth_first import ANY_SCOPE, PRINCIPAL_STATE, REQUIRED_SCOPE_ATTR
 from gaitid.service.errors import ServiceUnavailableError
 from gaitid.service.state import ServiceState
 
@@ -47,8 +47,9 @@ def get_session(state: StateDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def require(scope: Scope) -> Callable[..., object]:
-    """A dependency that authenticates ``X-API-Key`` and demands ``scope`` (admin implies all).
+def require(scope: Scope | None) -> Callable[..., object]:
+    """A dependency that authenticates ``X-API-Key`` and demands ``scope`` (admin implies all;
+    ``None``: any valid key).
 
     ``service.auth_first`` has usually done so already, from the headers and before the body
     was read (it finds this dependency by its ``required_scope``); its principal is reused.
@@ -58,15 +59,19 @@ def require(scope: Scope) -> Callable[..., object]:
         request: Request, state: StateDep, key: Annotated[str | None, Security(_api_key_header)]
     ) -> Principal:
         early = getattr(request.state, PRINCIPAL_STATE, None)
-        if isinstance(early, Principal) and early.allows(scope):
+        if isinstance(early, Principal) and (scope is None or early.allows(scope)):
             return early
         return await anyio.to_thread.run_sync(authenticate, state.db, key, scope)
 
-    _dependency.__name__ = f"require_{scope.value}"
-    setattr(_dependency, REQUIRED_SCOPE_ATTR, scope.value)
+    needed = ANY_SCOPE if scope is None else scope.value
+    _dependency.__name__ = f"require_{needed}"
+    setattr(_dependency, REQUIRED_SCOPE_ATTR, needed)
     return _dependency
 
 
 IdentifyKeyDep = Annotated[Principal, Depends(require(Scope.IDENTIFY))]
 EnrollKeyDep = Annotated[Principal, Depends(require(Scope.ENROLL))]
 AdminKeyDep = Annotated[Principal, Depends(require(Scope.ADMIN))]
+#: Any valid key, whatever its scopes (every key has at least one of identify and enroll,
+#: admin implying both): its own description, the model, a preview.
+AnyKeyDep = Annotated[Principal, Depends(require(None))]

@@ -1,7 +1,9 @@
 """API keys over HTTP (``/keys``): create, list and revoke, for an admin key of every gallery.
 
 A key bound to galleries cannot manage keys: it could otherwise mint a key for galleries it
-may not use. The secret of a new key is in the creation answer only.
+may not use. The secret of a new key is in the creation answer only. Any key may read its
+own scopes and galleries (``/me``), so a client (the console) shows only what it may
+reach instead of learning it from 403s.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from gaitid.service.auth import Principal, Scope, create_key, list_keys, parse_galleries, revoke_key
 from gaitid.service.db.models import ApiKey
 from gaitid.service.errors import ConflictError
-from gaitid.service.schemas import KeyCreate, KeyCreated, KeyInfo
+from gaitid.service.schemas import KeyCreate, KeyCreated, KeyInfo, OwnKey
 from gaitid.service.state import ServiceState
 
 
@@ -56,3 +58,13 @@ def revoke(state: ServiceState, principal: Principal, key_id: int) -> None:
         )
     with state.db.session(write=True) as session:
         revoke_key(session, str(key_id), revoked_by=principal.key_id)
+
+
+def own(principal: Principal) -> OwnKey:
+    """The request's own key: what it may do and where (no secret, no other key)."""
+    return OwnKey(
+        id=principal.key_id,
+        name=principal.name,
+        scopes=sorted(s.value for s in principal.scopes),
+        galleries=None if principal.galleries is None else sorted(principal.galleries),
+    )

@@ -84,7 +84,7 @@ METADATA_VALUE: dict[str, Any] = {
 }
 
 #: The routes that take a multipart form.
-FORM_PATHS = ("/enroll", "/identify", "/verify")
+FORM_PATHS = ("/enroll", "/identify", "/verify", "/preview")
 _BAD_BODY = {
     "description": "The body could not be parsed (malformed multipart or JSON).",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},

@@ -710,3 +710,88 @@ class KeyCreated(KeyInfo):
     )
 
     key: str = Field(description="The secret key: shown this once, stored only as a hash.")
+
+
+# --- what the console needs: the caller's own key, a preview, the model ---------------------
+class OwnKey(_Out):
+    """The key of the request, so a client shows only what the key may reach."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"id": 3, "name": "lobby-camera", "scopes": ["identify"], "galleries": ["lobby"]}
+            ]
+        },
+    )
+
+    id: int
+    name: str
+    scopes: list[Literal["identify", "enroll", "admin"]] = Field(
+        description="What the key may do; admin implies identify and enroll."
+    )
+    galleries: list[str] | None = Field(description="Bound galleries; null: every gallery.")
+
+
+class PreviewResponse(_Out):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "input": _EXAMPLE_INPUT,
+                    "frames_used": 180,
+                    "strip": "data:image/png;base64,iVBORw0KGgo...",
+                    "strip_width": 384,
+                    "strip_height": 264,
+                }
+            ]
+        },
+    )
+
+    input: InputReport
+    frames_used: int = Field(description="Frames the model would see (64x44 silhouettes).")
+    strip: str = Field(
+        description="PNG data URL of the preview strip (`gaitid preprocess --preview`): "
+        "sampled frames with the followed person tinted, their masks and the final "
+        "silhouettes (footage), or the final silhouettes only, then some dropped frames "
+        "labelled with their reason."
+    )
+    strip_width: int
+    strip_height: int
+
+
+class ModelResponse(_Out):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "gaitid-lmgcs",
+                    "variant": "lite",
+                    "version": "0.1.0",
+                    "sha256": _EXAMPLE_SHA256,
+                    "embedding_dim": 256,
+                    "threshold": 0.482404,
+                    "threshold_source": "model",
+                    "training_data": "CASIA-B",
+                    "det_picture": True,
+                }
+            ]
+        },
+    )
+
+    name: str
+    variant: str
+    version: str
+    sha256: str
+    embedding_dim: int
+    threshold: float = Field(
+        description="The default decision threshold, before a gallery's or a request's."
+    )
+    threshold_source: Literal["model", "fallback"] = Field(
+        description="`model`: calibrated, from the model file; `fallback`: "
+        "GAITID_FALLBACK_THRESHOLD, the model carries none."
+    )
+    training_data: str
+    det_picture: bool = Field(description="Whether `GET /model/det.png` has the DET picture.")

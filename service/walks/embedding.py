@@ -12,10 +12,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from gaitid.contract import merge_embeddings, split_walk
+from gaitid.preprocess import PreprocessedSequence
 from gaitid.service.schemas import InputReport, Timings
 from gaitid.service.state import ServiceState
 from gaitid.service.walks.batching import EmbedResult
 from gaitid.service.walks.uploads import Decoded, Upload, decode
+
+
+def input_report(sequence: PreprocessedSequence) -> InputReport:
+    """How an upload was read (kind, frames seen, used and dropped by reason), for answers."""
+    return InputReport(
+        kind=sequence.kind,
+        frames_seen=sequence.total,
+        frames_used=sequence.used,
+        frames_dropped=sequence.dropped,
+        dropped=dict(sequence.drops),
+    )
 
 
 @dataclass(frozen=True)
@@ -25,14 +37,7 @@ class EmbeddedWalk:
 
     def input_report(self) -> InputReport:
         """How the upload was read, for the response."""
-        sequence = self.decoded.sequence
-        return InputReport(
-            kind=sequence.kind,
-            frames_seen=sequence.total,
-            frames_used=sequence.used,
-            frames_dropped=sequence.dropped,
-            dropped=dict(sequence.drops),
-        )
+        return input_report(self.decoded.sequence)
 
     def timings(self, *, total_ms: float, search_ms: float | None = None) -> Timings:
         """The response's timing block for this walk."""

@@ -27,7 +27,7 @@ from fastapi import UploadFile
 from gaitid.decode import DecodeLimits, decode_image, decode_upload
 from gaitid.errors import DecodeCancelledError, UploadTooLargeError
 from gaitid.preprocess import PreprocessedSequence
-from gaitid.segment import FrontEnd, InputChoice, PersonSegmenter
+from gaitid.segment import FrontEnd, InputChoice, PersonSegmenter, SegmentationObserver
 from gaitid.service.config import Settings
 from gaitid.service.metrics import Metrics
 
@@ -104,11 +104,13 @@ async def decode(
     slots: anyio.CapacityLimiter,
     metrics: Metrics,
     segmenter: PersonSegmenter | None = None,
+    observer: SegmentationObserver | None = None,
 ) -> Decoded:
     """Decode and preprocess in a worker thread, at most ``slots`` at once.
 
     Raises the ``gaitid.errors`` upload errors. When the calling task is cancelled, it
     returns at once and the thread stops at its next frame (``DecodeCancelledError`` there).
+    ``observer`` sees the segmentation of footage (``/preview`` draws it).
     """
     queued = time.perf_counter()
     async with slots:
@@ -118,7 +120,7 @@ async def decode(
         cancel = threading.Event()
         work = partial(
             _decode_in_thread,
-            _Job(data, upload.filename, upload.input, scene, segmenter),
+            _Job(data, upload.filename, upload.input, scene, segmenter, observer),
             decode_limits(settings),
             settings.min_frames,
             cancel,
@@ -141,6 +143,7 @@ class _Job:
     input: InputChoice
     background: bytes | None
     segmenter: PersonSegmenter | None
+    observer: SegmentationObserver | None = None
 
     def front_end(self, limits: DecodeLimits) -> FrontEnd:
         scene = (
@@ -148,7 +151,9 @@ class _Job:
             if self.background is None
             else decode_image(self.background, "the background (empty-scene frame)", limits)
         )
-        return FrontEnd(input=self.input, background=scene, segmenter=self.segmenter)
+        return FrontEnd(
+            input=self.input, background=scene, segmenter=self.segmenter, observer=self.observer
+        )
 
 
 def _decode_in_thread(

@@ -126,6 +126,10 @@ def test_the_wheel_installs_one_top_level_package(tmp_path: Path) -> None:
         "gaitid/training/cli.py",
         "gaitid/migrations/alembic.ini",
         "gaitid/migrations/env.py",
+        "gaitid/service/console/index.html",
+        "gaitid/service/console/console.js",
+        "gaitid/service/console/console.css",
+        "gaitid/service/console/favicon.svg",
     ):
         assert must in names, must
     assert any(n.startswith("gaitid/migrations/versions/") and n.endswith(".py") for n in names)
