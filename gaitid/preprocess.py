@@ -106,6 +106,18 @@ class NormalizedSequence:
 
 
 @dataclass(frozen=True)
+class ClipPerson:
+    """One person followed through a camera clip (``gaitid.segment``): the track's number
+    (1-based, in order of first appearance), the first and last frame they were seen in, and
+    their median box ``(x, y, w, h)`` over the frames kept, in the clip's own pixels."""
+
+    track: int
+    first_frame: FrameKey
+    last_frame: FrameKey
+    box: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
 class PreprocessedSequence:
     """The network input of a walk: ``frames`` uint8 ``(T, 64, 44)``, plus the frame counts
     (``total`` received, ``dropped`` of them unusable), how the input was read (``kind``) and
@@ -116,6 +128,10 @@ class PreprocessedSequence:
     dropped: int
     kind: InputKind = "silhouettes"
     drops: Mapping[str, int] = field(default_factory=dict)
+    #: footage: the person this walk is, and everyone followed in the clip (None / empty for
+    #: silhouettes, which hold one walk by definition)
+    person: ClipPerson | None = None
+    people: tuple[ClipPerson, ...] = ()
 
     @property
     def used(self) -> int:
@@ -311,9 +327,12 @@ def network_sequence(
     *,
     kind: InputKind = "silhouettes",
     drops: Mapping[str, int] | None = None,
+    person: ClipPerson | None = None,
+    people: tuple[ClipPerson, ...] = (),
 ) -> PreprocessedSequence:
     """A pretreated walk -> the network input with its frame counts; ``drops`` counts the
-    frames an earlier stage (segmentation) dropped already, by reason."""
+    frames an earlier stage (segmentation) dropped already, by reason; ``person`` and
+    ``people`` say which person of a clip it is and who else was in it."""
     reasons = {k: v for k, v in (drops or {}).items() if v}
     earlier = sum(reasons.values())
     if normalized.dropped > earlier:
@@ -324,4 +343,6 @@ def network_sequence(
         dropped=normalized.dropped,
         kind=kind,
         drops=reasons,
+        person=person,
+        people=people,
     )

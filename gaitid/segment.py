@@ -61,6 +61,7 @@ from gaitid.errors import GaitidError, TooFewFramesError, UploadContentError
 from gaitid.preprocess import (
     NORMALIZED_SHAPES,
     NORMALIZED_SIZE,
+    ClipPerson,
     FrameKey,
     InputKind,
     NormalizedSequence,
@@ -69,9 +70,13 @@ from gaitid.preprocess import (
     to_gray255,
     value_scale,
 )
+from gaitid.tracking import Blob, Track, appearance, link
 
 InputChoice = Literal["auto", "silhouettes", "video"]
 INPUT_CHOICES: Final[tuple[InputChoice, ...]] = ("auto", "silhouettes", "video")
+#: Whose walk a clip gives: the one person with the most usable frames, or everyone followed.
+People = Literal["one", "all"]
+PEOPLE_CHOICES: Final[tuple[People, ...]] = ("one", "all")
 
 #: Share of pixels that must be dark or bright for a frame to be a silhouette.
 BINARY_SHARE: Final = 0.95
@@ -83,9 +88,10 @@ _BRIGHT: Final = 200.0
 DETECT_FRAMES: Final = 8
 
 #: Why segmentation drops a frame: no tracked person in it, the person touching the border
-#: (entering or leaving the picture), or smaller than ``min_person_height``. The pretreatment
+#: (entering or leaving the picture), smaller than ``min_person_height``, or merged with
+#: another person (``overlap``: crossing, one passing behind the other). The pretreatment
 #: adds ``too_little_foreground`` for a mask it cannot use.
-DROP_REASONS: Final = ("no_person", "cut_by_border", "too_small")
+DROP_REASONS: Final = ("no_person", "cut_by_border", "too_small", "overlap")
 _NO_FRAMES: Final = np.zeros((0, NORMALIZED_SIZE, NORMALIZED_SIZE), np.uint8)
 
 
@@ -99,6 +105,16 @@ class NoPersonFoundError(UploadContentError):
 
 class BackgroundNeededError(NoPersonFoundError):
     """Footage of a person who never leaves some pixels, without an empty-scene frame."""
+
+
+class IndistinctPeopleError(UploadContentError):
+    """Footage in which people walk so close together that no frame shows them apart: their
+    walks cannot be told apart, and a merged silhouette must never be given an identity."""
+
+
+class PersonChoiceError(UploadContentError):
+    """The walk to use is ambiguous (several people and no ``track`` chosen where one person
+    is required) or the chosen ``track`` is not one of the clip's people."""
 
 
 class SegmentationConfig(BaseModel):
@@ -147,29 +163,45 @@ class FrontEnd:
     segmenter: PersonSegmenter | None = None
     config: SegmentationConfig = field(default_factory=SegmentationConfig)
     observer: SegmentationObserver | None = None
+    #: footage with several people: the walk of this track (1-based, ``ClipPerson.track``);
+    #: ``None``: the person with the most usable frames, unless ``one_person_only``
+    track: int | None = None
+    #: refuse footage with several people unless ``track`` chooses one (enrol, verify)
+    one_person_only: bool = False
 
 
 @dataclass(frozen=True)
 class WalkReading:
     """A walk after the front end and the pretreatment (64x64 frames), and how it was read.
 
-    ``sequence.total`` counts the frames received; ``drops`` the frames segmentation dropped.
+    ``sequence.total`` counts the frames received; ``drops`` the frames segmentation dropped;
+    for footage, ``person`` is who this walk is and ``people`` everyone followed in the clip.
     """
 
     sequence: NormalizedSequence
     kind: InputKind
     drops: dict[str, int]
+    person: ClipPerson | None = None
+    people: tuple[ClipPerson, ...] = ()
 
 
 @dataclass(frozen=True)
 class Segmentation:
-    """The tracked person's masks (0/255, working size) of the kept frames, by frame key;
-    ``dropped`` counts the other frames by reason and ``reasons`` names each one's."""
+    """One tracked person's masks (0/255, working size) of the kept frames, by frame key;
+    ``dropped`` counts the other frames by reason and ``reasons`` names each one's.
+
+    ``track`` numbers the clip's people in order of first appearance (from 1); ``span`` is the
+    first and last frame index they were seen in and ``box`` their median ``(x, y, w, h)``
+    over the kept frames, in working-frame pixels.
+    """
 
     masks: list[tuple[FrameKey, NDArray[np.uint8]]]
     seen: int
     dropped: dict[str, int]
     reasons: dict[FrameKey, str] = field(default_factory=dict)
+    track: int = 1
+    span: tuple[int, int] = (0, 0)
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)
 
 
 # ---------------------------------------------------------------------------- the front end
@@ -185,11 +217,63 @@ def read_walk(
     """Raw ``(key, frame)`` pairs -> the pretreated walk: silhouettes as they are, footage
     segmented first (the path shared by the service, the CLI and training's raw reader).
 
-    ``scale`` is the value scale a decoder decided for a whole array. Raises
-    ``NoPersonFoundError`` / ``BackgroundNeededError`` for footage without a walking person
-    and ``TooFewFramesError`` below ``min_frames`` usable frames.
+    Footage with several people gives the walk of ``front_end.track``, else of the person with
+    the most usable frames (``PersonChoiceError`` when ``one_person_only``). ``scale`` is the
+    value scale a decoder decided for a whole array. Raises ``NoPersonFoundError`` /
+    ``BackgroundNeededError`` for footage without a walking person,
+    ``IndistinctPeopleError`` for people who cannot be told apart and ``TooFewFramesError``
+    below ``min_frames`` usable frames.
     """
     front_end = front_end or FrontEnd()
+    kind, items = _kind_of(frames, scale, front_end)
+    if kind == "silhouettes":
+        return WalkReading(normalize_keyed(items, min_frames=min_frames, scale=scale), kind, {})
+    small, factor = _working_frames(items, scale, front_end.config)
+    people = _segment_people(small, front_end)
+    found, kept = _pretreat(_choose(people, front_end))
+    if front_end.observer is not None:
+        front_end.observer(small, found)
+    return _reading(found, kept, small, factor, people, min_frames)
+
+
+def read_walks(
+    frames: Iterable[tuple[FrameKey, NDArray]],
+    *,
+    scale: float | None = None,
+    min_frames: int = 1,
+    front_end: FrontEnd | None = None,
+) -> list[WalkReading]:
+    """Every person's walk, in order of first appearance (``people=all``): one reading for
+    silhouettes; for footage, one per person followed with at least ``min_frames`` usable
+    frames (``TooFewFramesError`` when nobody has them). ``front_end.observer`` is called
+    once per person."""
+    front_end = front_end or FrontEnd()
+    kind, items = _kind_of(frames, scale, front_end)
+    if kind == "silhouettes":
+        return [WalkReading(normalize_keyed(items, min_frames=min_frames, scale=scale), kind, {})]
+    small, factor = _working_frames(items, scale, front_end.config)
+    people = _segment_people(small, front_end)
+    readings: list[WalkReading] = []
+    shortest: TooFewFramesError | None = None
+    for person in people:
+        found, kept = _pretreat(person)
+        try:
+            readings.append(_reading(found, kept, small, factor, people, min_frames))
+        except TooFewFramesError as exc:
+            shortest = shortest or exc
+            continue
+        if front_end.observer is not None:
+            front_end.observer(small, found)
+    if not readings:
+        assert shortest is not None  # people is never empty: _segment_people raises
+        raise shortest
+    return readings
+
+
+def _kind_of(
+    frames: Iterable[tuple[FrameKey, NDArray]], scale: float | None, front_end: FrontEnd
+) -> tuple[InputKind, Iterable[tuple[FrameKey, NDArray]]]:
+    """The input kind (told from the first frames unless given) and all the frames again."""
     stream = iter(frames)
     head = list(itertools.islice(stream, DETECT_FRAMES))
     kind: InputKind = (
@@ -197,47 +281,107 @@ def read_walk(
         if front_end.input == "auto"
         else front_end.input
     )
-    items = itertools.chain(head, stream)
-    if kind == "silhouettes":
-        return WalkReading(normalize_keyed(items, min_frames=min_frames, scale=scale), kind, {})
-    config = front_end.config
-    # each raw frame is reduced to the working size as soon as it is decoded
-    small = sorted(
-        ((key, to_working_rgb(frame, scale, config)) for key, frame in items),
-        key=lambda item: item[0],
-    )
+    return kind, itertools.chain(head, stream)
+
+
+def _working_frames(
+    items: Iterable[tuple[FrameKey, NDArray]], scale: float | None, config: SegmentationConfig
+) -> tuple[list[tuple[FrameKey, NDArray[np.uint8]]], float]:
+    """Every frame reduced to the working size as soon as it is decoded, in key order, and
+    the factor from working pixels back to the clip's own."""
+    factor = 1.0
+    small: list[tuple[FrameKey, NDArray[np.uint8]]] = []
+    for key, frame in items:
+        reduced = to_working_rgb(frame, scale, config)
+        factor = frame.shape[0] / reduced.shape[0]
+        small.append((key, reduced))
+    small.sort(key=lambda item: item[0])
     shapes = {frame.shape for _key, frame in small}
     if len(shapes) > 1:
         raise UploadContentError(
             f"the clip's frames differ in size ({sorted(shapes)[:2]}); footage comes from one "
             "camera, so every frame must have the same size"
         )
-    found = segment_clip(
-        small, background=front_end.background, segmenter=front_end.segmenter, config=config
+    return small, factor
+
+
+def _segment_people(
+    small: Sequence[tuple[FrameKey, NDArray[np.uint8]]], front_end: FrontEnd
+) -> list[Segmentation]:
+    return segment_people(
+        small,
+        background=front_end.background,
+        segmenter=front_end.segmenter,
+        config=front_end.config,
     )
-    # the pretreatment drops a mask with too little foreground left: say which, too
+
+
+def _choose(people: list[Segmentation], front_end: FrontEnd) -> Segmentation:
+    """The person whose walk is wanted (``FrontEnd.track`` / ``one_person_only``)."""
+    if front_end.track is not None:
+        for found in people:
+            if found.track == front_end.track:
+                return found
+        raise PersonChoiceError(
+            f"track={front_end.track} is not in the clip: it shows {describe_people(people)}"
+        )
+    if front_end.one_person_only and len(people) > 1:
+        raise PersonChoiceError(
+            f"the clip shows {len(people)} people ({describe_people(people)}): choose whose "
+            "walk this is with track=N"
+        )
+    return max(people, key=lambda found: (len(found.masks), -found.track))
+
+
+def _pretreat(
+    found: Segmentation,
+) -> tuple[Segmentation, list[tuple[FrameKey, NDArray[np.uint8]]]]:
+    """One person's masks through the pretreatment; a mask with too little foreground left is
+    dropped, and its reason said too."""
     normalized = [(key, normalize_frame(mask)) for key, mask in found.masks]
     kept = [(key, frame) for key, frame in normalized if frame is not None]
-    found = replace(
-        found,
-        reasons={
-            **found.reasons,
-            **{key: "too_little_foreground" for key, frame in normalized if frame is None},
-        },
-    )
-    if front_end.observer is not None:
-        front_end.observer(small, found)
+    lost = {key: "too_little_foreground" for key, frame in normalized if frame is None}
+    return replace(found, reasons={**found.reasons, **lost}), kept
+
+
+def _reading(
+    found: Segmentation,
+    kept: list[tuple[FrameKey, NDArray[np.uint8]]],
+    small: Sequence[tuple[FrameKey, NDArray[np.uint8]]],
+    factor: float,
+    people: list[Segmentation],
+    min_frames: int,
+) -> WalkReading:
+    """One person's pretreated frames -> their walk, with where they are in the clip."""
     if len(kept) < min_frames:
+        who = f"person {found.track} of {len(people)}: " if len(people) > 1 else ""
         raise TooFewFramesError(
             len(kept),
             min_frames,
             found.seen,
-            why="frames without the whole walking person are dropped: "
+            why=f"{who}frames without the whole walking person are dropped: "
             f"{describe_drops(found.dropped)}; send a longer clip",
         )
     frames = np.stack([frame for _key, frame in kept]) if kept else _NO_FRAMES
     sequence = NormalizedSequence(frames, found.seen, found.seen - len(kept))
-    return WalkReading(sequence, "video", found.dropped)
+    everyone = tuple(_clip_person(p, small, factor) for p in people)
+    person = everyone[found.track - 1]
+    return WalkReading(sequence, "video", found.dropped, person, everyone)
+
+
+def _clip_person(
+    found: Segmentation, small: Sequence[tuple[FrameKey, NDArray[np.uint8]]], factor: float
+) -> ClipPerson:
+    first, last = found.span
+    box = tuple(round(v * factor) for v in found.box)
+    return ClipPerson(
+        found.track, small[first][0], small[last][0], (box[0], box[1], box[2], box[3])
+    )
+
+
+def describe_people(people: Sequence[Segmentation]) -> str:
+    """``"track 1 (frames 0-80), track 2 (frames 30-120)"`` for messages."""
+    return ", ".join(f"track {p.track} (frames {p.span[0]}-{p.span[1]})" for p in people)
 
 
 # ---------------------------------------------------------------------------- input kinds
@@ -350,9 +494,25 @@ def segment_clip(
     segmenter: PersonSegmenter | None = None,
     config: SegmentationConfig | None = None,
 ) -> Segmentation:
-    """RGB working frames in time order -> the walking person's masks (module docstring).
+    """RGB working frames in time order -> the masks of the person with the most usable
+    frames (module docstring); :func:`segment_people` gives everyone's."""
+    people = segment_people(frames, background=background, segmenter=segmenter, config=config)
+    return max(people, key=lambda found: (len(found.masks), -found.track))
 
-    Raises :class:`NoPersonFoundError` when no walking person can be followed.
+
+def segment_people(
+    frames: Sequence[tuple[FrameKey, NDArray[np.uint8]]],
+    *,
+    background: NDArray[np.uint8] | None = None,
+    segmenter: PersonSegmenter | None = None,
+    config: SegmentationConfig | None = None,
+) -> list[Segmentation]:
+    """RGB working frames in time order -> every walking person's masks, in order of first
+    appearance (``gaitid.tracking`` links the foreground components into tracks).
+
+    A track that is not a walking person (too wide, never whole) is left out. Raises
+    :class:`NoPersonFoundError` when nobody is left (the reason of the longest track),
+    :class:`IndistinctPeopleError` when a track holds several people in most of its frames.
     """
     config = config or SegmentationConfig()
     if not frames:
@@ -365,18 +525,50 @@ def segment_clip(
         reference = _background(images, background, config)
         foreground = (_subtract(frame, reference, config) for frame in images)
     # one frame's foreground at a time; only its components and a bit-packed mask are kept
-    blobs = [_blobs(_clean(mask), config) for mask in foreground]
-    track = _track(blobs)
+    blobs = [
+        _blobs(_clean(mask), image, config) for mask, image in zip(foreground, images, strict=True)
+    ]
+    tracks = link([frame.blobs for frame in blobs])
+    if not tracks:
+        raise NoPersonFoundError(
+            f"nothing moves in the {len(frames)} frames of the clip: no walking person; {_ADVICE}"
+        )
     from_clip = segmenter is None and background is None
-    return _assemble(
-        frames,
-        images[0].shape[:2],
-        blobs,
-        track,
-        config,
-        background_from_clip=from_clip,
-        in_place=from_clip and _moves_in_place(images, config),
-    )
+    in_place = from_clip and _moves_in_place(images, config)
+    people: list[Segmentation] = []
+    refused: list[tuple[int, NoPersonFoundError]] = []
+    longest = max(len(track.blobs) for track in tracks)
+    for track in tracks:
+        others = [other for other in tracks if other is not track]
+        try:
+            found = _assemble(
+                frames,
+                images[0].shape[:2],
+                blobs,
+                track,
+                others,
+                config,
+                background_from_clip=from_clip,
+                in_place=in_place,
+            )
+        except BackgroundNeededError:
+            if len(track.blobs) == longest:
+                raise  # the main walker stands in place: other tracks are pieces of them
+            continue
+        except NoPersonFoundError as exc:
+            refused.append((len(track.blobs), exc))
+            continue
+        people.append(replace(found, track=len(people) + 1))
+    if not people:
+        raise max(refused, key=lambda item: item[0])[1]
+    merged = [found for found in people if _indistinct(found)]
+    if merged:
+        raise IndistinctPeopleError(
+            f"{describe_people(merged)} of the clip holds several people walking so close "
+            "together that no frame shows them apart: their walks cannot be told apart. Send "
+            "a clip where each person is seen on their own for part of the walk"
+        )
+    return people
 
 
 def _moves_in_place(images: Sequence[NDArray[np.uint8]], config: SegmentationConfig) -> bool:
@@ -520,25 +712,11 @@ def _ellipse(size: int) -> NDArray[np.uint8]:
 
 
 @dataclass(frozen=True)
-class _Blob:
-    label: int
-    x: int
-    y: int
-    w: int
-    h: int
-    area: int
-
-    @property
-    def centre(self) -> tuple[float, float]:
-        return self.x + self.w / 2, self.y + self.h / 2
-
-
-@dataclass(frozen=True)
 class _Frame:
     packed: NDArray[np.uint8]  # the cleaned mask, 8 pixels a byte (np.packbits)
     shape: tuple[int, int]
-    blobs: list[_Blob]  # candidates for the track
-    parts: list[_Blob]  # every component, for merging detached parts
+    blobs: list[Blob]  # candidates for the tracks, with their appearance
+    parts: list[Blob]  # every component, for merging detached parts
 
     def labels(self) -> NDArray[np.int32]:
         """The component labels of the mask (recomputed: the same mask, the same labels)."""
@@ -548,110 +726,58 @@ class _Frame:
         return np.asarray(labels, dtype=np.int32)
 
 
-def _blobs(mask: NDArray[np.uint8], config: SegmentationConfig) -> _Frame:
-    _count, _labels, stats, _centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+def _blobs(mask: NDArray[np.uint8], image: NDArray[np.uint8], config: SegmentationConfig) -> _Frame:
+    _count, labels, stats, _centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
     min_area = config.min_blob_share * mask.size
     parts = [
-        _Blob(i, int(s[0]), int(s[1]), int(s[2]), int(s[3]), int(s[4]))
+        Blob(i, int(s[0]), int(s[1]), int(s[2]), int(s[3]), int(s[4]))
         for i, s in enumerate(stats)
         if i > 0
     ]
+    candidates = [
+        replace(blob, hist=appearance(image, np.asarray(labels, np.int32), blob))
+        for blob in parts
+        if blob.area >= min_area
+    ]
     packed = np.packbits(mask > 0)
     shape = (int(mask.shape[0]), int(mask.shape[1]))
-    return _Frame(packed, shape, [b for b in parts if b.area >= min_area], parts)
-
-
-def _track(frames: list[_Frame]) -> list[_Blob | None]:
-    """One blob per frame (or none): the chain through the largest blob of the clip.
-
-    The predicted position follows a smoothed velocity, the search reach the person's usual
-    height and the size test their usual area too, so a frame where the person splits in two
-    (crossing something of their own colour, a codec glitch) neither throws the prediction
-    off nor loses them: the larger piece is followed and the pieces are joined again by
-    ``_person_mask``.
-    """
-    track: list[_Blob | None] = [None] * len(frames)
-    seeds = [(blob.area, t, blob) for t, frame in enumerate(frames) for blob in frame.blobs]
-    if not seeds:
-        return track
-    _area, start, seed = max(seeds, key=lambda item: (item[0], -item[1]))
-    track[start] = seed
-    for step in (1, -1):
-        previous, velocity, gap = seed, (0.0, 0.0), 1
-        tall, usual = float(seed.h), float(seed.area)
-        t = start + step
-        while 0 <= t < len(frames):
-            found = _follow(frames[t].blobs, previous, velocity, gap, tall, usual)
-            if found is None:
-                gap += 1
-            else:
-                (px, py), (fx, fy) = previous.centre, found.centre
-                moved = ((fx - px) / gap, (fy - py) / gap)
-                velocity = (0.5 * (velocity[0] + moved[0]), 0.5 * (velocity[1] + moved[1]))
-                tall = max(float(found.h), _USUAL_DECAY * tall)
-                usual = max(float(found.area), _USUAL_DECAY * usual)
-                track[t], previous, gap = found, found, 1
-            t += step
-    return track
-
-
-def _follow(
-    candidates: list[_Blob],
-    previous: _Blob,
-    velocity: tuple[float, float],
-    gap: int,
-    tall: float,
-    usual: float,
-) -> _Blob | None:
-    """The candidate that continues the track: near the predicted centre, of a size like the
-    previous blob's or, when that was a fragment, like the person's usual (recent largest)."""
-    px, py = previous.centre
-    predicted = (px + velocity[0] * gap, py + velocity[1] * gap)
-    reach = tall * (0.5 + 0.25 * gap)
-    best: tuple[float, _Blob] | None = None
-    for blob in candidates:
-        cx, cy = blob.centre
-        distance = float(np.hypot(cx - predicted[0], cy - predicted[1]))
-        grows = blob.area / max(previous.area, 1)
-        usual_share = blob.area / max(usual, 1.0)
-        similar = 0.4 <= grows <= 2.5 or 0.25 <= usual_share <= 1.5
-        if distance > reach or not similar:
-            continue
-        if best is None or distance < best[0]:
-            best = (distance, blob)
-    return None if best is None else best[1]
+    return _Frame(packed, shape, candidates, parts)
 
 
 def _assemble(
     frames: Sequence[tuple[FrameKey, NDArray[np.uint8]]],
     shape: tuple[int, int],
     blobs: list[_Frame],
-    track: list[_Blob | None],
+    track: Track,
+    others: list[Track],
     config: SegmentationConfig,
     *,
     background_from_clip: bool,
     in_place: bool = False,
 ) -> Segmentation:
-    tracked = [blob for blob in track if blob is not None]
-    if not tracked:
-        raise NoPersonFoundError(
-            f"nothing moves in the {len(frames)} frames of the clip: no walking person; {_ADVICE}"
-        )
+    """One track -> its person's masks, each dropped frame with its reason."""
+    tracked = list(track.blobs.values())
     # the person's usual width: a frame much wider has something merged into it
     usual_width = float(np.median([blob.w for blob in tracked]))
     dropped = dict.fromkeys(DROP_REASONS, 0)
     reasons: dict[FrameKey, str] = {}
     masks: list[tuple[FrameKey, NDArray[np.uint8]]] = []
+    boxes: list[tuple[int, int, int, int]] = []
     aspects: list[float] = []
     centres: list[float] = []
     height, width = shape
     margin = config.border_margin_px
-    for (key, _frame), frame_blobs, person in zip(frames, blobs, track, strict=True):
-        if person is None:
-            dropped["no_person"] += 1
-            reasons[key] = "no_person"
+    for index, ((key, _frame), frame_blobs) in enumerate(zip(frames, blobs, strict=True)):
+        person = track.blobs.get(index)
+        reason = "overlap" if index in track.overlap else "no_person" if person is None else None
+        if reason is not None or person is None:
+            reason = reason or "no_person"
+            dropped[reason] += 1
+            reasons[key] = reason
             continue
-        mask = _person_mask(frame_blobs, person)
+        # other people's components are never joined to this one as detached parts
+        elsewhere = {other.blobs[index].label for other in others if index in other.blobs}
+        mask = _person_mask(frame_blobs, person, elsewhere)
         if person.w > _MERGED_WIDTH * usual_width:
             mask = _around_torso(mask, person, usual_width)
         ys, xs = np.nonzero(mask)
@@ -666,6 +792,7 @@ def _assemble(
             continue
         aspects.append((bottom - top + 1) / (right - left + 1))
         centres.append(float(xs.mean()))
+        boxes.append((int(left), int(top), int(right - left + 1), int(bottom - top + 1)))
         masks.append((key, mask))
     if not masks:
         raise NoPersonFoundError(
@@ -688,15 +815,55 @@ def _assemble(
             "background cannot be learnt from the clip: send an empty-scene frame of the same "
             "camera (the background field, or --background)"
         )
-    return Segmentation(masks, len(frames), dropped, reasons)
+    box = np.median(np.asarray(boxes, np.float64), axis=0).round().astype(int)
+    return Segmentation(
+        masks,
+        len(frames),
+        dropped,
+        reasons,
+        span=(track.first, track.last),
+        box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])),
+    )
+
+
+def _indistinct(found: Segmentation) -> bool:
+    """Whether most of a person's masks show two heads side by side: people walking so
+    close together that they were never apart (judged on up to ``_HEAD_SAMPLES`` masks)."""
+    picks = np.linspace(0, len(found.masks) - 1, min(len(found.masks), _HEAD_SAMPLES))
+    votes = [_heads(found.masks[int(i)][1]) >= 2 for i in picks.round()]
+    return sum(votes) * 2 > len(votes)
+
+
+def _heads(mask: NDArray[np.uint8]) -> int:
+    """Heads of a mask: runs of columns that reach the top ``_HEAD_BAND`` of its box,
+    separated by columns whose top lies below ``_NECK_DEPTH`` of it (a dip between two people's
+    heads; a person's arms and bags stay below their head)."""
+    ys, xs = np.nonzero(mask)
+    top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
+    crop = mask[top : bottom + 1, left : right + 1] > 0
+    height = crop.shape[0]
+    filled = crop.any(axis=0)
+    tops = np.where(filled, crop.argmax(axis=0), height)  # first row of each column
+    heads, in_head, dipped = 0, False, True
+    for column_top in tops:
+        if column_top <= _HEAD_BAND * height:
+            if not in_head and dipped:
+                heads += 1
+            in_head, dipped = True, False
+        else:
+            in_head = False
+            dipped = dipped or column_top > _NECK_DEPTH * height
+    return heads
 
 
 #: A pixel foreground in more than this share of the background samples may have been taken
 #: for background by the plain median: the background is then re-estimated without it.
 _STANDING_SHARE: Final = 0.3
-#: How fast the person's usual height and area (the recent largest) forget, per frame: slow
-#: enough to outlast a dozen frames in which the person is split in pieces.
-_USUAL_DECAY: Final = 0.98
+#: Masks looked at for two heads side by side, the top share of the box a head reaches and
+#: how far below it the outline must dip between two heads.
+_HEAD_SAMPLES: Final = 9
+_HEAD_BAND: Final = 0.12
+_NECK_DEPTH: Final = 0.3
 #: A person tracked in fewer than this share of the frames is judged as standing still only
 #: when the clip's motion says so (``_moves_in_place``).
 _FOLLOWED_SHARE: Final = 0.25
@@ -717,7 +884,7 @@ _ADVICE: Final = (
 )
 
 
-def _around_torso(mask: NDArray[np.uint8], person: _Blob, usual_width: float) -> NDArray[np.uint8]:
+def _around_torso(mask: NDArray[np.uint8], person: Blob, usual_width: float) -> NDArray[np.uint8]:
     """Keep the columns within the person's usual width of the torso (the upper half of the
     box, which a merged object at the feet does not reach)."""
     upper = mask[person.y : person.y + person.h // 2]
@@ -732,9 +899,11 @@ def _around_torso(mask: NDArray[np.uint8], person: _Blob, usual_width: float) ->
     return gated
 
 
-def _person_mask(frame: _Frame, person: _Blob) -> NDArray[np.uint8]:
+def _person_mask(
+    frame: _Frame, person: Blob, elsewhere: set[int] | frozenset[int] = frozenset()
+) -> NDArray[np.uint8]:
     """The person's component plus smaller parts over its columns (a head cut off at the
-    neck, a hand), small holes filled, 0/255.
+    neck, a hand), small holes filled, 0/255. Components in ``elsewhere`` are other people.
 
     Only holes under ``_HOLE_SHARE`` of the person are filled: clothing that matches the
     background leaves small holes, while the gap between two legs closed by the feet is a
@@ -743,7 +912,7 @@ def _person_mask(frame: _Frame, person: _Blob) -> NDArray[np.uint8]:
     keep = [person.label]
     reach = _PART_REACH * person.h
     for part in frame.parts:
-        if part.label == person.label or part.area >= person.area:
+        if part.label == person.label or part.area >= person.area or part.label in elsewhere:
             continue
         # a detached head, hand or foot: over the person's columns, at most `reach` away
         overlaps_x = part.x < person.x + person.w and person.x < part.x + part.w

@@ -276,3 +276,109 @@ def fully_visible(truth: NDArray[np.bool_], margin: float = 0.01) -> bool:
         and rows[-1] < height - 1 - margin
         and cols[-1] < width - 1 - margin
     )
+
+
+# ---------------------------------------------------------------------------- several people
+
+
+@dataclass(frozen=True)
+class Walker:
+    """One person of a :func:`people_clip`: their walk's masks (tight crops, one per frame of
+    theirs), where and when they walk, and what they wear.
+
+    The centre moves from ``x_from`` to ``x_to`` (shares of the width) over the walk's
+    frames, from clip frame ``start``; ``stands`` ``(a, b)``: from their ``a``-th step, they
+    stand still on that pose for ``b - a`` frames, then walk on. ``ground`` is where the feet
+    are (share of the height): nearer people stand lower and are drawn over farther ones.
+    """
+
+    masks: list[NDArray[np.bool_]]
+    x_from: float
+    x_to: float
+    start: int = 0
+    person_height: float = 0.5
+    ground: float = 0.9
+    colour: tuple[int, int, int] = (200, 70, 60)
+    stands: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class PeopleClip:
+    frames: NDArray[np.uint8]  # (T, H, W, 3) RGB
+    truths: list[NDArray[np.bool_]]  # per walker, (T, H, W): their visible pixels
+    empty_scene: NDArray[np.uint8]
+
+    def overlapping(self, index: int, margin: int = 12) -> NDArray[np.bool_]:
+        """Frames where walker ``index``'s box comes within ``margin`` pixels of another's."""
+        boxes = [_boxes(truth, margin) for truth in self.truths]
+        mine = boxes[index]
+        near = np.zeros(len(self.frames), bool)
+        for other, theirs in enumerate(boxes):
+            if other != index:
+                near |= [_touch(a, b) for a, b in zip(mine, theirs, strict=True)]
+        return near
+
+
+def people_clip(
+    walkers: list[Walker],
+    frames: int,
+    *,
+    height: int = 480,
+    width: int = 640,
+    seed: int = 0,
+    noise_sigma: float = 3.0,
+) -> PeopleClip:
+    """Several people composited over one static textured scene, nearest drawn last."""
+    rng = np.random.default_rng(seed)
+    scene = textured_background(height, width, seed).astype(np.float32)
+    order = sorted(range(len(walkers)), key=lambda i: walkers[i].ground)  # far to near
+    out = np.empty((frames, height, width, 3), np.uint8)
+    truths = [np.zeros((frames, height, width), bool) for _ in walkers]
+    texture = rng.normal(0, 12, (height, width, 3)).astype(np.float32)
+    stripes = (np.arange(height)[:, None, None] // 7 % 2).astype(np.float32)
+    for t in range(frames):
+        frame = scene.copy()
+        for i in order:
+            walker = walkers[i]
+            step = t - walker.start
+            a, b = walker.stands or (0, 0)
+            if not 0 <= step < len(walker.masks) + (b - a):
+                continue
+            # the walk's frame: paused at ``a`` while standing, resumed after ``b``
+            moved = step if step < a else a if step < b else step - (b - a)
+            pose = moved
+            progress = moved / max(len(walker.masks) - 1, 1)
+            centre = round(width * (walker.x_from + (walker.x_to - walker.x_from) * progress))
+            person = np.zeros((height, width), bool)
+            _paste(
+                person,
+                walker.masks[pose],
+                round(walker.person_height * height),
+                centre,
+                round(walker.ground * height),
+            )
+            for j in range(len(walkers)):
+                truths[j][t] &= ~person  # hidden behind this nearer person
+            truths[i][t] = person
+            cloth = np.asarray(walker.colour, np.float32) * (0.8 + 0.25 * stripes) + texture
+            frame[person] = cloth[person]
+        frame += rng.normal(0, noise_sigma, frame.shape)
+        out[t] = np.clip(frame, 0, 255).astype(np.uint8)
+    return PeopleClip(out, truths, np.clip(scene, 0, 255).astype(np.uint8))
+
+
+def _boxes(truth: NDArray[np.bool_], margin: int) -> list[tuple[int, int, int, int] | None]:
+    boxes: list[tuple[int, int, int, int] | None] = []
+    for mask in truth:
+        if not mask.any():
+            boxes.append(None)
+            continue
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        boxes.append((cols[0] - margin, rows[0] - margin, cols[-1] + margin, rows[-1] + margin))
+    return boxes
+
+
+def _touch(a: tuple[int, int, int, int] | None, b: tuple[int, int, int, int] | None) -> bool:
+    if a is None or b is None:
+        return False
+    return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
