@@ -117,6 +117,8 @@ function confirmErase(title, text) {
   });
 }
 
+const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+
 const fmt = {
   score: (x) => (x === null || x === undefined ? "–" : Number(x).toFixed(3)),
   date: (text) => (text ? new Date(text).toLocaleString() : "–"),
@@ -149,7 +151,20 @@ function drawHeader() {
   const current = location.hash.split("/").slice(0, 2).join("/");
   const links = session.me
     ? PAGES.filter((page) => page.allowed()).map((page) =>
-        h("a", { href: page.hash, class: current === page.hash ? "active" : null }, page.label),
+        h(
+          "a",
+          {
+            href: page.hash,
+            class: current === page.hash ? "active" : null,
+            // the page already open: draw it afresh (an empty form), as a new one would be
+            onclick: (event) => {
+              if (location.hash !== page.hash) return;
+              event.preventDefault();
+              route();
+            },
+          },
+          page.label,
+        ),
       )
     : [];
   $("#nav").replaceChildren(...links);
@@ -290,13 +305,14 @@ async function galleriesPage() {
                     const yes = await confirmErase(
                       `Erase the gallery ${gallery.name}?`,
                       `This erases the gallery “${gallery.name}” and everyone enrolled in it: ` +
-                        `${gallery.identities} identities and ${gallery.templates} templates, from ` +
+                        `${plural(gallery.identities, "identity", "identities")} and ` +
+                        `${plural(gallery.templates, "template", "templates")}, from ` +
                         "the database and every replica's index. It cannot be undone.",
                     );
                     if (!yes) return;
                     await api(`/galleries/${encodeURIComponent(gallery.name)}`, { method: "DELETE" });
-                    notify(`Gallery ${gallery.name} erased.`, true);
                     await galleriesPage();
+                    notify(`Gallery ${gallery.name} erased.`, true);
                   }),
               },
               "Erase",
@@ -338,8 +354,8 @@ function createGalleryCard() {
           if (data.get("threshold")) body.default_threshold = Number(data.get("threshold"));
           if (data.get("metadata").trim()) body.metadata = parseJson(data.get("metadata"), "metadata");
           await api("/galleries", { method: "POST", json: body });
-          notify(`Gallery ${body.name} created.`, true);
           await galleriesPage();
+          notify(`Gallery ${body.name} created.`, true);
         });
       },
     },
@@ -440,7 +456,8 @@ async function identityPage(id) {
               const yes = await confirmErase(
                 `Erase ${identity.name}?`,
                 `This erases “${identity.name}” (id ${identity.id}) of the gallery ` +
-                  `${identity.gallery} with all ${count} of their templates, from the database and ` +
+                  `${identity.gallery} with ${count === 1 ? "its only template" : `all ${count} of its templates`}, ` +
+                  "from the database and " +
                   "every replica's index. It cannot be undone.",
               );
               if (!yes) return;
@@ -481,8 +498,8 @@ async function identityPage(id) {
                     );
                     if (!yes) return;
                     await api(`/templates/${template.id}`, { method: "DELETE" });
-                    notify(`Template ${template.id} erased.`, true);
                     await identityPage(id);
+                    notify(`Template ${template.id} erased.`, true);
                   }),
               },
               "Erase",
@@ -834,6 +851,7 @@ const ROUTES = [
 ];
 
 async function route() {
+  delete document.body.dataset.ready; // set again once the page is drawn (tests wait for it)
   notify(session.flash || "", session.flashOk); // a message left by the page before
   session.flash = null;
   session.flashOk = false;
