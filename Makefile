@@ -19,15 +19,17 @@ DEMO_MODEL := .cache/random-init-lite.onnx
 # pinned requirements, then the project itself without dependencies (tests/deploy runs the
 # API from it against PostgreSQL).
 SERVE_VENV ?= .venv-serve-cpu
-SERVE_SOURCES := $(shell find -L gaitid -name '*.py' -o -name '*.ini' -o -name '*.mako')
+SERVE_SOURCES := $(shell find -L gaitid -name '*.py' -o -name '*.ini' -o -name '*.mako' \
+	-o -name '*.html' -o -name '*.js' -o -name '*.css' -o -name '*.svg')
 
-.PHONY: help install-dev test test-all lint serve clean requirements serve-cpu-venv
+.PHONY: help install-dev test test-all lint serve clean requirements serve-cpu-venv screenshots
 
 help:
 	@echo "make serve     set up and run the service on its embedded default (SQLite + local index)"
 	@echo "make test      set up the dev environment and run the default test suite"
 	@echo "make test-all  also run the slow tests"
 	@echo "make lint      ruff + mypy"
+	@echo "make screenshots  retake the console's pictures in docs/console/ (browser tests)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +76,11 @@ serve: $(VENV)/.dev-installed
 	fi; \
 	if [ -n "$$picked" ]; then unset GAITID_MODEL_PRECISION; fi; \
 	GAITID_MODEL_PATH="$$model" exec $(BIN)/gaitid serve --init
+
+# The console's pictures in the README, taken by its browser tests (system Chromium).
+screenshots: $(VENV)/.dev-installed
+	GAITID_REQUIRE_BROWSER=1 GAITID_SCREENSHOT_DIR="$(CURDIR)/docs/console" \
+		$(BIN)/python -m pytest -q tests/service/test_console.py
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .

@@ -9,6 +9,7 @@ README shows.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from collections.abc import Iterator
@@ -121,9 +122,16 @@ class Tab:
         )
 
     def shot(self, name: str) -> None:
-        if SCREENSHOT_DIR:
-            Path(SCREENSHOT_DIR).mkdir(parents=True, exist_ok=True)
-            self.page.screenshot(path=str(Path(SCREENSHOT_DIR) / f"{name}.png"), full_page=True)
+        """Save the page for the README (with ``GAITID_SCREENSHOT_DIR``), in 256 colours: the
+        pictures stay small in the repository and the text sharp."""
+        if not SCREENSHOT_DIR:
+            return
+        from PIL import Image
+
+        path = Path(SCREENSHOT_DIR) / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        picture = Image.open(io.BytesIO(self.page.screenshot(full_page=True))).convert("RGB")
+        picture.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
 @pytest.fixture
