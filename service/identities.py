@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 import numpy as np
-from sqlalchemy import case, func, select
+from sqlalchemy import String, case, cast, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -90,10 +90,13 @@ def list_identities(
     gallery: str | None,
     limit: int,
     cursor: str | None,
+    search: str | None = None,
 ) -> IdentityPage:
     """One page of identities in id order; ``next_cursor`` continues after the last.
 
     Without ``gallery``, a key bound to galleries sees the identities of those only.
+    ``search`` keeps identities whose name or metadata (its JSON text) contains it, ignoring
+    case, inside the query, so pages and cursors work as without it (the console's search).
     """
     stmt = select(Identity, Gallery.name).join(Gallery, Identity.gallery_id == Gallery.id)
     if gallery is not None:
@@ -103,6 +106,14 @@ def list_identities(
         stmt = stmt.where(Gallery.name.in_(sorted(principal.galleries)))
     if cursor is not None:
         stmt = stmt.where(Identity.id > decode_cursor(cursor))
+    if search:
+        as_text = cast(Identity.meta, String)  # the stored JSON, on SQLite and PostgreSQL
+        stmt = stmt.where(
+            or_(
+                Identity.name.icontains(search, autoescape=True),
+                as_text.icontains(search, autoescape=True),
+            )
+        )
     rows = session.execute(stmt.order_by(Identity.id).limit(limit + 1)).all()
     page = rows[:limit]
     counts = _template_counts(session, [r[0].id for r in page], model_sha)

@@ -383,29 +383,40 @@ function parseJson(text, what) {
 async function galleryPage(name) {
   let items = [];
   let cursor = null;
+  let pending = null;
+  // the server searches (GET /identities?q=): names and metadata of the whole gallery
   const search = h("input", {
-    id: "search", class: "search", type: "search", placeholder: "name or metadata", oninput: () => draw(),
+    id: "search", class: "search", type: "search", placeholder: "search name or metadata",
+    oninput: () => {
+      clearTimeout(pending);
+      pending = setTimeout(() => reload().catch(reportError), 250);
+    },
   });
   const more = h("button", { class: "secondary", id: "more", onclick: (event) => busy(event.currentTarget, load) }, "Load more");
   const tbody = h("tbody");
-  const counter = h("span", { class: "muted" });
+  const counter = h("span", { class: "muted", id: "counter" });
+
+  async function reload() {
+    items = [];
+    cursor = null;
+    await load();
+  }
 
   async function load() {
     const query = new URLSearchParams({ gallery: name, limit: "100" });
     if (cursor) query.set("cursor", cursor);
+    const wanted = search.value.trim();
+    if (wanted) query.set("q", wanted);
     const page = await api(`/identities?${query}`);
+    if (wanted !== search.value.trim()) return; // typed on meanwhile: a newer load follows
     items = items.concat(page.items);
     cursor = page.next_cursor;
-    draw();
+    draw(wanted);
   }
 
-  function draw() {
-    const needle = search.value.trim().toLowerCase();
-    const shown = items.filter(
-      (item) => !needle || item.name.toLowerCase().includes(needle) || fmt.json(item.metadata).toLowerCase().includes(needle),
-    );
+  function draw(wanted) {
     tbody.replaceChildren(
-      ...shown.map((item) =>
+      ...items.map((item) =>
         h(
           "tr",
           { dataset: { identity: item.name } },
@@ -417,9 +428,10 @@ async function galleryPage(name) {
         ),
       ),
     );
-    if (!shown.length) tbody.append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No identity.")));
-    counter.textContent = `${shown.length} shown of ${items.length} loaded${cursor ? " (more in the gallery)" : ""}`;
+    if (!items.length) tbody.append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No identity.")));
+    counter.textContent = `${items.length}${cursor ? "+" : ""} ${wanted ? `matching “${wanted}”` : "identities"}`;
     more.hidden = !cursor;
+    tbody.dataset.query = wanted; // what the rows answer (tests wait for it)
   }
 
   await load();
@@ -429,7 +441,7 @@ async function galleryPage(name) {
       "div",
       { class: "card" },
       h("div", { class: "actions" }, search, counter,
-        h("a", { href: `#/enrol?gallery=${encodeURIComponent(name)}` }, "Enrol into this gallery")),
+        can.enroll() ? h("a", { href: `#/enrol?gallery=${encodeURIComponent(name)}` }, "Enrol into this gallery") : null),
       h(
         "table",
         { id: "identities" },
@@ -606,7 +618,7 @@ async function enrolPage() {
     h("input", { id: "f-view", name: "view", placeholder: "090", maxlength: 64 }),
     h("label", { for: "f-condition" }, "Condition"),
     h("input", { id: "f-condition", name: "condition", placeholder: "nm-01", maxlength: 64 }),
-    h("label", { for: "f-metadata" }, "Metadata (JSON)"),
+    h("label", { for: "f-metadata" }, "Walk metadata (JSON)"),
     h("input", { id: "f-metadata", name: "metadata", placeholder: '{"camera": "lobby"}' }),
     h("div", { class: "wide actions" }, previewButton, enrolButton,
       h("span", { class: "muted" }, "Preview reads the walk without storing anything.")),

@@ -35,9 +35,19 @@ def list_identities(
         str | None,
         Query(pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page."),
     ] = None,
+    search: Annotated[
+        str | None,
+        Query(
+            alias="q",
+            max_length=256,
+            description="Only identities whose name or metadata (as JSON text) contains this, "
+            "ignoring case.",
+            examples=["north"],
+        ),
+    ] = None,
 ) -> IdentityPage:
     return identities.list_identities(
-        session, principal, state.model.sha256, gallery_name, limit, cursor
+        session, principal, state.model.sha256, gallery_name, limit, cursor, search
     )
 
 

@@ -55,6 +55,49 @@ def test_pagination_and_gallery_filter(
         assert_error(client.delete(f"/templates/{2**70}", headers=headers(keys["admin"])), 422)
 
 
+def test_search_by_name_or_metadata(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
+    """Issue 27: ``q`` keeps identities whose name or metadata holds it, ignoring case, and
+    pages as without it (the console's search)."""
+    with running(settings, embedder) as client:
+        people = {"Nora": {"site": "North", "team": "blue"}, "sam": {"site": "south"}}
+        for seed, (name, metadata) in enumerate(people.items(), start=1):
+            created = enroll(client, keys["enroll"], name, seed=seed).json()
+            r = client.patch(
+                f"/identities/{created['identity_id']}",
+                headers=headers(keys["enroll"]),
+                json={"metadata": metadata},
+            )
+            assert r.status_code == 200, r.text
+        # a template's metadata is the walk's, not the person's: not searched
+        enroll(client, keys["enroll"], "ann_x", seed=3, metadata='{"site": "blue south"}')
+        enroll(client, keys["enroll"], "nils", seed=4, gallery="other")
+
+        def found(q: str, **params: str | int) -> list[str]:
+            r = client.get(
+                "/identities", headers=headers(keys["enroll"]), params={"q": q, **params}
+            )
+            assert r.status_code == 200, r.text
+            return [item["name"] for item in r.json()["items"]]
+
+        assert found("nor", gallery="default") == ["Nora"]
+        assert found("SOUTH") == ["sam"]
+        assert found("blue") == ["Nora"]
+        assert found("_") == ["ann_x"]  # a literal underscore, not LIKE's wildcard
+        assert found("%") == [] and found("\\") == []
+        assert found("n") == ["Nora", "ann_x", "nils"]
+        first = client.get(
+            "/identities", headers=headers(keys["enroll"]), params={"q": "n", "limit": 2}
+        ).json()
+        assert [i["name"] for i in first["items"]] == ["Nora", "ann_x"]
+        assert found("n", cursor=first["next_cursor"]) == ["nils"]
+        assert_error(
+            client.get("/identities", headers=headers(keys["enroll"]), params={"q": "x" * 257}),
+            422,
+        )
+
+
 def test_get_and_patch_identity(
     settings: Settings, embedder: Embedder, keys: dict[str, str]
 ) -> None:

@@ -205,7 +205,8 @@ def test_enrol_identify_verify_erase_through_the_page(tab: Tab) -> None:
     tab.open("Galleries")
     page.click(f"#galleries a:text-is('{gallery}')")
     page.wait_for_selector("#identities tr[data-identity='alice']")
-    page.fill("#search", "ali")
+    page.fill("#search", "ALI")
+    page.wait_for_selector("#identities tbody[data-query='ALI']")
     assert page.locator("#identities tbody tr").count() == 1
     page.click("#identities a:text-is('alice')")
     page.wait_for_selector("#erase-identity")
