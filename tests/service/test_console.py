@@ -255,6 +255,11 @@ def test_a_bound_key_sees_only_its_galleries(tab: Tab) -> None:
     tab.sign_in(site.key("gate", {Scope.IDENTIFY}, {"south"}))
     page.wait_for_selector("#identify-form")
     assert page.locator("nav a").all_inner_texts() == ["Identify", "Verify", "Model", "Health"]
+    # the API's own error message reaches the operator
+    tab.upload("#f-file", "notes.txt", b"not a walk")
+    page.click("#identify-button")
+    notice = page.wait_for_selector("#notice:has-text('422 invalid_upload')")
+    assert notice is not None and "unrecognised upload format" in notice.inner_text()
 
 
 def test_no_request_leaves_the_origin_and_the_policy_holds(tab: Tab) -> None:
