@@ -589,6 +589,13 @@ function inputReport(report) {
   );
 }
 
+// Another walk, or another way to read it: what was shown for the previous one goes.
+function clearOnNewWalk(form, ...shown) {
+  for (const name of ["file", "input", "background"]) {
+    form.elements[name].addEventListener("change", () => shown.forEach((node) => node.replaceChildren()));
+  }
+}
+
 async function previewInto(form, target) {
   const result = await api("/preview", { method: "POST", form: formBody(form, ["file", "input", "background"]) });
   target.replaceChildren(
@@ -627,6 +634,7 @@ async function enrolPage() {
     if (!form.reportValidity()) return;
     busy(previewButton, () => previewInto(form, preview));
   });
+  clearOnNewWalk(form, preview, result);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     busy(enrolButton, async () => {
@@ -696,6 +704,7 @@ async function identifyPage() {
     if (!form.reportValidity()) return;
     busy(previewButton, () => previewInto(form, preview));
   });
+  clearOnNewWalk(form, preview, result);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     busy(submit, async () => {

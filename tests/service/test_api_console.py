@@ -58,13 +58,9 @@ def test_preview_reads_silhouettes_without_storing(
             r = client.post("/preview", headers=headers(keys[scope]), files={"file": npz_upload(1)})
             assert r.status_code == 200, r.text
         body = r.json()
-        assert body["input"] == {
-            "kind": "silhouettes",
-            "frames_seen": 12,
-            "frames_used": 12,
-            "frames_dropped": 0,
-            "dropped": {},
-        }
+        read = {key: body["input"][key] for key in ("kind", "frames_seen", "frames_used")}
+        assert read == {"kind": "silhouettes", "frames_seen": 12, "frames_used": 12}
+        assert body["input"]["frames_dropped"] == 0 and body["input"]["dropped"] == {}
         assert body["frames_used"] == 12
         prefix = "data:image/png;base64,"
         assert body["strip"].startswith(prefix)
