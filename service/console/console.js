@@ -148,7 +148,9 @@ const PAGES = [
 ];
 
 function drawHeader() {
-  const current = location.hash.split("/").slice(0, 2).join("/");
+  // the page's section: a gallery's or an identity's page belongs to the galleries
+  const section = location.hash.split("?")[0].split("/").slice(0, 2).join("/");
+  const current = ["#/gallery", "#/identity"].includes(section) ? "#/galleries" : section;
   const links = session.me
     ? PAGES.filter((page) => page.allowed()).map((page) =>
         h(
