@@ -108,12 +108,13 @@ class NormalizedSequence:
 @dataclass(frozen=True)
 class ClipPerson:
     """One person followed through a camera clip (``gaitid.segment``): the track's number
-    (1-based, in order of first appearance), the first and last frame they were seen in, and
-    their median box ``(x, y, w, h)`` over the frames kept, in the clip's own pixels."""
+    (1-based, in order of first appearance), the first and last frame they were seen in
+    (positions in the clip, from 0), and their median box ``(x, y, w, h)`` over the frames
+    kept, in the clip's own pixels."""
 
     track: int
-    first_frame: FrameKey
-    last_frame: FrameKey
+    first_frame: int
+    last_frame: int
     box: tuple[int, int, int, int]
 
 

@@ -6,6 +6,10 @@ final 64x44 silhouette; for silhouette input, only the final silhouettes. A pers
 at a glance that the right person was followed and whole. When frames were dropped, a last
 row shows some of them (evenly over the dropped ones), each labelled with its frame number and
 the reason (``gaitid.segment.DROP_REASONS``), so the reader can agree or disagree with it.
+
+For a clip of several people (``--people all``), :func:`render_people` tints each person in
+their own colour with their track number, over frames of the whole clip, then shows one row of
+silhouettes per person.
 """
 
 from __future__ import annotations
@@ -72,6 +76,79 @@ def render(result: PreprocessedSequence, recorder: PreviewRecorder | None) -> ND
     width = max(strip.shape[1] for strip in strips)
     padded = [np.pad(strip, ((0, 0), (0, width - strip.shape[1]), (0, 0))) for strip in strips]
     return np.concatenate(padded, axis=0)
+
+
+#: Each person's colour in a strip of several people (``gaitid preprocess --people all``), RGB.
+TRACK_COLOURS: Final = (
+    (255, 40, 40),
+    (40, 120, 255),
+    (40, 200, 80),
+    (255, 190, 0),
+    (200, 60, 255),
+    (0, 210, 210),
+)
+
+
+class PeopleRecorder:
+    """A segmentation observer for every person of a clip (``gaitid.segment.read_walks``
+    calls it once per person): keeps the clip's working frames and each person's masks."""
+
+    def __init__(self, columns: int = 8) -> None:
+        self.columns = columns
+        self.frames: Sequence[tuple[FrameKey, NDArray[np.uint8]]] = ()
+        self.people: list[Segmentation] = []
+
+    def __call__(
+        self, frames: Sequence[tuple[FrameKey, NDArray[np.uint8]]], found: Segmentation
+    ) -> None:
+        self.frames = frames
+        self.people.append(found)
+
+
+def render_people(
+    results: Sequence[PreprocessedSequence], recorder: PeopleRecorder
+) -> NDArray[np.uint8]:
+    """The strip of a clip with several people: frames sampled over the clip with each
+    person's mask tinted in their own colour (``TRACK_COLOURS``) and their number written at
+    their head, then one row per person of the silhouettes the model sees, led by a tile of
+    their colour and number."""
+    picks = _evenly(len(recorder.frames), recorder.columns)
+    masks = [dict(found.masks) for found in recorder.people]
+    overlays = []
+    for index in picks:
+        key, frame = recorder.frames[index]
+        tile = frame.astype(np.float32)
+        labels = []
+        for number, (found, by_key) in enumerate(zip(recorder.people, masks, strict=True)):
+            mask = by_key.get(key)
+            if mask is None:
+                continue
+            colour = np.array(_colour(number), np.float32)
+            person = mask > 0
+            tile[person] = 0.45 * tile[person] + 0.55 * colour
+            ys, xs = np.nonzero(person)
+            labels.append((str(found.track), (int(xs.min()), max(10, int(ys.min()) - 2))))
+        image = np.ascontiguousarray(tile.astype(np.uint8))
+        for text, origin in labels:
+            cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3)
+            cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
+        overlays.append(image)
+    rows = [overlays] if overlays else []
+    for number, (found, result) in enumerate(zip(recorder.people, results, strict=True)):
+        badge = np.zeros((64, 24, 3), np.uint8)
+        badge[:] = _colour(number)
+        cv2.putText(badge, str(found.track), (4, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 2)
+        picks_t = _evenly(result.used, recorder.columns)
+        tiles = [np.repeat(result.frames[i][:, :, None], 3, axis=2) for i in picks_t]
+        rows.append([badge, *tiles])
+    strips = [_row(row) for row in rows]
+    width = max(strip.shape[1] for strip in strips)
+    padded = [np.pad(strip, ((0, 0), (0, width - strip.shape[1]), (0, 0))) for strip in strips]
+    return np.concatenate(padded, axis=0)
+
+
+def _colour(number: int) -> tuple[int, int, int]:
+    return TRACK_COLOURS[number % len(TRACK_COLOURS)]
 
 
 def write(path: Path, image: NDArray[np.uint8]) -> None:

@@ -25,17 +25,21 @@ this. Callers can always override the guess (``input=silhouettes|video``).
    threshold adapts to them); pixels darker than the background by a similar factor in every
    channel (``shadow_*``) are cast shadows, not the person.
 2. Cleanup: a 3x3 opening removes speckle, a 3x3 closing mends one-pixel gaps.
-3. Tracking: connected components of at least ``min_blob_share`` of the frame are linked from
-   frame to frame, starting from the largest blob of the clip, forwards and backwards: each
-   frame takes the component nearest to the track's predicted position whose size is
-   consistent with the previous one. Other blobs (a passer-by, a shadow apart from the feet)
-   are not merged; smaller components over the person's columns and within 15 % of its
-   height (a head cut off at the neck, a detached hand) are.
-4. Frames are dropped (and counted by reason) when no tracked person is found
-   (``no_person``), when the person touches the image border (``cut_by_border``: entering or
-   leaving) or is shorter than ``min_person_height`` of the frame (``too_small``).
+3. Tracking (``gaitid.tracking``): connected components of at least ``min_blob_share`` of
+   the frame are linked into one track per person, by predicted position, size and colour;
+   people merged in one component (crossing) are followed through it, and pieces of one
+   person are joined. Each track's mask is its component plus smaller components over the
+   person's columns and within 15 % of its height (a head cut off at the neck, a detached
+   hand), never another person's.
+4. Frames are dropped (and counted by reason) when the person is not found (``no_person``),
+   merged with another person (``overlap``), touches the image border (``cut_by_border``:
+   entering or leaving) or is shorter than ``min_person_height`` of the frame
+   (``too_small``).
 5. A track whose median box is not taller than ``min_aspect`` times its width is not a
-   walking person (a car, a pet, a rolling ball): the clip has no person.
+   walking person (a car, a pet, a rolling ball) and is left out; a track whose masks show two
+   heads side by side in most frames is people who cannot be told apart (refused).
+6. ``read_walk`` gives one walk: the chosen ``track``, else the person with the most usable
+   frames (``one_person_only`` refuses a choice between several); ``read_walks`` everyone's.
 
 **Learned segmenter contract** (``GAITID_SEGMENTER_PATH``, ``gaitid preprocess
 --segmenter``): an ONNX model with one input, float32 ``[1, 3, H, W]``, RGB scaled to 0..1
@@ -233,7 +237,7 @@ def read_walk(
     found, kept = _pretreat(_choose(people, front_end))
     if front_end.observer is not None:
         front_end.observer(small, found)
-    return _reading(found, kept, small, factor, people, min_frames)
+    return _reading(found, kept, factor, people, min_frames)
 
 
 def read_walks(
@@ -258,7 +262,7 @@ def read_walks(
     for person in people:
         found, kept = _pretreat(person)
         try:
-            readings.append(_reading(found, kept, small, factor, people, min_frames))
+            readings.append(_reading(found, kept, factor, people, min_frames))
         except TooFewFramesError as exc:
             shortest = shortest or exc
             continue
@@ -347,7 +351,6 @@ def _pretreat(
 def _reading(
     found: Segmentation,
     kept: list[tuple[FrameKey, NDArray[np.uint8]]],
-    small: Sequence[tuple[FrameKey, NDArray[np.uint8]]],
     factor: float,
     people: list[Segmentation],
     min_frames: int,
@@ -364,19 +367,14 @@ def _reading(
         )
     frames = np.stack([frame for _key, frame in kept]) if kept else _NO_FRAMES
     sequence = NormalizedSequence(frames, found.seen, found.seen - len(kept))
-    everyone = tuple(_clip_person(p, small, factor) for p in people)
+    everyone = tuple(_clip_person(p, factor) for p in people)
     person = everyone[found.track - 1]
     return WalkReading(sequence, "video", found.dropped, person, everyone)
 
 
-def _clip_person(
-    found: Segmentation, small: Sequence[tuple[FrameKey, NDArray[np.uint8]]], factor: float
-) -> ClipPerson:
-    first, last = found.span
-    box = tuple(round(v * factor) for v in found.box)
-    return ClipPerson(
-        found.track, small[first][0], small[last][0], (box[0], box[1], box[2], box[3])
-    )
+def _clip_person(found: Segmentation, factor: float) -> ClipPerson:
+    x, y, w, h = (round(v * factor) for v in found.box)
+    return ClipPerson(found.track, found.span[0], found.span[1], (x, y, w, h))
 
 
 def describe_people(people: Sequence[Segmentation]) -> str:
@@ -769,7 +767,16 @@ def _assemble(
     margin = config.border_margin_px
     for index, ((key, _frame), frame_blobs) in enumerate(zip(frames, blobs, strict=True)):
         person = track.blobs.get(index)
-        reason = "overlap" if index in track.overlap else "no_person" if person is None else None
+        if person is not None:  # another person, unseen here, merged into this component?
+            merged = any(_hidden_in(person, other, index) for other in others)
+        else:  # this person, unseen here, merged into another's?
+            merged = any(
+                _hidden_in(other.blobs[index], track, index)
+                for other in others
+                if index in other.blobs
+            )
+        merged = merged or index in track.overlap
+        reason = "overlap" if merged else "no_person" if person is None else None
         if reason is not None or person is None:
             reason = reason or "no_person"
             dropped[reason] += 1
@@ -826,6 +833,27 @@ def _assemble(
     )
 
 
+def _hidden_in(person: Blob, other: Track, index: int) -> bool:
+    """Whether ``other``, unseen in frame ``index``, is merged into ``person``'s component
+    there: the centre it had, interpolated between the frames it was seen in around
+    ``index`` (extrapolated up to ``_EMERGES`` frames before it first appears or after it was
+    last seen: someone stepping out from behind another), lies inside ``person``'s box."""
+    if index in other.blobs or not other.first - _EMERGES <= index <= other.last + _EMERGES:
+        return False
+    seen = sorted(other.blobs)
+    before = [t for t in seen if t < index][-2:]
+    after = [t for t in seen if t > index][:2]
+    if before and after:
+        t0, t1 = before[-1], after[0]
+    elif len(before) == 2 or len(after) == 2:
+        t0, t1 = before or after  # extrapolate along the two nearest frames
+    else:
+        return False
+    (ax, ay), (bx, by) = other.blobs[t0].centre, other.blobs[t1].centre
+    share = (index - t0) / (t1 - t0)
+    return person.contains((ax + share * (bx - ax), ay + share * (by - ay)))
+
+
 def _indistinct(found: Segmentation) -> bool:
     """Whether most of a person's masks show two heads side by side: people walking so
     close together that they were never apart (judged on up to ``_HEAD_SAMPLES`` masks)."""
@@ -859,11 +887,14 @@ def _heads(mask: NDArray[np.uint8]) -> int:
 #: A pixel foreground in more than this share of the background samples may have been taken
 #: for background by the plain median: the background is then re-estimated without it.
 _STANDING_SHARE: Final = 0.3
+#: Frames before a person first appears (or after they were last seen) in which they may be
+#: hidden in another's component.
+_EMERGES: Final = 4
 #: Masks looked at for two heads side by side, the top share of the box a head reaches and
 #: how far below it the outline must dip between two heads.
 _HEAD_SAMPLES: Final = 9
 _HEAD_BAND: Final = 0.12
-_NECK_DEPTH: Final = 0.3
+_NECK_DEPTH: Final = 0.18
 #: A person tracked in fewer than this share of the frames is judged as standing still only
 #: when the clip's motion says so (``_moves_in_place``).
 _FOLLOWED_SHARE: Final = 0.25

@@ -21,8 +21,9 @@ boxes (no detector is downloaded or shipped):
 - A component that no track takes starts a new track, unless it lies over the columns of a
   component taken in the same frame (a detached head or hand, which the mask assembly joins
   to its person).
-- A track missed for ``_MAX_GAP`` frames ends. Tracks seen in fewer than ``_MIN_FRAMES`` frames
-  are flicker, not people, and are left out.
+- A track missed for a few frames is found again only by a component of its colours (someone
+  entering where another left is someone else). A track missed for ``_MAX_GAP`` frames ends.
+  Tracks seen in fewer than ``_MIN_FRAMES`` frames are flicker, not people: left out.
 
 Tracks come out in order of first appearance; ``gaitid.segment`` turns each into one walk.
 """
@@ -53,6 +54,11 @@ _USUAL_DECAY: Final = 0.98
 _MERGED_AREA: Final = 0.8
 #: How fast a track's appearance follows its person's latest clean frames.
 _APPEARANCE_RATE: Final = 0.2
+#: A track missed for more than this many frames is found again only by a component that
+#: looks like it: a Bhattacharyya distance of the colour histograms at most ``_OTHER_LOOK``
+#: (the same clothes score about 0.1-0.3, other colours 0.7 and more).
+_GATED_GAP: Final = 2
+_OTHER_LOOK: Final = 0.6
 #: A track is a piece of a larger one when, in this share of their common frames, it lies
 #: over the larger's columns and the two span at most this many times the taller's height.
 _PIECE_SHARE: Final = 0.6
@@ -273,6 +279,8 @@ class _Live:
         differs = 0.0
         if self.hist is not None and blob.hist is not None:
             differs = float(cv2.compareHist(self.hist, blob.hist, cv2.HISTCMP_BHATTACHARYYA))
+        if gap > _GATED_GAP and differs > _OTHER_LOOK:
+            return None  # found again after being missed, but dressed otherwise: someone else
         return distance / reach + _APPEARANCE_WEIGHT * differs
 
 

@@ -28,7 +28,12 @@ from gaitid.errors import (
     UploadError,
     UploadTooLargeError,
 )
-from gaitid.segment import BackgroundNeededError, NoPersonFoundError
+from gaitid.segment import (
+    BackgroundNeededError,
+    IndistinctPeopleError,
+    NoPersonFoundError,
+    PersonChoiceError,
+)
 from gaitid.service.db.failures import RETRY_AFTER_S, DatabaseFailure, classify
 from gaitid.service.methods import allowed_methods
 from gaitid.service.walks.batching import BatcherClosedError
@@ -160,6 +165,11 @@ ERROR_CODES: dict[str, str] = {
     "no_person_found": "Camera footage or a photo in which no walking person can be followed.",
     "background_needed": "The person never leaves part of the picture (walking towards the "
     "camera): send an empty-scene frame as `background`.",
+    "people_indistinct": "Camera footage of people walking so close together that no frame "
+    "shows them apart: their walks cannot be told apart, and none is identified.",
+    "several_people": "Camera footage of several people where one walk is needed (enrol, "
+    "verify): choose whose with `track`; or a `track` the clip does not have. The message "
+    "lists the clip's tracks.",
     "too_many_requests": "Rate limited; retry later.",
     "unavailable": "The service is starting or stopping, or cannot reach its database; retry.",
     "database_unavailable": "The database cannot serve the request now (unreachable, locked "
@@ -237,6 +247,8 @@ _STATUS: list[tuple[type[Exception], int]] = [
 _CODES: dict[type[Exception], str] = {
     BackgroundNeededError: "background_needed",
     NoPersonFoundError: "no_person_found",
+    IndistinctPeopleError: "people_indistinct",
+    PersonChoiceError: "several_people",
     UploadTooLargeError: "upload_too_large",
     TooFewFramesError: "too_few_frames",
     UploadError: "invalid_upload",

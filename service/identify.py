@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import select
 
+from gaitid.preprocess import PreprocessedSequence
 from gaitid.service.auth import Principal
 from gaitid.service.common import (
     Decision,
@@ -28,9 +29,9 @@ from gaitid.service.common import (
 )
 from gaitid.service.db.models import Identity, Template
 from gaitid.service.errors import InvalidRequestError
-from gaitid.service.schemas import IdentifyResponse, Match
+from gaitid.service.schemas import IdentifyResponse, Match, PersonMatches
 from gaitid.service.state import ServiceState
-from gaitid.service.walks.embedding import embed_upload
+from gaitid.service.walks.embedding import embed_upload, track_info
 from gaitid.service.walks.uploads import Upload
 
 #: How many index hits are fetched per wanted identity before grouping by identity.
@@ -157,17 +158,21 @@ async def identify(
     walk = await embed_upload(upload, state)
     decoded, embedded = walk.decoded, walk.embedded
     search_start = time.perf_counter()
-    matches, decision = await anyio.to_thread.run_sync(
-        _search_and_audit,
+    walks = walk.everyone or ((decoded.sequence, embedded),)
+    answers = await anyio.to_thread.run_sync(
+        _search_each,
         state,
         principal,
         gallery,
-        embedded.vector,
+        [result.vector for _sequence, result in walks],
         top_k,
         threshold,
         options or SearchOptions(),
     )
-    state.metrics.decisions.labels(decision.label).inc()
+    for _matches, each in answers:
+        state.metrics.decisions.labels(each.label).inc()
+    main = next(i for i, (sequence, _result) in enumerate(walks) if sequence is decoded.sequence)
+    matches, decision = answers[main]
     return IdentifyResponse(
         gallery=gallery.name,
         matches=matches,
@@ -178,4 +183,54 @@ async def identify(
         frames_used=int(decoded.sequence.frames.shape[0]),
         input=walk.input_report(),
         timings=walk.timings(total_ms=elapsed_ms(start), search_ms=elapsed_ms(search_start)),
+        people=(
+            [
+                _person(sequence, found, each.label)
+                for (sequence, _result), (found, each) in zip(walks, answers, strict=True)
+            ]
+            if walk.everyone
+            else None
+        ),
+    )
+
+
+def _search_each(
+    state: ServiceState,
+    principal: Principal,
+    gallery: GalleryRef,
+    vectors: list[NDArray[np.float32]],
+    top_k: int,
+    threshold: float | None,
+    options: SearchOptions,
+) -> list[tuple[list[Match], Decision]]:
+    """:func:`_search_and_audit` for each walk of a clip (one audit row each)."""
+    return [
+        _search_and_audit(state, principal, gallery, vector, top_k, threshold, options)
+        for vector in vectors
+    ]
+
+
+def _person(
+    sequence: PreprocessedSequence, matches: list[Match], decision: Literal["match", "unknown"]
+) -> PersonMatches:
+    """One person of a clip and their answer (``people=all``)."""
+    person = sequence.person
+    if person is None:  # silhouettes: one walk, the whole upload
+        return PersonMatches(
+            track=1,
+            first_frame=0,
+            last_frame=max(0, sequence.total - 1),
+            frames_used=sequence.used,
+            box=None,
+            matches=matches,
+            decision=decision,
+        )
+    return PersonMatches(
+        track=person.track,
+        first_frame=person.first_frame,
+        last_frame=person.last_frame,
+        frames_used=sequence.used,
+        box=track_info(person).box,
+        matches=matches,
+        decision=decision,
     )

@@ -53,6 +53,27 @@ class Timings(_Out):
     total_ms: float = Field(description="Whole request inside the service.")
 
 
+class Box(_Out):
+    """A box in the clip's own pixels."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+class TrackInfo(_Out):
+    """One person followed through a camera clip."""
+
+    track: int = Field(
+        description="The person's number in the clip: 1, 2, ... in order of first appearance. "
+        "Send it as `track` to enrol or verify this person's walk."
+    )
+    first_frame: int = Field(description="First frame the person was seen in (from 0).")
+    last_frame: int = Field(description="Last frame the person was seen in.")
+    box: Box = Field(description="Median box (x, y, w, h) over the frames used, in pixels.")
+
+
 class InputReport(_Out):
     kind: Literal["silhouettes", "video"] = Field(
         description="How the upload was read: silhouette masks as they are, or camera footage "
@@ -62,8 +83,15 @@ class InputReport(_Out):
     frames_used: int = Field(description="Frames the model saw.")
     frames_dropped: int
     dropped: dict[str, int] = Field(
-        description="Why frames were dropped: no_person, cut_by_border, too_small (footage), "
-        "too_little_foreground."
+        description="Why frames were dropped: no_person, cut_by_border, too_small, overlap "
+        "(merged with another person; footage), too_little_foreground."
+    )
+    people: int = Field(default=1, description="People followed in the clip (1 for silhouettes).")
+    track: TrackInfo | None = Field(
+        default=None, description="Footage: the person whose walk this is."
+    )
+    tracks: list[TrackInfo] = Field(
+        default_factory=list, description="Footage: everyone followed in the clip."
     )
 
 
@@ -122,6 +150,21 @@ class Match(_Out):
     score: float = Field(description="Cosine similarity in [-1, 1]; higher is more alike.")
 
 
+class PersonMatches(_Out):
+    """One person of a clip identified on their own (``/identify`` with ``people=all``)."""
+
+    track: int = Field(description="The person's number in the clip (`input.tracks`).")
+    first_frame: int
+    last_frame: int
+    frames_used: int
+    box: Box | None = Field(
+        description="Median box (x, y, w, h) over the frames used, in the clip's pixels "
+        "(none for silhouettes)."
+    )
+    matches: list[Match] = Field(description="Best template per identity, best first.")
+    decision: Literal["match", "unknown"]
+
+
 class IdentifyResponse(_Out):
     model_config = ConfigDict(
         extra="forbid",
@@ -146,7 +189,10 @@ class IdentifyResponse(_Out):
     )
 
     gallery: str
-    matches: list[Match] = Field(description="Best template per identity, best first.")
+    matches: list[Match] = Field(
+        description="Best template per identity, best first (with `people=all`: of the person "
+        "with the most usable frames)."
+    )
     decision: Literal["match", "unknown"] = Field(
         description="'match' when the best score reaches the threshold."
     )
@@ -156,6 +202,11 @@ class IdentifyResponse(_Out):
     frames_used: int
     input: InputReport
     timings: Timings
+    people: list[PersonMatches] | None = Field(
+        default=None,
+        description="With `people=all`: every person followed in the clip with enough usable "
+        "frames, in order of first appearance, each identified on their own.",
+    )
 
 
 class VerifyResponse(_Out):

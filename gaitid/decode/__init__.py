@@ -41,7 +41,7 @@ import importlib
 import threading
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import cast
+from typing import TypeVar, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -67,7 +67,7 @@ from gaitid.errors import (
 )
 from gaitid.formats import FORMATS, IMAGE_SUFFIXES, SUPPORTED_FORMATS, detect_format
 from gaitid.preprocess import FrameKey, PreprocessedSequence, network_sequence
-from gaitid.segment import FrontEnd, WalkReading, read_walk
+from gaitid.segment import FrontEnd, WalkReading, read_walk, read_walks
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -79,13 +79,17 @@ __all__ = [
     "MiB",
     "decode_image",
     "decode_path",
+    "decode_path_people",
     "decode_upload",
+    "decode_upload_people",
     "detect_format",
     "frame_files",
     "natural_key",
     "read_frames",
     "read_walk_from_path",
 ]
+
+_Read = TypeVar("_Read", WalkReading, list[WalkReading])
 
 #: What each format's module provides: its bytes -> the raw frames.
 Opener = Callable[[bytes, Work], Source]
@@ -114,6 +118,24 @@ def decode_upload(
     return _network(_read(source, min_frames, front_end or FrontEnd()))
 
 
+def decode_upload_people(
+    data: bytes,
+    filename: str | None = None,
+    *,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+    min_frames: int = 1,
+    cancel: threading.Event | None = None,
+    front_end: FrontEnd | None = None,
+) -> list[PreprocessedSequence]:
+    """:func:`decode_upload` for every person of a camera clip, in order of first appearance
+    (one walk for silhouettes); people with fewer than ``min_frames`` usable frames are left
+    out (``TooFewFramesError`` when that is everyone)."""
+    work = Work(limits, cancel)
+    source = _open_bytes(data, filename, work)
+    readings = _read_all(source, min_frames, front_end or FrontEnd())
+    return [_network(reading) for reading in readings]
+
+
 def decode_path(
     path: Path,
     *,
@@ -127,6 +149,19 @@ def decode_path(
     """
     source = _open_path(path, Work(limits, None))
     return _network(_read(source, min_frames, front_end or FrontEnd()))
+
+
+def decode_path_people(
+    path: Path,
+    *,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+    min_frames: int = 1,
+    front_end: FrontEnd | None = None,
+) -> list[PreprocessedSequence]:
+    """:func:`decode_path` for every person of a camera clip (``gaitid preprocess --people
+    all``), as :func:`decode_upload_people`."""
+    source = _open_path(path, Work(limits, None))
+    return [_network(r) for r in _read_all(source, min_frames, front_end or FrontEnd())]
 
 
 def read_walk_from_path(
@@ -162,12 +197,23 @@ def _ordered(source: Source) -> list[NDArray]:
 
 
 def _read(source: Source, min_frames: int, front_end: FrontEnd) -> WalkReading:
-    """The front end (silhouettes as they are, footage segmented), then the pretreatment.
+    """The front end (silhouettes as they are, footage segmented), then the pretreatment:
+    the one walk :func:`read_walk` chooses."""
+    return _through_front_end(read_walk, source, min_frames, front_end)
 
-    Value problems found there become ``UploadContentError``.
-    """
+
+def _read_all(source: Source, min_frames: int, front_end: FrontEnd) -> list[WalkReading]:
+    """:func:`_read` for every person of a clip (:func:`read_walks`)."""
+    return _through_front_end(read_walks, source, min_frames, front_end)
+
+
+def _through_front_end(
+    reader: Callable[..., _Read], source: Source, min_frames: int, front_end: FrontEnd
+) -> _Read:
+    """Run ``reader`` on the source's frames; value problems found there become
+    ``UploadContentError``, and the source is closed either way."""
     try:
-        reading = read_walk(
+        reading = reader(
             source.frames, scale=source.scale, min_frames=min_frames, front_end=front_end
         )
     except (UploadError, TooFewFramesError):
@@ -182,7 +228,13 @@ def _read(source: Source, min_frames: int, front_end: FrontEnd) -> WalkReading:
 
 
 def _network(reading: WalkReading) -> PreprocessedSequence:
-    return network_sequence(reading.sequence, kind=reading.kind, drops=reading.drops)
+    return network_sequence(
+        reading.sequence,
+        kind=reading.kind,
+        drops=reading.drops,
+        person=reading.person,
+        people=reading.people,
+    )
 
 
 def _open_bytes(data: bytes, filename: str | None, work: Work) -> Source:

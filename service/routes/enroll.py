@@ -17,8 +17,14 @@ from gaitid.service.schemas import (
     parse_metadata,
     storable_text,
 )
-from gaitid.service.walks.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
-from gaitid.service.walks.uploads import read_upload
+from gaitid.service.walks.forms import (
+    BackgroundField,
+    InputField,
+    StrictFormRoute,
+    TrackField,
+    WalkFile,
+)
+from gaitid.service.walks.uploads import WalkChoice, read_upload
 
 router = APIRouter(tags=["enrolment"], route_class=StrictFormRoute)
 
@@ -63,6 +69,7 @@ async def enroll(
     ] = None,
     input_kind: InputField = "auto",
     background: BackgroundField = None,
+    track: TrackField = None,
 ) -> EnrollResponse:
     """Creates the identity if new. The same bytes enrolled again for the same identity return
     the existing template with status 200 instead of a duplicate."""
@@ -77,7 +84,11 @@ async def enroll(
     except ValueError as exc:
         raise InvalidRequestError(str(exc)) from None
     upload = await read_upload(
-        file, state.settings.max_upload_bytes, input_kind=input_kind, background=background
+        file,
+        state.settings.max_upload_bytes,
+        input_kind=input_kind,
+        background=background,
+        choice=WalkChoice(track=track, one_person_only=True),
     )
     result = await enrollment.enroll(state, principal, upload, fields)
     if not result.created:

@@ -10,8 +10,15 @@ from gaitid.service import identify as logic
 from gaitid.service.deps import IdentifyKeyDep, StateDep
 from gaitid.service.errors import InvalidRequestError, error_responses
 from gaitid.service.schemas import GALLERY_PATTERN, IdentifyResponse, parse_metadata
-from gaitid.service.walks.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
-from gaitid.service.walks.uploads import read_upload
+from gaitid.service.walks.forms import (
+    BackgroundField,
+    InputField,
+    PeopleField,
+    StrictFormRoute,
+    TrackField,
+    WalkFile,
+)
+from gaitid.service.walks.uploads import WalkChoice, read_upload
 
 router = APIRouter(tags=["identification"], route_class=StrictFormRoute)
 
@@ -53,14 +60,26 @@ async def identify(
     ] = None,
     input_kind: InputField = "auto",
     background: BackgroundField = None,
+    people: PeopleField = "one",
+    track: TrackField = None,
 ) -> IdentifyResponse:
-    """Best template per identity, by cosine similarity, with a match/unknown decision."""
+    """Best template per identity, by cosine similarity, with a match/unknown decision; for
+    footage with several people, of one person (`track`, else the one with the most usable
+    frames) or, with `people=all`, of each (`people`)."""
     try:
         where = parse_metadata(identity_filter, "filter")
     except ValueError as exc:
         raise InvalidRequestError(str(exc)) from None
+    if people == "all" and track is not None:
+        raise InvalidRequestError(
+            "track chooses one person and people=all identifies everyone: send one of them"
+        )
     options = logic.SearchOptions(min_score=min_score, where=where)
     upload = await read_upload(
-        file, state.settings.max_upload_bytes, input_kind=input_kind, background=background
+        file,
+        state.settings.max_upload_bytes,
+        input_kind=input_kind,
+        background=background,
+        choice=WalkChoice(people=people, track=track),
     )
     return await logic.identify(state, principal, upload, gallery_name, top_k, threshold, options)

@@ -11,8 +11,14 @@ from gaitid.service.db.models import MAX_ID
 from gaitid.service.deps import IdentifyKeyDep, StateDep
 from gaitid.service.errors import InvalidRequestError, error_responses
 from gaitid.service.schemas import GALLERY_PATTERN, VerifyResponse, identity_name
-from gaitid.service.walks.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
-from gaitid.service.walks.uploads import read_upload
+from gaitid.service.walks.forms import (
+    BackgroundField,
+    InputField,
+    StrictFormRoute,
+    TrackField,
+    WalkFile,
+)
+from gaitid.service.walks.uploads import WalkChoice, read_upload
 
 router = APIRouter(tags=["identification"], route_class=StrictFormRoute)
 
@@ -42,6 +48,7 @@ async def verify(
     threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
     input_kind: InputField = "auto",
     background: BackgroundField = None,
+    track: TrackField = None,
 ) -> VerifyResponse:
     """Give exactly one of `identity_id` or `identity`. 409 when the identity has no template
     of the current model."""
@@ -51,7 +58,11 @@ async def verify(
         except ValueError as exc:
             raise InvalidRequestError(str(exc)) from None
     upload = await read_upload(
-        file, state.settings.max_upload_bytes, input_kind=input_kind, background=background
+        file,
+        state.settings.max_upload_bytes,
+        input_kind=input_kind,
+        background=background,
+        choice=WalkChoice(track=track, one_person_only=True),
     )
     return await logic.verify(
         state, principal, upload, identity_id, identity, gallery_name, threshold

@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from gaitid.formats import SUPPORTED_FORMATS
-from gaitid.segment import InputChoice
+from gaitid.segment import InputChoice, People
 
 #: The form fields of the upload routes that hold files (``WalkFile``, ``BackgroundField``).
 FILE_FIELDS = frozenset({"file", "background"})
@@ -129,5 +129,25 @@ BackgroundField = Annotated[
         description="Optional empty-scene frame of the same camera (PNG/JPEG/BMP), for "
         "footage: needed when the person walks towards or away from the camera. An empty "
         "part is no background."
+    ),
+]
+#: The ``people`` form field of ``/identify``: whose walk a clip with several people gives.
+PeopleField = Annotated[
+    People,
+    Form(
+        description="Footage with several people: `one` identifies the person with the most "
+        "usable frames (`input.people` says how many were seen); `all` identifies every "
+        "person followed, each in the `people` list of the answer."
+    ),
+]
+#: The ``track`` form field: one person of a clip with several people.
+TrackField = Annotated[
+    int | None,
+    Form(
+        ge=1,
+        le=1000,
+        description="Footage with several people: whose walk this is, by their number in the "
+        "clip (`track` of `input.tracks` or of an identify answer's `people`). Enrol and "
+        "verify refuse a clip of several people without it.",
     ),
 ]

@@ -24,10 +24,16 @@ from functools import partial
 import anyio
 from fastapi import UploadFile
 
-from gaitid.decode import DecodeLimits, decode_image, decode_upload
+from gaitid.decode import DecodeLimits, decode_image, decode_upload, decode_upload_people
 from gaitid.errors import DecodeCancelledError, UploadTooLargeError
 from gaitid.preprocess import PreprocessedSequence
-from gaitid.segment import FrontEnd, InputChoice, PersonSegmenter, SegmentationObserver
+from gaitid.segment import (
+    FrontEnd,
+    InputChoice,
+    People,
+    PersonSegmenter,
+    SegmentationObserver,
+)
 from gaitid.service.config import Settings
 from gaitid.service.metrics import Metrics
 
@@ -35,11 +41,23 @@ _READ_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
+class WalkChoice:
+    """Whose walk a clip with several people gives: everyone's (``people="all"``), the
+    ``track`` chosen, or the person with the most usable frames, unless ``one_person_only``
+    (enrol and verify: a walk must belong to the identity named)."""
+
+    people: People = "one"
+    track: int | None = None
+    one_person_only: bool = False
+
+
+@dataclass(frozen=True)
 class Upload:
     """One uploaded walk, still in the parser's spooled file, and what identifies it.
 
-    ``input`` says how to read it (``auto`` tells silhouettes from camera footage) and
-    ``background`` is an optional empty-scene frame of the camera, for footage.
+    ``input`` says how to read it (``auto`` tells silhouettes from camera footage),
+    ``background`` is an optional empty-scene frame of the camera, for footage, and
+    ``choice`` whose walk to take from a clip with several people.
     """
 
     file: UploadFile
@@ -47,6 +65,7 @@ class Upload:
     sha256: str
     input: InputChoice = "auto"
     background: Upload | None = None
+    choice: WalkChoice = WalkChoice()
 
     @property
     def filename(self) -> str | None:
@@ -60,8 +79,12 @@ class Upload:
 
 @dataclass(frozen=True)
 class Decoded:
+    """The decoded walk (with ``people="all"``: the person with the most usable frames) and,
+    with ``people="all"``, every person's walk in order of first appearance."""
+
     sequence: PreprocessedSequence
     decode_ms: float
+    everyone: tuple[PreprocessedSequence, ...] = ()
 
 
 def decode_limits(settings: Settings) -> DecodeLimits:
@@ -80,6 +103,7 @@ async def read_upload(
     *,
     input_kind: InputChoice = "auto",
     background: UploadFile | None = None,
+    choice: WalkChoice | None = None,
 ) -> Upload:
     """Hash the file part chunk by chunk, refusing (413) as soon as it passes ``max_bytes``."""
     digest = hashlib.sha256()
@@ -95,7 +119,7 @@ async def read_upload(
     scene = None if background is None else await read_upload(background, max_bytes)
     if scene is not None and scene.size == 0:
         scene = None  # an empty part is what a form with a blank file input sends: no background
-    return Upload(file, size, digest.hexdigest(), input_kind, scene)
+    return Upload(file, size, digest.hexdigest(), input_kind, scene, choice or WalkChoice())
 
 
 async def decode(
@@ -120,7 +144,7 @@ async def decode(
         cancel = threading.Event()
         work = partial(
             _decode_in_thread,
-            _Job(data, upload.filename, upload.input, scene, segmenter, observer),
+            _Job(data, upload.filename, upload.input, scene, segmenter, upload.choice, observer),
             decode_limits(settings),
             settings.min_frames,
             cancel,
@@ -128,10 +152,14 @@ async def decode(
         )
         start = time.perf_counter()
         try:
-            sequence = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+            walks = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
         finally:
             cancel.set()  # a no-op once the thread is done; otherwise it stops the thread
-    return Decoded(sequence, (time.perf_counter() - start) * 1000.0)
+    elapsed = (time.perf_counter() - start) * 1000.0
+    if upload.choice.people == "one":
+        return Decoded(walks[0], elapsed)
+    main = max(walks, key=lambda walk: walk.used)  # the first of equals: the earliest
+    return Decoded(main, elapsed, tuple(walks))
 
 
 @dataclass(frozen=True)
@@ -143,6 +171,7 @@ class _Job:
     input: InputChoice
     background: bytes | None
     segmenter: PersonSegmenter | None
+    choice: WalkChoice = WalkChoice()
     observer: SegmentationObserver | None = None
 
     def front_end(self, limits: DecodeLimits) -> FrontEnd:
@@ -152,7 +181,12 @@ class _Job:
             else decode_image(self.background, "the background (empty-scene frame)", limits)
         )
         return FrontEnd(
-            input=self.input, background=scene, segmenter=self.segmenter, observer=self.observer
+            input=self.input,
+            background=scene,
+            segmenter=self.segmenter,
+            observer=self.observer,
+            track=self.choice.track,
+            one_person_only=self.choice.one_person_only,
         )
 
 
@@ -162,10 +196,12 @@ def _decode_in_thread(
     min_frames: int,
     cancel: threading.Event,
     metrics: Metrics,
-) -> PreprocessedSequence:
+) -> list[PreprocessedSequence]:
+    """The walk (or, with ``people="all"``, everyone's) of one upload."""
     metrics.decodes_running.inc()
+    decoder = decode_upload_people if job.choice.people == "all" else decode_upload
     try:
-        return decode_upload(
+        walks = decoder(
             job.data,
             job.filename,
             limits=limits,
@@ -173,6 +209,7 @@ def _decode_in_thread(
             cancel=cancel,
             front_end=job.front_end(limits),
         )
+        return walks if isinstance(walks, list) else [walks]
     except DecodeCancelledError:
         metrics.decodes_cancelled.inc()
         raise
