@@ -6,10 +6,17 @@ from fastapi import APIRouter
 
 from gaitid.service import preview as logic
 from gaitid.service.deps import AnyKeyDep, StateDep
-from gaitid.service.errors import error_responses
+from gaitid.service.errors import InvalidRequestError, error_responses
 from gaitid.service.schemas import PreviewResponse
-from gaitid.service.walks.forms import BackgroundField, InputField, StrictFormRoute, WalkFile
-from gaitid.service.walks.uploads import read_upload
+from gaitid.service.walks.forms import (
+    BackgroundField,
+    InputField,
+    PeopleField,
+    StrictFormRoute,
+    TrackField,
+    WalkFile,
+)
+from gaitid.service.walks.uploads import WalkChoice, read_upload
 
 router = APIRouter(tags=["identification"], route_class=StrictFormRoute)
 
@@ -26,10 +33,22 @@ async def preview(
     file: WalkFile,
     input_kind: InputField = "auto",
     background: BackgroundField = None,
+    people: PeopleField = "one",
+    track: TrackField = None,
 ) -> PreviewResponse:
     """The same fields, limits and errors as `/identify`'s upload; nothing is embedded or
-    stored. Any key (enrol and identify both upload walks)."""
+    stored. Footage with several people: `input.tracks` lists them, `track` previews one,
+    `people=all` everyone (each tinted in their colour with their number). Any key (enrol
+    and identify both upload walks)."""
+    if people == "all" and track is not None:
+        raise InvalidRequestError(
+            "track chooses one person and people=all previews everyone: send one of them"
+        )
     upload = await read_upload(
-        file, state.settings.max_upload_bytes, input_kind=input_kind, background=background
+        file,
+        state.settings.max_upload_bytes,
+        input_kind=input_kind,
+        background=background,
+        choice=WalkChoice(people=people, track=track),
     )
     return await logic.preview(state, upload)

@@ -8,6 +8,7 @@ import io
 import shutil
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -89,6 +90,51 @@ def test_preview_of_footage_shows_masks_and_drops(
         assert report["frames_dropped"] == sum(report["dropped"].values()) > 0
         # frame with the person tinted, mask, silhouette, dropped frames: four rows
         assert r.json()["strip_height"] == 4 * 128
+
+
+@SQLITE
+def test_preview_of_several_people_lists_them_and_shows_one_or_all(
+    settings: Settings, embedder: Embedder, keys: dict[str, str]
+) -> None:
+    """Issue 26's clips: the preview says who was seen, so the operator can pick a track."""
+    red, blue = (200, 70, 60), (60, 80, 200)
+    walkers = [
+        clips.Walker(clips.walker_masks(70, seed=1), 0.1, 0.9, person_height=0.5, ground=0.92,
+                     colour=red),
+        clips.Walker(clips.walker_masks(60, seed=2), 0.9, 0.2, start=5, person_height=0.4,
+                     ground=0.8, colour=blue),
+    ]  # fmt: skip
+    clip = clips.encode_mp4(clips.people_clip(walkers, 75, height=240, width=320).frames)
+    with running(settings, embedder) as client:
+
+        def preview(**fields: str) -> dict[str, Any]:
+            r = client.post(
+                "/preview",
+                headers=headers(keys["enroll"]),
+                files={"file": ("two.mp4", clip, "video/mp4")},
+                data=fields,
+            )
+            assert r.status_code == 200, r.text
+            body: dict[str, Any] = r.json()
+            return body
+
+        one = preview()
+        assert one["input"]["people"] == 2
+        assert [t["track"] for t in one["input"]["tracks"]] == [1, 2]
+        assert one["input"]["track"]["track"] in (1, 2)
+        second = preview(track="2")
+        assert second["input"]["track"]["track"] == 2
+        everyone = preview(people="all")
+        assert everyone["input"]["track"] is None and everyone["input"]["people"] == 2
+        # frames with both people tinted, then a row of silhouettes per person
+        assert everyone["strip_height"] == 3 * 128
+        r = client.post(
+            "/preview",
+            headers=headers(keys["enroll"]),
+            files={"file": ("two.mp4", clip, "video/mp4")},
+            data={"people": "all", "track": "1"},
+        )
+        assert_error(r, 422, "invalid_request")
 
 
 @SQLITE
