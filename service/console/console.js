@@ -548,8 +548,9 @@ async function identityPage(id) {
   );
 }
 
-// The upload part shared by enrol, identify and verify: file, how to read it, background.
-function uploadFields() {
+// The upload part shared by enrol, identify and verify: file, how to read it, background,
+// and for footage with several people whose walk it is (``people`` on identify only).
+function uploadFields({ people = false } = {}) {
   return [
     h("label", { for: "f-file" }, "Walk"),
     h("input", { id: "f-file", name: "file", type: "file", required: true }),
@@ -563,8 +564,25 @@ function uploadFields() {
     ),
     h("label", { for: "f-background" }, "Empty scene (footage)"),
     h("input", { id: "f-background", name: "background", type: "file", accept: "image/*" }),
+    people ? h("label", { for: "f-people" }, "People in the clip") : null,
+    people
+      ? h(
+          "select",
+          { id: "f-people", name: "people" },
+          h("option", { value: "one" }, "one: the person chosen below, else the one seen longest"),
+          h("option", { value: "all" }, "all: everyone, each on their own"),
+        )
+      : null,
+    h("label", { for: "f-track" }, "Person (track)"),
+    h("input", {
+      id: "f-track", name: "track", type: "number", min: 1, max: 1000,
+      placeholder: "footage with several people: their number (Preview lists them)",
+    }),
   ];
 }
+
+//: The form fields of an upload, as the API names them.
+const UPLOAD = ["file", "input", "background", "people", "track"];
 
 // The multipart body of an upload form, without empty optional fields.
 function formBody(form, names) {
@@ -588,21 +606,50 @@ function inputReport(report) {
     h("div", {}, h("b", {}, report.frames_seen), "frames seen"),
     h("div", {}, h("b", { id: "frames-used" }, report.frames_used), "frames used"),
     h("div", {}, h("b", {}, report.frames_dropped), "dropped", reasons.length ? h("div", { class: "muted" }, reasons.join(", ")) : null),
+    report.people > 1 ? h("div", {}, h("b", { id: "people-seen" }, report.people), "people seen") : null,
+    report.track && report.people > 1 ? h("div", {}, h("b", { id: "person" }, report.track.track), "whose walk") : null,
   );
 }
 
-// Another walk, or another way to read it: what was shown for the previous one goes.
+// The people of a clip, each a button that chooses their walk (the track field) and previews it.
+function trackPicker(form, report, onPick) {
+  if (!report.tracks || report.tracks.length < 2) return null;
+  return h(
+    "div",
+    { class: "actions", id: "tracks" },
+    h("span", { class: "muted" }, "Several people in this clip; enrolment and verification need one:"),
+    report.tracks.map((track) =>
+      h(
+        "button",
+        {
+          type: "button",
+          class: "secondary pick-track",
+          dataset: { track: track.track },
+          onclick: (event) => {
+            form.elements.track.value = String(track.track);
+            if (form.elements.people) form.elements.people.value = "one";
+            busy(event.currentTarget, onPick);
+          },
+        },
+        `Person ${track.track} (frames ${track.first_frame}–${track.last_frame})`,
+      ),
+    ),
+  );
+}
+
+// Another walk, another way to read it or another person: what was shown goes.
 function clearOnNewWalk(form, ...shown) {
-  for (const name of ["file", "input", "background"]) {
+  for (const name of UPLOAD.filter((field) => form.elements[field])) {
     form.elements[name].addEventListener("change", () => shown.forEach((node) => node.replaceChildren()));
   }
 }
 
 async function previewInto(form, target) {
-  const result = await api("/preview", { method: "POST", form: formBody(form, ["file", "input", "background"]) });
+  const result = await api("/preview", { method: "POST", form: formBody(form, UPLOAD) });
   target.replaceChildren(
     h("h2", {}, "What the model will see"),
     inputReport(result.input),
+    trackPicker(form, result.input, () => previewInto(form, target)),
     h("img", {
       class: "strip", id: "strip", src: result.strip, width: result.strip_width, height: result.strip_height,
       alt: "preview strip: sampled frames, the followed person's masks and the final silhouettes",
@@ -633,14 +680,14 @@ async function enrolPage() {
       h("span", { class: "muted" }, "Preview reads the walk without storing anything.")),
   );
   previewButton.addEventListener("click", () => {
-    if (!form.reportValidity()) return;
+    if (!form.elements.file.reportValidity()) return;
     busy(previewButton, () => previewInto(form, preview));
   });
   clearOnNewWalk(form, preview, result);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     busy(enrolButton, async () => {
-      const fields = ["file", "input", "background", "identity", "gallery", "view", "condition", "metadata"];
+      const fields = [...UPLOAD, "identity", "gallery", "view", "condition", "metadata"];
       const body = formBody(form, fields);
       if (body.get("metadata")) parseJson(body.get("metadata"), "metadata");
       const done = await api("/enroll", { method: "POST", form: body });
@@ -676,12 +723,33 @@ function scoreBar(score, threshold) {
   return track;
 }
 
-function decisionBadge(match, threshold, source) {
+function decisionBadge(match, threshold, source, id = "decision") {
   return h(
     "p",
     {},
-    h("span", { class: `decision ${match ? "match" : "unknown"}`, id: "decision" }, match ? "match" : "unknown"),
+    h("span", { class: `decision ${match ? "match" : "unknown"}`, id }, match ? "match" : "unknown"),
     ` threshold ${fmt.score(threshold)} (${source})`,
+  );
+}
+
+// Best template per identity, best first, each score drawn against the threshold.
+function rankedList(matches, threshold, id) {
+  if (!matches.length) return h("p", { class: "muted", id }, "No identity to compare with.");
+  return h(
+    "ol",
+    { class: "matches", id },
+    matches.map((match, i) =>
+      h(
+        "li",
+        { dataset: { identity: match.identity } },
+        h("span", { class: "rank" }, i + 1),
+        can.enroll()
+          ? h("a", { class: "name", href: `#/identity/${match.identity_id}` }, match.identity)
+          : h("span", { class: "name" }, match.identity),
+        scoreBar(match.score, threshold),
+        h("span", { class: "score" }, fmt.score(match.score)),
+      ),
+    ),
   );
 }
 
@@ -693,7 +761,7 @@ async function identifyPage() {
   const form = h(
     "form",
     { class: "fields", id: "identify-form" },
-    ...uploadFields(),
+    ...uploadFields({ people: true }),
     h("label", { for: "f-gallery" }, "Gallery"),
     await galleryField(),
     h("label", { for: "f-top_k" }, "Matches"),
@@ -703,32 +771,33 @@ async function identifyPage() {
     h("div", { class: "wide actions" }, previewButton, submit),
   );
   previewButton.addEventListener("click", () => {
-    if (!form.reportValidity()) return;
+    if (!form.elements.file.reportValidity()) return;
     busy(previewButton, () => previewInto(form, preview));
   });
   clearOnNewWalk(form, preview, result);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     busy(submit, async () => {
-      const body = formBody(form, ["file", "input", "background", "gallery", "top_k", "threshold"]);
+      const body = formBody(form, [...UPLOAD, "gallery", "top_k", "threshold"]);
       const answer = await api("/identify", { method: "POST", form: body });
-      const items = answer.matches.map((match, i) =>
-        h(
-          "li",
-          { dataset: { identity: match.identity } },
-          h("span", { class: "rank" }, i + 1),
-          can.enroll() ? h("a", { class: "name", href: `#/identity/${match.identity_id}` }, match.identity) : h("span", { class: "name" }, match.identity),
-          scoreBar(match.score, answer.threshold),
-          h("span", { class: "score" }, fmt.score(match.score)),
-        ),
-      );
+      // with people=all, each person of the clip on their own; else the one walk
+      const ranked = answer.people
+        ? answer.people.flatMap((person) => [
+            h("h3", { id: `person-${person.track}` },
+              `Person ${person.track} (frames ${person.first_frame}–${person.last_frame}, ${person.frames_used} used)`),
+            decisionBadge(person.decision === "match", answer.threshold, answer.threshold_source, `decision-${person.track}`),
+            rankedList(person.matches, answer.threshold, `matches-${person.track}`),
+          ])
+        : [
+            decisionBadge(answer.decision === "match", answer.threshold, answer.threshold_source),
+            rankedList(answer.matches, answer.threshold, "matches"),
+          ];
       result.replaceChildren(
         h(
           "div",
           { class: "card" },
           h("h2", {}, `Ranked matches in ${answer.gallery}`),
-          decisionBadge(answer.decision === "match", answer.threshold, answer.threshold_source),
-          items.length ? h("ol", { class: "matches", id: "matches" }, items) : h("p", { class: "muted", id: "matches" }, "The gallery is empty."),
+          ranked,
           h("p", { class: "legend" }, h("span", { class: "tick" }), " threshold; scores are cosine similarities, bars from 0 to 1."),
           h("h2", {}, "How the upload was read"),
           inputReport(answer.input),
@@ -741,7 +810,9 @@ async function identifyPage() {
 }
 
 async function verifyPage() {
+  const preview = h("div", { id: "preview" });
   const result = h("div", { id: "result" });
+  const previewButton = h("button", { type: "button", class: "secondary", id: "preview-button" }, "Preview");
   const submit = h("button", { type: "submit", id: "verify-button" }, "Verify");
   const form = h(
     "form",
@@ -753,12 +824,17 @@ async function verifyPage() {
     await galleryField(),
     h("label", { for: "f-threshold" }, "Threshold"),
     h("input", { id: "f-threshold", name: "threshold", type: "number", step: "0.001", min: -1, max: 1, placeholder: "gallery's or model's" }),
-    h("div", { class: "wide actions" }, submit),
+    h("div", { class: "wide actions" }, previewButton, submit),
   );
+  previewButton.addEventListener("click", () => {
+    if (!form.elements.file.reportValidity()) return;
+    busy(previewButton, () => previewInto(form, preview));
+  });
+  clearOnNewWalk(form, preview, result);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     busy(submit, async () => {
-      const body = formBody(form, ["file", "input", "background", "identity", "gallery", "threshold"]);
+      const body = formBody(form, [...UPLOAD, "identity", "gallery", "threshold"]);
       const answer = await api("/verify", { method: "POST", form: body });
       result.replaceChildren(
         h(
@@ -776,7 +852,7 @@ async function verifyPage() {
       );
     });
   });
-  show(h("h1", {}, "Verify a claimed identity"), h("div", { class: "card" }, form), result);
+  show(h("h1", {}, "Verify a claimed identity"), h("div", { class: "card" }, form, preview), result);
 }
 
 async function modelPage() {

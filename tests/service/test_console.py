@@ -313,3 +313,41 @@ def test_no_request_leaves_the_origin_and_the_policy_holds(tab: Tab) -> None:
         and (urlsplit(url).scheme, urlsplit(url).netloc) != (origin.scheme, origin.netloc)
     ]
     assert len(tab.requests) > 15 and not outside, outside
+
+
+def test_a_clip_of_several_people_through_the_page(tab: Tab) -> None:
+    """Issue 26's clips: the preview lists the people, the operator picks whose walk to enrol,
+    and identify with every person ranks each on their own."""
+    page, gallery = tab.page, "crossing"
+    red, blue = (200, 70, 60), (60, 80, 200)
+    walkers = [
+        clips.Walker(clips.walker_masks(70, seed=1), 0.1, 0.9, person_height=0.5, ground=0.92,
+                     colour=red),
+        clips.Walker(clips.walker_masks(60, seed=2), 0.9, 0.2, start=5, person_height=0.4,
+                     ground=0.8, colour=blue),
+    ]  # fmt: skip
+    clip = clips.encode_mp4(clips.people_clip(walkers, 75, height=240, width=320).frames)
+    tab.sign_in(tab.site.keys["admin"])
+    tab.open("Enrol")
+    tab.upload("#f-file", "two.mp4", clip)
+    page.fill("#f-identity", "dana")
+    page.fill("#f-gallery", gallery)
+    page.click("#preview-button")
+    page.wait_for_selector("#tracks")
+    assert page.inner_text("#people-seen") == "2"
+    page.click(".pick-track[data-track='2']")
+    page.wait_for_selector("#person:text-is('2')")
+    assert page.input_value("#f-track") == "2"
+    page.click("#enrol-button")
+    page.wait_for_selector("#enrolled:has-text('dana')")
+
+    tab.open("Identify")
+    tab.upload("#f-file", "two.mp4", clip)
+    page.fill("#f-gallery", gallery)
+    page.select_option("#f-people", "all")
+    page.click("#identify-button")
+    page.wait_for_selector("#matches-2 li")
+    assert page.locator("#matches-2 li .name").first.inner_text() == "dana"
+    assert float(page.locator("#matches-2 li .score").first.inner_text()) > 0.99
+    assert page.inner_text("#decision-2") == "match"
+    assert page.locator("#person-1").count() == 1
