@@ -783,7 +783,12 @@ def _assemble(
             reasons[key] = reason
             continue
         # other people's components are never joined to this one as detached parts
-        elsewhere = {other.blobs[index].label for other in others if index in other.blobs}
+        elsewhere = {
+            other_blob.label
+            for other in others
+            for other_blob in (other.blobs.get(index), other.merged.get(index))
+            if other_blob is not None and other_blob.label != person.label
+        }
         mask = _person_mask(frame_blobs, person, elsewhere)
         if person.w > _MERGED_WIDTH * usual_width:
             mask = _around_torso(mask, person, usual_width)

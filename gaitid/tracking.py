@@ -22,7 +22,8 @@ boxes (no detector is downloaded or shipped):
   component taken in the same frame (a detached head or hand, which the mask assembly joins
   to its person).
 - A track missed for a few frames is found again only by a component of its colours (someone
-  entering where another left is someone else). A track missed for ``_MAX_GAP`` frames ends.
+  entering where another left is someone else). A track missed (neither seen on its own nor
+  inside a merged component) for ``_MAX_GAP`` frames ends.
   Tracks seen in fewer than ``_MIN_FRAMES`` frames are flicker, not people: left out.
 
 Tracks come out in order of first appearance; ``gaitid.segment`` turns each into one walk.
@@ -44,14 +45,16 @@ _APPEARANCE_WEIGHT: Final = 0.6
 #: Clean positions the velocity is fitted to.
 _VELOCITY_FRAMES: Final = 8
 #: Frames a track may be missed (or merged with another person) before it ends.
-_MAX_GAP: Final = 30
+_MAX_GAP: Final = 50
 #: A track seen in fewer frames is flicker, not a person.
 _MIN_FRAMES: Final = 4
 #: How fast the person's usual height and area (the recent largest) forget, per frame: slow
 #: enough to outlast a dozen frames in which the person is split in pieces.
 _USUAL_DECAY: Final = 0.98
-#: A merged component is at least this share of the usual area of each track it holds.
+#: A merged component is at least this share of the usual area of each track it holds, and
+#: each track it holds is at least ``_MERGED_SHARE`` of it (a fragment's track is no person).
 _MERGED_AREA: Final = 0.8
+_MERGED_SHARE: Final = 0.2
 #: How fast a track's appearance follows its person's latest clean frames.
 _APPEARANCE_RATE: Final = 0.2
 #: A track missed for more than this many frames is found again only by a component that
@@ -62,7 +65,7 @@ _OTHER_LOOK: Final = 0.6
 #: A track is a piece of a larger one when, in this share of their common frames, it lies
 #: over the larger's columns and the two span at most this many times the taller's height.
 _PIECE_SHARE: Final = 0.6
-_PIECE_REACH: Final = 1.3
+_PIECE_REACH: Final = 1.15
 
 
 @dataclass(frozen=True)
@@ -93,10 +96,14 @@ class Blob:
 @dataclass(frozen=True)
 class Track:
     """One person through the clip: their component per frame index (clean frames) and the
-    frames where they were merged with another person (``overlap``)."""
+    frames where they were merged with another person (``merged``: the shared component)."""
 
     blobs: dict[int, Blob]
-    overlap: frozenset[int]
+    merged: dict[int, Blob]
+
+    @property
+    def overlap(self) -> frozenset[int]:
+        return frozenset(self.merged)
 
     @property
     def first(self) -> int:
@@ -127,7 +134,7 @@ def link(frames: list[list[Blob]]) -> list[Track]:
     for t, candidates in enumerate(frames):
         still: list[_Live] = []
         for track in live:
-            (ended if t - track.last_t > _MAX_GAP else still).append(track)
+            (ended if t - track.seen_t > _MAX_GAP else still).append(track)
         live = still
         taken = _associate(t, live, candidates)
         for blob in candidates:
@@ -137,7 +144,7 @@ def link(frames: list[list[Blob]]) -> list[Track]:
             if any(blob.shares_columns(b) for b in parts_of):
                 continue  # a detached part of a person taken in this frame
             live.append(_Live.start(t, blob))
-    tracks = [(Track(dict(t.blobs), frozenset(t.merged)), t.merged) for t in ended + live]
+    tracks = [(Track(dict(t.blobs), dict(t.merged)), t.merged) for t in ended + live]
     joined = _join_fragments(tracks)
     people = [track for track in joined if len(track.blobs) >= _MIN_FRAMES]
     return sorted(people, key=lambda track: track.first)
@@ -163,7 +170,7 @@ def _join_fragments(tracks: list[tuple[Track, dict[int, Blob]]]) -> list[Track]:
                 if t not in blobs or blob.area > blobs[t].area:
                     blobs[t] = blob
             overlap = {}
-        out.append(Track(blobs, frozenset(overlap)))
+        out.append(Track(blobs, overlap))
     return out
 
 
@@ -175,7 +182,9 @@ def _is_piece(piece: Track, main: Track) -> bool:
     for t in shared:
         a, b = main.blobs[t], piece.blobs[t]
         top, bottom = min(a.y, b.y), max(a.y + a.h, b.y + b.h)
-        inside += a.shares_columns(b) and bottom - top <= _PIECE_REACH * max(a.h, b.h)
+        inside += (
+            b.area < a.area and a.shares_columns(b) and bottom - top <= _PIECE_REACH * a.h
+        )
     return inside >= _PIECE_SHARE * len(shared)
 
 
@@ -188,25 +197,29 @@ def _associate(t: int, live: list[_Live], candidates: list[Blob]) -> set[int]:
         for j, blob in enumerate(candidates)
         if (cost := track.cost(t, blob)) is not None
     }
-    # several people in one component: tracks whose cheapest component holds their prediction
-    best: dict[int, list[int]] = {}
-    for i in range(len(live)):
-        options = [(cost, j) for (ti, j), cost in costs.items() if ti == i]
-        if options:
-            best.setdefault(min(options)[1], []).append(i)
+    # Several people in one component: established tracks whose predicted centre it holds
+    # (whatever its colours, which are mostly the nearer person's), unless a track has a
+    # cheaper component of its own.
+    best = {
+        i: min((cost, j) for (ti, j), cost in costs.items() if ti == i)[1]
+        for i in range(len(live))
+        if any(ti == i for ti, _j in costs)
+    }
     busy: set[int] = set()
-    for j, holders in best.items():
-        blob = candidates[j]
+    for j, blob in enumerate(candidates):
         inside = [
             i
-            for i in holders
-            if live[i].established
-            and blob.contains(live[i].predicted(t))
-            and blob.area >= _MERGED_AREA * live[i].usual
+            for i, track in enumerate(live)
+            if track.established
+            and best.get(i, j) == j
+            and blob.contains(track.predicted(t))
+            and blob.area >= _MERGED_AREA * track.usual
+            and track.usual >= _MERGED_SHARE * blob.area
         ]
         if len(inside) >= 2:
             for i in inside:
                 live[i].merged[t] = blob
+                live[i].seen_t = t  # inside the merged component: alive, not lost
                 busy.add(i)
             taken.add(id(blob))
     for (i, j), _cost in sorted(costs.items(), key=lambda item: item[1]):
@@ -225,8 +238,9 @@ class _Live:
 
     blobs: dict[int, Blob]
     last: Blob
-    last_t: int
+    last_t: int  # last clean frame: what the prediction starts from
     first_t: int
+    seen_t: int  # last frame the person was seen in, clean or merged with others
     tall: float
     usual: float
     hist: NDArray[np.float32] | None
@@ -236,13 +250,13 @@ class _Live:
 
     @classmethod
     def start(cls, t: int, blob: Blob) -> _Live:
-        track = cls({}, blob, t, t, float(blob.h), float(blob.area), blob.hist)
+        track = cls({}, blob, t, t, t, float(blob.h), float(blob.area), blob.hist)
         track.take(t, blob)
         return track
 
     def take(self, t: int, blob: Blob) -> None:
         self.blobs[t] = blob
-        self.last, self.last_t = blob, t
+        self.last, self.last_t, self.seen_t = blob, t, t
         self.tall = max(float(blob.h), _USUAL_DECAY * self.tall)
         self.usual = max(float(blob.area), _USUAL_DECAY * self.usual)
         self.history = [*self.history[-(_VELOCITY_FRAMES - 1) :], (t, *blob.centre)]

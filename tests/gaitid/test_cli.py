@@ -107,6 +107,33 @@ def test_preprocess_a_camera_clip_with_a_preview(tmp_path: Path) -> None:
     assert wrong.exit_code == 2 and "--input" in wrong.output
 
 
+def test_preprocess_every_person_of_a_clip(tmp_path: Path) -> None:
+    from tests.utils import clips
+
+    near, far = clips.walker_masks(70, seed=1), clips.walker_masks(60, seed=2)
+    walkers = [
+        clips.Walker(near, 0.1, 0.9, person_height=0.5, ground=0.92, colour=(200, 70, 60)),
+        clips.Walker(far, 0.9, 0.2, start=5, person_height=0.4, ground=0.8, colour=(60, 80, 200)),
+    ]
+    clip = clips.people_clip(walkers, 75, height=240, width=320)
+    src, out, strip = tmp_path / "two.mp4", tmp_path / "people", tmp_path / "strip.png"
+    src.write_bytes(clips.encode_mp4(clip.frames))
+    args = ["preprocess", str(src), "--people", "all", "--out", str(out)]
+    result = runner.invoke(_app(), [*args, "--preview", str(strip)])
+    assert result.exit_code == 0, result.output
+    assert "people: 2" in result.output and "overlap=" in result.output
+    assert "track 1: frames 0-" in result.output and "track 2: frames 5-" in result.output
+    walks = [np.load(out / f"track-{n}.npy") for n in (1, 2)]
+    assert all(w.shape[1:] == (64, 44) and w.shape[0] >= 30 for w in walks)
+    picture = np.asarray(Image.open(strip))
+    assert picture.shape[0] == 3 * 128  # the clip with both tinted, then one row each
+    one = runner.invoke(_app(), ["preprocess", str(src), "--track", "2", "-o", str(out / "2.npy")])
+    assert one.exit_code == 0, one.output
+    assert np.array_equal(np.load(out / "2.npy"), walks[1])
+    both = runner.invoke(_app(), [*args, "--track", "1"])
+    assert both.exit_code == 2 and "--track" in both.output
+
+
 def test_core_modules_never_import_torch() -> None:
     code = (
         "import sys, gaitid.commands, gaitid.decode, gaitid.preprocess, gaitid.errors, "
