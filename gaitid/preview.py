@@ -109,8 +109,8 @@ def render_people(
     results: Sequence[PreprocessedSequence], recorder: PeopleRecorder
 ) -> NDArray[np.uint8]:
     """The strip of a clip with several people: frames sampled over the clip with each
-    person's mask tinted in their own colour (``TRACK_COLOURS``) and their number written at
-    their head, then one row per person of the silhouettes the model sees, led by a tile of
+    person's mask tinted and boxed in their own colour (``TRACK_COLOURS``), their number over
+    the box, then one row per person of the silhouettes the model sees, led by a tile of
     their colour and number."""
     picks = _evenly(len(recorder.frames), recorder.columns)
     masks = [dict(found.masks) for found in recorder.people]
@@ -127,11 +127,17 @@ def render_people(
             person = mask > 0
             tile[person] = 0.45 * tile[person] + 0.55 * colour
             ys, xs = np.nonzero(person)
-            labels.append((str(found.track), (int(xs.min()), max(10, int(ys.min()) - 2))))
+            box = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+            labels.append((str(found.track), box, _colour(number)))
         image = np.ascontiguousarray(tile.astype(np.uint8))
-        for text, origin in labels:
-            cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3)
-            cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
+        scale = image.shape[0] / ROW_HEIGHT  # the tile is shown ROW_HEIGHT rows high
+        size, thick = 0.45 * scale, max(1, round(scale))
+        for text, (x0, y0, x1, y1), colour_rgb in labels:
+            cv2.rectangle(image, (x0 - 2, y0 - 2), (x1 + 2, y1 + 2), colour_rgb, thick)
+            origin = (x0, max(round(12 * scale), y0 - round(4 * scale)))
+            font = cv2.FONT_HERSHEY_SIMPLEX
+            cv2.putText(image, text, origin, font, size, (0, 0, 0), thick + 2)
+            cv2.putText(image, text, origin, font, size, colour_rgb, thick)
         overlays.append(image)
     rows = [overlays] if overlays else []
     for number, (found, result) in enumerate(zip(recorder.people, results, strict=True)):
