@@ -231,6 +231,10 @@ def read_walk(
     front_end = front_end or FrontEnd()
     kind, items = _kind_of(frames, scale, front_end)
     if kind == "silhouettes":
+        if front_end.track not in (None, 1):
+            raise PersonChoiceError(
+                f"track={front_end.track} is not in the upload: silhouettes hold one walk (track 1)"
+            )
         return WalkReading(normalize_keyed(items, min_frames=min_frames, scale=scale), kind, {})
     small, factor = _working_frames(items, scale, front_end.config)
     people = _segment_people(small, front_end)
@@ -533,32 +537,44 @@ def segment_people(
         )
     from_clip = segmenter is None and background is None
     in_place = from_clip and _moves_in_place(images, config)
-    people: list[Segmentation] = []
-    refused: list[tuple[int, NoPersonFoundError]] = []
-    longest = max(len(track.blobs) for track in tracks)
-    for track in tracks:
-        others = [other for other in tracks if other is not track]
-        try:
-            found = _assemble(
-                frames,
-                images[0].shape[:2],
-                blobs,
-                track,
-                others,
-                config,
-                background_from_clip=from_clip,
-                in_place=in_place,
-            )
-        except BackgroundNeededError:
-            if len(track.blobs) == longest:
-                raise  # the main walker stands in place: other tracks are pieces of them
-            continue
-        except NoPersonFoundError as exc:
-            refused.append((len(track.blobs), exc))
-            continue
-        people.append(replace(found, track=len(people) + 1))
-    if not people:
-        raise max(refused, key=lambda item: item[0])[1]
+
+    def assemble(kept: list[Track]) -> tuple[list[Track], list[Segmentation]]:
+        """The tracks of ``kept`` that are walking people, and their masks."""
+        valid: list[Track] = []
+        people: list[Segmentation] = []
+        refused: list[tuple[int, NoPersonFoundError]] = []
+        longest = max(len(track.blobs) for track in kept)
+        for track in kept:
+            others = [other for other in kept if other is not track]
+            try:
+                found = _assemble(
+                    frames,
+                    images[0].shape[:2],
+                    blobs,
+                    track,
+                    others,
+                    config,
+                    background_from_clip=from_clip,
+                    in_place=in_place,
+                )
+            except BackgroundNeededError:
+                if len(track.blobs) == longest:
+                    raise  # the main walker stands in place: other tracks are pieces of them
+                continue
+            except NoPersonFoundError as exc:
+                refused.append((len(track.blobs), exc))
+                continue
+            valid.append(track)
+            people.append(replace(found, track=len(people) + 1))
+        if not people:
+            raise max(refused, key=lambda item: item[0])[1]
+        return valid, people
+
+    valid, people = assemble(tracks)
+    if len(valid) < len(tracks):
+        # what was not a walking person (a bag put down, a shadow, a piece) merged with
+        # nobody: its frames are the person's own again, and its components may be parts
+        valid, people = assemble([_unmerged(track, valid) for track in valid])
     merged = [found for found in people if _indistinct(found)]
     if merged:
         raise IndistinctPeopleError(
@@ -836,6 +852,19 @@ def _assemble(
         span=(track.first, track.last),
         box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])),
     )
+
+
+def _unmerged(track: Track, people: list[Track]) -> Track:
+    """``track`` with its merges kept only where another of ``people`` shares the component;
+    the other merged frames become clean frames of its own."""
+    blobs, merged = dict(track.blobs), {}
+    for t, blob in track.merged.items():
+        shared = any(other is not track and other.merged.get(t) is blob for other in people)
+        if shared:
+            merged[t] = blob
+        else:
+            blobs[t] = blob
+    return Track(blobs, merged)
 
 
 def _hidden_in(person: Blob, other: Track, index: int) -> bool:

@@ -180,3 +180,7 @@ def test_whose_walk_is_chosen_by_track() -> None:
         read_walk(frames, front_end=FrontEnd(track=3))
     everyone = read_walks(frames)
     assert [r.person.track for r in everyone if r.person] == [1, 2]
+    masks = [(i, (truth * 255).astype(np.uint8)) for i, truth in enumerate(clip.truths[0][:20])]
+    assert read_walk(masks, front_end=FrontEnd(track=1)).kind == "silhouettes"
+    with pytest.raises(PersonChoiceError, match="silhouettes hold one walk"):
+        read_walk(masks, front_end=FrontEnd(track=2))
