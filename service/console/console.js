@@ -644,6 +644,26 @@ function clearOnNewWalk(form, ...shown) {
   }
 }
 
+function previewButtonFor() {
+  return h("button", { type: "button", class: "secondary", id: "preview-button" }, "Preview");
+}
+
+// The Preview button reads the walk without storing it; a new walk clears what was shown.
+function wirePreview(form, button, preview, result) {
+  button.addEventListener("click", () => {
+    if (!form.elements.file.reportValidity()) return;
+    busy(button, () => previewInto(form, preview));
+  });
+  clearOnNewWalk(form, preview, result);
+}
+
+function thresholdFields() {
+  return [
+    h("label", { for: "f-threshold" }, "Threshold"),
+    h("input", { id: "f-threshold", name: "threshold", type: "number", step: "0.001", min: -1, max: 1, placeholder: "gallery's or model's" }),
+  ];
+}
+
 async function previewInto(form, target) {
   const result = await api("/preview", { method: "POST", form: formBody(form, UPLOAD) });
   target.replaceChildren(
@@ -660,7 +680,7 @@ async function previewInto(form, target) {
 async function enrolPage() {
   const preview = h("div", { id: "preview" });
   const result = h("div", { id: "result" });
-  const previewButton = h("button", { type: "button", class: "secondary", id: "preview-button" }, "Preview");
+  const previewButton = previewButtonFor();
   const enrolButton = h("button", { type: "submit", id: "enrol-button" }, "Enrol");
   const form = h(
     "form",
@@ -679,11 +699,7 @@ async function enrolPage() {
     h("div", { class: "wide actions" }, previewButton, enrolButton,
       h("span", { class: "muted" }, "Preview reads the walk without storing anything.")),
   );
-  previewButton.addEventListener("click", () => {
-    if (!form.elements.file.reportValidity()) return;
-    busy(previewButton, () => previewInto(form, preview));
-  });
-  clearOnNewWalk(form, preview, result);
+  wirePreview(form, previewButton, preview, result);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     busy(enrolButton, async () => {
@@ -756,7 +772,7 @@ function rankedList(matches, threshold, id) {
 async function identifyPage() {
   const preview = h("div", { id: "preview" });
   const result = h("div", { id: "result" });
-  const previewButton = h("button", { type: "button", class: "secondary", id: "preview-button" }, "Preview");
+  const previewButton = previewButtonFor();
   const submit = h("button", { type: "submit", id: "identify-button" }, "Identify");
   const form = h(
     "form",
@@ -766,15 +782,10 @@ async function identifyPage() {
     await galleryField(),
     h("label", { for: "f-top_k" }, "Matches"),
     h("input", { id: "f-top_k", name: "top_k", type: "number", min: 1, max: 100, value: 5 }),
-    h("label", { for: "f-threshold" }, "Threshold"),
-    h("input", { id: "f-threshold", name: "threshold", type: "number", step: "0.001", min: -1, max: 1, placeholder: "gallery's or model's" }),
+    ...thresholdFields(),
     h("div", { class: "wide actions" }, previewButton, submit),
   );
-  previewButton.addEventListener("click", () => {
-    if (!form.elements.file.reportValidity()) return;
-    busy(previewButton, () => previewInto(form, preview));
-  });
-  clearOnNewWalk(form, preview, result);
+  wirePreview(form, previewButton, preview, result);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     busy(submit, async () => {
@@ -812,7 +823,7 @@ async function identifyPage() {
 async function verifyPage() {
   const preview = h("div", { id: "preview" });
   const result = h("div", { id: "result" });
-  const previewButton = h("button", { type: "button", class: "secondary", id: "preview-button" }, "Preview");
+  const previewButton = previewButtonFor();
   const submit = h("button", { type: "submit", id: "verify-button" }, "Verify");
   const form = h(
     "form",
@@ -822,15 +833,10 @@ async function verifyPage() {
     h("input", { id: "f-identity", name: "identity", required: true }),
     h("label", { for: "f-gallery" }, "Gallery"),
     await galleryField(),
-    h("label", { for: "f-threshold" }, "Threshold"),
-    h("input", { id: "f-threshold", name: "threshold", type: "number", step: "0.001", min: -1, max: 1, placeholder: "gallery's or model's" }),
+    ...thresholdFields(),
     h("div", { class: "wide actions" }, previewButton, submit),
   );
-  previewButton.addEventListener("click", () => {
-    if (!form.elements.file.reportValidity()) return;
-    busy(previewButton, () => previewInto(form, preview));
-  });
-  clearOnNewWalk(form, preview, result);
+  wirePreview(form, previewButton, preview, result);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     busy(submit, async () => {

@@ -17,8 +17,9 @@ from gaitid.service.walks.forms import (
     StrictFormRoute,
     TrackField,
     WalkFile,
+    walk_choice,
 )
-from gaitid.service.walks.uploads import WalkChoice, read_upload
+from gaitid.service.walks.uploads import read_upload
 
 router = APIRouter(tags=["identification"], route_class=StrictFormRoute)
 
@@ -70,16 +71,12 @@ async def identify(
         where = parse_metadata(identity_filter, "filter")
     except ValueError as exc:
         raise InvalidRequestError(str(exc)) from None
-    if people == "all" and track is not None:
-        raise InvalidRequestError(
-            "track chooses one person and people=all identifies everyone: send one of them"
-        )
     options = logic.SearchOptions(min_score=min_score, where=where)
     upload = await read_upload(
         file,
         state.settings.max_upload_bytes,
         input_kind=input_kind,
         background=background,
-        choice=WalkChoice(people=people, track=track),
+        choice=walk_choice(people, track, what="identifies"),
     )
     return await logic.identify(state, principal, upload, gallery_name, top_k, threshold, options)

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from gaitid.service import preview as logic
 from gaitid.service.deps import AnyKeyDep, StateDep
-from gaitid.service.errors import InvalidRequestError, error_responses
+from gaitid.service.errors import error_responses
 from gaitid.service.schemas import PreviewResponse
 from gaitid.service.walks.forms import (
     BackgroundField,
@@ -15,8 +15,9 @@ from gaitid.service.walks.forms import (
     StrictFormRoute,
     TrackField,
     WalkFile,
+    walk_choice,
 )
-from gaitid.service.walks.uploads import WalkChoice, read_upload
+from gaitid.service.walks.uploads import read_upload
 
 router = APIRouter(tags=["identification"], route_class=StrictFormRoute)
 
@@ -40,15 +41,11 @@ async def preview(
     stored. Footage with several people: `input.tracks` lists them, `track` previews one,
     `people=all` everyone (each tinted in their colour with their number). Any key (enrol
     and identify both upload walks)."""
-    if people == "all" and track is not None:
-        raise InvalidRequestError(
-            "track chooses one person and people=all previews everyone: send one of them"
-        )
     upload = await read_upload(
         file,
         state.settings.max_upload_bytes,
         input_kind=input_kind,
         background=background,
-        choice=WalkChoice(people=people, track=track),
+        choice=walk_choice(people, track, what="previews"),
     )
     return await logic.preview(state, upload)

@@ -29,6 +29,8 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from gaitid.formats import SUPPORTED_FORMATS
 from gaitid.segment import InputChoice, People
+from gaitid.service.errors import InvalidRequestError
+from gaitid.service.walks.uploads import WalkChoice
 
 #: The form fields of the upload routes that hold files (``WalkFile``, ``BackgroundField``).
 FILE_FIELDS = frozenset({"file", "background"})
@@ -151,3 +153,13 @@ TrackField = Annotated[
         "verify refuse a clip of several people without it.",
     ),
 ]
+
+
+def walk_choice(people: People, track: int | None, *, what: str) -> WalkChoice:
+    """The ``people`` and ``track`` fields as one choice; a 422 when both are given (``track``
+    picks one person, ``people=all`` asks for everyone: ``what`` says what the route does)."""
+    if people == "all" and track is not None:
+        raise InvalidRequestError(
+            f"track chooses one person and people=all {what} everyone: send one of them"
+        )
+    return WalkChoice(people=people, track=track)
