@@ -182,9 +182,7 @@ def _is_piece(piece: Track, main: Track) -> bool:
     for t in shared:
         a, b = main.blobs[t], piece.blobs[t]
         top, bottom = min(a.y, b.y), max(a.y + a.h, b.y + b.h)
-        inside += (
-            b.area < a.area and a.shares_columns(b) and bottom - top <= _PIECE_REACH * a.h
-        )
+        inside += b.area < a.area and a.shares_columns(b) and bottom - top <= _PIECE_REACH * a.h
     return inside >= _PIECE_SHARE * len(shared)
 
 
