@@ -11,13 +11,14 @@ from gaitid.service import console
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 
-@router.get("")
+# HEAD as well: a link checker or `curl -I` asks for the page's headers only
+@router.api_route("", methods=["GET", "HEAD"])
 def page() -> Response:
     """The single page; its script loads the API key from ``sessionStorage`` or asks for it."""
     return _serve(console.asset("index.html"))
 
 
-@router.get("/{name}")
+@router.api_route("/{name}", methods=["GET", "HEAD"])
 def asset(name: Annotated[str, Path(max_length=64)]) -> Response:
     return _serve(console.asset(name))
 

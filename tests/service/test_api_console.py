@@ -215,6 +215,9 @@ def test_console_files_are_packaged_and_served_with_a_strict_policy(
         assert script.headers["content-type"].startswith("text/javascript")
         assert script.headers["content-security-policy"] == policy
         assert client.get("/console/console.css").status_code == 200
+        head = client.head("/console")
+        assert head.status_code == 200 and head.headers["content-security-policy"] == policy
+        assert client.head("/console/console.js").status_code == 200
         for missing in ("nothing.js", "..%2fapp.py", "__init__.py"):
             assert_error(client.get(f"/console/{missing}"), 404)
         # the console is not part of the API document
