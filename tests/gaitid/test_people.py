@@ -184,3 +184,24 @@ def test_whose_walk_is_chosen_by_track() -> None:
     assert read_walk(masks, front_end=FrontEnd(track=1)).kind == "silhouettes"
     with pytest.raises(PersonChoiceError, match="silhouettes hold one walk"):
         read_walk(masks, front_end=FrontEnd(track=2))
+
+
+def test_a_learned_segmenter_tracks_everyone_the_same_way(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The ONNX person segmenter's masks go through the same tracking (here it sees the red
+    clothes of both walkers, and nothing of the scene)."""
+    from gaitid.segment import OnnxPersonSegmenter
+
+    near, far = clips.walker_masks(70, seed=1), clips.walker_masks(70, seed=2)
+    clip = clips.people_clip(
+        [
+            clips.Walker(near, 0.1, 0.9, person_height=0.5, ground=0.92, colour=RED),
+            clips.Walker(
+                far, 0.9, 0.15, start=5, person_height=0.4, ground=0.8, colour=(230, 60, 90)
+            ),
+        ],
+        80,
+        height=240,
+        width=320,
+    )
+    segmenter = OnnxPersonSegmenter(clips.red_person_onnx(tmp_path / "red.onnx"))
+    _assert_apart(clip, segment_people(_small(clip), segmenter=segmenter))
