@@ -3,6 +3,8 @@ turns, and people who are never apart refused rather than merged."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -186,7 +188,7 @@ def test_whose_walk_is_chosen_by_track() -> None:
         read_walk(masks, front_end=FrontEnd(track=2))
 
 
-def test_a_learned_segmenter_tracks_everyone_the_same_way(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_learned_segmenter_tracks_everyone_the_same_way(tmp_path: Path) -> None:
     """The ONNX person segmenter's masks go through the same tracking (here it sees the red
     clothes of both walkers, and nothing of the scene)."""
     from gaitid.segment import OnnxPersonSegmenter
