@@ -132,7 +132,7 @@ def preprocess(
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, result.frames)
-    reasons = ", ".join(f"{k}={v}" for k, v in result.drops.items()) or "none"
+    reasons = _drop_counts(result)
     typer.echo(
         f"input: {result.kind}; frames: total={result.total} used={result.used} "
         f"dropped={result.dropped} ({reasons}) -> {out} {tuple(result.frames.shape)} uint8"
@@ -168,7 +168,7 @@ def _write_people(
             x, y, w, h = result.person.box
             first, last = result.person.first_frame, result.person.last_frame
             where = f" frames {first}-{last}, box x={x} y={y} w={w} h={h};"
-        reasons = ", ".join(f"{k}={v}" for k, v in result.drops.items()) or "none"
+        reasons = _drop_counts(result)
         typer.echo(
             f"track {number}:{where} used={result.used} dropped={result.dropped} ({reasons}) "
             f"-> {path} {tuple(result.frames.shape)} uint8"
@@ -179,6 +179,11 @@ def _write_people(
     if preview is not None:
         strip.write(preview, strip.render_people(results, recorder))
         typer.echo(f"preview -> {preview}")
+
+
+def _drop_counts(result: PreprocessedSequence) -> str:
+    """``"no_person=3, overlap=12"`` (or ``"none"``) for the printed lines."""
+    return ", ".join(f"{k}={v}" for k, v in result.drops.items()) or "none"
 
 
 def register(app: typer.Typer) -> None:

@@ -72,10 +72,7 @@ def render(result: PreprocessedSequence, recorder: PreviewRecorder | None) -> ND
         rows.append(
             [_labelled(frame, f"{key}: {recorder.reasons[key]}") for key, frame in recorder.dropped]
         )
-    strips = [_row(row) for row in rows]
-    width = max(strip.shape[1] for strip in strips)
-    padded = [np.pad(strip, ((0, 0), (0, width - strip.shape[1]), (0, 0))) for strip in strips]
-    return np.concatenate(padded, axis=0)
+    return _stack(rows)
 
 
 #: Each person's colour in a strip of several people (``gaitid preprocess --people all``), RGB.
@@ -147,10 +144,7 @@ def render_people(
         picks_t = _evenly(result.used, recorder.columns)
         tiles = [np.repeat(result.frames[i][:, :, None], 3, axis=2) for i in picks_t]
         rows.append([badge, *tiles])
-    strips = [_row(row) for row in rows]
-    width = max(strip.shape[1] for strip in strips)
-    padded = [np.pad(strip, ((0, 0), (0, width - strip.shape[1]), (0, 0))) for strip in strips]
-    return np.concatenate(padded, axis=0)
+    return _stack(rows)
 
 
 def _colour(number: int) -> tuple[int, int, int]:
@@ -174,6 +168,14 @@ def _labelled(frame: NDArray[np.uint8], text: str) -> NDArray[np.uint8]:
     cv2.putText(tile, text, origin, cv2.FONT_HERSHEY_SIMPLEX, size, (0, 0, 0), thick + 2)
     cv2.putText(tile, text, origin, cv2.FONT_HERSHEY_SIMPLEX, size, (255, 230, 80), thick)
     return tile
+
+
+def _stack(rows: list[list[NDArray[np.uint8]]]) -> NDArray[np.uint8]:
+    """Rows of tiles, one strip each, stacked and padded on the right to the widest."""
+    strips = [_row(row) for row in rows]
+    width = max(strip.shape[1] for strip in strips)
+    padded = [np.pad(strip, ((0, 0), (0, width - strip.shape[1]), (0, 0))) for strip in strips]
+    return np.concatenate(padded, axis=0)
 
 
 def _row(tiles: list[NDArray[np.uint8]]) -> NDArray[np.uint8]:

@@ -338,6 +338,11 @@ def _choose(people: list[Segmentation], front_end: FrontEnd) -> Segmentation:
             f"the clip shows {len(people)} people ({describe_people(people)}): choose whose "
             "walk this is with track=N"
         )
+    return _most_frames(people)
+
+
+def _most_frames(people: list[Segmentation]) -> Segmentation:
+    """The person kept in the most frames (the first to appear among equals)."""
     return max(people, key=lambda found: (len(found.masks), -found.track))
 
 
@@ -499,7 +504,7 @@ def segment_clip(
     """RGB working frames in time order -> the masks of the person with the most usable
     frames (module docstring); :func:`segment_people` gives everyone's."""
     people = segment_people(frames, background=background, segmenter=segmenter, config=config)
-    return max(people, key=lambda found: (len(found.masks), -found.track))
+    return _most_frames(people)
 
 
 def segment_people(
@@ -741,15 +746,16 @@ class _Frame:
 
 
 def _blobs(mask: NDArray[np.uint8], image: NDArray[np.uint8], config: SegmentationConfig) -> _Frame:
-    _count, labels, stats, _centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    _count, components, stats, _centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
     min_area = config.min_blob_share * mask.size
     parts = [
         Blob(i, int(s[0]), int(s[1]), int(s[2]), int(s[3]), int(s[4]))
         for i, s in enumerate(stats)
         if i > 0
     ]
+    labels = np.asarray(components, np.int32)
     candidates = [
-        replace(blob, hist=appearance(image, np.asarray(labels, np.int32), blob))
+        replace(blob, hist=appearance(image, labels, blob))
         for blob in parts
         if blob.area >= min_area
     ]
@@ -792,9 +798,8 @@ def _assemble(
                 if index in other.blobs
             )
         merged = merged or index in track.overlap
-        reason = "overlap" if merged else "no_person" if person is None else None
-        if reason is not None or person is None:
-            reason = reason or "no_person"
+        if merged or person is None:
+            reason = "overlap" if merged else "no_person"
             dropped[reason] += 1
             reasons[key] = reason
             continue
@@ -980,10 +985,9 @@ def _person_mask(
         if part.label == person.label or part.area >= person.area or part.label in elsewhere:
             continue
         # a detached head, hand or foot: over the person's columns, at most `reach` away
-        overlaps_x = part.x < person.x + person.w and person.x < part.x + part.w
         gap_y = max(person.y - (part.y + part.h), part.y - (person.y + person.h), 0)
         flat = part.w > 2 * part.h  # a strip of shadow on the ground, not a body part
-        if overlaps_x and gap_y <= reach and not flat:
+        if part.shares_columns(person) and gap_y <= reach and not flat:
             keep.append(part.label)
     selected = np.isin(frame.labels(), keep).astype(np.uint8) * 255
     contours, hierarchy = cv2.findContours(selected, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
