@@ -1,7 +1,7 @@
 """Rank-1 through camera clips against clean silhouettes: what a camera user gets.
 
 Real walks of held-out CASIA-B subjects (063-074 by default: never trained on by a validation
-model) are composited into camera clips (``tests/utils/clips.camera_clip``: a textured static
+model) are composited into camera clips (``gaitid.training.synth.camera``: a textured static
 scene, the person crossing or walking obliquely as their CASIA-B view says, at a drawn size,
 in textured or low-contrast clothing, with sensor noise, lighting drift, sometimes a cast
 shadow, encoded as mp4v or MJPG), and each probe walk is embedded twice with one ONNX model:
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -36,10 +35,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.utils.clips
-
 from gaitid.segment import SegmentationConfig
-from tests.utils import clips
+from gaitid.training.clip_walks import read_through_clip
+from gaitid.training.synth.camera import Camera, draw_camera
 
 CONDITIONS = {"NM": "nm-05", "BG": "bg-01", "CL": "cl-01"}
 GALLERY = ("nm-01", "090")
@@ -51,7 +49,7 @@ class Probe:
     subject: str
     condition: str  # NM / BG / CL
     view: str
-    camera: clips.Camera
+    camera: Camera
     clean: NDArray[np.float32] | None = None
     clip: NDArray[np.float32] | None = None
     error: str | None = None
@@ -60,27 +58,6 @@ class Probe:
     kept: int = 0
     dropped_visible: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-def draw_camera(view: str, rng: np.random.Generator) -> clips.Camera:
-    """A varied camera: scene, colours, size, direction, clothing, noise, shadow, codec."""
-    width, height = ((640, 480), (640, 480), (960, 540))[int(rng.integers(0, 3))]
-    low_contrast = rng.random() < 0.3
-    return clips.Camera(
-        view=int(view),
-        width=width,
-        height=height,
-        scene_seed=int(rng.integers(0, 8)),
-        tint=tuple(float(v) for v in rng.uniform(0.8, 1.2, 3)),  # type: ignore[arg-type]
-        person_height=float(rng.uniform(0.35, 0.75)),
-        direction=1 if rng.random() < 0.5 else -1,
-        garment_seed=int(rng.integers(0, 1000)),
-        contrast=float(rng.uniform(0.3, 0.6)) if low_contrast else 1.0,
-        noise_sigma=float(rng.uniform(2, 8)),
-        drift=float(rng.uniform(-0.15, 0.2)),
-        shadow=bool(rng.random() < 0.3),
-        codec="MJPG" if rng.random() < 0.3 else "mp4v",
-    )
 
 
 class Embedder:
@@ -119,48 +96,16 @@ def run_clip(
     config: SegmentationConfig | None = None,
 ) -> None:
     """The clip route of one probe walk: composite, encode, decode + segment, embed."""
-    import cv2
-
-    from gaitid.decode import decode_upload
-    from gaitid.errors import GaitidError
-    from gaitid.segment import FrontEnd, Segmentation
-
-    masks = clips.walk_masks(frames64)
-    clip = clips.camera_clip(masks, probe.camera, seed=seed)
-    data = clips.encode_clip(clip.frames, probe.camera.codec)
-    found: list[Segmentation] = []
-    front_end = FrontEnd(
-        input="video",
-        config=config or SegmentationConfig(),
-        observer=lambda _frames, seg: found.append(seg),
-    )
-    visible = [clips.fully_visible(t) for t in clip.truth]
-    probe.visible = sum(visible)
-    name = "clip.avi" if probe.camera.codec == "MJPG" else "clip.mp4"
-    tick = time.perf_counter()
-    try:
-        result = decode_upload(data, name, front_end=front_end)
-    except GaitidError as exc:
-        probe.seconds = time.perf_counter() - tick
-        probe.error = f"{type(exc).__name__}: {exc}"
+    frames, record = read_through_clip(frames64, probe.camera, seed, config)
+    probe.seconds = record.seconds
+    probe.visible = record.visible
+    if frames is None:
+        probe.error = record.error
         return
-    probe.seconds = time.perf_counter() - tick
-    probe.clip = embed(result.frames)
-    probe.kept = result.used
-    segmentation = found[0]
-    kept_keys = {key for key, _mask in segmentation.masks}
-    ious = []
-    for key, mask in segmentation.masks:
-        truth = cv2.resize(
-            clip.truth[int(key)].astype(np.uint8), mask.shape[::-1], interpolation=cv2.INTER_AREA
-        )
-        ious.append(clips.mask_iou(mask > 0, truth > 0))
-    probe.iou = float(np.mean(ious)) if ious else float("nan")
-    lost: Counter[str] = Counter()
-    for index, seen in enumerate(visible):
-        if seen and index not in kept_keys:
-            lost[segmentation.reasons.get(index, "unexplained")] += 1
-    probe.dropped_visible = dict(lost)
+    probe.clip = embed(frames)
+    probe.kept = record.kept
+    probe.iou = record.iou
+    probe.dropped_visible = record.dropped_visible
 
 
 def _scores(

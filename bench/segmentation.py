@@ -118,7 +118,7 @@ def real(count: int) -> None:
         walks = np.load(REAL_DATA / f"{subject:03d}.npz")
         keys = sorted(walks.files)
         for key in rng.choice(keys, size=max(1, count // 12), replace=False):
-            masks = [clips._crop(f > 127) for f in walks[key] if (f > 127).sum() > 50]
+            masks = clips.walk_masks(walks[key])
             if len(masks) < 20:
                 continue
             clip = clips.crossing_clip(

@@ -140,7 +140,7 @@ def make_walks(count: int, seed: int, kind: str = "npz") -> list[bytes]:
         if kind == "zip":
             encoded.append(uploads.encode_zip(masks))
         elif kind == "clip":
-            crops = [clips._crop(m > 127) for m in masks if (m > 127).sum() > 50]
+            crops = clips.walk_masks(masks)
             clip = clips.crossing_clip(frames=len(crops), seed=subject, masks=crops)
             encoded.append(clips.encode_mp4(clip.frames))
         else:

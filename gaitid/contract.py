@@ -48,6 +48,20 @@ CALLER_METADATA: Final = ("variant", "version", "training_data")
 #: Optional metadata: the calibrated cosine decision threshold (``gaitid export
 #: --threshold-from``), which the service uses when a request and its gallery give none.
 DEFAULT_THRESHOLD_KEY: Final = "default_threshold"
+#: Its provenance record (JSON): what it was calibrated on, or how ``gaitid quantize`` moved it.
+DEFAULT_THRESHOLD_CALIBRATION_KEY: Final = "threshold_calibration"
+#: Optional metadata: the cosine threshold calibrated for walks segmented from camera footage
+#: (``gaitid export --clip-threshold-from``). Those embeddings score systematically lower
+#: against genuine templates than clean silhouettes do, so they get their own; a model
+#: without it holds clip walks to ``default_threshold``.
+CLIP_THRESHOLD_KEY: Final = "clip_threshold"
+#: Its provenance record (JSON), as for the default threshold.
+CLIP_THRESHOLD_CALIBRATION_KEY: Final = "clip_threshold_calibration"
+#: The optional threshold keys with their provenance keys; export and quantise carry them.
+THRESHOLD_KEYS: Final = (
+    (DEFAULT_THRESHOLD_KEY, DEFAULT_THRESHOLD_CALIBRATION_KEY),
+    (CLIP_THRESHOLD_KEY, CLIP_THRESHOLD_CALIBRATION_KEY),
+)
 
 #: Keys of the ONNX ``metadata_props`` every exported model carries.
 METADATA_KEYS: Final = (
@@ -154,6 +168,22 @@ class ContractMetadata:
     metric: str
     training_data: str
     default_threshold: float | None
+    clip_threshold: float | None
+
+
+def _optional_threshold(meta: Mapping[str, str], key: str) -> float | None:
+    """The cosine threshold stored under ``key``, ``None`` when absent; :class:`ContractError`
+    when it is not a number in [-1, 1] (NaN included)."""
+    if key not in meta:
+        return None
+    raw = meta[key]
+    try:
+        threshold = float(raw)
+    except ValueError:
+        threshold = math.nan
+    if not -1.0 <= threshold <= 1.0:  # also rejects NaN
+        raise ContractError(f"metadata {key}={raw!r}; a cosine threshold in [-1, 1]")
+    return threshold
 
 
 def read_metadata(meta: Mapping[str, str]) -> ContractMetadata:
@@ -180,17 +210,6 @@ def read_metadata(meta: Mapping[str, str]) -> ContractMetadata:
             f"metadata input_size={meta['input_size']!r}; frames must be "
             f"{FRAME_HEIGHT}x{FRAME_WIDTH}"
         )
-    threshold: float | None = None
-    if DEFAULT_THRESHOLD_KEY in meta:
-        raw = meta[DEFAULT_THRESHOLD_KEY]
-        try:
-            threshold = float(raw)
-        except ValueError:
-            threshold = math.nan
-        if not -1.0 <= threshold <= 1.0:  # also rejects NaN
-            raise ContractError(
-                f"metadata {DEFAULT_THRESHOLD_KEY}={raw!r}; a cosine threshold in [-1, 1]"
-            )
     return ContractMetadata(
         name=meta["model_name"],
         variant=meta["variant"],
@@ -199,5 +218,6 @@ def read_metadata(meta: Mapping[str, str]) -> ContractMetadata:
         input_size=meta["input_size"],
         metric=meta["metric"],
         training_data=meta["training_data"],
-        default_threshold=threshold,
+        default_threshold=_optional_threshold(meta, DEFAULT_THRESHOLD_KEY),
+        clip_threshold=_optional_threshold(meta, CLIP_THRESHOLD_KEY),
     )

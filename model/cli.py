@@ -52,6 +52,15 @@ def export_command(
         "default_threshold (the service's threshold_source: model). Without it, a threshold "
         "the weights carry (`--weights` files record theirs) is kept.",
     ),
+    clip_threshold_from: Path | None = typer.Option(
+        None,
+        "--clip-threshold-from",
+        exists=True,
+        dir_okay=False,
+        help="calibration.json (as for --threshold-from) of walks segmented from camera "
+        "footage: stored as the model's clip_threshold, which the service holds camera-clip "
+        "uploads to instead of default_threshold. Without it, one the weights carry is kept.",
+    ),
     training_data: str | None = typer.Option(
         None,
         "--training-data",
@@ -67,10 +76,12 @@ def export_command(
     """Export a checkpoint (or a random-init variant) to the service's ONNX model."""
     if (checkpoint is None) == (random_init is None):
         raise typer.BadParameter("give exactly one of CHECKPOINT or --random-init VARIANT")
-    if random_init is not None and (threshold_from or training_data or weights):
+    if random_init is not None and (
+        threshold_from or clip_threshold_from or training_data or weights
+    ):
         raise typer.BadParameter(
-            "--threshold-from, --training-data and --weights describe a trained checkpoint; "
-            "a --random-init export has none"
+            "--threshold-from, --clip-threshold-from, --training-data and --weights describe a "
+            "trained checkpoint; a --random-init export has none"
         )
     from gaitid.model.config import VARIANTS
     from gaitid.model.export import BACKBONE_LAYOUTS, BackboneLayout
@@ -87,6 +98,7 @@ def export_command(
             param_hint="--random-init",
         )
     from gaitid import __version__
+    from gaitid.contract import CLIP_THRESHOLD_KEY, DEFAULT_THRESHOLD_KEY, THRESHOLD_KEYS
     from gaitid.model.export import (
         CheckpointError,
         export_onnx,
@@ -122,24 +134,35 @@ def export_command(
             metadata["iteration"] = str(state["iteration"])
         if fit := meta.get("embedding_fit"):
             metadata["embedding_fit"] = json.dumps(fit, sort_keys=True)
-        if threshold_from is not None:
-            from gaitid.training.evaluation.open_set import read_threshold
-            from gaitid.training.evaluation.protocols import ProtocolError
-
-            try:
-                threshold, provenance = read_threshold(threshold_from)
-            except ProtocolError as exc:
-                raise typer.BadParameter(str(exc), param_hint="--threshold-from") from exc
-            metadata["default_threshold"] = f"{threshold:.6f}"
-            metadata["threshold_calibration"] = json.dumps(provenance, sort_keys=True)
-        elif "default_threshold" in meta:  # weights that ship with their calibrated threshold
-            metadata["default_threshold"] = str(meta["default_threshold"])
-            if "threshold_calibration" in meta:
-                metadata["threshold_calibration"] = str(meta["threshold_calibration"])
+        calibrations = {
+            DEFAULT_THRESHOLD_KEY: ("--threshold-from", threshold_from),
+            CLIP_THRESHOLD_KEY: ("--clip-threshold-from", clip_threshold_from),
+        }
+        for key, record_key in THRESHOLD_KEYS:
+            option, calibration = calibrations[key]
+            if calibration is not None:
+                threshold, provenance = _read_calibration(calibration, option)
+                metadata[key] = f"{threshold:.6f}"
+                metadata[record_key] = json.dumps(provenance, sort_keys=True)
+            elif key in meta:  # weights that ship with their calibrated threshold
+                metadata[key] = str(meta[key])
+                if record_key in meta:
+                    metadata[record_key] = str(meta[record_key])
         path = export_onnx(model, out, metadata=metadata, fp16=fp16, backbone=layout)
         if weights is not None:
             typer.echo(f"wrote {write_weights(model, state, weights, metadata)}")
     typer.echo(f"wrote {path}")
+
+
+def _read_calibration(path: Path, option: str) -> tuple[float, dict[str, object]]:
+    """The threshold and provenance of a ``calibration.json``; a bad file names ``option``."""
+    from gaitid.training.evaluation.open_set import read_threshold
+    from gaitid.training.evaluation.protocols import ProtocolError
+
+    try:
+        return read_threshold(path)
+    except ProtocolError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from exc
 
 
 def quantize_command(
@@ -165,9 +188,9 @@ def quantize_command(
     threshold_subjects: str | None = typer.Option(
         None,
         "--threshold-subjects",
-        help="Carry the float32 model's default_threshold over, shifted by how far int8 moves "
-        "the FMR threshold on these subjects' walks (e.g. 063-074); without it the float32 "
-        "threshold is kept as it is.",
+        help="Carry the float32 model's default_threshold (and clip_threshold, if it has one) "
+        "over, shifted by how far int8 moves the FMR threshold on these subjects' walks (e.g. "
+        "063-074); without it the float32 thresholds are kept as they are.",
     ),
     target_fmr: float = typer.Option(
         1e-3, "--target-fmr", min=1e-6, max=0.5, help="FMR at which the shift is measured."
@@ -217,33 +240,43 @@ def quantize_command(
 def _carry_threshold(
     reference: Path, derived: Path, meta: dict[str, str], data: Path, subjects: str, fmr: float
 ) -> dict[str, str]:
-    """Give ``derived`` the reference's threshold shifted as measured on ``subjects``' walks."""
+    """Give ``derived`` the reference's thresholds shifted as measured on ``subjects``' walks.
+
+    The shift is measured once, for the default threshold; a clip threshold moves by the same
+    amount, since it is a threshold on the same model's scores and int8 changes the model,
+    not the input route.
+    """
+    from dataclasses import replace
+
+    from gaitid.contract import CLIP_THRESHOLD_KEY, DEFAULT_THRESHOLD_KEY, THRESHOLD_KEYS
     from gaitid.model.quantize import QuantizeError, rewrite_metadata
     from gaitid.training.data.opengait import parse_subject_spec
     from gaitid.training.evaluation.extract import features_from_onnx, load_eval_walks
     from gaitid.training.evaluation.threshold_transfer import transfer_threshold
 
-    if "default_threshold" not in meta:
-        raise QuantizeError(f"{reference} has no default_threshold to carry over")
+    if DEFAULT_THRESHOLD_KEY not in meta:
+        raise QuantizeError(f"{reference} has no {DEFAULT_THRESHOLD_KEY} to carry over")
     keys, walks = load_eval_walks(data.resolve(), parse_subject_spec(subjects))
-    transfer = transfer_threshold(
+    measured = transfer_threshold(
         features_from_onnx(reference, keys, walks, batch_size=1),
         features_from_onnx(derived, keys, walks, batch_size=1),
-        float(meta["default_threshold"]),
+        float(meta[DEFAULT_THRESHOLD_KEY]),
         target_fmr=fmr,
     )
+    transfers = {DEFAULT_THRESHOLD_KEY: measured}
+    if CLIP_THRESHOLD_KEY in meta:
+        clip = float(meta[CLIP_THRESHOLD_KEY])
+        shifted_clip = min(1.0, max(-1.0, clip + measured.shift))
+        transfers[CLIP_THRESHOLD_KEY] = replace(measured, calibrated=clip, threshold=shifted_clip)
     walks_used = f"subjects {subjects}"
-    provenance = transfer.provenance(walks_used, meta.get("threshold_calibration"))
-    written = rewrite_metadata(
-        derived,
-        {
-            **meta,
-            "default_threshold": f"{transfer.threshold:.6f}",
-            "threshold_calibration": json.dumps(provenance, sort_keys=True),
-        },
-    )
-    typer.echo(f"default_threshold {transfer.threshold:.6f}: {transfer.describe(walks_used)}")
-    return written
+    shifted = dict(meta)
+    for key, record_key in THRESHOLD_KEYS:
+        if (transfer := transfers.get(key)) is not None:
+            provenance = transfer.provenance(walks_used, meta.get(record_key))
+            shifted[key] = f"{transfer.threshold:.6f}"
+            shifted[record_key] = json.dumps(provenance, sort_keys=True)
+            typer.echo(f"{key} {transfer.threshold:.6f}: {transfer.describe(walks_used)}")
+    return rewrite_metadata(derived, shifted)
 
 
 def model_info_command(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import json
 import logging
 import warnings
@@ -33,6 +34,7 @@ from gaitid.contract import (
     INPUT_SILHOUETTES,
     MODEL_NAME,
     OUTPUT_EMBEDDING,
+    THRESHOLD_KEYS,
     build_metadata,
 )
 from gaitid.errors import GaitidError
@@ -258,7 +260,7 @@ def write_weights(
         recipe["data"] = {k: v for k, v in recipe["data"].items() if k not in _LOCAL_DATA_KEYS}
     meta = dict(checkpoint.get("meta") or {})
     meta.update({k: metadata[k] for k in ("variant", "version", "training_data")})
-    for key in ("default_threshold", "threshold_calibration"):
+    for key in itertools.chain.from_iterable(THRESHOLD_KEYS):  # thresholds and their records
         if key in metadata:
             meta[key] = metadata[key]
     state = {

@@ -21,10 +21,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gaitid.contract import ContractMetadata
+from gaitid.preprocess import PreprocessedSequence
 from gaitid.service.auth import Principal
 from gaitid.service.db.models import AuditLog, Base, Gallery, Identity
 from gaitid.service.errors import NotFoundError
-from gaitid.service.schemas import ThresholdSource
+from gaitid.service.schemas import ThresholdRoute, ThresholdSource
 from gaitid.service.state import ServiceState
 
 RowT = TypeVar("RowT", bound=Base)
@@ -56,33 +58,53 @@ def gallery_by_name(session: Session, name: str) -> Gallery:
 
 @dataclass(frozen=True)
 class Decision:
-    """Whether a walk matches, and the threshold it was held to and where that came from."""
+    """Whether a walk matches, the threshold it was held to, where that came from, and the
+    input route whose model calibration applied (reported even when the request or the
+    gallery named the threshold)."""
 
     match: bool
     threshold: float
     source: ThresholdSource
+    route: ThresholdRoute
 
     @property
     def label(self) -> Literal["match", "unknown"]:
         return "match" if self.match else "unknown"
 
 
+def threshold_route(sequence: PreprocessedSequence) -> ThresholdRoute:
+    """``clip`` for a walk segmented from camera footage, else ``silhouettes``: the two
+    score differently against the same templates, so each has its model calibration."""
+    return "clip" if sequence.kind == "video" else "silhouettes"
+
+
+def model_threshold(model: ContractMetadata, route: ThresholdRoute) -> float | None:
+    """The model's calibrated threshold for ``route``: ``clip_threshold`` for clips when the
+    model carries one, else ``default_threshold`` (``None`` when it carries neither)."""
+    if route == "clip" and model.clip_threshold is not None:
+        return model.clip_threshold
+    return model.default_threshold
+
+
 def decide(
     best_score: float | None,
     requested: float | None,
     gallery_default: float | None,
-    model_default: float | None,
+    model: ContractMetadata,
     fallback: float,
+    route: ThresholdRoute,
 ) -> Decision:
     """The one match/unknown rule of identify and verify.
 
     The threshold is the request's, else the gallery's default, else the model's calibrated
-    default (ONNX metadata ``default_threshold``), else ``Settings.fallback_threshold``. The
-    walk matches when its best score reaches it (a score equal to the threshold matches);
-    ``best_score`` is ``None`` when there was nothing to compare with (an empty gallery).
+    one for the input's ``route`` (:func:`model_threshold`), else
+    ``Settings.fallback_threshold``. The walk matches when its best score reaches it (a score
+    equal to the threshold matches); ``best_score`` is ``None`` when there was nothing to
+    compare with (an empty gallery).
     """
     threshold: float
     source: ThresholdSource
+    model_default = model_threshold(model, route)
     if requested is not None:
         threshold, source = requested, "request"
     elif gallery_default is not None:
@@ -91,7 +113,7 @@ def decide(
         threshold, source = model_default, "model"
     else:
         threshold, source = fallback, "fallback"
-    return Decision(best_score is not None and best_score >= threshold, threshold, source)
+    return Decision(best_score is not None and best_score >= threshold, threshold, source, route)
 
 
 def elapsed_ms(start: float) -> float:

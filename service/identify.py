@@ -26,10 +26,11 @@ from gaitid.service.common import (
     decide,
     elapsed_ms,
     gallery_ref,
+    threshold_route,
 )
 from gaitid.service.db.models import Identity, Template
 from gaitid.service.errors import InvalidRequestError
-from gaitid.service.schemas import IdentifyResponse, Match, PersonMatches
+from gaitid.service.schemas import IdentifyResponse, Match, PersonMatches, ThresholdRoute
 from gaitid.service.state import ServiceState
 from gaitid.service.walks.embedding import embed_upload, track_info
 from gaitid.service.walks.uploads import Upload
@@ -117,6 +118,7 @@ def _search_and_audit(
     vector: NDArray[np.float32],
     top_k: int,
     threshold: float | None,
+    route: ThresholdRoute,
     options: SearchOptions,
 ) -> tuple[list[Match], Decision]:
     matches = _rank(state, gallery, vector, top_k, options)
@@ -124,8 +126,9 @@ def _search_and_audit(
         matches[0].score if matches else None,
         threshold,
         gallery.default_threshold,
-        state.model.default_threshold,
+        state.model,
         state.settings.fallback_threshold,
+        route,
     )
     with state.db.session(write=True) as session:
         audit(
@@ -134,7 +137,11 @@ def _search_and_audit(
             principal,
             gallery_id=gallery.id,
             identity_id=matches[0].identity_id if decision.match else None,
-            detail={"decision": decision.label, "returned": len(matches)},
+            detail={
+                "decision": decision.label,
+                "returned": len(matches),
+                "threshold_route": decision.route,
+            },
         )
         session.commit()
     return matches, decision
@@ -167,6 +174,7 @@ async def identify(
         [result.vector for _sequence, result in walks],
         top_k,
         threshold,
+        threshold_route(decoded.sequence),
         options or SearchOptions(),
     )
     for _matches, each in answers:
@@ -179,6 +187,7 @@ async def identify(
         decision=decision.label,
         threshold=decision.threshold,
         threshold_source=decision.source,
+        threshold_route=decision.route,
         model_version=state.model.version,
         frames_used=int(decoded.sequence.frames.shape[0]),
         input=walk.input_report(),
@@ -201,11 +210,13 @@ def _search_each(
     vectors: list[NDArray[np.float32]],
     top_k: int,
     threshold: float | None,
+    route: ThresholdRoute,
     options: SearchOptions,
 ) -> list[tuple[list[Match], Decision]]:
-    """:func:`_search_and_audit` for each walk of a clip (one audit row each)."""
+    """:func:`_search_and_audit` for each walk of a clip (one audit row each); the walks of
+    one upload share its input ``route``."""
     return [
-        _search_and_audit(state, principal, gallery, vector, top_k, threshold, options)
+        _search_and_audit(state, principal, gallery, vector, top_k, threshold, route, options)
         for vector in vectors
     ]
 

@@ -26,10 +26,11 @@ def det_picture_path(model_path: Path) -> Path:
 
 
 def describe(state: ServiceState) -> ModelResponse:
-    """The model's identity and its default threshold (the rule of ``common.decide`` without
-    a request's or a gallery's threshold)."""
+    """The model's identity and its default threshold (the rule of ``common.decide`` for a
+    silhouette upload without a request's or a gallery's threshold), and the threshold it
+    carries for camera clips, if any."""
     info = state.model
-    default = decide(None, None, None, info.default_threshold, state.settings.fallback_threshold)
+    default = decide(None, None, None, info, state.settings.fallback_threshold, "silhouettes")
     assert default.source in ("model", "fallback")  # no request, no gallery
     return ModelResponse(
         name=info.name,
@@ -39,6 +40,7 @@ def describe(state: ServiceState) -> ModelResponse:
         embedding_dim=info.embedding_dim,
         threshold=default.threshold,
         threshold_source=default.source,
+        clip_threshold=info.clip_threshold,
         training_data=info.training_data,
         det_picture=det_picture_path(state.embedder.model_path).is_file(),
     )

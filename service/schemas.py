@@ -20,6 +20,14 @@ GALLERY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 #: PostgreSQL cannot store as NUL and which make logs and CSV exports ambiguous).
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 ThresholdSource = Literal["request", "gallery", "model", "fallback"]
+#: Which of the model's calibrations applies to an input: ``clip`` for walks segmented from
+#: camera footage (the model's ``clip_threshold`` when it has one), else ``silhouettes``.
+ThresholdRoute = Literal["silhouettes", "clip"]
+_THRESHOLD_ROUTE = (
+    "The input route: `clip` when the walk was segmented from camera footage, else "
+    "`silhouettes`. The model's default for `clip` is its clip threshold when it has one; "
+    "reported whatever the threshold's source."
+)
 
 
 def _storable_or_none(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -179,6 +187,7 @@ class IdentifyResponse(_Out):
                     "decision": "match",
                     "threshold": 0.5,
                     "threshold_source": "fallback",
+                    "threshold_route": "clip",
                     "model_version": "0.1.0",
                     "frames_used": 60,
                     "input": _EXAMPLE_INPUT,
@@ -198,6 +207,7 @@ class IdentifyResponse(_Out):
     )
     threshold: float
     threshold_source: ThresholdSource
+    threshold_route: ThresholdRoute = Field(description=_THRESHOLD_ROUTE)
     model_version: str
     frames_used: int
     input: InputReport
@@ -220,8 +230,9 @@ class VerifyResponse(_Out):
                     "gallery": "default",
                     "score": 0.88,
                     "match": True,
-                    "threshold": 0.5,
-                    "threshold_source": "fallback",
+                    "threshold": 0.4136,
+                    "threshold_source": "model",
+                    "threshold_route": "clip",
                     "template_id": 42,
                     "model_version": "0.1.0",
                     "frames_used": 60,
@@ -239,6 +250,7 @@ class VerifyResponse(_Out):
     match: bool
     threshold: float
     threshold_source: ThresholdSource
+    threshold_route: ThresholdRoute = Field(description=_THRESHOLD_ROUTE)
     template_id: int
     model_version: str
     frames_used: int
@@ -825,6 +837,7 @@ class ModelResponse(_Out):
                     "embedding_dim": 256,
                     "threshold": 0.482404,
                     "threshold_source": "model",
+                    "clip_threshold": 0.413611,
                     "training_data": "CASIA-B",
                     "det_picture": True,
                 }
@@ -838,11 +851,17 @@ class ModelResponse(_Out):
     sha256: str
     embedding_dim: int
     threshold: float = Field(
-        description="The default decision threshold, before a gallery's or a request's."
+        description="The default decision threshold of silhouette uploads, before a "
+        "gallery's or a request's."
     )
     threshold_source: Literal["model", "fallback"] = Field(
         description="`model`: calibrated, from the model file; `fallback`: "
         "GAITID_FALLBACK_THRESHOLD, the model carries none."
+    )
+    clip_threshold: float | None = Field(
+        description="The model's threshold calibrated for walks segmented from camera footage "
+        "(answers' `threshold_route: clip`); null when it has none and clips are held to "
+        "`threshold`."
     )
     training_data: str
     det_picture: bool = Field(description="Whether `GET /model/det.png` has the DET picture.")

@@ -22,6 +22,7 @@ from gaitid.service.common import (
     elapsed_ms,
     gallery_by_name,
     get_or_404,
+    threshold_route,
 )
 from gaitid.service.db.models import Identity, Template
 from gaitid.service.errors import ConflictError, InvalidRequestError, NotFoundError
@@ -108,8 +109,9 @@ async def verify(
         score,
         threshold,
         target.gallery.default_threshold,
-        state.model.default_threshold,
+        state.model,
         state.settings.fallback_threshold,
+        threshold_route(decoded.sequence),
     )
 
     def _record() -> None:
@@ -120,7 +122,7 @@ async def verify(
                 principal,
                 gallery_id=target.gallery.id,
                 identity_id=target.identity_id,
-                detail={"match": decision.match},
+                detail={"match": decision.match, "threshold_route": decision.route},
             )
             session.commit()
 
@@ -133,6 +135,7 @@ async def verify(
         match=decision.match,
         threshold=decision.threshold,
         threshold_source=decision.source,
+        threshold_route=decision.route,
         template_id=int(target.template_ids[best]),
         model_version=state.model.version,
         frames_used=int(decoded.sequence.frames.shape[0]),

@@ -6,6 +6,7 @@ body, so ``gaitid --help`` and ``gaitid serve`` never load them.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +24,7 @@ def register(app: typer.Typer) -> None:
     app.command("synth")(synth)
     app.command("pretreat")(pretreat)
     app.command("gei-baseline")(gei_baseline)
+    app.command("clip-walks")(clip_walks)
     from gaitid.training.train_commands import (  # cheap: no torch at import
         eval_command,
         fit_embedding_command,
@@ -121,6 +123,69 @@ def pretreat(
     )
     for skipped in report.skipped:
         typer.echo(f"skipped {skipped.key}: {skipped.reason}")
+
+
+def clip_walks(
+    data_root: Annotated[Path, typer.Argument(help="Dataset root in the OpenGait layout.")],
+    out: Annotated[Path, typer.Option(help="Where to write the clip-route walks (same layout).")],
+    subjects: Annotated[
+        str, typer.Option(help="Subjects whose walks to read through clips, e.g. '063-074'.")
+    ],
+    conditions: Annotated[
+        str,
+        typer.Option(help="Comma-separated walks, e.g. 'nm-05,bg-01,cl-01' (the probes)."),
+    ] = "nm-05,nm-06,bg-01,bg-02,cl-01,cl-02",
+    views: Annotated[
+        str | None, typer.Option(help="Comma-separated views, e.g. '054,090' (default: all).")
+    ] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Camera seed: same seed, same clips.")] = 0,
+    jobs: Annotated[int, typer.Option(min=1, help="Worker processes (one core each).")] = 1,
+) -> None:
+    """Read walks through composited camera clips as the service reads an upload.
+
+    Each walk becomes a clip of a varied camera (scene, size, direction, clothing contrast,
+    noise, shadow, codec), decoded and segmented by the service's own code; the result is
+    written in the OpenGait layout for `gaitid eval --probe-data`, with one JSON line per walk
+    (camera, frames visible / kept, drop reasons, mask IoU, or why it was refused) in
+    OUT/clip-walks.jsonl. Resumes where an earlier run stopped.
+    """
+    from tqdm import tqdm
+
+    from gaitid.training.clip_walks import (
+        build_clip_walks,
+        done_walks,
+        read_manifest,
+        summarize,
+    )
+    from gaitid.training.data.errors import DatasetError
+    from gaitid.training.data.opengait import index_dataset, parse_subject_spec
+
+    try:
+        wanted = set(parse_subject_spec(subjects))
+        index = index_dataset(data_root)
+    except DatasetError as exc:
+        raise _fail(str(exc)) from exc
+    chosen_conditions = {c.strip() for c in conditions.split(",") if c.strip()}
+    chosen_views = {v.strip() for v in views.split(",") if v.strip()} if views else None
+    walks = [
+        (key, path)
+        for key, path in index
+        if key.subject in wanted
+        and key.condition in chosen_conditions
+        and (chosen_views is None or key.view in chosen_views)
+    ]
+    if not walks:
+        raise _fail(f"no walk of subjects {subjects} with conditions {conditions} in {data_root}")
+    with tqdm(total=len(walks), unit="walk", desc="clip-walks") as bar:
+        done = done_walks(out)
+        bar.update(sum(1 for key, _path in walks if str(key) in done))
+        for record in build_clip_walks(walks, out, seed=seed, jobs=jobs):
+            bar.update()
+            if record.error:
+                bar.write(f"{record.key}: refused ({record.error})")
+    keys = {str(key) for key, _path in walks}
+    summary = summarize([r for r in read_manifest(out) if r.key in keys])
+    typer.echo(json.dumps(summary, indent=2, sort_keys=True))
 
 
 def gei_baseline(

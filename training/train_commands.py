@@ -135,6 +135,16 @@ def eval_command(
     gallery_conditions: str | None = typer.Option(
         None, "--gallery-conditions", help="retrieval: comma-separated gallery conditions."
     ),
+    probe_data: Path | None = typer.Option(
+        None,
+        "--probe-data",
+        exists=True,
+        file_okay=False,
+        help=(
+            "Read the probe walks from this root instead (e.g. `gaitid clip-walks` output: "
+            "the camera-clip route); the gallery stays --data's."
+        ),
+    ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Walks per forward pass."),
     device: EvalDevice = typer.Option(
         EvalDevice.cpu, "--device", help="Where a checkpoint runs (ONNX runs on the CPU)."
@@ -159,8 +169,14 @@ def eval_command(
         ModelFileError,
         features_from_file,
         load_eval_walks,
+        load_route_walks,
     )
-    from gaitid.training.evaluation.protocols import ProtocolError, ProtocolName, run_protocol
+    from gaitid.training.evaluation.protocols import (
+        CASIA_B_GALLERY,
+        ProtocolError,
+        ProtocolName,
+        run_protocol,
+    )
     from gaitid.training.evaluation.report import to_markdown, write_report
 
     if partition is not None and subjects is not None:
@@ -176,12 +192,18 @@ def eval_command(
         tuple(s.strip() for s in gallery_conditions.split(",")) if gallery_conditions else None,
     )
     try:
-        keys, walks = load_eval_walks(data.resolve(), chosen)
+        if probe_data is None:
+            keys, walks = load_eval_walks(data.resolve(), chosen)
+        else:
+            keys, walks = load_route_walks(
+                data.resolve(), probe_data.resolve(), chosen, split[1] or CASIA_B_GALLERY
+            )
         features, info = features_from_file(
             model_file, keys, walks, device=device.value, batch_size=batch_size
         )
         if protocol is Protocol.open_set:
-            _calibrate(features, model_file, target_fmr, out)
+            probes = "silhouettes" if probe_data is None else f"clip walks ({probe_data.name})"
+            _calibrate(features, model_file, target_fmr, out, probes)
             return
         results = run_protocol(
             features,
@@ -198,6 +220,7 @@ def eval_command(
         ),
         "model": str(model_file.resolve()),
         "model_format": info.get("format"),
+        "probes": "silhouettes" if probe_data is None else str(probe_data.resolve()),
     }
     typer.echo(to_markdown(results, full_tables=False))
     if out is not None:
@@ -205,14 +228,17 @@ def eval_command(
         typer.echo("wrote " + ", ".join(str(p) for p in written.values()))
 
 
-def _calibrate(features: FeatureSet, model_file: Path, target_fmr: float, out: Path | None) -> None:
-    """The open-set protocol of ``gaitid eval``: print the tables, write the calibration."""
+def _calibrate(
+    features: FeatureSet, model_file: Path, target_fmr: float, out: Path | None, probes: str
+) -> None:
+    """The open-set protocol of ``gaitid eval``: print the tables, write the calibration
+    (``probes``: how the probe walks were read, recorded with it)."""
     from gaitid.training.evaluation.open_set import calibrate, to_markdown, write_calibration
 
     result = calibrate(features, target_fmr=target_fmr)
     typer.echo(to_markdown(result))
     if out is not None:
-        written = write_calibration(result, out.resolve(), model=model_file.name)
+        written = write_calibration(result, out.resolve(), model=model_file.name, probes=probes)
         typer.echo("wrote " + ", ".join(str(p) for p in written))
 
 

@@ -739,12 +739,13 @@ function scoreBar(score, threshold) {
   return track;
 }
 
-function decisionBadge(match, threshold, source, id = "decision") {
+// The route (silhouettes or clip) says which of the model's calibrations applied.
+function decisionBadge(match, threshold, source, route, id = "decision") {
   return h(
     "p",
     {},
     h("span", { class: `decision ${match ? "match" : "unknown"}`, id }, match ? "match" : "unknown"),
-    ` threshold ${fmt.score(threshold)} (${source})`,
+    ` threshold ${fmt.score(threshold)} (${source}; ${route} route)`,
   );
 }
 
@@ -796,11 +797,11 @@ async function identifyPage() {
         ? answer.people.flatMap((person) => [
             h("h3", { id: `person-${person.track}` },
               `Person ${person.track} (frames ${person.first_frame}–${person.last_frame}, ${person.frames_used} used)`),
-            decisionBadge(person.decision === "match", answer.threshold, answer.threshold_source, `decision-${person.track}`),
+            decisionBadge(person.decision === "match", answer.threshold, answer.threshold_source, answer.threshold_route, `decision-${person.track}`),
             rankedList(person.matches, answer.threshold, `matches-${person.track}`),
           ])
         : [
-            decisionBadge(answer.decision === "match", answer.threshold, answer.threshold_source),
+            decisionBadge(answer.decision === "match", answer.threshold, answer.threshold_source, answer.threshold_route),
             rankedList(answer.matches, answer.threshold, "matches"),
           ];
       result.replaceChildren(
@@ -847,7 +848,7 @@ async function verifyPage() {
           "div",
           { class: "card" },
           h("h2", {}, `Is this ${answer.identity}?`),
-          decisionBadge(answer.match, answer.threshold, answer.threshold_source),
+          decisionBadge(answer.match, answer.threshold, answer.threshold_source, answer.threshold_route),
           h("ol", { class: "matches", id: "matches" },
             h("li", { dataset: { identity: answer.identity } }, h("span", { class: "rank" }, ""),
               h("span", { class: "name" }, answer.identity), scoreBar(answer.score, answer.threshold),
@@ -894,6 +895,10 @@ async function modelPage() {
           h("span", { class: "muted" }, model.threshold_source === "model"
             ? "(calibrated, from the model file)"
             : "(GAITID_FALLBACK_THRESHOLD: the model carries none)")),
+        h("dt", {}, "Camera-clip threshold"),
+        h("dd", { id: "model-clip-threshold" }, model.clip_threshold === null
+          ? h("span", { class: "muted" }, "none: clips use the default")
+          : fmt.score(model.clip_threshold)),
       ),
       h("p", { class: "muted" }, "A gallery's default threshold, or a request's, takes precedence."),
       picture,

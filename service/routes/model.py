@@ -21,7 +21,7 @@ router = APIRouter(prefix="/model", tags=["operations"])
 )
 async def describe(state: StateDep, principal: AnyKeyDep) -> ModelResponse:
     """Any valid key. The threshold a decision uses when neither the request nor the
-    gallery sets one, and its source."""
+    gallery sets one, and its source; and the model's threshold for camera clips, if any."""
     return await anyio.to_thread.run_sync(logic.describe, state)
 
 

@@ -3,9 +3,9 @@
 The service runs any ONNX file that honours :mod:`gaitid.contract`: inputs ``silhouettes``
 float32 ``[N, T, 64, 44]`` and ``lengths`` int64 ``[N]`` with dynamic ``N`` and ``T``, one output
 ``embedding`` float32 ``[N, 256]``, and the metadata keys of ``gaitid.contract.METADATA_KEYS``
-(plus an optional ``default_threshold``). :class:`Embedder` checks all of that when it loads the
-file, so a wrong model fails at startup with a :class:`ModelLoadError` naming the mismatch
-instead of returning garbage scores later.
+(plus optional ``default_threshold`` and ``clip_threshold``). :class:`Embedder` checks all of
+that when it loads the file, so a wrong model fails at startup with a :class:`ModelLoadError`
+naming the mismatch instead of returning garbage scores later.
 
 Execution provider: ``device="auto"`` uses CUDA when this onnxruntime build offers it and the
 provider actually initialises, else the CPU; ``"cuda"`` insists on CUDA. Graph optimisation is

@@ -75,3 +75,29 @@ def test_metadata_built_for_export_reads_back() -> None:
             read_metadata({**props, key: value})
     with pytest.raises(ContractError, match="lacks"):
         read_metadata({"variant": "x"})
+
+
+def test_clip_threshold_is_optional_and_checked_like_the_default() -> None:
+    """The camera-clip threshold reads back, is absent when not given, and is refused (naming
+    its key) unless it is a cosine in [-1, 1]."""
+    from gaitid.contract import CLIP_THRESHOLD_KEY, ContractError, build_metadata, read_metadata
+
+    props = build_metadata(
+        {"variant": "lite", "version": "1", "training_data": "d", "default_threshold": "0.48"},
+        model_config_json="{}",
+        fp16=False,
+    )
+    assert CLIP_THRESHOLD_KEY == "clip_threshold"
+    assert read_metadata(props).clip_threshold is None
+    both = read_metadata({**props, CLIP_THRESHOLD_KEY: "0.41"})
+    assert (both.default_threshold, both.clip_threshold) == (0.48, 0.41)
+    assert read_metadata({**props, CLIP_THRESHOLD_KEY: "-1"}).clip_threshold == -1.0
+    for bad in ("nan", "1.5", "-1.01", "high", ""):
+        with pytest.raises(ContractError, match=rf"clip_threshold='{bad}'.*\[-1, 1\]"):
+            read_metadata({**props, CLIP_THRESHOLD_KEY: bad})
+    with pytest.raises(ContractError, match="clip_threshold"):
+        build_metadata(
+            {"variant": "v", "version": "1", "training_data": "d", CLIP_THRESHOLD_KEY: "2"},
+            model_config_json="{}",
+            fp16=False,
+        )

@@ -103,7 +103,8 @@ def test_cli_carries_the_threshold_shifted_by_what_int8_moves(
     result = CliRunner().invoke(build_app(), args)
     assert result.exit_code == 2 and "no default_threshold" in result.output
     meta = {p.key: p.value for p in onnx.load(str(model)).metadata_props}
-    rewrite_metadata(model, {**meta, "default_threshold": "0.400000"})
+    clip = {"clip_threshold": "0.300000", "clip_threshold_calibration": '{"target_fmr": 0.01}'}
+    rewrite_metadata(model, {**meta, "default_threshold": "0.400000", **clip})
     result = CliRunner().invoke(build_app(), args)
     assert result.exit_code == 0, result.output
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
@@ -115,3 +116,9 @@ def test_cli_carries_the_threshold_shifted_by_what_int8_moves(
     )
     assert written.default_threshold == pytest.approx(0.4 + how["shift"], abs=2e-6)
     assert "0.4000 of the float32 model shifted by" in result.output
+    # the camera-clip threshold moves by the same measured shift, its record kept inside
+    clip_how = json.loads(meta["clip_threshold_calibration"])
+    assert clip_how["transferred_from_float32"] == 0.3 and clip_how["shift"] == how["shift"]
+    assert clip_how["float32_calibration"] == {"target_fmr": 0.01}
+    assert written.clip_threshold == pytest.approx(0.3 + how["shift"], abs=2e-6)
+    assert "clip_threshold" in result.output and "0.3000 of the float32 model" in result.output

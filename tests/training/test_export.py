@@ -146,3 +146,67 @@ def test_export_writes_the_chosen_backbone_layout(tmp_path: Path) -> None:
     args = ["export", "--random-init", "tiny", "--out", str(tmp_path / "x.onnx")]
     bad = runner.invoke(app, [*args, "--backbone-layout", "sideways"])
     assert bad.exit_code == 2 and "unknown layout" in bad.output
+
+
+def test_export_stores_a_clip_threshold_beside_the_default(
+    uninterrupted: Path, tmp_path: Path
+) -> None:
+    """`--clip-threshold-from` writes ``clip_threshold`` and its record, the service reads it,
+    the weights file carries it to the next export, and a random-init export refuses it."""
+    import json
+
+    import onnx
+    from typer.testing import CliRunner
+
+    from gaitid.cli import app
+    from gaitid.service.walks.inference import Embedder
+
+    def calibration(name: str, threshold: float) -> Path:  # what `gaitid eval` writes
+        path = tmp_path / name
+        record = {"threshold": threshold, "target_fmr": 0.001, "model": "m", "subjects": ["3"]}
+        path.write_text(json.dumps(record))
+        return path
+
+    runner = CliRunner()
+    ckpt = str(uninterrupted / "checkpoints" / "last.pt")
+    onnx_out, weights = tmp_path / "m.onnx", tmp_path / "m.pt"
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            ckpt,
+            "--out",
+            str(onnx_out),
+            "--threshold-from",
+            str(calibration("silhouettes.json", 0.48)),
+            "--clip-threshold-from",
+            str(calibration("clips.json", 0.41)),
+            "--weights",
+            str(weights),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    meta = {p.key: p.value for p in onnx.load(str(onnx_out)).metadata_props}
+    assert (meta["default_threshold"], meta["clip_threshold"]) == ("0.480000", "0.410000")
+    record = json.loads(meta["clip_threshold_calibration"])
+    assert record["target_fmr"] == 0.001 and record["calibrated_on"] == "m, subjects 3"
+    info = Embedder(onnx_out, device="cpu").info  # what the service reads
+    assert (info.default_threshold, info.clip_threshold) == (0.48, 0.41)
+
+    again = tmp_path / "again.onnx"  # the weights file carries both thresholds
+    result = runner.invoke(app, ["export", str(weights), "--out", str(again)])
+    assert result.exit_code == 0, result.output
+    meta_again = {p.key: p.value for p in onnx.load(str(again)).metadata_props}
+    for key in ("clip_threshold", "clip_threshold_calibration", "default_threshold"):
+        assert meta_again[key] == meta[key]
+
+    broken = tmp_path / "broken.json"
+    broken.write_text("{}")
+    bad = runner.invoke(
+        app,
+        ["export", ckpt, "--out", str(tmp_path / "b.onnx"), "--clip-threshold-from", str(broken)],
+    )
+    assert bad.exit_code == 2 and "--clip-threshold-from" in bad.output
+    args = ["export", "--random-init", "tiny", "--out", str(tmp_path / "r.onnx")]
+    bad = runner.invoke(app, [*args, "--clip-threshold-from", str(calibration("c.json", 0.4))])
+    assert bad.exit_code == 2 and "trained checkpoint" in bad.output

@@ -52,3 +52,16 @@ def export_tiny_onnx(out_dir: Path) -> Path:
             Path(tmp).unlink(missing_ok=True)
     shutil.copyfile(cached, target)
     return target
+
+
+def with_metadata(src: Path, dst: Path, **props: str) -> Path:
+    """A copy of the model at ``src`` at ``dst`` with ``props`` added to its metadata
+    (replacing keys it has), checked against the contract as an export would be."""
+    import onnx
+
+    from gaitid.model.quantize import rewrite_metadata
+
+    shutil.copyfile(src, dst)
+    meta = {p.key: p.value for p in onnx.load(str(dst)).metadata_props}
+    rewrite_metadata(dst, {**meta, **props})
+    return dst

@@ -45,6 +45,29 @@ def load_eval_walks(
     return keys, [np.ascontiguousarray(to_network_input(walks[k])) for k in keys]
 
 
+def load_route_walks(
+    gallery_root: Path,
+    probe_root: Path,
+    subjects: Sequence[str] | None,
+    gallery_conditions: Sequence[str],
+) -> tuple[list[WalkKey], list[NDArray[np.uint8]]]:
+    """:func:`load_eval_walks` with the probes read another way: the gallery walks
+    (``gallery_conditions``) from ``gallery_root``, every other walk from ``probe_root`` (e.g.
+    the clip route, ``gaitid clip-walks``). A probe walk missing there is not replaced by its
+    clean twin: the protocol sees only what the other route gave."""
+    gallery_keys, gallery_walks = load_eval_walks(gallery_root, subjects)
+    probe_keys, probe_walks = load_eval_walks(probe_root, subjects)
+    chosen = set(gallery_conditions)
+    pairs = [
+        (k, w) for k, w in zip(gallery_keys, gallery_walks, strict=True) if k.condition in chosen
+    ]
+    pairs += [
+        (k, w) for k, w in zip(probe_keys, probe_walks, strict=True) if k.condition not in chosen
+    ]
+    pairs.sort(key=lambda pair: pair[0])
+    return [k for k, _w in pairs], [w for _k, w in pairs]
+
+
 def _feature_set(
     keys: Sequence[WalkKey], embeddings: NDArray[np.float32], parts: NDArray[np.float32] | None
 ) -> FeatureSet:

@@ -310,13 +310,16 @@ def save_curves(result: OpenSetResult, path: Path) -> Path:
     return path
 
 
-def write_calibration(result: OpenSetResult, out_dir: Path, *, model: str) -> list[Path]:
+def write_calibration(
+    result: OpenSetResult, out_dir: Path, *, model: str, probes: str = "silhouettes"
+) -> list[Path]:
     """``calibration.json`` (read by ``gaitid export --threshold-from``), ``calibration.md``
-    and ``det.png`` under ``out_dir``. Only the model's file name is recorded, no local path."""
+    and ``det.png`` under ``out_dir``. Only the model's file name is recorded, no local path;
+    ``probes`` says how the probe walks were read (``silhouettes``, or the clip route)."""
     import json
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    record = {"model": model, **result.as_dict()}
+    record = {"model": model, "probes": probes, **result.as_dict()}
     paths = [out_dir / "calibration.json", out_dir / "calibration.md", out_dir / "det.png"]
     paths[0].write_text(json.dumps(record, indent=2) + "\n")
     paths[1].write_text(to_markdown(result))
@@ -341,6 +344,7 @@ def read_threshold(path: Path) -> tuple[float, dict[str, Any]]:
         "calibrated_on": (
             f"{record.get('model', '?')}, subjects {','.join(record.get('subjects', []))}"
         ),
+        "probes": record.get("probes", "silhouettes"),
         "fnmr_at_threshold": record.get("at_threshold", {}).get("identity", {}).get("fnmr"),
     }
     return threshold, provenance

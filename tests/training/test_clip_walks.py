@@ -1,0 +1,125 @@
+"""The clip route as a dataset (`gaitid clip-walks`) and its use as probes (`gaitid eval
+--probe-data`): walks come back through composited camera clips in the OpenGait layout, with a
+record of every walk; the build resumes; the evaluation takes only its probes from it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from gaitid.cli import app
+from gaitid.preprocess import SIDE_CROP
+from gaitid.training.clip_walks import MANIFEST_NAME, read_manifest, walk_camera
+from gaitid.training.data.opengait import WalkKey, load_walk, write_walk
+from gaitid.training.evaluation.extract import load_route_walks
+from tests.utils.synthetic import make_synthetic_dataset
+
+runner = CliRunner()
+
+
+def test_walks_come_back_through_their_clips_and_a_build_resumes(tmp_path: Path) -> None:
+    root = make_synthetic_dataset(
+        tmp_path / "data", subjects=2, views=(90,), conditions=("nm-01", "nm-05"), frames=(40, 44)
+    )
+    out = tmp_path / "clips"
+    args = ["clip-walks", str(root), "--out", str(out), "--subjects", "001-002"]
+    result = runner.invoke(app, [*args, "--conditions", "nm-05"])
+    assert result.exit_code == 0, result.output
+    records = read_manifest(out)
+    assert sorted(r.key for r in records) == ["001/nm-05/090", "002/nm-05/090"]
+    for record in records:
+        assert record.error is None, record
+        key = WalkKey(*record.key.split("/"))
+        clean = load_walk(root / key.relative_dir() / "090.pkl")
+        walk = load_walk(out / key.relative_dir() / "090.pkl")
+        # crossing 1.3 picture widths: in full view in about half the frames, and every one of
+        # those reached the model
+        assert record.visible >= 0.4 * len(clean) and not record.dropped_visible, record
+        assert walk.shape[0] == record.kept >= record.visible
+        assert record.iou > 0.8
+        # the network's 44 columns, padded: nothing outside them
+        assert not walk[:, :, :SIDE_CROP].any() and not walk[:, :, -SIDE_CROP:].any()
+        assert walk.any()
+        # the camera is a function of the seed and the key
+        camera, seed = walk_camera(key, 0)
+        assert record.camera["view"] == 90 and record.seed == seed
+        assert record.camera == json.loads(json.dumps(camera.__dict__))
+    summary = json.loads(result.output[result.output.index("{") :])
+    assert summary["walks"] == 2 and summary["refused"] == 0
+
+    # nothing is redone: a second run writes no line and touches no walk
+    walk_file = out / "001" / "nm-05" / "090" / "090.pkl"
+    before = walk_file.stat().st_mtime_ns
+    again = runner.invoke(app, [*args, "--conditions", "nm-05"])
+    assert again.exit_code == 0, again.output
+    assert len((out / MANIFEST_NAME).read_text().splitlines()) == 2
+    assert walk_file.stat().st_mtime_ns == before
+
+
+def test_clip_walks_refuses_a_selection_without_walks(tmp_path: Path) -> None:
+    root = make_synthetic_dataset(tmp_path / "data", subjects=1, views=(90,), conditions=("nm-01",))
+    result = runner.invoke(
+        app, ["clip-walks", str(root), "--out", str(tmp_path / "o"), "--subjects", "001"]
+    )
+    assert result.exit_code == 2
+    assert "no walk" in result.output
+
+
+def test_route_walks_take_the_gallery_from_one_root_and_the_probes_from_the_other(
+    tmp_path: Path,
+) -> None:
+    gallery_root, probe_root = tmp_path / "clean", tmp_path / "clip"
+    for subject in ("001", "002"):
+        for condition in ("nm-01", "nm-05", "cl-01"):
+            write_walk(
+                gallery_root, WalkKey(subject, condition, "090"), np.full((5, 64, 64), 1, np.uint8)
+            )
+        # the clip route gave nm-05 and nm-01 (ignored: gallery walks stay clean), not cl-01
+        for condition in ("nm-01", "nm-05"):
+            write_walk(
+                probe_root, WalkKey(subject, condition, "090"), np.full((3, 64, 64), 2, np.uint8)
+            )
+    keys, walks = load_route_walks(gallery_root, probe_root, ["001", "002"], ("nm-01",))
+    got = {str(k): int(w[0, 0, 0]) for k, w in zip(keys, walks, strict=True)}
+    assert got == {
+        "001/nm-01/090": 1,
+        "001/nm-05/090": 2,
+        "002/nm-01/090": 1,
+        "002/nm-05/090": 2,
+    }  # cl-01 is not replaced by its clean twin
+    assert keys == sorted(keys)
+
+
+def test_eval_calibrates_on_probes_of_another_route(
+    exported: Path, synthetic_root: Path, tmp_path: Path
+) -> None:
+    probes = tmp_path / "clip-walks"
+    shutil.copytree(synthetic_root, probes)
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            str(exported),
+            "--data",
+            str(synthetic_root),
+            "--probe-data",
+            str(probes),
+            "--subjects",
+            "001-004",
+            "--protocol",
+            "open-set",
+            "--out",
+            str(tmp_path / "cal"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert record["probes"] == "clip walks (clip-walks)"
+    from gaitid.training.evaluation.open_set import read_threshold
+
+    threshold, provenance = read_threshold(tmp_path / "cal" / "calibration.json")
+    assert provenance["probes"] == "clip walks (clip-walks)" and -1 <= threshold <= 1

@@ -1,0 +1,226 @@
+"""The clip route as a dataset: walks re-read through camera clips, computed once.
+
+A camera user's walk reaches the model through decoding, ``gaitid.segment`` and the
+pretreatment, and the model's scores move with it: the same walk read from a clip scores lower
+against its own clean template than its clean silhouettes do. To measure and calibrate for
+that route, every chosen walk of an OpenGait-layout dataset is composited into a camera clip
+(:mod:`gaitid.training.synth.camera`, a seeded varied camera per walk), encoded, and read back
+by :func:`gaitid.decode.decode_upload` exactly as the service reads an upload. What comes out
+is written in the same layout (``gaitid eval --probe-data`` reads it as the probes), with one
+JSON line per walk in ``clip-walks.jsonl``: the camera, frames visible / kept, why every
+visible frame that was dropped was dropped, mask IoU against the composited truth, or why the
+clip was refused.
+
+Segmentation does not depend on the model, so the data is built once and serves every model;
+the slow part (about 5 s a walk on one core) runs in ``jobs`` processes and resumes where it
+stopped. The camera of a walk depends only on the seed and the walk's key, so any subset, any
+order and any number of jobs give the same clips.
+
+The service's network input is the middle 44 of the 64 pretreated columns
+(``gaitid.preprocess.to_network_input``); the stored 64x64 frames hold exactly that, padded
+with empty columns, so a model sees what the service would have given it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import zlib
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gaitid.preprocess import FRAME_WIDTH, SIDE_CROP
+from gaitid.segment import SegmentationConfig
+from gaitid.training.data.opengait import WalkKey, load_walk, write_walk
+from gaitid.training.synth import camera as cam
+
+logger = logging.getLogger(__name__)
+
+#: One JSON line per walk, beside the subject folders.
+MANIFEST_NAME = "clip-walks.jsonl"
+
+
+@dataclass
+class ClipWalk:
+    """How one walk came through its clip: ``kept`` frames reached the model, of ``visible``
+    in which the person was in full view; ``dropped_visible`` counts the visible frames the
+    segmentation dropped, by its reason; ``iou`` is the mean mask IoU of the kept frames
+    against the composited truth (working size); ``error`` says why the clip was refused."""
+
+    key: str
+    camera: dict[str, Any]
+    seed: int
+    frames: int = 0
+    visible: int = 0
+    kept: int = 0
+    iou: float = float("nan")
+    dropped_visible: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def walk_camera(key: WalkKey, seed: int) -> tuple[cam.Camera, int]:
+    """The camera and noise seed of ``key``'s clip: a function of the seed and the key only."""
+    rng = np.random.default_rng([seed, zlib.crc32(str(key).encode())])
+    camera = cam.draw_camera(key.view, rng)
+    return camera, int(rng.integers(0, 2**31))
+
+
+def read_through_clip(
+    frames64: NDArray[np.uint8],
+    camera: cam.Camera,
+    seed: int,
+    config: SegmentationConfig | None = None,
+) -> tuple[NDArray[np.uint8] | None, ClipWalk]:
+    """Composite a pretreated walk as ``camera`` films it, encode it and read it back as the
+    service reads an upload: the network input ``(T, 64, 44)`` (``None`` when refused) and
+    what happened to the walk on the way (``ClipWalk.key`` left for the caller)."""
+    import cv2
+
+    from gaitid.decode import decode_upload
+    from gaitid.errors import GaitidError
+    from gaitid.segment import FrontEnd, Segmentation
+
+    masks = cam.walk_masks(frames64)
+    record = ClipWalk(key="", camera=asdict(camera), seed=seed, frames=len(masks))
+    if not masks:
+        record.error = "the walk has no frame with a person"
+        return None, record
+    clip = cam.camera_clip(masks, camera, seed=seed)
+    data = cam.encode_clip(clip.frames, camera.codec)
+    found: list[Segmentation] = []
+    front_end = FrontEnd(
+        input="video",
+        config=config or SegmentationConfig(),
+        observer=lambda _frames, seg: found.append(seg),
+    )
+    visible = [cam.fully_visible(t) for t in clip.truth]
+    record.visible = sum(visible)
+    tick = time.perf_counter()
+    try:
+        result = decode_upload(data, camera.filename, front_end=front_end)
+    except GaitidError as exc:
+        record.seconds = time.perf_counter() - tick
+        record.error = f"{type(exc).__name__}: {exc}"
+        return None, record
+    record.seconds = time.perf_counter() - tick
+    record.kept = result.used
+    segmentation = found[0]
+    ious = []
+    for key, mask in segmentation.masks:
+        assert isinstance(key, int)  # a video's frames are keyed by their index
+        truth = cv2.resize(
+            clip.truth[key].astype(np.uint8), mask.shape[::-1], interpolation=cv2.INTER_AREA
+        )
+        ious.append(cam.mask_iou(mask > 0, truth > 0))
+    record.iou = float(np.mean(ious)) if ious else float("nan")
+    kept_keys = {key for key, _mask in segmentation.masks}
+    lost: Counter[str] = Counter()
+    for index, seen in enumerate(visible):
+        if seen and index not in kept_keys:
+            lost[segmentation.reasons.get(index, "unexplained")] += 1
+    record.dropped_visible = dict(lost)
+    return result.frames, record
+
+
+def widen(frames: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """Network input ``(T, 64, 44)`` -> stored ``(T, 64, 64)`` with empty side columns."""
+    out = np.zeros((frames.shape[0], frames.shape[1], FRAME_WIDTH + 2 * SIDE_CROP), np.uint8)
+    out[:, :, SIDE_CROP : SIDE_CROP + FRAME_WIDTH] = frames
+    return out
+
+
+def _job(
+    item: tuple[WalkKey, Path, int, SegmentationConfig | None],
+) -> tuple[WalkKey, NDArray[np.uint8] | None, ClipWalk]:
+    """One walk in a worker process (OpenCV single-threaded: the jobs are the parallelism)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    key, path, seed, config = item
+    camera, noise_seed = walk_camera(key, seed)
+    frames, record = read_through_clip(load_walk(path), camera, noise_seed, config)
+    record.key = str(key)
+    return key, frames, record
+
+
+def done_walks(out: Path) -> set[str]:
+    """Keys of the walks ``out``'s manifest already records (a resumed build skips them)."""
+    manifest = out / MANIFEST_NAME
+    if not manifest.exists():
+        return set()
+    done = set()
+    for line in manifest.read_text().splitlines():
+        if line.strip():
+            done.add(json.loads(line)["key"])
+    return done
+
+
+def build_clip_walks(
+    walks: Sequence[tuple[WalkKey, Path]],
+    out: Path,
+    *,
+    seed: int = 0,
+    jobs: int = 1,
+    config: SegmentationConfig | None = None,
+) -> Iterator[ClipWalk]:
+    """Read every walk of ``walks`` (keys and their files) through its clip into ``out``;
+    yields each walk's record as it is written (the caller shows progress). Walks the
+    manifest already holds are skipped, so an interrupted build resumes."""
+    out.mkdir(parents=True, exist_ok=True)
+    skip = done_walks(out)
+    todo = [(key, path, seed, config) for key, path in walks if str(key) not in skip]
+    with (out / MANIFEST_NAME).open("a") as manifest:
+
+        def written(key: WalkKey, frames: NDArray[np.uint8] | None, record: ClipWalk) -> ClipWalk:
+            if frames is not None:
+                write_walk(out, key, widen(frames))
+            manifest.write(json.dumps(asdict(record), sort_keys=True) + "\n")
+            manifest.flush()
+            return record
+
+        if jobs <= 1:
+            for item in todo:
+                yield written(*_job(item))
+            return
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for result in pool.map(_job, todo, chunksize=1):
+                yield written(*result)
+
+
+def summarize(records: Sequence[ClipWalk]) -> dict[str, Any]:
+    """Totals over a build's records: walks, refused clips and why, frames visible / kept,
+    visible frames dropped by reason, mean IoU, seconds per walk."""
+    refused = Counter(r.error.split(":", 1)[0] for r in records if r.error)
+    dropped: Counter[str] = Counter()
+    for record in records:
+        dropped.update(record.dropped_visible)
+    ious = [r.iou for r in records if r.error is None and np.isfinite(r.iou)]
+    return {
+        "walks": len(records),
+        "refused": sum(refused.values()),
+        "refused_by": dict(refused),
+        "visible_frames": sum(r.visible for r in records),
+        "kept_frames": sum(r.kept for r in records),
+        "visible_dropped": dict(dropped),
+        "mask_iou_mean": float(np.mean(ious)) if ious else float("nan"),
+        "seconds_per_walk": float(np.mean([r.seconds for r in records])) if records else 0.0,
+    }
+
+
+def read_manifest(out: Path) -> list[ClipWalk]:
+    """Every record of ``out``'s manifest."""
+    manifest = out / MANIFEST_NAME
+    if not manifest.exists():
+        return []
+    return [
+        ClipWalk(**json.loads(line)) for line in manifest.read_text().splitlines() if line.strip()
+    ]
