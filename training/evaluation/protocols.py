@@ -76,6 +76,16 @@ class FeatureSet:
     def available_distances(self) -> list[Distance]:
         return ["part", "embedding"] if self.part_features is not None else ["embedding"]
 
+    def subset(self, rows: NDArray[np.bool_]) -> FeatureSet:
+        """The walks where ``rows`` is true (e.g. the gallery and one probe set)."""
+        return FeatureSet(
+            self.subjects[rows],
+            self.conditions[rows],
+            self.views[rows],
+            self.embeddings[rows],
+            None if self.part_features is None else self.part_features[rows],
+        )
+
     def distance(
         self, rows: NDArray[np.int64], cols: NDArray[np.int64], kind: Distance
     ) -> NDArray[np.float32]:

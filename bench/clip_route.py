@@ -1,0 +1,180 @@
+"""The clip route under the full CASIA-B protocol, for people a model never saw.
+
+``gaitid clip-walks`` re-reads held-out walks through composited camera clips (the service's
+decoding, segmentation and pretreatment). Here each ONNX model embeds those walks as probes
+and, separately, the *same* walks' clean silhouettes, against one clean gallery (nm-01..04,
+all views: 44 templates a person), and prints per condition:
+
+- rank-1 (CASIA-B protocol, identical views excluded) clean and through clips, and the loss;
+- genuine acceptance (1 - FNMR, identity regime: a probe against its own 44 templates) and
+  impostor passes (FMR) at the model's threshold, for clean probes and for clip probes, and
+  for clip probes at the model's ``clip_threshold`` when it has one;
+- the cosine between the two routes' embeddings of the same walk.
+
+Walks whose clip was refused (``clip-walks.jsonl`` says why) are not probes of either route
+and are counted separately. Usage::
+
+    .venv/bin/gaitid clip-walks data/casia-b --out ../runs/clip-walks/063-074 \\
+        --subjects 063-074 --conditions nm-05,bg-01,cl-01 --jobs 2
+    .venv/bin/python bench/clip_route.py --models models/gaitid-lmgcs.onnx \\
+        --clip-walks ../runs/clip-walks/063-074 --out ../runs/bench/clip-route.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gaitid.training.clip_walks import read_manifest, summarize
+from gaitid.training.data.opengait import parse_subject_spec
+from gaitid.training.evaluation.extract import features_from_onnx, load_eval_walks, load_route_walks
+from gaitid.training.evaluation.open_set import fmr_fnmr, verification_scores
+from gaitid.training.evaluation.protocols import (
+    CASIA_B,
+    CASIA_B_GALLERY,
+    CASIA_B_PROBES,
+    evaluate_cross_view,
+)
+
+ROUTES = ("clean", "clip")
+
+
+def _thresholds(model: Path) -> tuple[float, float | None]:
+    import onnxruntime as ort
+
+    from gaitid.contract import read_metadata
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    meta = read_metadata(session.get_modelmeta().custom_metadata_map)
+    return float(meta.default_threshold or 0.5), meta.clip_threshold
+
+
+def measure(model: Path, data: Path, clip_walks: Path, subjects: list[str]) -> dict[str, Any]:
+    """Both routes of every probe walk the clip route read, under one model."""
+    clip_keys, clip_walks_ = load_route_walks(data, clip_walks, subjects, CASIA_B_GALLERY)
+    probe_keys = {k for k in clip_keys if k.condition not in CASIA_B_GALLERY}
+    all_keys, all_walks = load_eval_walks(data, subjects)
+    twin = [
+        (k, w)
+        for k, w in zip(all_keys, all_walks, strict=True)
+        if k.condition in CASIA_B_GALLERY or k in probe_keys
+    ]
+    routes = {
+        "clean": features_from_onnx(model, [k for k, _ in twin], [w for _, w in twin]),
+        "clip": features_from_onnx(model, clip_keys, clip_walks_),
+    }
+    threshold, clip_threshold = _thresholds(model)
+    out: dict[str, Any] = {"model": model.name, "threshold": threshold}
+    out["clip_threshold"] = clip_threshold
+    for route, features in routes.items():
+        ranks = evaluate_cross_view(features, CASIA_B, "embedding")
+        out[f"rank1_{route}"] = dict(ranks.mean)
+        out[f"probes_{route}"] = dict(ranks.num_probes)
+        per_condition: dict[str, dict[str, float]] = {}
+        for probe_set, conditions in CASIA_B_PROBES.items():
+            if not np.isin(features.conditions, conditions).any():
+                continue
+            rows = np.isin(features.conditions, (*CASIA_B_GALLERY, *conditions))
+            sets = verification_scores(features.subset(rows))["identity"]
+            figures = {}
+            applied = {"threshold": threshold}
+            if route == "clip" and clip_threshold is not None:
+                applied["clip_threshold"] = clip_threshold
+            for name, value in applied.items():
+                fmr, fnmr = fmr_fnmr(sets, value)
+                figures[f"accept_at_{name}"] = 100.0 * (1 - fnmr)
+                figures[f"impostor_at_{name}"] = 100.0 * fmr
+            per_condition[probe_set] = figures
+        out[f"decision_{route}"] = per_condition
+    clean, clip = routes["clean"], routes["clip"]
+    index = {
+        (s, c, v): i
+        for i, (s, c, v) in enumerate(
+            zip(
+                clean.subjects.tolist(),
+                clean.conditions.tolist(),
+                clean.views.tolist(),
+                strict=True,
+            )
+        )
+    }
+    cosines = [
+        float(clean.embeddings[index[(s, c, v)]] @ clip.embeddings[i])
+        for i, (s, c, v) in enumerate(
+            zip(clip.subjects.tolist(), clip.conditions.tolist(), clip.views.tolist(), strict=True)
+        )
+        if c not in CASIA_B_GALLERY
+    ]
+    out["cosine_mean"], out["cosine_p10"] = (
+        float(np.mean(cosines)),
+        float(np.percentile(cosines, 10)),
+    )
+    return out
+
+
+def _row(values: list[float]) -> str:
+    return " / ".join(f"{v:.1f}" for v in values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", type=Path, nargs="+", required=True, help="ONNX models")
+    parser.add_argument("--data", type=Path, default=Path("data/casia-b"))
+    parser.add_argument("--clip-walks", type=Path, required=True, help="gaitid clip-walks output")
+    parser.add_argument("--subjects", default="063-074")
+    parser.add_argument("--out", type=Path, help="JSON with every figure")
+    args = parser.parse_args(argv)
+    subjects = parse_subject_spec(args.subjects)
+    records = [r for r in read_manifest(args.clip_walks) if r.key.split("/")[0] in subjects]
+    summary = summarize(records)
+    refused_views = Counter(r.key.split("/")[2] for r in records if r.error)
+    print(f"# {platform.machine()}, clip walks {args.clip_walks.name}: {json.dumps(summary)}")
+    print(f"refused by view: {dict(sorted(refused_views.items()))}")
+    results = [measure(m, args.data, args.clip_walks, subjects) for m in args.models]
+    print(
+        "\n| model | rank-1 clean NM / BG / CL | rank-1 clip NM / BG / CL | loss (mean) "
+        "| accepted clean / clip at threshold | clip at clip_threshold "
+        "| impostors clean / clip | cosine mean (p10) |"
+    )
+    print("|---|---|---|---:|---|---|---|---:|")
+    for r in results:
+        sets = [s for s in CASIA_B_PROBES if s in r["rank1_clip"]]
+        clean = [r["rank1_clean"][s] for s in sets]
+        clip = [r["rank1_clip"][s] for s in sets]
+        loss = float(np.mean(clean) - np.mean(clip))
+        dc, dk = r["decision_clean"], r["decision_clip"]
+        accept = " / ".join(
+            f"{dc[s]['accept_at_threshold']:.1f}-{dk[s]['accept_at_threshold']:.1f}" for s in sets
+        )
+        at_clip = (
+            " / ".join(f"{dk[s]['accept_at_clip_threshold']:.1f}" for s in sets)
+            + f" (imp. {np.mean([dk[s]['impostor_at_clip_threshold'] for s in sets]):.2f} %)"
+            if r["clip_threshold"] is not None
+            else "-"
+        )
+        impostors = (
+            f"{np.mean([dc[s]['impostor_at_threshold'] for s in sets]):.2f} / "
+            f"{np.mean([dk[s]['impostor_at_threshold'] for s in sets]):.2f} %"
+        )
+        print(
+            f"| {r['model']} ({r['threshold']:.4f}"
+            + (f", clip {r['clip_threshold']:.4f}" if r["clip_threshold"] is not None else "")
+            + f") | {_row(clean)} | {_row(clip)} | **{loss:.1f}** | {accept} | {at_clip} "
+            f"| {impostors} | {r['cosine_mean']:.3f} ({r['cosine_p10']:.3f}) |"
+        )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(
+            json.dumps({"clip_walks": summary, "models": results}, indent=2, default=float)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
