@@ -840,8 +840,11 @@ def _assemble(
     # The background is unknown behind a person who never moves by their own width. A person
     # followed in only a few frames stood still only when the clip's motion stays in one
     # place; otherwise they were lost (or passed quickly) and an empty scene would not help.
+    # When the clip's motion stays in one place, what was kept is not the person either way:
+    # a person walking straight at the camera is learnt into the background, and what
+    # differs from it (the edges of their growing outline) scatters as pieces.
     followed = len(tracked) >= _FOLLOWED_SHARE * len(frames)
-    static = max(centres) - min(centres) < usual_width and (followed or in_place)
+    static = in_place or (max(centres) - min(centres) < usual_width and followed)
     if background_from_clip and static:
         raise BackgroundNeededError(
             "the person stays in one place (walking towards or away from the camera), so the "

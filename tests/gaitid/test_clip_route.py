@@ -145,3 +145,22 @@ def test_the_preview_shows_dropped_frames_with_their_reasons(
     without = preview.PreviewRecorder(columns=6)
     without.masks, without.frames = recorder.masks, recorder.frames
     assert preview.render(result, without).shape[0] == 3 * preview.ROW_HEIGHT
+
+
+@pytest.mark.parametrize(("view", "draw"), [(0, 0), (0, 4), (180, 0)])
+def test_a_walk_straight_at_the_camera_is_refused_not_cut_into_pieces(
+    walker: list[NDArray[np.bool_]], view: int, draw: int
+) -> None:
+    """In view from the first frame and never moving aside, the person is learnt into the
+    background; what differs from it is the edge of their growing outline, in pieces that
+    used to reach the model as a walk (mask IoU about 0.2). The true answer is the refusal."""
+    from gaitid.training.clip_walks import read_through_clip
+    from gaitid.training.synth.camera import draw_camera
+
+    frames64 = np.stack(
+        [np.pad(cv2.resize(m.astype(np.uint8) * 255, (40, 64)), ((0, 0), (12, 12))) for m in walker]
+    )
+    camera = draw_camera(view, np.random.default_rng(draw))
+    frames, record = read_through_clip(frames64, camera, draw)
+    assert frames is None and record.error is not None, record
+    assert record.error.startswith("BackgroundNeededError") and "empty-scene" in record.error
