@@ -12,17 +12,17 @@ import io
 import lzma
 import struct
 import tarfile
-import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable
 
 import cv2
 import numpy as np
 import tifffile
 from numpy.typing import NDArray
 from PIL import Image
+
+from gaitid.training.synth.camera import write_video
 
 
 def walking_masks(
@@ -120,23 +120,6 @@ def encode_tiff(frames: NDArray[np.uint8], compression: str | None = None) -> by
         for frame in frames:
             writer.write(frame, photometric="minisblack", compression=compression)
     return buffer.getvalue()
-
-
-def write_video(
-    frames_bgr: Iterable[NDArray[np.uint8]], fourcc: str, suffix: str, fps: int = 25
-) -> bytes:
-    """BGR frames as a video file (``fourcc`` in a ``suffix`` container), through OpenCV."""
-    frames = list(frames_bgr)
-    height, width = frames[0].shape[:2]
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"walk{suffix}"
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
-        if not writer.isOpened():
-            raise RuntimeError(f"OpenCV cannot write {suffix} with {fourcc} here")
-        for frame in frames:
-            writer.write(frame)
-        writer.release()
-        return path.read_bytes()
 
 
 def encode_video(frames: NDArray[np.uint8], container: str = "avi") -> bytes:

@@ -16,6 +16,7 @@ Torch-free (numpy and OpenCV only).
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,8 +200,11 @@ def camera_clip(masks: list[NDArray[np.bool_]], camera: Camera, *, seed: int = 0
     return Clip(out, truth, np.clip(scene, 0, 255).astype(np.uint8))
 
 
-def write_video(frames_bgr: list[NDArray[np.uint8]], fourcc: str, suffix: str, fps: int) -> bytes:
+def write_video(
+    frames_bgr: Iterable[NDArray[np.uint8]], fourcc: str, suffix: str, fps: int = 25
+) -> bytes:
     """BGR frames as a video file (``fourcc`` in a ``suffix`` container), through OpenCV."""
+    frames_bgr = list(frames_bgr)
     height, width = frames_bgr[0].shape[:2]
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"walk{suffix}"
