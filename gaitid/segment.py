@@ -604,16 +604,22 @@ def _moves_in_place(images: Sequence[NDArray[np.uint8]], config: SegmentationCon
     height, width = images[0].shape[:2]
     size = (max(1, width // 4), max(1, height // 4))
     centres: list[float] = []
+    spreads: list[float] = []
     for t in np.linspace(0, len(images) - 3, count).round().astype(int):
         a = cv2.resize(images[t], size, interpolation=cv2.INTER_AREA).astype(np.int16)
         b = cv2.resize(images[t + 2], size, interpolation=cv2.INTER_AREA).astype(np.int16)
         moving = np.abs(a - b).max(axis=2) > config.min_threshold
         if moving.mean() > _MOTION_SHARE:
-            centres.append(float(np.nonzero(moving)[1].mean()))
+            columns = np.nonzero(moving)[1]
+            centres.append(float(columns.mean()))
+            spreads.append(float(columns.std()))
     if len(centres) < count // 2:
         return False
     low, high = np.percentile(centres, [10, 90])
-    return bool(high - low < _IN_PLACE_BAND * size[0])
+    # one place, and one mover: two people crossing in opposite directions also keep the
+    # centre of the motion still, but it is spread over both of them
+    compact = float(np.median(spreads)) < _IN_PLACE_SPREAD * size[0]
+    return bool(high - low < _IN_PLACE_BAND * size[0] and compact)
 
 
 def _background(
@@ -945,6 +951,9 @@ _FOLLOWED_SHARE: Final = 0.25
 _MOTION_SAMPLES: Final = 24
 _MOTION_SHARE: Final = 0.002
 _IN_PLACE_BAND: Final = 0.2
+#: ... and the moving pixels' columns spread (std) less than this share of the width: one
+#: large walker with a cast shadow spreads about 0.1, two people apart 0.2 and more
+_IN_PLACE_SPREAD: Final = 0.15
 #: A tracked blob wider than this many times the person's usual width has another object
 #: (a passer-by, a cart, a long shadow) merged into it; only the columns around the torso stay.
 _MERGED_WIDTH: Final = 1.4
