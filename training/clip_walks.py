@@ -154,14 +154,7 @@ def _job(
 
 def done_walks(out: Path) -> set[str]:
     """Keys of the walks ``out``'s manifest already records (a resumed build skips them)."""
-    manifest = out / MANIFEST_NAME
-    if not manifest.exists():
-        return set()
-    done = set()
-    for line in manifest.read_text().splitlines():
-        if line.strip():
-            done.add(json.loads(line)["key"])
-    return done
+    return {record.key for record in read_manifest(out)}
 
 
 def build_clip_walks(
