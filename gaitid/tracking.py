@@ -63,9 +63,15 @@ _APPEARANCE_RATE: Final = 0.2
 _GATED_GAP: Final = 2
 _OTHER_LOOK: Final = 0.6
 #: A track is a piece of a larger one when, in this share of their common frames, it lies
-#: over the larger's columns and the two span at most this many times the taller's height.
+#: over the larger's columns and the two span at most this many times the person's height
+#: whole (``_is_piece``).
 _PIECE_SHARE: Final = 0.6
 _PIECE_REACH: Final = 1.15
+#: Two components are stacked (one above the other) when their rows overlap by at most this
+#: share of the shorter one's height.
+_STACKED_OVERLAP: Final = 0.5
+#: The percentile of a track's component heights taken as its person's height whole.
+_WHOLE_PERCENTILE: Final = 90
 
 
 @dataclass(frozen=True)
@@ -175,15 +181,38 @@ def _join_fragments(tracks: list[tuple[Track, dict[int, Blob]]]) -> list[Track]:
 
 
 def _is_piece(piece: Track, main: Track) -> bool:
+    """Whether ``piece`` is part of ``main``'s person: in most frames where both are seen, it
+    lies over the larger's columns, the two together are no taller than the person whole, and
+    it is either the smaller of the two or stacked above / below the other (a person split at
+    the waist by clothes like the background: which half is the larger changes with the
+    stride, and neither half alone is as tall as the person)."""
     shared = piece.blobs.keys() & main.blobs.keys()
     if not shared:
         return False
+    # the person's height whole: judged on the tracks, not on the frame, where the larger
+    # component may itself be a part (a person entering, or split in two)
+    tall = max(_whole_height(main), _whole_height(piece))
+    # stacking is judged over several frames: in one, a person passing in front of another's
+    # legs looks the same
+    may_stack = len(shared) >= _MIN_FRAMES
     inside = 0
     for t in shared:
         a, b = main.blobs[t], piece.blobs[t]
         top, bottom = min(a.y, b.y), max(a.y + a.h, b.y + b.h)
-        inside += b.area < a.area and a.shares_columns(b) and bottom - top <= _PIECE_REACH * a.h
+        common = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
+        stacked = may_stack and common <= _STACKED_OVERLAP * min(a.h, b.h)
+        inside += (
+            (b.area < a.area or stacked)
+            and a.shares_columns(b)
+            and bottom - top <= _PIECE_REACH * tall
+        )
     return inside >= _PIECE_SHARE * len(shared)
+
+
+def _whole_height(track: Track) -> float:
+    """The track's height when its person is seen whole: a high percentile of its components'
+    heights (the largest alone may be two people passing)."""
+    return float(np.percentile([blob.h for blob in track.blobs.values()], _WHOLE_PERCENTILE))
 
 
 def _associate(t: int, live: list[_Live], candidates: list[Blob]) -> set[int]:

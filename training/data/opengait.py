@@ -17,7 +17,7 @@ import logging
 import os
 import pickle
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -180,9 +180,13 @@ def list_subjects(root: Path) -> list[str]:
 
 
 def load_dataset(
-    root: Path, subjects: Iterable[str] | None = None
+    root: Path,
+    subjects: Iterable[str] | None = None,
+    keep: Callable[[WalkKey], bool] | None = None,
 ) -> dict[WalkKey, NDArray[np.uint8]]:
-    """Load every walk of ``root`` (or of the given ``subjects``) into memory as uint8 arrays.
+    """Load every walk of ``root`` (or of the given ``subjects``; of those, the walks ``keep``
+    accepts) into memory as uint8 arrays. ``keep`` is asked before a file is read, so walks
+    nobody uses cost no time.
 
     Asking for a subject that has no folder is an error rather than an empty result, because
     a silently smaller test set would inflate any accuracy computed on it.
@@ -199,7 +203,7 @@ def load_dataset(
                 f"it has {len(present)} subjects ({', '.join(sorted(present)[:5])}, ...)"
             )
         index = [(key, path) for key, path in index if key.subject in wanted]
-    return {key: load_walk(path) for key, path in index}
+    return {key: load_walk(path) for key, path in index if keep is None or keep(key)}
 
 
 class Partition(BaseModel):

@@ -10,7 +10,7 @@ distance alone.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,13 +34,16 @@ class ModelFileError(GaitidError, ValueError):
 
 
 def load_eval_walks(
-    root: Path, subjects: Sequence[str] | None = None
+    root: Path,
+    subjects: Sequence[str] | None = None,
+    keep: Callable[[WalkKey], bool] | None = None,
 ) -> tuple[list[WalkKey], list[NDArray[np.uint8]]]:
-    """Load walks (sorted by key) cropped to the network's ``(T, 64, 44)``."""
+    """Load walks (sorted by key; those ``keep`` accepts) cropped to the network's
+    ``(T, 64, 44)``."""
     from gaitid.preprocess import to_network_input
     from gaitid.training.data.opengait import load_dataset
 
-    walks = load_dataset(root, subjects)
+    walks = load_dataset(root, subjects, keep)
     keys = sorted(walks)
     return keys, [np.ascontiguousarray(to_network_input(walks[k])) for k in keys]
 
@@ -55,16 +58,17 @@ def load_route_walks(
     (``gallery_conditions``) from ``gallery_root``, every other walk from ``probe_root`` (e.g.
     the clip route, ``gaitid clip-walks``). A probe walk missing there is not replaced by its
     clean twin: the protocol sees only what the other route gave."""
-    gallery_keys, gallery_walks = load_eval_walks(gallery_root, subjects)
-    probe_keys, probe_walks = load_eval_walks(probe_root, subjects)
     chosen = set(gallery_conditions)
-    pairs = [
-        (k, w) for k, w in zip(gallery_keys, gallery_walks, strict=True) if k.condition in chosen
-    ]
-    pairs += [
-        (k, w) for k, w in zip(probe_keys, probe_walks, strict=True) if k.condition not in chosen
-    ]
-    pairs.sort(key=lambda pair: pair[0])
+    gallery_keys, gallery_walks = load_eval_walks(
+        gallery_root, subjects, lambda key: key.condition in chosen
+    )
+    probe_keys, probe_walks = load_eval_walks(
+        probe_root, subjects, lambda key: key.condition not in chosen
+    )
+    pairs = sorted(
+        zip([*gallery_keys, *probe_keys], [*gallery_walks, *probe_walks], strict=True),
+        key=lambda pair: pair[0],
+    )
     return [k for k, _w in pairs], [w for _k, w in pairs]
 
 
