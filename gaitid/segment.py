@@ -596,18 +596,22 @@ def _moves_in_place(images: Sequence[NDArray[np.uint8]], config: SegmentationCon
 
     Judged from frame differences, not from the background model (which such a person
     contaminates): the centre of the moving pixels of sampled frame pairs, at quarter size,
-    stays within a narrow band of columns through most of the clip.
+    stays within a narrow band of columns through most of the clip. The pairs are
+    ``_MOTION_GAP`` frames apart: a small person walking in depth changes few pixels from one
+    frame to the next (at 2 frames apart, too few to count in most pairs, so the clip was
+    judged as moving and its person reached the model as pieces of their outline).
     """
-    count = min(len(images) - 2, _MOTION_SAMPLES)
+    gap = max(2, min(_MOTION_GAP, len(images) // 4))
+    count = min(len(images) - gap, _MOTION_SAMPLES)
     if count < 4:
         return False
     height, width = images[0].shape[:2]
     size = (max(1, width // 4), max(1, height // 4))
     centres: list[float] = []
     spreads: list[float] = []
-    for t in np.linspace(0, len(images) - 3, count).round().astype(int):
+    for t in np.linspace(0, len(images) - gap - 1, count).round().astype(int):
         a = cv2.resize(images[t], size, interpolation=cv2.INTER_AREA).astype(np.int16)
-        b = cv2.resize(images[t + 2], size, interpolation=cv2.INTER_AREA).astype(np.int16)
+        b = cv2.resize(images[t + gap], size, interpolation=cv2.INTER_AREA).astype(np.int16)
         moving = np.abs(a - b).max(axis=2) > config.min_threshold
         if moving.mean() > _MOTION_SHARE:
             columns = np.nonzero(moving)[1]
@@ -946,10 +950,13 @@ _NECK_DEPTH: Final = 0.18
 #: A person tracked in fewer than this share of the frames is judged as standing still only
 #: when the clip's motion says so (``_moves_in_place``).
 _FOLLOWED_SHARE: Final = 0.25
-#: Frame pairs looked at for where the motion is, the share of a quarter-size frame that must
-#: move for a pair to count, and the band (share of the width) motion stays in when in place.
+#: Frame pairs looked at for where the motion is, the frames between the two of a pair, the
+#: share of a quarter-size frame that must move for a pair to count (a few pixels: sensor
+#: noise at quarter size stays far below ``min_threshold``), and the band (share of the
+#: width) motion stays in when in place.
 _MOTION_SAMPLES: Final = 24
-_MOTION_SHARE: Final = 0.002
+_MOTION_GAP: Final = 8
+_MOTION_SHARE: Final = 0.0002
 _IN_PLACE_BAND: Final = 0.2
 #: ... and the moving pixels' columns spread (std) less than this share of the width: one
 #: large walker with a cast shadow spreads about 0.1, two people apart 0.2 and more
