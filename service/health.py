@@ -124,6 +124,7 @@ def stats(state: ServiceState, principal: Principal) -> StatsResponse:
             sha256=info.sha256,
             embedding_dim=info.embedding_dim,
             default_threshold=info.default_threshold,
+            clip_threshold=info.clip_threshold,
             providers=list(state.embedder.providers),
         ),
         galleries=len(gallery_ids),

@@ -473,6 +473,11 @@ class ModelSummary(_Out):
     sha256: str
     embedding_dim: int
     default_threshold: float | None
+    clip_threshold: float | None = Field(
+        description="The threshold walks segmented from camera footage are held to; null when "
+        "the model has none (clips are then held to `default_threshold`). GET /model says how "
+        "each was calibrated."
+    )
     providers: list[str]
 
 
@@ -495,6 +500,7 @@ class StatsResponse(_Out):
                         "sha256": _EXAMPLE_SHA256,
                         "embedding_dim": 256,
                         "default_threshold": 0.4824,
+                        "clip_threshold": None,
                         "providers": ["CPUExecutionProvider"],
                     },
                     "galleries": 2,

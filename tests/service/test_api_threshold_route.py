@@ -85,6 +85,8 @@ def test_each_input_route_is_held_to_its_calibrated_threshold(
         model = client.get("/model", headers=headers(keys["identify"])).json()
         assert (model["threshold"], model["threshold_source"]) == (DEFAULT, "model")
         assert model["clip_threshold"] == CLIP
+        summary = client.get("/stats", headers=headers(keys["enroll"])).json()["model"]
+        assert (summary["default_threshold"], summary["clip_threshold"]) == (DEFAULT, CLIP)
     db = Database(settings.resolved_database_url)
     with db.session() as session:
         rows = session.scalars(
@@ -119,3 +121,5 @@ def test_a_model_without_a_clip_threshold_holds_clips_to_its_default(
         assert _route(r.json()) == (0.42, "model", "clip")
         model = client.get("/model", headers=headers(keys["identify"])).json()
         assert (model["threshold"], model["clip_threshold"]) == (0.42, None)
+        summary = client.get("/stats", headers=headers(keys["enroll"])).json()["model"]
+        assert (summary["default_threshold"], summary["clip_threshold"]) == (0.42, None)
