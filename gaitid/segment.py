@@ -238,7 +238,8 @@ def read_walk(
         return WalkReading(normalize_keyed(items, min_frames=min_frames, scale=scale), kind, {})
     small, factor = _working_frames(items, scale, front_end.config)
     people = _segment_people(small, front_end)
-    found, kept = _pretreat(_choose(people, front_end))
+    wanted = _choose(people, front_end)
+    found, kept = _pretreat(wanted) if wanted is not None else _most_usable(people)
     if front_end.observer is not None:
         front_end.observer(small, found)
     return _reading(found, kept, factor, people, min_frames)
@@ -324,8 +325,9 @@ def _segment_people(
     )
 
 
-def _choose(people: list[Segmentation], front_end: FrontEnd) -> Segmentation:
-    """The person whose walk is wanted (``FrontEnd.track`` / ``one_person_only``)."""
+def _choose(people: list[Segmentation], front_end: FrontEnd) -> Segmentation | None:
+    """The person whose walk is wanted (``FrontEnd.track`` / ``one_person_only``); ``None``
+    when the choice is the person with the most usable frames (:func:`_most_usable`)."""
     if front_end.track is not None:
         for found in people:
             if found.track == front_end.track:
@@ -338,7 +340,17 @@ def _choose(people: list[Segmentation], front_end: FrontEnd) -> Segmentation:
             f"the clip shows {len(people)} people ({describe_people(people)}): choose whose "
             "walk this is with track=N"
         )
-    return _most_frames(people)
+    return people[0] if len(people) == 1 else None
+
+
+def _most_usable(
+    people: list[Segmentation],
+) -> tuple[Segmentation, list[tuple[FrameKey, NDArray[np.uint8]]]]:
+    """The person with the most frames left after the pretreatment (the first to appear among
+    equals), pretreated: the same person ``people=all`` answers for at the top level, which
+    counts the frames the model is given."""
+    treated = [_pretreat(found) for found in people]
+    return max(treated, key=lambda pair: (len(pair[1]), -pair[0].track))
 
 
 def _most_frames(people: list[Segmentation]) -> Segmentation:

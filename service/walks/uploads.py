@@ -158,7 +158,8 @@ async def decode(
     elapsed = (time.perf_counter() - start) * 1000.0
     if upload.choice.people == "one":
         return Decoded(walks[0], elapsed)
-    main = max(walks, key=lambda walk: walk.used)  # the first of equals: the earliest
+    # the person people=one would give: the most frames used, the earliest of equals
+    main = max(walks, key=lambda walk: walk.used)
     return Decoded(main, elapsed, tuple(walks))
 
 
