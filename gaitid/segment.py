@@ -34,9 +34,10 @@ this. Callers can always override the guess (``input=silhouettes|video``).
 4. Frames are dropped (and counted by reason) when the person is not found (``no_person``),
    merged with another person (``overlap``), touches the image border (``cut_by_border``:
    entering or leaving) or is shorter than ``min_person_height`` of the frame
-   (``too_small``: under a fifth of the picture, 48 pixels at the working height, too few
-   for a mask like the training silhouettes; a quarter dropped frames of people walking
-   away at 018, plainly in view at 20-25 % of the picture).
+   (``too_small``: under a quarter of the picture, 60 pixels at the working height. At a
+   fifth, a short static flicker beside a person standing still passed as a second
+   person, ``tests/gaitid/test_people.py``; people walking away at 018 lose a few last
+   frames at 20-25 % of the picture to it).
 5. A track whose median box is not taller than ``min_aspect`` times its width is not a
    walking person (a car, a pet, a rolling ball) and is left out; a track whose masks show two
    heads side by side in most frames is people who cannot be told apart (refused).
@@ -139,7 +140,7 @@ class SegmentationConfig(BaseModel):
     shadow_max_ratio: float = Field(default=0.92, gt=0, lt=1)
     shadow_chroma: float = Field(default=0.08, gt=0, lt=1)
     min_blob_share: float = Field(default=0.002, gt=0, lt=1)
-    min_person_height: float = Field(default=0.2, gt=0, le=1)
+    min_person_height: float = Field(default=0.25, gt=0, le=1)
     border_margin_px: int = Field(default=1, ge=0)
     min_aspect: float = Field(default=1.2, gt=0)
     probability_threshold: float = Field(default=0.5, gt=0, lt=1)
