@@ -30,7 +30,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gaitid.service.db.engine import Database
-from gaitid.service.db.models import ApiKey, ApiKeyGallery, AuditLog
+from gaitid.service.db.models import MAX_ID, ApiKey, ApiKeyGallery, AuditLog
 from gaitid.service.errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -168,16 +168,24 @@ def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
 
 
-def revoke_key(session: Session, key_ref: str, *, revoked_by: int | None = None) -> ApiKey:
-    """Revoke by numeric id or by prefix; revoked keys get 401 from then on."""
-    stmt = select(ApiKey).where(
-        ApiKey.id == int(key_ref) if key_ref.isdigit() else ApiKey.prefix == key_ref
-    )
-    rows = list(session.scalars(stmt))
+def revoke_key(session: Session, key_ref: str | int, *, revoked_by: int | None = None) -> ApiKey:
+    """Revoke by id (an ``int``) or by what an operator typed (a ``str``: a prefix, else a
+    numeric id); revoked keys get 401 from then on.
+
+    A typed reference is looked up as a prefix first: a prefix is 8 hex digits, all of them
+    decimal for about one key in 40, and such a prefix used to be read as an id and name no
+    key. A number beyond the largest id names no row (not a database error)."""
+    shown, rows = str(key_ref), list[ApiKey]()
+    if isinstance(key_ref, str):
+        rows = list(session.scalars(select(ApiKey).where(ApiKey.prefix == key_ref)))
+        if not rows and key_ref.isascii() and key_ref.isdigit():
+            key_ref = int(key_ref)
+    if isinstance(key_ref, int) and 0 < key_ref <= MAX_ID:
+        rows = list(session.scalars(select(ApiKey).where(ApiKey.id == key_ref)))
     if not rows:
-        raise NotFoundError(f"no API key with id or prefix {key_ref!r}")
+        raise NotFoundError(f"no API key with id or prefix {shown!r}")
     if len(rows) > 1:
-        raise InvalidRequestError(f"prefix {key_ref!r} matches {len(rows)} keys; use the id")
+        raise InvalidRequestError(f"prefix {shown!r} matches {len(rows)} keys; use the id")
     row = rows[0]
     if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)

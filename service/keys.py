@@ -57,7 +57,7 @@ def revoke(state: ServiceState, principal: Principal, key_id: int) -> None:
             f"another admin key, or `gaitid keys revoke {key_id}` on the server"
         )
     with state.db.session(write=True) as session:
-        revoke_key(session, str(key_id), revoked_by=principal.key_id)
+        revoke_key(session, key_id, revoked_by=principal.key_id)
 
 
 def own(principal: Principal) -> OwnKey:

@@ -143,6 +143,32 @@ def test_keys_cli(settings: Settings, embedder: Embedder, monkeypatch: pytest.Mo
     assert missing.exit_code == 1 and "no API key" in missing.output
 
 
+def test_a_key_whose_prefix_is_all_digits_is_revoked_by_its_prefix(
+    settings: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """About one prefix in 40 is 8 decimal digits; it was read as an id and named no key
+    (found as a flaky ``test_keys_cli``). A number beyond any id names no key: 1, not a crash."""
+    import gaitid.service.auth as auth
+
+    monkeypatch.setenv("GAITID_DATABASE_URL", settings.resolved_database_url)
+    monkeypatch.setenv("GAITID_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setattr(auth.secrets, "token_hex", lambda _n: "03151777")
+    runner = CliRunner()
+    cli = build_app()
+    created = runner.invoke(cli, ["keys", "create", "--scope", "enroll", "--name", "digits"])
+    assert created.exit_code == 0, created.output
+    key = created.output.strip().splitlines()[-1]
+    assert key.split("_")[1] == "03151777"
+    with running(settings, embedder) as client:
+        assert enroll(client, key, "ann", seed=1).status_code == 201
+        revoked = runner.invoke(cli, ["keys", "revoke", "03151777"])
+        assert revoked.exit_code == 0, revoked.output
+        assert_error(enroll(client, key, "ann", seed=2), 401)
+    for number in ("99999999999999999999", "\u0663"):  # beyond any id; a non-ASCII digit
+        missing = runner.invoke(cli, ["keys", "revoke", number])
+        assert missing.exit_code == 1 and "no API key" in missing.output
+
+
 def _post_without_body(client: object, path: str, key: str | None) -> tuple[int, dict, bool]:
     """POST ``path`` declaring a 40 MB multipart body that never arrives, straight to the ASGI
     app: (status, JSON body, whether the app ever asked for the body)."""
