@@ -123,6 +123,26 @@ def test_towards_the_camera_needs_an_empty_scene_frame() -> None:
     assert float(np.mean(_ious(clip, small, found))) >= MIN_IOU
 
 
+def test_a_person_walking_away_keeps_the_frames_where_they_are_small() -> None:
+    """Crossing while walking away, from 48 % to 23 % of the picture by the time they leave
+    it: the last frames show them under ``min_person_height`` (a quarter) but whole, the same
+    person smaller, so every frame in full view is kept (``too_small`` dropped them)."""
+    clip = clips.crossing_clip(seed=6, person_height=0.48, shrink=0.4)
+    small, found = _segment(clip)
+    assert found.dropped["too_small"] == 0
+    heights = [int(np.ptp(np.flatnonzero(mask.any(axis=1)))) + 1 for _key, mask in found.masks]
+    assert min(heights) < 0.25 * small[0][1].shape[0]  # frames under a quarter were kept
+    assert float(np.mean(_ious(clip, small, found))) >= MIN_IOU
+
+
+def test_a_person_never_a_quarter_of_the_picture_is_too_small() -> None:
+    """Someone far away all through (a fifth of the picture) is not taken as a person: at that
+    size a flicker or an object passes as one."""
+    clip = clips.crossing_clip(seed=6, person_height=0.2)
+    with pytest.raises(NoPersonFoundError, match="too small"):
+        _segment(clip)
+
+
 @pytest.mark.skipif(not REAL_DATA.is_dir(), reason="../shared/data/casia-b-train is absent")
 @pytest.mark.parametrize("walk", ["nm-01/090", "bg-01/072", "cl-01/108", "nm-05/036"])
 def test_real_walks_composited_into_clips(walk: str) -> None:

@@ -66,6 +66,7 @@ def crossing_clip(
     seed: int = 0,
     person_height: float = 0.55,
     towards_camera: bool = False,
+    shrink: float = 1.0,
     noise_sigma: float = 4.0,
     drift: float = 0.15,
     shadow: bool = False,
@@ -74,7 +75,9 @@ def crossing_clip(
     masks: list[NDArray[np.bool_]] | None = None,
 ) -> Clip:
     """A person crossing the picture left to right (entering and leaving it), or walking
-    towards the camera (always in the middle, growing), composited over a static scene."""
+    towards the camera (always in the middle, growing), composited over a static scene.
+    ``shrink`` < 1: the crossing person also walks away, ending at that share of their first
+    height (an oblique walk, as CASIA-B's 018 view)."""
     rng = np.random.default_rng(seed)
     scene = textured_background(height, width, seed)
     cloth = garment(height, width, seed)
@@ -88,7 +91,7 @@ def crossing_clip(
             size = person_height * (0.7 + 0.5 * progress)
             centre = width // 2
         else:
-            size = person_height
+            size = person_height * (1.0 + (shrink - 1.0) * progress)
             centre = round(-0.15 * width + 1.3 * width * progress)
         if not moving_box_only:
             paste(truth[t], person[t % len(person)], round(size * height), centre, ground)
