@@ -78,7 +78,7 @@ from gaitid.preprocess import (
     to_gray255,
     value_scale,
 )
-from gaitid.tracking import Blob, Track, appearance, link
+from gaitid.tracking import Blob, Track, appearance, link, whole_height
 
 InputChoice = Literal["auto", "silhouettes", "video"]
 INPUT_CHOICES: Final[tuple[InputChoice, ...]] = ("auto", "silhouettes", "video")
@@ -891,19 +891,19 @@ def _assemble(
 def _shortest_kept(heights: Sequence[int], config: SegmentationConfig, frame_height: int) -> float:
     """The shortest mask (rows) kept as a frame of this person.
 
-    A track counts as a person only when they are usually (``_WHOLE_PERCENTILE`` of their
-    frames) at least ``min_person_height`` of the picture: a short flicker or a small object
-    stays out. A person who does count keeps the frames where they shrink while walking away
-    or before coming closer, down to ``_SHRUNK_SHARE`` of their usual height and never below
-    ``_SMALLEST_PERSON`` of the picture: those frames show the same whole person, smaller.
-    A walk at 018 of CASIA-B goes from 122 to 50 rows of a 240-row frame; at a fixed quarter
-    of the picture, 065 bg-01 at 018 / 036 and nm-05 at 162 lost 16 such frames as
-    ``too_small``.
+    A track counts as a person only when their height seen whole (the tracker's
+    :func:`~gaitid.tracking.whole_height` of their frames) is at least ``min_person_height``
+    of the picture: a short flicker or a small object stays out. A person who does count
+    keeps the frames where they shrink while walking away or before coming closer, down to
+    ``_SHRUNK_SHARE`` of their usual height and never below ``_SMALLEST_PERSON`` of the
+    picture: those frames show the same whole person, smaller. A walk at 018 of CASIA-B goes
+    from 122 to 50 rows of a 240-row frame; at a fixed quarter of the picture, 065 bg-01 at
+    018 / 036 and nm-05 at 162 lost 16 such frames as ``too_small``.
     """
     smallest = config.min_person_height * frame_height
     if not heights:
         return smallest
-    usual = float(np.percentile(heights, _WHOLE_PERCENTILE))
+    usual = whole_height(heights)
     if usual < smallest:
         return smallest
     return max(_SMALLEST_PERSON * frame_height, min(smallest, _SHRUNK_SHARE * usual))
@@ -995,10 +995,9 @@ _NECK_DEPTH: Final = 0.18
 #: A person tracked in fewer than this share of the frames is judged as standing still only
 #: when the clip's motion says so (``_moves_in_place``).
 _FOLLOWED_SHARE: Final = 0.25
-#: A person counts when this percentile of their frames' heights reaches
-#: ``min_person_height``; their frames are kept down to ``_SHRUNK_SHARE`` of that height,
-#: and never below ``_SMALLEST_PERSON`` of the frame (36 rows of 240).
-_WHOLE_PERCENTILE: Final = 90
+#: A person counts when their height seen whole reaches ``min_person_height``; their frames
+#: are kept down to ``_SHRUNK_SHARE`` of that height, and never below ``_SMALLEST_PERSON`` of
+#: the frame (36 rows of 240).
 _SHRUNK_SHARE: Final = 0.4
 _SMALLEST_PERSON: Final = 0.15
 #: Frame pairs looked at for where the motion is, the frames between the two of a pair, the

@@ -31,6 +31,7 @@ Tracks come out in order of first appearance; ``gaitid.segment`` turns each into
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -210,9 +211,15 @@ def _is_piece(piece: Track, main: Track) -> bool:
 
 
 def _whole_height(track: Track) -> float:
-    """The track's height when its person is seen whole: a high percentile of its components'
-    heights (the largest alone may be two people passing)."""
-    return float(np.percentile([blob.h for blob in track.blobs.values()], _WHOLE_PERCENTILE))
+    """The track's height when its person is seen whole (:func:`whole_height` of its
+    components' heights)."""
+    return whole_height([blob.h for blob in track.blobs.values()])
+
+
+def whole_height(heights: Sequence[float]) -> float:
+    """A person's height when seen whole, from their heights frame by frame: a high
+    percentile, not the largest (which may be two people passing, or a shadow joined)."""
+    return float(np.percentile(heights, _WHOLE_PERCENTILE))
 
 
 def _associate(t: int, live: list[_Live], candidates: list[Blob]) -> set[int]:
