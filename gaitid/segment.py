@@ -812,6 +812,8 @@ def _assemble(
     tracked = list(track.blobs.values())
     # the person's usual width: a frame much wider has something merged into it
     usual_width = float(np.median([blob.w for blob in tracked]))
+    # and height: in a frame where they come apart, the component followed is only a piece
+    usual_height = whole_height([blob.h for blob in tracked])
     dropped = dict.fromkeys(DROP_REASONS, 0)
     reasons: dict[FrameKey, str] = {}
     masks: list[tuple[FrameKey, NDArray[np.uint8]]] = []
@@ -845,7 +847,7 @@ def _assemble(
             for other_blob in (other.blobs.get(index), other.merged.get(index))
             if other_blob is not None and other_blob.label != person.label
         }
-        mask = _person_mask(frame_blobs, person, elsewhere)
+        mask = _person_mask(frame_blobs, person, usual_height, elsewhere)
         if person.w > _MERGED_WIDTH * usual_width:
             mask = _around_torso(mask, person, usual_width)
         ys, xs = np.nonzero(mask)
@@ -1050,17 +1052,25 @@ def _around_torso(mask: NDArray[np.uint8], person: Blob, usual_width: float) -> 
 
 
 def _person_mask(
-    frame: _Frame, person: Blob, elsewhere: set[int] | frozenset[int] = frozenset()
+    frame: _Frame,
+    person: Blob,
+    usual_height: float,
+    elsewhere: set[int] | frozenset[int] = frozenset(),
 ) -> NDArray[np.uint8]:
     """The person's component plus smaller parts over its columns (a head cut off at the
     neck, a hand), small holes filled, 0/255. Components in ``elsewhere`` are other people.
+
+    A part joins when it is within a share of the person's height: their usual height (the
+    track's whole height), or this component's when taller. Measured on the component alone,
+    a cut at the shoulders would leave the head out exactly when the rest is short because of
+    the cut, and the frame would reach the model as a piece.
 
     Only holes under ``_HOLE_SHARE`` of the person are filled: clothing that matches the
     background leaves small holes, while the gap between two legs closed by the feet is a
     large one that belongs to the background.
     """
     keep = [person.label]
-    reach = _PART_REACH * person.h
+    reach = _PART_REACH * max(person.h, usual_height)
     for part in frame.parts:
         if part.label == person.label or part.area >= person.area or part.label in elsewhere:
             continue

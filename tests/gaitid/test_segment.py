@@ -135,6 +135,30 @@ def test_a_person_walking_away_keeps_the_frames_where_they_are_small() -> None:
     assert float(np.mean(_ious(clip, small, found))) >= MIN_IOU
 
 
+def test_a_person_cut_at_the_shoulders_now_and_then_keeps_those_frames_whole() -> None:
+    """Every tenth frame the silhouette is cut across the shoulders (a band of 11 % of the
+    person's height, as a CASIA-B silhouette broken at the neck): the head and shoulders are a
+    detached part, further from the rest than 15 % of the rest's own height but not of the
+    person's. Those frames are kept whole, not dropped as ``too_small`` pieces (065 bg-01 036
+    and 065 nm-05 162 of the clip build, BENCHMARKS.md)."""
+    masks = clips.walker_masks(60, seed=2)
+    cut = set(range(5, 60, 10))
+    for t in cut:
+        rows = masks[t].shape[0]
+        masks[t] = masks[t].copy()
+        masks[t][round(0.28 * rows) : round(0.39 * rows)] = False
+    clip = clips.crossing_clip(seed=2, masks=masks, person_height=0.6)
+    small, found = _segment(clip)
+    assert found.dropped["too_small"] == 0
+    kept = dict(found.masks)
+    whole_in_view = [t for t in cut if t in kept]
+    assert whole_in_view  # the cut frames in full view are there ...
+    for t in whole_in_view:  # ... with the head, as tall as the truth
+        rows = np.flatnonzero(kept[t].any(axis=1))
+        truth_rows = np.flatnonzero(clip.truth[t].any(axis=1)) * small[0][1].shape[0] / 240
+        assert rows[-1] - rows[0] >= 0.9 * (truth_rows[-1] - truth_rows[0])
+
+
 def test_a_person_never_a_quarter_of_the_picture_is_too_small() -> None:
     """Someone far away all through (a fifth of the picture) is not taken as a person: at that
     size a flicker or an object passes as one."""
