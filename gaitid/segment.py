@@ -58,7 +58,7 @@ import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -81,6 +81,7 @@ from gaitid.preprocess import (
 from gaitid.tracking import Blob, Track, appearance, link, whole_height
 
 InputChoice = Literal["auto", "silhouettes", "video"]
+_Pixel = TypeVar("_Pixel", bound=np.generic)
 INPUT_CHOICES: Final[tuple[InputChoice, ...]] = ("auto", "silhouettes", "video")
 #: Whose walk a clip gives: the one person with the most usable frames, or everyone followed.
 People = Literal["one", "all"]
@@ -624,7 +625,7 @@ def _moves_in_place(images: Sequence[NDArray[np.uint8]], config: SegmentationCon
     for t in np.linspace(0, len(images) - gap - 1, count).round().astype(int):
         a = cv2.resize(images[t], size, interpolation=cv2.INTER_AREA).astype(np.int16)
         b = cv2.resize(images[t + gap], size, interpolation=cv2.INTER_AREA).astype(np.int16)
-        moving = np.abs(a - b).max(axis=2) > config.min_threshold
+        moving = _channel_max(np.abs(a - b)) > config.min_threshold
         if moving.mean() > _MOTION_SHARE:
             columns = np.nonzero(moving)[1]
             centres.append(float(columns.mean()))
@@ -741,13 +742,13 @@ def _foreground(
     return (foreground & ~shadow).astype(np.uint8)
 
 
-def _channel_max(image: NDArray[np.float32]) -> NDArray[np.float32]:
+def _channel_max(image: NDArray[_Pixel]) -> NDArray[_Pixel]:
     """``image.max(axis=2)`` for a 3-channel image, as two element-wise maxima: numpy reduces
     a last axis of 3 one pixel at a time, about 9x slower (BENCHMARKS.md, segmentation speed)."""
     return np.maximum(np.maximum(image[..., 0], image[..., 1]), image[..., 2])
 
 
-def _channel_min(image: NDArray[np.float32]) -> NDArray[np.float32]:
+def _channel_min(image: NDArray[_Pixel]) -> NDArray[_Pixel]:
     """``image.min(axis=2)`` for a 3-channel image (see :func:`_channel_max`)."""
     return np.minimum(np.minimum(image[..., 0], image[..., 1]), image[..., 2])
 
