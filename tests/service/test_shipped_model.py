@@ -32,7 +32,7 @@ def test_its_metadata_carries_a_calibrated_threshold_and_no_local_path(
     info = embedder.info
     assert info.variant == "lite" and info.default_threshold is not None
     assert 0.0 < info.default_threshold < 1.0
-    assert "74 subjects" in info.training_data
+    assert "62 subjects" in info.training_data and "063..074 held out" in info.training_data
     assert not re.search(r"(^|[\s(])/(work|home|root|tmp|Users)\b", info.training_data)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ def test_shipped_weights_match_the_shipped_onnx_model() -> None:
     model, state = load_checkpoint_model(WEIGHTS)
     assert "optimizer" not in state and "rng" not in state
     assert not [s for s in strings_in(state) if Path(s).is_absolute()]
-    assert model.embedding_head.is_fitted and state["num_classes"] == 74
+    assert model.embedding_head.is_fitted and state["num_classes"] == 62
     rng = np.random.default_rng(1)
     walks = [(rng.random((t, 64, 44)) > 0.5).astype(np.uint8) * 255 for t in (12, 33)]
     silhouettes, lengths = batch_sequences(walks)
@@ -34,3 +35,24 @@ def test_shipped_weights_match_the_shipped_onnx_model() -> None:
     with torch.inference_mode():
         out = model(torch.from_numpy(silhouettes), torch.from_numpy(lengths))
     np.testing.assert_allclose(onnx_emb, out.embedding.numpy(), atol=1e-4)
+
+
+def test_the_continue_config_is_the_shipped_recipe_starting_from_the_shipped_weights() -> None:
+    """`configs/casia-b-lite-cpu-continue.yaml` trains the shipped weights further on the same
+    identities, so every weight, the classifier too, must load; and it must stay the recipe the
+    card describes, or a continued model would be a different experiment."""
+    from gaitid.model.export import load_checkpoint_model
+    from gaitid.training.config import load_config
+
+    configs = WEIGHTS.parents[1] / "configs"
+    recipe = load_config(configs / "casia-b-lite-cpu.yaml")
+    continued = load_config(configs / "casia-b-lite-cpu-continue.yaml")
+    assert continued.init is not None and continued.init.checkpoint == WEIGHTS.resolve()
+    assert continued.init.new_modules == [] and continued.init.freeze == []
+    for section in ("data", "model", "sampler", "optimizer", "schedule", "loss", "embedding"):
+        assert getattr(continued, section) == getattr(recipe, section), section
+    assert continued.trainer == recipe.trainer and continued.seed != recipe.seed
+    assert continued.data.partition is not None
+    identities = json.loads(continued.data.partition.read_text())["TRAIN_SET"]
+    _, state = load_checkpoint_model(WEIGHTS)
+    assert state["num_classes"] == len(identities)
