@@ -11,7 +11,7 @@ import json
 import logging
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 
@@ -40,16 +40,23 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=EXIT_BAD_INPUT)
 
 
-def _saved_budget(run_dir: Path) -> float | None:
-    """``schedule.minutes`` of the run in ``run_dir`` (its ``config.yaml``), if it has one."""
+def _saved_settings(run_dir: Path) -> dict[str, Any]:
+    """What the command line set for the run in ``run_dir``, from its ``config.yaml``.
+
+    A resumed run keeps its budget (its schedule is sized by it), its seed and the weights it
+    started from, so ``--resume`` need not repeat ``--max-minutes``, ``--seed`` or ``--init``.
+    """
     import yaml
 
     saved = run_dir / "config.yaml"
     if not saved.is_file():
-        return None
-    schedule = (yaml.safe_load(saved.read_text()) or {}).get("schedule") or {}
-    minutes = schedule.get("minutes")
-    return float(minutes) if minutes is not None else None
+        return {}
+    raw = yaml.safe_load(saved.read_text()) or {}
+    settings: dict[str, Any] = {"seed": raw.get("seed"), "init": raw.get("init")}
+    minutes = (raw.get("schedule") or {}).get("minutes")
+    if minutes is not None:
+        settings["schedule"] = {"minutes": float(minutes)}
+    return {key: value for key, value in settings.items() if value is not None}
 
 
 def train_command(
@@ -75,6 +82,22 @@ def train_command(
             "their fractions of it and the embedding fit and validation finish inside it."
         ),
     ),
+    init: Path | None = typer.Option(
+        None,
+        "--init",
+        exists=True,
+        dir_okay=False,
+        help=(
+            "Start from these weights (a checkpoint or the shipped .pt) instead of a random "
+            "init: the config's recipe, continued. Sets init.checkpoint; every weight must fit."
+        ),
+    ),
+    seed: int | None = typer.Option(
+        None,
+        "--seed",
+        help="Seed of the batches and the init (sets seed; a continued run "
+        "should not repeat the batches of the run it continues).",
+    ),
 ) -> None:
     """Train an LMGCS network from a validated config (unknown keys are an error)."""
     from gaitid.training.checkpoint import CheckpointError
@@ -91,11 +114,15 @@ def train_command(
         run_dir = out.resolve() if out is not None else cfg.output_dir
         if run_dir is None:
             raise _fail(f"{config} sets no output_dir; pass --out DIR")
-        if max_minutes is None and resume:
-            # a resumed run keeps the budget it was started with (its schedule is sized by it)
-            max_minutes = _saved_budget(run_dir)
+        overrides = _saved_settings(run_dir) if resume else {}
         if max_minutes is not None:
-            cfg = load_config(config, {"schedule": {"minutes": max_minutes}})
+            overrides["schedule"] = {"minutes": max_minutes}
+        if seed is not None:
+            overrides["seed"] = seed
+        if init is not None:  # relative to where the command was typed, not to the config
+            overrides["init"] = {"checkpoint": str(init.resolve())}
+        if overrides:
+            cfg = load_config(config, overrides)
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
     try:

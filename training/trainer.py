@@ -144,6 +144,10 @@ class Trainer:
         self.ckpt_dir = self.out_dir / "checkpoints"
         # what `_fit_embedding` reports, recorded in the checkpoints written after it
         self.embedding_fit: dict[str, Any] | None = None
+        # the run this one continues (``init``): its version and the iterations behind its
+        # weights, so a continued model's version counts every iteration it trained, not ours
+        self.continued_from: str | None = None
+        self.prior_iterations = 0
 
     # -- setup -------------------------------------------------------------------------------
     def _build_model(self, num_classes: int, ctx: DistContext) -> LMGCS:
@@ -152,12 +156,17 @@ class Trainer:
         cfg = self.config
         model = create_model(cfg.model.variant, num_classes=num_classes, **cfg.model.overrides)
         if cfg.init is not None:
-            self._init_from(model, cfg.init)
+            meta = self._init_from(model, cfg.init)
+            self.continued_from = str(meta["version"]) if meta.get("version") else None
+            self.prior_iterations = int(meta.get("total_iterations", meta.get("iteration", 0)))
         return model.to(ctx.device)
 
     @staticmethod
-    def _init_from(model: torch.nn.Module, init: InitConfig) -> None:
-        """Load earlier weights (a second stage); ``new_modules`` may be absent from them."""
+    def _init_from(model: torch.nn.Module, init: InitConfig) -> dict[str, Any]:
+        """Load earlier weights (a second stage); ``new_modules`` may be absent from them.
+
+        Returns the metadata of the checkpoint they came from (its version and iterations).
+        """
         state = load_checkpoint(init.checkpoint)
         names = [n for n, _ in model.named_parameters()]
         top = sorted({n.split(".")[0] for n in names})
@@ -189,6 +198,7 @@ class Trainer:
         for name, param in model.named_parameters():
             if init.freeze and name.startswith(tuple(init.freeze)):
                 param.requires_grad_(False)
+        return dict(state.get("meta") or {})
 
     def _checkpoint_state(
         self,
@@ -215,7 +225,10 @@ class Trainer:
                     f"{cfg.data.root.name} ({len(data.label_names)} subjects "
                     f"{data.label_names[0]}..{data.label_names[-1]})"
                 ),
-                "version": f"{__version__}+{cfg.name}.it{iteration}",
+                # iterations behind these weights, those of the run continued (init) included
+                "total_iterations": self.prior_iterations + iteration,
+                "version": f"{__version__}+{cfg.name}.it{self.prior_iterations + iteration}",
+                **({"continued_from": self.continued_from} if self.continued_from else {}),
                 "train_subjects": data.label_names,
                 "frames": cfg.data.frames,
                 **({"embedding_fit": self.embedding_fit} if self.embedding_fit else {}),

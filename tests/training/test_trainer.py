@@ -102,6 +102,41 @@ def test_second_stage_starts_from_the_first(
         Trainer(load_config(write_config(bad, "bad.yaml")), tmp_path / "c").fit()
 
 
+def test_cli_continues_a_run_from_its_weights_and_counts_every_iteration(
+    synthetic_root: Path, uninterrupted: Path, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """`gaitid train CONFIG --init CKPT --seed N` is the config's recipe started from CKPT (no
+    near-copy of the config needed); its version counts CKPT's iterations too, and a resume
+    keeps the init and seed without repeating them."""
+    from typer.testing import CliRunner
+
+    from gaitid.cli import app
+
+    first = load_checkpoint(uninterrupted / "checkpoints" / "last.pt")
+    config = write_config(tiny_config(synthetic_root))
+    run = tmp_path / "continued"
+    args = ["train", str(config), "--out", str(run)]
+    init = str(uninterrupted / "checkpoints" / "last.pt")
+    started = CliRunner().invoke(app, [*args, "--init", init, "--seed", "5", "--stop-after", "2"])
+    assert started.exit_code == 0, started.output
+    assert "stopped" in started.output
+    resumed = CliRunner().invoke(app, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "finished at iteration 4" in resumed.output
+    state = load_checkpoint(run / "checkpoints" / "last.pt", for_resume=True)
+    assert state["config"]["seed"] == 5
+    assert (
+        Path(state["config"]["init"]["checkpoint"])
+        == (uninterrupted / "checkpoints" / "last.pt").resolve()
+    )
+    meta = state["meta"]
+    assert meta["iteration"] == 4 and meta["total_iterations"] == first["meta"]["iteration"] + 4
+    assert meta["version"].endswith(f"tiny-test.it{meta['total_iterations']}")
+    assert meta["continued_from"] == first["meta"]["version"]
+    reseeded = CliRunner().invoke(app, [*args, "--resume", "--seed", "6"])
+    assert reseeded.exit_code != 0 and "seed" in reseeded.output
+
+
 def test_fine_tuning_starts_from_shipped_weights_with_a_new_classifier(
     synthetic_root: Path, uninterrupted: Path, write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
