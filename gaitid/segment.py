@@ -81,7 +81,6 @@ from gaitid.preprocess import (
 from gaitid.tracking import Blob, Track, appearance, link, whole_height
 
 InputChoice = Literal["auto", "silhouettes", "video"]
-_Pixel = TypeVar("_Pixel", bound=np.generic)
 INPUT_CHOICES: Final[tuple[InputChoice, ...]] = ("auto", "silhouettes", "video")
 #: Whose walk a clip gives: the one person with the most usable frames, or everyone followed.
 People = Literal["one", "all"]
@@ -740,6 +739,10 @@ def _foreground(
         & (high - low <= config.shadow_chroma)
     )
     return (foreground & ~shadow).astype(np.uint8)
+
+
+#: the pixel type of an image, kept by the channel reductions below
+_Pixel = TypeVar("_Pixel", bound=np.generic)
 
 
 def _channel_max(image: NDArray[_Pixel]) -> NDArray[_Pixel]:
