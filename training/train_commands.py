@@ -41,10 +41,11 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _saved_settings(run_dir: Path) -> dict[str, Any]:
-    """What the command line set for the run in ``run_dir``, from its ``config.yaml``.
+    """The settings a resume keeps from the run in ``run_dir`` (its ``config.yaml``).
 
     A resumed run keeps its budget (its schedule is sized by it), its seed and the weights it
-    started from, so ``--resume`` need not repeat ``--max-minutes``, ``--seed`` or ``--init``.
+    started from, however they were set, so ``--resume`` need not repeat ``--max-minutes``,
+    ``--seed`` or ``--init``.
     """
     import yaml
 

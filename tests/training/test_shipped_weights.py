@@ -52,8 +52,6 @@ def test_the_shipped_weights_continue_under_their_own_recipe(
     trains the shipped weights further on the same identities: every weight, the classifier
     too, must fit the recipe's network, and the recipe the weights record must be that file's,
     or a continued model would be a different experiment."""
-    import torch
-
     from gaitid.model import create_model
     from gaitid.training.config import load_config
 
@@ -63,7 +61,7 @@ def test_the_shipped_weights_continue_under_their_own_recipe(
     _, state = shipped
     assert state["num_classes"] == len(identities)
     network = create_model(recipe.model.variant, num_classes=len(identities))
-    network.load_state_dict({k: torch.as_tensor(v) for k, v in state["model"].items()})
+    network.load_state_dict(state["model"])
     saved = state["recipe"]
     for section in ("model", "sampler", "optimizer", "loss", "embedding"):
         assert saved[section] == getattr(recipe, section).model_dump(mode="json"), section

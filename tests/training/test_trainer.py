@@ -112,12 +112,14 @@ def test_cli_continues_a_run_from_its_weights_and_counts_every_iteration(
 
     from gaitid.cli import app
 
-    first = load_checkpoint(uninterrupted / "checkpoints" / "last.pt")
+    init = uninterrupted / "checkpoints" / "last.pt"
+    first = load_checkpoint(init)
     config = write_config(tiny_config(synthetic_root))
     run = tmp_path / "continued"
     args = ["train", str(config), "--out", str(run)]
-    init = str(uninterrupted / "checkpoints" / "last.pt")
-    started = CliRunner().invoke(app, [*args, "--init", init, "--seed", "5", "--stop-after", "2"])
+    started = CliRunner().invoke(
+        app, [*args, "--init", str(init), "--seed", "5", "--stop-after", "2"]
+    )
     assert started.exit_code == 0, started.output
     assert "stopped" in started.output
     resumed = CliRunner().invoke(app, [*args, "--resume"])
@@ -125,10 +127,7 @@ def test_cli_continues_a_run_from_its_weights_and_counts_every_iteration(
     assert "finished at iteration 4" in resumed.output
     state = load_checkpoint(run / "checkpoints" / "last.pt", for_resume=True)
     assert state["config"]["seed"] == 5
-    assert (
-        Path(state["config"]["init"]["checkpoint"])
-        == (uninterrupted / "checkpoints" / "last.pt").resolve()
-    )
+    assert Path(state["config"]["init"]["checkpoint"]) == init.resolve()
     meta = state["meta"]
     assert meta["iteration"] == 4 and meta["total_iterations"] == first["meta"]["iteration"] + 4
     assert meta["version"].endswith(f"tiny-test.it{meta['total_iterations']}")
