@@ -63,6 +63,18 @@ DOSES: dict[str, dict[str, Any]] = {
         "shift_px": 1.0,
         "scale": 0.03,
     },
+    # the mask re-made near full resolution, blurred and re-thresholded: smoother edges only
+    "smooth-only": {
+        "min_height": 240,
+        "max_height": 256,
+        "morph_px": 0,
+        "blur_sigma": 2.5,
+        "edge_noise": 0.0,
+        "holes": 0.0,
+        "shadow": 0.0,
+        "shift_px": 0.0,
+        "scale": 0.0,
+    },
 }
 
 app = typer.Typer(add_completion=False)
