@@ -86,6 +86,8 @@ def _cosines(a: NDArray[np.float32], b: NDArray[np.float32]) -> dict[str, float]
 
 
 def _config_dose(path: Path) -> tuple[str, dict[str, Any]]:
+    """A training config's ``data.augment`` as a dose named after its file (the share of walks
+    it degrades is left out: here every walk is degraded, to measure the dose itself)."""
     from gaitid.training.config import load_config
 
     augment = load_config(path).data.augment
@@ -109,23 +111,28 @@ def main(
     from gaitid.training.data.opengait import parse_subject_spec
     from gaitid.training.evaluation.extract import features_from_file, load_eval_walks
 
+    unknown = sorted(set(dose or []) - set(DOSES))
+    if unknown:
+        typer.echo(f"error: unknown dose {unknown}; built-in: {', '.join(DOSES)}", err=True)
+        raise typer.Exit(2)
     try:
         chosen = parse_subject_spec(subjects)
         clip_keys, clip_frames = load_eval_walks(clip_walks, chosen)
         read = set(clip_keys)
         keys, walks = load_eval_walks(data, chosen, lambda key: key in read)
-    except GaitidError as exc:
+        if keys != clip_keys:
+            missing = ", ".join(
+                f"{k.subject}/{k.condition}/{k.view}" for k in sorted(read - set(keys))
+            )
+            raise typer.BadParameter(f"{clip_walks} holds walks that {data} lacks: {missing}")
+        doses = {name: DOSES[name] for name in dose or list(DOSES)}
+        doses.update(_config_dose(path) for path in config or [])
+        started = time.perf_counter()
+        clean = features_from_file(model, keys, walks)[0].embeddings
+        through_clip = features_from_file(model, keys, clip_frames)[0].embeddings
+    except (GaitidError, typer.BadParameter) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    if keys != clip_keys:
-        missing = ", ".join(f"{k.subject}/{k.condition}/{k.view}" for k in sorted(read - set(keys)))
-        typer.echo(f"error: {clip_walks} holds walks that {data} lacks: {missing}", err=True)
-        raise typer.Exit(2)
-    doses = {name: DOSES[name] for name in dose or list(DOSES)}
-    doses.update(_config_dose(path) for path in config or [])
-    started = time.perf_counter()
-    clean = features_from_file(model, keys, walks)[0].embeddings
-    through_clip = features_from_file(model, keys, clip_frames)[0].embeddings
     results: dict[str, Any] = {"clip route": _cosines(clean, through_clip)}
     print(f"# {platform.machine()}, {model.name}, {len(keys)} walks ({subjects})", flush=True)
     for name, settings in doses.items():

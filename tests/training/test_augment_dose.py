@@ -48,17 +48,22 @@ def test_a_dose_is_scored_on_the_walks_the_clip_route_read(
 def test_clip_walks_the_dataset_lacks_are_refused(
     synthetic_root: Path, uninterrupted: Path, tmp_path: Path
 ) -> None:
-    """A clip walk with no clean twin cannot be compared walk for walk, and subjects the clip
-    folder lacks cannot be read: each is a clear error, not a traceback."""
+    """A clip walk with no clean twin cannot be compared walk for walk, subjects the clip
+    folder lacks cannot be read, and a dose must be one the script knows: each is a clear
+    error, not a traceback."""
     clips = tmp_path / "clips"
     (clips / "003" / "nm-03" / "000").mkdir(parents=True)
     source = next((synthetic_root / "003" / "nm-01" / "000").iterdir())
     (clips / "003" / "nm-03" / "000" / source.name).write_bytes(source.read_bytes())
     model = str(uninterrupted / "checkpoints" / "last.pt")
-    for subjects, message in (("003", "lacks: 003/nm-03/000"), ("003-004", "have no walks")):
+    cases = (
+        (("--subjects", "003"), "lacks: 003/nm-03/000"),
+        (("--subjects", "003-004"), "have no walks"),
+        (("--subjects", "003", "--dose", "heavy"), "unknown dose ['heavy']"),
+    )
+    for options, message in cases:
         code, output = _run(
-            model,
-            *("--data", str(synthetic_root), "--clip-walks", str(clips), "--subjects", subjects),
+            model, *("--data", str(synthetic_root), "--clip-walks", str(clips)), *options
         )
         assert code == 2
         assert message in output, output
