@@ -38,6 +38,10 @@ def test_a_dose_is_scored_on_the_walks_the_clip_route_read(
     figures = json.loads(out.read_text())
     assert figures["walks"] == 2 * 2 * 5  # 2 subjects x 2 views x 5 walks
     assert abs(figures["clip route"]["mean"] - 1.0) < 1e-5
+    frames = figures["clip route"]["frames"]
+    assert frames["clean_mean"] == frames["clip_mean"]
+    assert (frames["whole_walks"], frames["shortened_walks"]) == (20, 0)
+    assert abs(frames["whole_cosine"] - 1.0) < 1e-5 and frames["shortened_cosine"] is None
     assert figures["default"]["mean"] < 0.999
     assert figures["harsh"]["mean"] < 0.999
     assert figures["harsh"]["augment"]["shift_px"] == 3.0
