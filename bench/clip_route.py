@@ -9,7 +9,10 @@ all views: 44 templates a person), and prints per condition:
 - genuine acceptance (1 - FNMR, identity regime: a probe against its own 44 templates) and
   impostor passes (FMR) at the model's threshold, for clean probes and for clip probes, and
   for clip probes at the model's ``clip_threshold`` when it has one;
-- the cosine between the two routes' embeddings of the same walk.
+- the cosine between the two routes' embeddings of the same walk;
+- the same figures for the clean probes cut to the frames their clip kept (route ``kept``,
+  when the manifest records them): what the clip route costs by losing frames alone, the rest
+  of its loss being the masks.
 
 Walks whose clip was refused (``clip-walks.jsonl`` says why) are not probes of either route
 and are counted separately. Usage::
@@ -42,8 +45,6 @@ from gaitid.training.evaluation.protocols import (
     evaluate_cross_view,
 )
 
-ROUTES = ("clean", "clip")
-
 
 def _thresholds(model: Path) -> tuple[float, float | None]:
     import onnxruntime as ort
@@ -53,6 +54,12 @@ def _thresholds(model: Path) -> tuple[float, float | None]:
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     meta = read_metadata(session.get_modelmeta().custom_metadata_map)
     return float(meta.default_threshold or 0.5), meta.clip_threshold
+
+
+def kept_frames(clip_walks: Path) -> dict[str, list[int]]:
+    """Each clip walk's source frames that reached the model (walks built before the manifest
+    recorded them, or whose order was lost, are left out)."""
+    return {r.key: r.source_frames for r in read_manifest(clip_walks) if r.source_frames}
 
 
 def measure(model: Path, data: Path, clip_walks: Path, subjects: list[str]) -> dict[str, Any]:
@@ -69,6 +76,14 @@ def measure(model: Path, data: Path, clip_walks: Path, subjects: list[str]) -> d
         "clean": features_from_onnx(model, [k for k, _ in twin], [w for _, w in twin]),
         "clip": features_from_onnx(model, clip_keys, clip_walks_),
     }
+    kept = kept_frames(clip_walks)
+    if kept:  # the clean probes cut to the frames their clip kept: the frames' share of the loss
+        cut = [
+            (k, w[kept[str(k)]] if k in probe_keys else w)
+            for k, w in twin
+            if k not in probe_keys or str(k) in kept
+        ]
+        routes["kept"] = features_from_onnx(model, [k for k, _ in cut], [w for _, w in cut])
     threshold, clip_threshold = _thresholds(model)
     out: dict[str, Any] = {"model": model.name, "threshold": threshold}
     out["clip_threshold"] = clip_threshold
@@ -143,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "| impostors clean / clip | cosine mean (p10) |"
     )
     print("|---|---|---|---:|---|---|---|---:|")
+    kept_rows = []
     for r in results:
         sets = [s for s in CASIA_B_PROBES if s in r["rank1_clip"]]
         clean = [r["rank1_clean"][s] for s in sets]
@@ -168,6 +184,21 @@ def main(argv: list[str] | None = None) -> int:
             + f") | {_row(clean)} | {_row(clip)} | **{loss:.1f}** | {accept} | {at_clip} "
             f"| {impostors} | {r['cosine_mean']:.3f} ({r['cosine_p10']:.3f}) |"
         )
+        if "rank1_kept" in r:
+            kept = [r["rank1_kept"][s] for s in sets]
+            dp = r["decision_kept"]
+            kept_rows.append(
+                f"| {r['model']} | {_row(kept)} | {float(np.mean(clean) - np.mean(kept)):.1f} | "
+                + " / ".join(f"{dp[s]['accept_at_threshold']:.1f}" for s in sets)
+                + " |"
+            )
+    if kept_rows:
+        print(
+            "\nClean probes cut to the frames their clip kept (the frames' share of the loss):\n"
+            "\n| model | rank-1 NM / BG / CL | loss (mean) | accepted at threshold |"
+            "\n|---|---|---:|---|"
+        )
+        print("\n".join(kept_rows))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(

@@ -8,8 +8,8 @@ that route, every chosen walk of an OpenGait-layout dataset is composited into a
 by :func:`gaitid.decode.decode_upload` exactly as the service reads an upload. What comes out
 is written in the same layout (``gaitid eval --probe-data`` reads it as the probes), with one
 JSON line per walk in ``clip-walks.jsonl``: the camera, frames visible / kept, why every
-visible frame that was dropped was dropped, mask IoU against the composited truth, or why the
-clip was refused.
+visible frame that was dropped was dropped, mask IoU against the composited truth, which frames
+of the source walk reached the model, or why the clip was refused.
 
 Segmentation does not depend on the model, so the data is built once and serves every model;
 the slow part (about 5 s a walk on one core) runs in ``jobs`` processes and resumes where it
@@ -65,6 +65,9 @@ class ClipWalk:
     dropped_visible: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
+    #: the source walk's frame index of every frame that reached the model, in order (empty
+    #: when refused, or when the pretreatment dropped a segmented frame and the order is lost)
+    source_frames: list[int] = field(default_factory=list)
 
 
 def walk_camera(key: WalkKey, seed: int) -> tuple[cam.Camera, int]:
@@ -89,6 +92,7 @@ def read_through_clip(
     from gaitid.errors import GaitidError
     from gaitid.segment import FrontEnd, Segmentation
 
+    shown = cam.walk_frames_shown(frames64)
     masks = cam.walk_masks(frames64)
     record = ClipWalk(key="", camera=asdict(camera), seed=seed, frames=len(masks))
     if not masks:
@@ -123,6 +127,8 @@ def read_through_clip(
         ious.append(cam.mask_iou(mask > 0, truth > 0))
     record.iou = float(np.mean(ious)) if ious else float("nan")
     kept_keys = {key for key, _mask in segmentation.masks}
+    if len(segmentation.masks) == result.used:
+        record.source_frames = [shown[key] for key, _mask in segmentation.masks]  # type: ignore[index]
     lost: Counter[str] = Counter()
     for index, seen in enumerate(visible):
         if seen and index not in kept_keys:

@@ -59,6 +59,9 @@ class DataConfig(BatchPipeline):
     val_subjects: list[str] | None = None  # evaluated every eval_every iterations
     workers: int = Field(default=0, ge=0)  # DataLoader worker processes (0 = main process)
     min_frames: int = Field(default=1, ge=1)  # walks shorter than this are left out of training
+    # training subjects' walks re-read through camera clips (`gaitid clip-walks` output, same
+    # layout): each is one more walk of its subject, so the sampler mixes the two readings
+    clip_walks: Path | None = None
 
     @model_validator(mode="after")
     def _one_subject_source(self) -> DataConfig:
@@ -245,6 +248,7 @@ def resolve_paths(config: TrainConfig, base: Path) -> TrainConfig:
         update={
             "root": _resolve(config.data.root, base),
             "partition": _resolve(config.data.partition, base),
+            "clip_walks": _resolve(config.data.clip_walks, base),
         }
     )
     init = config.init

@@ -82,14 +82,25 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     walks = load_dataset(config.data.root, train)
     names = sorted({key.subject for key in walks})
     index = {name: i for i, name in enumerate(names)}
+    readings = [walks]
+    if config.data.clip_walks is not None:
+        # only the training subjects' readings: a validation subject's must never train
+        clip = load_dataset(config.data.clip_walks, keep=lambda key: key.subject in index)
+        if not clip:
+            raise TrainingError(
+                f"{config.data.clip_walks} holds no clip-route walk of a training subject"
+            )
+        logger.info("adding %d clip-route readings of training walks", len(clip))
+        readings.append(clip)
     kept, labels, short = [], [], 0
-    for key in sorted(walks):
-        frames = walks[key]
-        if frames.shape[0] < config.data.min_frames:
-            short += 1
-            continue
-        kept.append(np.ascontiguousarray(to_network_input(frames)))
-        labels.append(index[key.subject])
+    for reading in readings:
+        for key in sorted(reading):
+            frames = reading[key]
+            if frames.shape[0] < config.data.min_frames:
+                short += 1
+                continue
+            kept.append(np.ascontiguousarray(to_network_input(frames)))
+            labels.append(index[key.subject])
     if short:
         logger.info("left out %d walks shorter than %d frames", short, config.data.min_frames)
     if not kept:

@@ -21,6 +21,15 @@ from tests.utils.synthetic import make_synthetic_dataset
 runner = CliRunner()
 
 
+def _mean_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean silhouette IoU of two equal-length walks, frame by frame, over the network's
+    columns (the stored clip frames are padded outside them)."""
+    a, b = a[:, :, SIDE_CROP:-SIDE_CROP] > 127, b[:, :, SIDE_CROP:-SIDE_CROP] > 127
+    inter = (a & b).sum(axis=(1, 2))
+    union = np.maximum((a | b).sum(axis=(1, 2)), 1)
+    return float((inter / union).mean())
+
+
 def test_walks_come_back_through_their_clips_and_a_build_resumes(tmp_path: Path) -> None:
     root = make_synthetic_dataset(
         tmp_path / "data", subjects=2, views=(90,), conditions=("nm-01", "nm-05"), frames=(40, 44)
@@ -40,6 +49,11 @@ def test_walks_come_back_through_their_clips_and_a_build_resumes(tmp_path: Path)
         # those reached the model
         assert record.visible >= 0.4 * len(clean) and not record.dropped_visible, record
         assert walk.shape[0] == record.kept >= record.visible
+        # which source frame each kept frame is: in order, and the reading matches its source
+        # frame better than the frames half a stride away
+        source = np.array(record.source_frames)
+        assert len(source) == record.kept and (np.diff(source) > 0).all()
+        assert _mean_iou(walk, clean[source]) > _mean_iou(walk, clean[(source + 6) % len(clean)])
         assert record.iou > 0.8
         # the network's 44 columns, padded: nothing outside them
         assert not walk[:, :, :SIDE_CROP].any() and not walk[:, :, -SIDE_CROP:].any()

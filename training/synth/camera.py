@@ -103,10 +103,16 @@ def crop(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     return mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
+def walk_frames_shown(frames64: NDArray[np.uint8], min_pixels: int = 50) -> list[int]:
+    """Indices of a pretreated walk's frames that hold enough of a person to be filmed: the
+    frames :func:`walk_masks` keeps, in order (clip frame ``t`` is walk frame ``shown[t]``)."""
+    return [i for i, f in enumerate(frames64) if (f > 127).sum() > min_pixels]
+
+
 def walk_masks(frames64: NDArray[np.uint8], min_pixels: int = 50) -> list[NDArray[np.bool_]]:
     """Tight boolean crops of a pretreated walk's frames (real CASIA-B silhouettes); frames
     with hardly any person are left out, as a camera would not have shown them either."""
-    return [crop(f > 127) for f in frames64 if (f > 127).sum() > min_pixels]
+    return [crop(frames64[i] > 127) for i in walk_frames_shown(frames64, min_pixels)]
 
 
 def textured_background(height: int, width: int, seed: int = 0) -> NDArray[np.uint8]:
