@@ -242,7 +242,7 @@ def load_checkpoint_model(path: Path) -> tuple[LMGCS, dict[str, Any]]:
 
 #: Training-config keys that hold local paths: left out of shipped weights.
 _LOCAL_PATH_KEYS = ("output_dir", "init")
-_LOCAL_DATA_KEYS = ("root", "partition")
+_LOCAL_DATA_KEYS = ("root", "partition", "clip_walks")
 
 
 def write_weights(

@@ -210,3 +210,20 @@ def test_export_stores_a_clip_threshold_beside_the_default(
     args = ["export", "--random-init", "tiny", "--out", str(tmp_path / "r.onnx")]
     bad = runner.invoke(app, [*args, "--clip-threshold-from", str(calibration("c.json", 0.4))])
     assert bad.exit_code == 2 and "trained checkpoint" in bad.output
+
+
+def test_every_path_of_the_data_section_is_left_out_of_shipped_weights() -> None:
+    """A data setting that names a folder (the dataset, the partition, the clip walks) is a
+    path on the training machine: shipped weights must not carry it."""
+    from typing import get_args
+
+    from gaitid.model.export import _LOCAL_DATA_KEYS
+    from gaitid.training.config import DataConfig
+
+    paths = {
+        name
+        for name, field in DataConfig.model_fields.items()
+        if Path in (field.annotation, *get_args(field.annotation))
+    }
+    assert paths == {"root", "partition", "clip_walks"}
+    assert paths <= set(_LOCAL_DATA_KEYS)

@@ -48,14 +48,14 @@ def test_shipped_weights_match_the_shipped_onnx_model(shipped: tuple[Any, dict[s
 def test_the_shipped_weights_continue_under_their_own_recipe(
     shipped: tuple[Any, dict[str, Any]],
 ) -> None:
-    """`gaitid train configs/casia-b-lite-cpu.yaml --init models/gaitid-lmgcs.pt --seed N`
-    trains the shipped weights further on the same identities: every weight, the classifier
-    too, must fit the recipe's network, and the recipe the weights record must be that file's,
-    or a continued model would be a different experiment."""
+    """`gaitid train configs/casia-b-lite-clip-walks.yaml --init models/gaitid-lmgcs.pt
+    --seed N` trains the shipped weights further on the same identities: every weight, the
+    classifier too, must fit the recipe's network, and the recipe the weights record must be
+    that file's, or a continued model would be a different experiment."""
     from gaitid.model import create_model
     from gaitid.training.config import load_config
 
-    recipe = load_config(WEIGHTS.parents[1] / "configs" / "casia-b-lite-cpu.yaml")
+    recipe = load_config(WEIGHTS.parents[1] / "configs" / "casia-b-lite-clip-walks.yaml")
     assert recipe.data.partition is not None and recipe.init is None
     identities = json.loads(recipe.data.partition.read_text())["TRAIN_SET"]
     _, state = shipped
@@ -66,3 +66,6 @@ def test_the_shipped_weights_continue_under_their_own_recipe(
     for section in ("model", "sampler", "optimizer", "loss", "embedding"):
         assert saved[section] == getattr(recipe, section).model_dump(mode="json"), section
     assert saved["data"]["frames"] == recipe.data.frames
+    # trained with clip readings, whose folder (a path on the training machine) is left out
+    assert recipe.data.clip_walks is not None and "clip_walks" not in saved["data"]
+    assert saved["name"] == recipe.name
