@@ -118,17 +118,18 @@ def read_through_clip(
     record.seconds = time.perf_counter() - tick
     record.kept = result.used
     segmentation = found[0]
-    ious = []
+    ious, kept_order = [], []
     for key, mask in segmentation.masks:
         assert isinstance(key, int)  # a video's frames are keyed by their index
+        kept_order.append(key)
         truth = cv2.resize(
             clip.truth[key].astype(np.uint8), mask.shape[::-1], interpolation=cv2.INTER_AREA
         )
         ious.append(cam.mask_iou(mask > 0, truth > 0))
     record.iou = float(np.mean(ious)) if ious else float("nan")
-    kept_keys = {key for key, _mask in segmentation.masks}
-    if len(segmentation.masks) == result.used:
-        record.source_frames = [shown[key] for key, _mask in segmentation.masks]  # type: ignore[index]
+    kept_keys = set(kept_order)
+    if len(kept_order) == result.used:  # else the pretreatment dropped one: the order is lost
+        record.source_frames = [shown[key] for key in kept_order]
     lost: Counter[str] = Counter()
     for index, seen in enumerate(visible):
         if seen and index not in kept_keys:

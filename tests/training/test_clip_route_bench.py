@@ -1,0 +1,78 @@
+"""``bench/clip_route.py``: the clip route against clean silhouettes, and the share of the
+frames the route loses (the clean probes cut to the frames their clip kept)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gaitid.training.clip_walks import MANIFEST_NAME, ClipWalk
+from gaitid.training.data.opengait import index_dataset, load_walk
+from tests.utils.bench import load_bench
+
+
+def _clip_walks(root: Path, out: Path, keep: slice) -> Path:
+    """``root`` copied as if every walk had come through its clip whole, the manifest naming
+    the frames ``keep`` of each as the ones that reached the model."""
+    shutil.copytree(root, out)
+    with (out / MANIFEST_NAME).open("w") as manifest:
+        for key, path in index_dataset(root):
+            frames = list(range(load_walk(path).shape[0]))[keep]
+            record = ClipWalk(key=str(key), camera={}, seed=0, kept=len(frames))
+            record.source_frames = frames
+            manifest.write(json.dumps(asdict(record)) + "\n")
+    return out
+
+
+def test_clean_probes_cut_to_every_frame_score_as_clean_ones(
+    synthetic_root: Path, exported: Path, tmp_path: Path
+) -> None:
+    bench = load_bench("clip_route")
+    whole = bench.measure(
+        exported,
+        synthetic_root,
+        _clip_walks(synthetic_root, tmp_path / "whole", slice(None)),
+        ["003", "004"],
+    )
+    assert whole["rank1_kept"] == whole["rank1_clean"] == whole["rank1_clip"]
+    assert whole["decision_kept"] == whole["decision_clean"]
+    assert abs(whole["cosine_mean"] - 1.0) < 1e-5
+
+
+def test_the_kept_route_embeds_only_the_frames_the_clip_kept(
+    synthetic_root: Path, exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = load_bench("clip_route")
+    clips = _clip_walks(synthetic_root, tmp_path / "half", slice(0, 4))
+    assert all(len(frames) == 4 for frames in bench.kept_frames(clips).values())
+    embedded: list[dict[str, int]] = []
+    real = bench.features_from_onnx
+
+    def recording(model: Path, keys: list[Any], walks: list[Any]) -> Any:
+        embedded.append({str(k): len(w) for k, w in zip(keys, walks, strict=True)})
+        return real(model, keys, walks)
+
+    monkeypatch.setattr(bench, "features_from_onnx", recording)
+    bench.measure(exported, synthetic_root, clips, ["003", "004"])
+    clean, _clip, kept = embedded
+    assert kept.keys() == clean.keys()
+    for key, length in kept.items():
+        probe = key.split("/")[1] not in bench.CASIA_B_GALLERY
+        # probes cut to their clip's 4 frames, the gallery whole
+        assert length == (4 if probe else clean[key]), key
+
+
+def test_walks_built_before_the_manifest_named_their_frames_have_no_kept_route(
+    synthetic_root: Path, exported: Path, tmp_path: Path
+) -> None:
+    bench = load_bench("clip_route")
+    clips = tmp_path / "old"
+    shutil.copytree(synthetic_root, clips)
+    (clips / MANIFEST_NAME).write_text("")
+    figures = bench.measure(exported, synthetic_root, clips, ["003", "004"])
+    assert "rank1_kept" not in figures and "rank1_clip" in figures
