@@ -36,7 +36,7 @@ import numpy as np
 
 from gaitid.training.clip_walks import read_manifest, summarize
 from gaitid.training.data.opengait import parse_subject_spec
-from gaitid.training.evaluation.extract import features_from_onnx, load_eval_walks, load_route_walks
+from gaitid.training.evaluation.extract import features_from_onnx, load_eval_walks
 from gaitid.training.evaluation.open_set import fmr_fnmr, verification_scores
 from gaitid.training.evaluation.protocols import (
     CASIA_B,
@@ -64,26 +64,28 @@ def kept_frames(clip_walks: Path) -> dict[str, list[int]]:
 
 def measure(model: Path, data: Path, clip_walks: Path, subjects: list[str]) -> dict[str, Any]:
     """Both routes of every probe walk the clip route read, under one model."""
-    clip_keys, clip_walks_ = load_route_walks(data, clip_walks, subjects, CASIA_B_GALLERY)
-    probe_keys = {k for k in clip_keys if k.condition not in CASIA_B_GALLERY}
+    clip_keys, clip_read = load_eval_walks(
+        clip_walks, subjects, lambda key: key.condition not in CASIA_B_GALLERY
+    )
+    probe_keys = set(clip_keys)
     all_keys, all_walks = load_eval_walks(data, subjects)
-    twin = [
-        (k, w)
-        for k, w in zip(all_keys, all_walks, strict=True)
-        if k.condition in CASIA_B_GALLERY or k in probe_keys
-    ]
-    routes = {
-        "clean": features_from_onnx(model, [k for k, _ in twin], [w for _, w in twin]),
-        "clip": features_from_onnx(model, clip_keys, clip_walks_),
+    pairs = list(zip(all_keys, all_walks, strict=True))
+    gallery = [(k, w) for k, w in pairs if k.condition in CASIA_B_GALLERY]
+    clean = [(k, w) for k, w in pairs if k in probe_keys]
+    probes = {
+        "clean": clean,
+        "clip": list(zip(clip_keys, clip_read, strict=True)),
     }
     kept = kept_frames(clip_walks)
     if kept:  # the clean probes cut to the frames their clip kept: the frames' share of the loss
-        cut = [
-            (k, w[kept[str(k)]] if k in probe_keys else w)
-            for k, w in twin
-            if k not in probe_keys or str(k) in kept
-        ]
-        routes["kept"] = features_from_onnx(model, [k for k, _ in cut], [w for _, w in cut])
+        probes["kept"] = [(k, w[kept[str(k)]]) for k, w in clean if str(k) in kept]
+    # one pass: the gallery is embedded once for every route, the model loaded once
+    rows = [*gallery, *(pair for route in probes.values() for pair in route)]
+    every = features_from_onnx(model, [k for k, _ in rows], [w for _, w in rows])
+    route_of = np.array(
+        ["gallery"] * len(gallery) + [name for name, route in probes.items() for _ in route]
+    )
+    routes = {name: every.subset((route_of == "gallery") | (route_of == name)) for name in probes}
     threshold, clip_threshold = _thresholds(model)
     out: dict[str, Any] = {"model": model.name, "threshold": threshold}
     out["clip_threshold"] = clip_threshold
