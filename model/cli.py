@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import typer
 
@@ -142,6 +142,12 @@ def export_command(
             option, calibration = calibrations[key]
             if calibration is not None:
                 threshold, provenance = _read_calibration(calibration, option)
+                if key == CLIP_THRESHOLD_KEY and "route_shift" in provenance:
+                    threshold, provenance = _route_threshold(
+                        metadata.get(DEFAULT_THRESHOLD_KEY, meta.get(DEFAULT_THRESHOLD_KEY)),
+                        threshold,
+                        provenance,
+                    )
                 metadata[key] = f"{threshold:.6f}"
                 metadata[record_key] = json.dumps(provenance, sort_keys=True)
             elif key in meta:  # weights that ship with their calibrated threshold
@@ -152,6 +158,29 @@ def export_command(
         if weights is not None:
             typer.echo(f"wrote {write_weights(model, state, weights, metadata)}")
     typer.echo(f"wrote {path}")
+
+
+def _route_threshold(
+    default: object, own: float, provenance: dict[str, Any]
+) -> tuple[float, dict[str, Any]]:
+    """The clip route's threshold from a calibration that measured the route's shift: the
+    default threshold moved by it (``threshold_transfer.route_threshold``), not the threshold
+    of the clip readings alone (``own``), which mixes the route with the walks it could read."""
+    from gaitid.training.evaluation.protocols import ProtocolError
+    from gaitid.training.evaluation.threshold_transfer import route_threshold
+
+    if default is None:
+        raise typer.BadParameter(
+            "this calibration measured the route's shift against clean silhouettes, which is "
+            "applied to the default threshold: give --threshold-from too",
+            param_hint="--clip-threshold-from",
+        )
+    try:
+        threshold = route_threshold(float(str(default)), provenance["route_shift"])
+    except (ProtocolError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--clip-threshold-from") from exc
+    rule = "default_threshold + route_shift.shift (the same walks' clean silhouettes)"
+    return threshold, {**provenance, "rule": rule, "route_own_threshold": round(own, 6)}
 
 
 def _read_calibration(path: Path, option: str) -> tuple[float, dict[str, object]]:

@@ -13,11 +13,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
 import typer
 
 from gaitid.errors import EXIT_BAD_INPUT
 
 if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from gaitid.training.data.opengait import WalkKey
     from gaitid.training.evaluation.protocols import FeatureSet
 
 logger = logging.getLogger(__name__)
@@ -226,12 +230,25 @@ def eval_command(
             keys, walks = load_route_walks(
                 data.resolve(), probe_data.resolve(), chosen, split[1] or CASIA_B_GALLERY
             )
-        features, info = features_from_file(
-            model_file, keys, walks, device=device.value, batch_size=batch_size
+        twins: tuple[list[WalkKey], list[NDArray[np.uint8]]] = ([], [])
+        if protocol is Protocol.open_set and probe_data is not None:
+            # the route's probe walks as clean silhouettes too: what the route does to the
+            # threshold is measured walk for walk (``threshold_transfer.measure_route_shift``)
+            gallery = set(split[1] or CASIA_B_GALLERY)
+            read = {key for key in keys if key.condition not in gallery}
+            twins = load_eval_walks(data.resolve(), chosen, lambda key: key in read)
+        every, info = features_from_file(
+            model_file,
+            [*keys, *twins[0]],
+            [*walks, *twins[1]],
+            device=device.value,
+            batch_size=batch_size,
         )
+        features = every.subset(np.arange(len(every.subjects)) < len(keys))
         if protocol is Protocol.open_set:
             probes = "silhouettes" if probe_data is None else f"clip walks ({probe_data.name})"
-            _calibrate(features, model_file, target_fmr, out, probes)
+            silhouettes = _clean_twins(every, keys, twins[0]) if probe_data is not None else None
+            _calibrate(features, model_file, target_fmr, out, probes, silhouettes)
             return
         results = run_protocol(
             features,
@@ -256,14 +273,49 @@ def eval_command(
         typer.echo("wrote " + ", ".join(str(p) for p in written.values()))
 
 
+def _clean_twins(every: FeatureSet, keys: list[WalkKey], twin_keys: list[WalkKey]) -> FeatureSet:
+    """The route's feature set (``every``'s first ``len(keys)`` rows) with each probe walk
+    replaced by its clean twin (the rows after them, keyed by ``twin_keys``): the same walks in
+    the same order, read as silhouettes."""
+    from gaitid.training.evaluation.protocols import CASIA_B_GALLERY, FeatureSet, ProtocolError
+
+    twin_row = {key: len(keys) + i for i, key in enumerate(twin_keys)}
+    missing = sorted(
+        {str(k) for k in keys if k.condition not in CASIA_B_GALLERY} - {str(k) for k in twin_row}
+    )
+    if missing:
+        raise ProtocolError(
+            f"{len(missing)} probe walks have no clean silhouettes under --data "
+            f"(e.g. {missing[0]}): the route's shift is measured against them"
+        )
+    rows = np.array([twin_row.get(key, i) for i, key in enumerate(keys)])
+    return FeatureSet(
+        every.subjects[rows],
+        every.conditions[rows],
+        every.views[rows],
+        every.embeddings[rows],
+        None if every.part_features is None else every.part_features[rows],
+    )
+
+
 def _calibrate(
-    features: FeatureSet, model_file: Path, target_fmr: float, out: Path | None, probes: str
+    features: FeatureSet,
+    model_file: Path,
+    target_fmr: float,
+    out: Path | None,
+    probes: str,
+    silhouettes: FeatureSet | None = None,
 ) -> None:
     """The open-set protocol of ``gaitid eval``: print the tables, write the calibration
-    (``probes``: how the probe walks were read, recorded with it)."""
+    (``probes``: how the probe walks were read, recorded with it; ``silhouettes``: the same
+    walks as clean silhouettes, when the probes came by another route)."""
     from gaitid.training.evaluation.open_set import calibrate, to_markdown, write_calibration
+    from gaitid.training.evaluation.threshold_transfer import measure_route_shift
 
     result = calibrate(features, target_fmr=target_fmr)
+    if silhouettes is not None:
+        shift = measure_route_shift(silhouettes, features, target_fmr=target_fmr)
+        result.route_shift = shift.as_record()
     typer.echo(to_markdown(result))
     if out is not None:
         written = write_calibration(result, out.resolve(), model=model_file.name, probes=probes)

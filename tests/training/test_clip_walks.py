@@ -137,3 +137,37 @@ def test_eval_calibrates_on_probes_of_another_route(
 
     threshold, provenance = read_threshold(tmp_path / "cal" / "calibration.json")
     assert provenance["probes"] == "clip walks (clip-walks)" and -1 <= threshold <= 1
+    # the probes' clean twins are the same walks here: the route moves nothing
+    shift = record["route_shift"]
+    assert shift["shift"] == 0.0 and shift["route_at_fmr"] == shift["silhouettes_at_fmr"]
+    assert shift["probe_walks"] > 0 and provenance["route_shift"] == shift
+    assert "the route moves it by **+0.0000**" in result.output
+
+
+def test_eval_refuses_route_probes_without_clean_twins(
+    exported: Path, synthetic_root: Path, tmp_path: Path
+) -> None:
+    """The route's shift is measured against the same walks' silhouettes: a probe walk that
+    --data lacks is named, not silently left out."""
+    probes = tmp_path / "clip-walks"
+    shutil.copytree(synthetic_root, probes)
+    gallery = tmp_path / "gallery"
+    shutil.copytree(synthetic_root, gallery)
+    lost = next(p for p in sorted((gallery / "001").iterdir()) if p.name.startswith("cl-"))
+    shutil.rmtree(lost)
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            str(exported),
+            "--data",
+            str(gallery),
+            "--probe-data",
+            str(probes),
+            "--subjects",
+            "001-004",
+            "--protocol",
+            "open-set",
+        ],
+    )
+    assert result.exit_code != 0 and "no clean silhouettes" in result.output, result.output

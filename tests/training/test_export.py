@@ -212,6 +212,56 @@ def test_export_stores_a_clip_threshold_beside_the_default(
     assert bad.exit_code == 2 and "trained checkpoint" in bad.output
 
 
+def test_a_measured_route_shift_moves_the_default_threshold(
+    uninterrupted: Path, tmp_path: Path
+) -> None:
+    """A clip calibration that measured the route against the same walks' silhouettes
+    (``route_shift``) gives clip_threshold = default + shift, not the readings' own threshold."""
+    import json
+
+    import onnx
+    from typer.testing import CliRunner
+
+    from gaitid.cli import app
+
+    def calibration(name: str, threshold: float, **extra: object) -> Path:
+        path = tmp_path / name
+        record = {"threshold": threshold, "target_fmr": 0.001, "model": "m", "subjects": ["3"]}
+        path.write_text(json.dumps({**record, **extra}))
+        return path
+
+    shift = {"shift": -0.0125, "silhouettes_at_fmr": 0.53, "route_at_fmr": 0.5175}
+    clips = calibration("clips.json", 0.51, route_shift=shift)
+    runner = CliRunner()
+    ckpt = str(uninterrupted / "checkpoints" / "last.pt")
+    out = tmp_path / "m.onnx"
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            ckpt,
+            "--out",
+            str(out),
+            "--threshold-from",
+            str(calibration("silhouettes.json", 0.48)),
+            "--clip-threshold-from",
+            str(clips),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert (meta["default_threshold"], meta["clip_threshold"]) == ("0.480000", "0.467500")
+    record = json.loads(meta["clip_threshold_calibration"])
+    assert record["route_shift"] == shift and record["route_own_threshold"] == 0.51
+    assert "default_threshold + route_shift" in record["rule"]
+    # the shift needs a default to move: a checkpoint without one is refused, by name
+    bad = runner.invoke(
+        app,
+        ["export", ckpt, "--out", str(tmp_path / "b.onnx"), "--clip-threshold-from", str(clips)],
+    )
+    assert bad.exit_code == 2 and "--threshold-from" in bad.output
+
+
 def test_every_path_of_the_data_section_is_left_out_of_shipped_weights() -> None:
     """A data setting that names a folder (the dataset, the partition, the clip walks) is a
     path on the training machine: shipped weights must not carry it."""

@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 
 from gaitid.training.evaluation.open_set import threshold_at_fmr, verification_scores
-from gaitid.training.evaluation.protocols import ProtocolError
-from gaitid.training.evaluation.threshold_transfer import transfer_threshold
+from gaitid.training.evaluation.protocols import CASIA_B_GALLERY, ProtocolError
+from gaitid.training.evaluation.threshold_transfer import (
+    measure_route_shift,
+    route_threshold,
+    transfer_threshold,
+)
 from tests.training.test_open_set import _features
 
 
@@ -44,3 +48,26 @@ def test_the_two_models_must_embed_the_same_walks() -> None:
         transfer_threshold(reference, shuffled, 0.5)
     with pytest.raises(ProtocolError, match="target FMR"):
         transfer_threshold(reference, reference, 0.5, target_fmr=0.0)
+
+
+def test_a_route_shift_is_measured_walk_for_walk_and_moves_the_default() -> None:
+    """The clip route's threshold is the clean default moved by how the route moves impostor
+    scores on the same walks, not the threshold of the route's readings on their own."""
+    silhouettes = _features(subjects=8, noise=0.8)
+    probes = ~np.isin(silhouettes.conditions, CASIA_B_GALLERY)
+    rng = np.random.default_rng(2)
+    read = silhouettes.embeddings.copy()  # the route blurs every probe walk: scores fall
+    read[probes] += 0.4 * rng.normal(size=read[probes].shape)
+    read /= np.linalg.norm(read, axis=1, keepdims=True)
+    route = dataclasses.replace(silhouettes, embeddings=read.astype(np.float32))
+    shift = measure_route_shift(silhouettes, route, target_fmr=1e-2)
+    own = threshold_at_fmr(verification_scores(route)["identity"].impostor, 1e-2)
+    clean = threshold_at_fmr(verification_scores(silhouettes)["identity"].impostor, 1e-2)
+    assert (shift.route_at_fmr, shift.silhouettes_at_fmr) == (own, clean)
+    assert shift.probe_walks == int(probes.sum()) and shift.impostor_scores > 0
+    record = shift.as_record()
+    assert record["shift"] == pytest.approx(own - clean, abs=1e-6)
+    assert route_threshold(0.5, record) == pytest.approx(0.5 + own - clean, abs=1e-6)
+    assert route_threshold(0.99, {"shift": 0.5}) == 1.0  # stays a cosine score
+    with pytest.raises(ProtocolError, match="route-shift"):
+        route_threshold(0.5, {"threshold": 0.4})

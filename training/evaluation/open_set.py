@@ -65,6 +65,9 @@ class OpenSetResult:
     open_set: dict[str, Any]  # DIR at FAR 1 % per probe set, splits, counts
     subjects: list[str]
     curves: dict[str, Any] = field(default_factory=dict, repr=False)  # for plots, not JSON
+    # probes read by another route (camera clips): how the route moves the threshold against
+    # the same walks' clean silhouettes (``threshold_transfer.RouteShift.as_record``)
+    route_shift: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -273,6 +276,15 @@ def to_markdown(result: OpenSetResult) -> str:
         + " | ".join(f"{v:.1f}" for v in o["dir"].values())
         + f" | {o['dir_all']:.1f} | {o['threshold_mean']:.4f} |",
     ]
+    if (shift := result.route_shift) is not None:
+        lines += [
+            "",
+            f"The same {shift['probe_walks']} probe walks as clean silhouettes, same gallery: "
+            f"threshold {shift['silhouettes_at_fmr']:.4f} at FMR {shift['target_fmr']:g} "
+            f"({shift['impostor_scores']} impostor scores), against {shift['route_at_fmr']:.4f} "
+            f"through this route: the route moves it by **{shift['shift']:+.4f}** (`gaitid "
+            "export --clip-threshold-from` adds this shift to the clean default threshold).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -347,4 +359,6 @@ def read_threshold(path: Path) -> tuple[float, dict[str, Any]]:
         "probes": record.get("probes", "silhouettes"),
         "fnmr_at_threshold": record.get("at_threshold", {}).get("identity", {}).get("fnmr"),
     }
+    if record.get("route_shift") is not None:
+        provenance["route_shift"] = record["route_shift"]
     return threshold, provenance

@@ -1,4 +1,5 @@
-"""Carry a calibrated decision threshold over to a derived model (int8) by its measured shift.
+"""Carry a calibrated decision threshold over to a derived model (int8), or to another input
+route (camera clips), by its measured shift.
 
 A shipped threshold is calibrated on walks of people the model never saw (the validation run;
 ``models/README.md``). A model derived from it afterwards, such as its int8 quantisation, has
@@ -8,18 +9,28 @@ measures that move on the same walks for both models, as the threshold each reac
 target FMR under the ``identity`` regime (``open_set``), and shifts the calibrated threshold by
 the difference. The walks need not be unseen ones: the shift compares two models on identical
 inputs, which is what quantisation changes.
+
+The same measurement calibrates the camera-clip route (``route_shift``): the clip readings of
+held-out walks and the *same* walks' clean silhouettes, each against one clean gallery, give
+two FMR thresholds whose difference is what the route does to impostor scores. A threshold
+found on the clip readings alone is not that: the route reads only some of the walks (no
+frontal clips), and those walks' impostor scores differ from the whole set's whatever the
+route. On the shipped model the clip readings' own threshold (0.5286) sat above the clean one
+(0.5225) although, walk for walk, the clip readings scored impostors *lower* than their clean
+silhouettes (``models/README.md``, "Camera clips: the route's own threshold").
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from gaitid.training.evaluation.open_set import threshold_at_fmr, verification_scores
-from gaitid.training.evaluation.protocols import FeatureSet, ProtocolError
+from gaitid.training.evaluation.protocols import CASIA_B_GALLERY, FeatureSet, ProtocolError
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,58 @@ class ThresholdTransfer:
             f"{self.impostor_scores} impostor scores) from float32 to this model on {walks} "
             f"({self.reference_at_fmr:.4f} -> {self.derived_at_fmr:.4f})"
         )
+
+
+@dataclass(frozen=True)
+class RouteShift:
+    """How a second input route moves the FMR threshold of one model, walk for walk."""
+
+    silhouettes_at_fmr: float  # threshold at the target FMR of the walks' clean silhouettes
+    route_at_fmr: float  # the same walks read by the route, same gallery, same FMR
+    target_fmr: float
+    impostor_scores: int
+    probe_walks: int
+
+    @property
+    def shift(self) -> float:
+        return self.route_at_fmr - self.silhouettes_at_fmr
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "shift": round(self.shift, 6),
+            "silhouettes_at_fmr": round(self.silhouettes_at_fmr, 6),
+            "route_at_fmr": round(self.route_at_fmr, 6),
+            "target_fmr": self.target_fmr,
+            "impostor_scores": self.impostor_scores,
+            "probe_walks": self.probe_walks,
+        }
+
+
+def measure_route_shift(
+    silhouettes: FeatureSet, route: FeatureSet, *, target_fmr: float = 1e-3
+) -> RouteShift:
+    """The move of the ``target_fmr`` threshold from the probe walks' clean silhouettes to the
+    route's reading of the same walks (both feature sets: one gallery, the same walks in the
+    same order)."""
+    measured = transfer_threshold(silhouettes, route, 0.0, target_fmr=target_fmr)
+    probes = int(np.sum(~np.isin(route.conditions, CASIA_B_GALLERY)))
+    return RouteShift(
+        silhouettes_at_fmr=measured.reference_at_fmr,
+        route_at_fmr=measured.derived_at_fmr,
+        target_fmr=target_fmr,
+        impostor_scores=measured.impostor_scores,
+        probe_walks=probes,
+    )
+
+
+def route_threshold(default_threshold: float, record: Mapping[str, Any]) -> float:
+    """The route's threshold: the calibrated (clean) threshold moved by a ``RouteShift`` record
+    (``as_record``), so the route keeps the false-match rate the clean one was calibrated to."""
+    try:
+        shift = float(record["shift"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"not a route-shift record: {exc}") from exc
+    return min(1.0, max(-1.0, default_threshold + shift))
 
 
 def transfer_threshold(
