@@ -130,8 +130,9 @@ def export_command(
             "training_data": training_data
             or str(meta.get("training_data") or meta.get("data") or "unknown"),
         }
-        if "iteration" in state:
-            metadata["iteration"] = str(state["iteration"])
+        # a run's checkpoint records it at the top, a weights file (--weights) in its meta
+        if (iteration := state.get("iteration", meta.get("iteration"))) is not None:
+            metadata["iteration"] = str(iteration)
         if fit := meta.get("embedding_fit"):
             metadata["embedding_fit"] = json.dumps(fit, sort_keys=True)
         calibrations = {
@@ -180,7 +181,10 @@ def _route_threshold(
     except (ProtocolError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--clip-threshold-from") from exc
     rule = "default_threshold + route_shift.shift (the same walks' clean silhouettes)"
-    return threshold, {**provenance, "rule": rule, "route_own_threshold": round(own, 6)}
+    # the calibration's FNMR is the one at the readings' own threshold, not at this one
+    record = {k: v for k, v in provenance.items() if k != "fnmr_at_threshold"}
+    record["route_own_fnmr"] = provenance.get("fnmr_at_threshold")
+    return threshold, {**record, "rule": rule, "route_own_threshold": round(own, 6)}
 
 
 def _read_calibration(path: Path, option: str) -> tuple[float, dict[str, object]]:

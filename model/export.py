@@ -254,7 +254,8 @@ def write_weights(
     ``model_config``, ``num_classes``, ``meta``) plus the recipe it was trained with, without
     optimiser or RNG state and without any local path (data root, partition, run folder).
     """
-    config = dict(checkpoint.get("config") or {})
+    # a run's checkpoint holds its config; a weights file re-exported holds its recipe
+    config = dict(checkpoint.get("config") or checkpoint.get("recipe") or {})
     recipe = {k: v for k, v in config.items() if k not in _LOCAL_PATH_KEYS}
     if isinstance(recipe.get("data"), dict):
         recipe["data"] = {k: v for k, v in recipe["data"].items() if k not in _LOCAL_DATA_KEYS}

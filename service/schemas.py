@@ -500,7 +500,7 @@ class StatsResponse(_Out):
                         "sha256": _EXAMPLE_SHA256,
                         "embedding_dim": 256,
                         "default_threshold": 0.5225,
-                        "clip_threshold": 0.5286,
+                        "clip_threshold": 0.5257,
                         "providers": ["CPUExecutionProvider"],
                     },
                     "galleries": 2,
@@ -843,7 +843,7 @@ class ModelResponse(_Out):
                     "embedding_dim": 256,
                     "threshold": 0.522509,
                     "threshold_source": "model",
-                    "clip_threshold": 0.528622,
+                    "clip_threshold": 0.525709,
                     "training_data": "CASIA-B",
                     "det_picture": True,
                 }

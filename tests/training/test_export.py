@@ -104,13 +104,19 @@ def test_calibrated_export_carries_its_threshold_and_ships_clean_weights(
     for key, tensor in reference.state_dict().items():
         assert torch.equal(model.state_dict()[key], tensor)
     assert weights.stat().st_size < ckpt.stat().st_size  # no optimiser state
-    # exporting the weights file again keeps the threshold it carries
-    again = tmp_path / "again.onnx"
-    result = runner.invoke(app, ["export", str(weights), "--out", str(again)])
+    # exporting the weights file again keeps the threshold it carries, and writing its
+    # weights again keeps everything the first weights file held (recipe, labels, iteration)
+    again, again_weights = tmp_path / "again.onnx", tmp_path / "again.pt"
+    result = runner.invoke(
+        app, ["export", str(weights), "--out", str(again), "--weights", str(again_weights)]
+    )
     assert result.exit_code == 0, result.output
     meta_again = {p.key: p.value for p in onnx.load(str(again)).metadata_props}
-    assert meta_again["default_threshold"] == meta["default_threshold"]
-    assert meta_again["threshold_calibration"] == meta["threshold_calibration"]
+    for key in ("default_threshold", "threshold_calibration", "iteration", "version"):
+        assert meta_again[key] == meta[key], key
+    state_again = torch.load(again_weights, map_location="cpu", weights_only=True)
+    for key in ("recipe", "labels", "num_classes", "model_config", "meta"):
+        assert state_again[key] == state[key], key
 
     bad = runner.invoke(
         app,
@@ -197,7 +203,7 @@ def test_export_stores_a_clip_threshold_beside_the_default(
     result = runner.invoke(app, ["export", str(weights), "--out", str(again)])
     assert result.exit_code == 0, result.output
     meta_again = {p.key: p.value for p in onnx.load(str(again)).metadata_props}
-    for key in ("clip_threshold", "clip_threshold_calibration", "default_threshold"):
+    for key in ("clip_threshold", "clip_threshold_calibration", "default_threshold", "iteration"):
         assert meta_again[key] == meta[key]
 
     broken = tmp_path / "broken.json"
@@ -254,6 +260,7 @@ def test_a_measured_route_shift_moves_the_default_threshold(
     record = json.loads(meta["clip_threshold_calibration"])
     assert record["route_shift"] == shift and record["route_own_threshold"] == 0.51
     assert "default_threshold + route_shift" in record["rule"]
+    assert "fnmr_at_threshold" not in record  # that FNMR was at the readings' own threshold
     # the shift needs a default to move: a checkpoint without one is refused, by name
     bad = runner.invoke(
         app,
