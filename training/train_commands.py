@@ -277,7 +277,7 @@ def _clean_twins(every: FeatureSet, keys: list[WalkKey], twin_keys: list[WalkKey
     """The route's feature set (``every``'s first ``len(keys)`` rows) with each probe walk
     replaced by its clean twin (the rows after them, keyed by ``twin_keys``): the same walks in
     the same order, read as silhouettes."""
-    from gaitid.training.evaluation.protocols import CASIA_B_GALLERY, FeatureSet, ProtocolError
+    from gaitid.training.evaluation.protocols import CASIA_B_GALLERY, ProtocolError
 
     twin_row = {key: len(keys) + i for i, key in enumerate(twin_keys)}
     missing = sorted(
@@ -288,14 +288,7 @@ def _clean_twins(every: FeatureSet, keys: list[WalkKey], twin_keys: list[WalkKey
             f"{len(missing)} probe walks have no clean silhouettes under --data "
             f"(e.g. {missing[0]}): the route's shift is measured against them"
         )
-    rows = np.array([twin_row.get(key, i) for i, key in enumerate(keys)])
-    return FeatureSet(
-        every.subjects[rows],
-        every.conditions[rows],
-        every.views[rows],
-        every.embeddings[rows],
-        None if every.part_features is None else every.part_features[rows],
-    )
+    return every.subset(np.array([twin_row.get(key, i) for i, key in enumerate(keys)]))
 
 
 def _calibrate(

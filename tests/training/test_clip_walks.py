@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from typer.testing import CliRunner
@@ -108,28 +109,18 @@ def test_route_walks_take_the_gallery_from_one_root_and_the_probes_from_the_othe
     assert keys == sorted(keys)
 
 
+def _calibrate_route(model: Path, gallery: Path, probes: Path, *more: str) -> Any:
+    """`gaitid eval --protocol open-set` of subjects 001-004 with the probes from ``probes``."""
+    args = ["--data", str(gallery), "--probe-data", str(probes), "--subjects", "001-004"]
+    return runner.invoke(app, ["eval", str(model), *args, "--protocol", "open-set", *more])
+
+
 def test_eval_calibrates_on_probes_of_another_route(
     exported: Path, synthetic_root: Path, tmp_path: Path
 ) -> None:
     probes = tmp_path / "clip-walks"
     shutil.copytree(synthetic_root, probes)
-    result = runner.invoke(
-        app,
-        [
-            "eval",
-            str(exported),
-            "--data",
-            str(synthetic_root),
-            "--probe-data",
-            str(probes),
-            "--subjects",
-            "001-004",
-            "--protocol",
-            "open-set",
-            "--out",
-            str(tmp_path / "cal"),
-        ],
-    )
+    result = _calibrate_route(exported, synthetic_root, probes, "--out", str(tmp_path / "cal"))
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "cal" / "calibration.json").read_text())
     assert record["probes"] == "clip walks (clip-walks)"
@@ -155,19 +146,5 @@ def test_eval_refuses_route_probes_without_clean_twins(
     shutil.copytree(synthetic_root, gallery)
     lost = next(p for p in sorted((gallery / "001").iterdir()) if p.name.startswith("cl-"))
     shutil.rmtree(lost)
-    result = runner.invoke(
-        app,
-        [
-            "eval",
-            str(exported),
-            "--data",
-            str(gallery),
-            "--probe-data",
-            str(probes),
-            "--subjects",
-            "001-004",
-            "--protocol",
-            "open-set",
-        ],
-    )
+    result = _calibrate_route(exported, gallery, probes)
     assert result.exit_code != 0 and "no clean silhouettes" in result.output, result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -154,6 +155,31 @@ def test_export_writes_the_chosen_backbone_layout(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "unknown layout" in bad.output
 
 
+def _calibration(folder: Path, name: str, threshold: float, **extra: object) -> Path:
+    """A ``calibration.json`` as `gaitid eval --protocol open-set` writes it."""
+    import json
+
+    path = folder / name
+    record = {"threshold": threshold, "target_fmr": 0.001, "model": "m", "subjects": ["3"]}
+    path.write_text(json.dumps({**record, **extra}))
+    return path
+
+
+def _export_thresholds(
+    ckpt: Path, out: Path, silhouettes: Path, clips: Path, *more: str
+) -> tuple[Any, dict[str, str]]:
+    """`gaitid export CKPT` with both calibrations: the CLI result and the ONNX metadata."""
+    import onnx
+    from typer.testing import CliRunner
+
+    from gaitid.cli import app
+
+    args = ["--threshold-from", str(silhouettes), "--clip-threshold-from", str(clips), *more]
+    result = CliRunner().invoke(app, ["export", str(ckpt), "--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+    return result, {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+
+
 def test_export_stores_a_clip_threshold_beside_the_default(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
@@ -167,32 +193,20 @@ def test_export_stores_a_clip_threshold_beside_the_default(
     from gaitid.cli import app
     from gaitid.service.walks.inference import Embedder
 
-    def calibration(name: str, threshold: float) -> Path:  # what `gaitid eval` writes
-        path = tmp_path / name
-        record = {"threshold": threshold, "target_fmr": 0.001, "model": "m", "subjects": ["3"]}
-        path.write_text(json.dumps(record))
-        return path
+    def calibration(name: str, threshold: float) -> Path:
+        return _calibration(tmp_path, name, threshold)
 
     runner = CliRunner()
     ckpt = str(uninterrupted / "checkpoints" / "last.pt")
     onnx_out, weights = tmp_path / "m.onnx", tmp_path / "m.pt"
-    result = runner.invoke(
-        app,
-        [
-            "export",
-            ckpt,
-            "--out",
-            str(onnx_out),
-            "--threshold-from",
-            str(calibration("silhouettes.json", 0.48)),
-            "--clip-threshold-from",
-            str(calibration("clips.json", 0.41)),
-            "--weights",
-            str(weights),
-        ],
+    _, meta = _export_thresholds(
+        Path(ckpt),
+        onnx_out,
+        calibration("silhouettes.json", 0.48),
+        calibration("clips.json", 0.41),
+        "--weights",
+        str(weights),
     )
-    assert result.exit_code == 0, result.output
-    meta = {p.key: p.value for p in onnx.load(str(onnx_out)).metadata_props}
     assert (meta["default_threshold"], meta["clip_threshold"]) == ("0.480000", "0.410000")
     record = json.loads(meta["clip_threshold_calibration"])
     assert record["target_fmr"] == 0.001 and record["calibrated_on"] == "m, subjects 3"
@@ -225,46 +239,31 @@ def test_a_measured_route_shift_moves_the_default_threshold(
     (``route_shift``) gives clip_threshold = default + shift, not the readings' own threshold."""
     import json
 
-    import onnx
     from typer.testing import CliRunner
 
     from gaitid.cli import app
 
-    def calibration(name: str, threshold: float, **extra: object) -> Path:
-        path = tmp_path / name
-        record = {"threshold": threshold, "target_fmr": 0.001, "model": "m", "subjects": ["3"]}
-        path.write_text(json.dumps({**record, **extra}))
-        return path
-
     shift = {"shift": -0.0125, "silhouettes_at_fmr": 0.53, "route_at_fmr": 0.5175}
-    clips = calibration("clips.json", 0.51, route_shift=shift)
-    runner = CliRunner()
-    ckpt = str(uninterrupted / "checkpoints" / "last.pt")
-    out = tmp_path / "m.onnx"
-    result = runner.invoke(
-        app,
-        [
-            "export",
-            ckpt,
-            "--out",
-            str(out),
-            "--threshold-from",
-            str(calibration("silhouettes.json", 0.48)),
-            "--clip-threshold-from",
-            str(clips),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    clips = _calibration(tmp_path, "clips.json", 0.51, route_shift=shift)
+    ckpt = uninterrupted / "checkpoints" / "last.pt"
+    silhouettes = _calibration(tmp_path, "silhouettes.json", 0.48)
+    _, meta = _export_thresholds(ckpt, tmp_path / "m.onnx", silhouettes, clips)
     assert (meta["default_threshold"], meta["clip_threshold"]) == ("0.480000", "0.467500")
     record = json.loads(meta["clip_threshold_calibration"])
     assert record["route_shift"] == shift and record["route_own_threshold"] == 0.51
     assert "default_threshold + route_shift" in record["rule"]
     assert "fnmr_at_threshold" not in record  # that FNMR was at the readings' own threshold
     # the shift needs a default to move: a checkpoint without one is refused, by name
-    bad = runner.invoke(
+    bad = CliRunner().invoke(
         app,
-        ["export", ckpt, "--out", str(tmp_path / "b.onnx"), "--clip-threshold-from", str(clips)],
+        [
+            "export",
+            str(ckpt),
+            "--out",
+            str(tmp_path / "b.onnx"),
+            "--clip-threshold-from",
+            str(clips),
+        ],
     )
     assert bad.exit_code == 2 and "--threshold-from" in bad.output
 

@@ -76,8 +76,9 @@ class FeatureSet:
     def available_distances(self) -> list[Distance]:
         return ["part", "embedding"] if self.part_features is not None else ["embedding"]
 
-    def subset(self, rows: NDArray[np.bool_]) -> FeatureSet:
-        """The walks where ``rows`` is true (e.g. the gallery and one probe set)."""
+    def subset(self, rows: NDArray[np.bool_] | NDArray[np.intp]) -> FeatureSet:
+        """The walks where ``rows`` is true (e.g. the gallery and one probe set), or the walks
+        at the indices ``rows``, in that order."""
         return FeatureSet(
             self.subjects[rows],
             self.conditions[rows],
