@@ -231,10 +231,10 @@ def eval_command(
                 data.resolve(), probe_data.resolve(), chosen, split[1] or CASIA_B_GALLERY
             )
         twins: tuple[list[WalkKey], list[NDArray[np.uint8]]] = ([], [])
+        gallery = frozenset(split[1] or CASIA_B_GALLERY)
         if protocol is Protocol.open_set and probe_data is not None:
             # the route's probe walks as clean silhouettes too: what the route does to the
             # threshold is measured walk for walk (``threshold_transfer.measure_route_shift``)
-            gallery = set(split[1] or CASIA_B_GALLERY)
             read = {key for key in keys if key.condition not in gallery}
             twins = load_eval_walks(data.resolve(), chosen, lambda key: key in read)
         every, info = features_from_file(
@@ -247,7 +247,9 @@ def eval_command(
         features = every.subset(np.arange(len(every.subjects)) < len(keys))
         if protocol is Protocol.open_set:
             probes = "silhouettes" if probe_data is None else f"clip walks ({probe_data.name})"
-            silhouettes = _clean_twins(every, keys, twins[0]) if probe_data is not None else None
+            silhouettes = (
+                _clean_twins(every, keys, twins[0], gallery) if probe_data is not None else None
+            )
             _calibrate(features, model_file, target_fmr, out, probes, silhouettes)
             return
         results = run_protocol(
@@ -273,15 +275,17 @@ def eval_command(
         typer.echo("wrote " + ", ".join(str(p) for p in written.values()))
 
 
-def _clean_twins(every: FeatureSet, keys: list[WalkKey], twin_keys: list[WalkKey]) -> FeatureSet:
-    """The route's feature set (``every``'s first ``len(keys)`` rows) with each probe walk
-    replaced by its clean twin (the rows after them, keyed by ``twin_keys``): the same walks in
-    the same order, read as silhouettes."""
-    from gaitid.training.evaluation.protocols import CASIA_B_GALLERY, ProtocolError
+def _clean_twins(
+    every: FeatureSet, keys: list[WalkKey], twin_keys: list[WalkKey], gallery: frozenset[str]
+) -> FeatureSet:
+    """The route's feature set (``every``'s first ``len(keys)`` rows) with each probe walk (a
+    condition outside ``gallery``) replaced by its clean twin (the rows after them, keyed by
+    ``twin_keys``): the same walks in the same order, read as silhouettes."""
+    from gaitid.training.evaluation.protocols import ProtocolError
 
     twin_row = {key: len(keys) + i for i, key in enumerate(twin_keys)}
     missing = sorted(
-        {str(k) for k in keys if k.condition not in CASIA_B_GALLERY} - {str(k) for k in twin_row}
+        {str(k) for k in keys if k.condition not in gallery} - {str(k) for k in twin_row}
     )
     if missing:
         raise ProtocolError(
