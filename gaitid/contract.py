@@ -50,9 +50,9 @@ CALLER_METADATA: Final = ("variant", "version", "training_data")
 DEFAULT_THRESHOLD_KEY: Final = "default_threshold"
 #: Its provenance record (JSON): what it was calibrated on, or how ``gaitid quantize`` moved it.
 DEFAULT_THRESHOLD_CALIBRATION_KEY: Final = "threshold_calibration"
-#: Optional metadata: the cosine threshold calibrated for walks segmented from camera footage
-#: (``gaitid export --clip-threshold-from``). Those embeddings score systematically lower
-#: against genuine templates than clean silhouettes do, so they get their own; a model
+#: Optional metadata: the cosine threshold for walks segmented from camera footage (``gaitid
+#: export --clip-threshold-from``): the default moved by how the clip route moves impostor
+#: scores on the same held-out walks, so clips keep the calibrated false-match rate; a model
 #: without it holds clip walks to ``default_threshold``.
 CLIP_THRESHOLD_KEY: Final = "clip_threshold"
 #: Its provenance record (JSON), as for the default threshold.

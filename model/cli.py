@@ -57,9 +57,11 @@ def export_command(
         "--clip-threshold-from",
         exists=True,
         dir_okay=False,
-        help="calibration.json (as for --threshold-from) of walks segmented from camera "
-        "footage: stored as the model's clip_threshold, which the service holds camera-clip "
-        "uploads to instead of default_threshold. Without it, one the weights carry is kept.",
+        help="calibration.json of `gaitid eval --probe-data CLIP_WALKS --protocol open-set`: "
+        "the model's clip_threshold, which the service holds camera-clip uploads to instead of "
+        "default_threshold, is the default moved by the route's shift it measured on the same "
+        "walks' silhouettes (a calibration without one gives its own threshold). Without it, "
+        "one the weights carry is kept.",
     ),
     training_data: str | None = typer.Option(
         None,
