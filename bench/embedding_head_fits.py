@@ -135,23 +135,19 @@ def whitening(
     pair_weight: float = 0.0,
     out_dim: int = 256,
 ) -> NDArray[np.float64]:
-    """``[k, out_dim]``: within-class whitening of PCA-projected walks (``training.embedding_fit``'s
-    rule), plus ``pair_weight`` x the scatter of the differences between paired rows (two
-    readings of one walk), then, when k > out_dim, the ``out_dim`` directions of largest
-    variance after whitening."""
+    """``[k, out_dim]``: within-class whitening of PCA-projected walks
+    (``training.embedding_fit.within_class_whitening``, the shipped rule), with ``pair_weight`` x
+    the scatter of the differences between paired rows (two readings of one walk) added to the
+    within-class scatter, then, when k > out_dim, the ``out_dim`` directions of largest variance
+    after whitening."""
+    from gaitid.training.embedding_fit import within_class_whitening
+
     k = projected.shape[1]
-    scatter = np.zeros((k, k))
-    for identity in np.unique(labels):
-        rows = projected[labels == identity]
-        rows = rows - rows.mean(axis=0)
-        scatter += rows.T @ rows
-    scatter /= projected.shape[0]
+    extra = None
     if pairs is not None and pair_weight > 0 and len(pairs):
         differences = projected[pairs[:, 0]] - projected[pairs[:, 1]]
-        scatter += pair_weight * differences.T @ differences / (2 * len(differences))
-    scatter += ridge * np.trace(scatter) / k * np.eye(k)
-    values, vectors = np.linalg.eigh(scatter)
-    white = vectors / np.sqrt(values)
+        extra = pair_weight * differences.T @ differences / (2 * len(differences))
+    white = within_class_whitening(projected, labels, regularization=ridge, extra_scatter=extra)
     if k > out_dim:
         whitened = projected @ white
         _, directions = np.linalg.eigh(whitened.T @ whitened)
@@ -228,8 +224,7 @@ def main(
     val_subjects: Annotated[str, typer.Option()] = "063-074",
     mirror: Annotated[bool, typer.Option()] = False,
 ) -> None:
-    import torch
-
+    from gaitid.model.export import load_checkpoint_model
     from gaitid.training.data.opengait import parse_subject_spec
     from gaitid.training.embedding_fit import principal_directions
 
@@ -275,8 +270,9 @@ def main(
         return lambda w: l2_normalize((w.flat - mean) @ weight)
 
     labels = np.array([names.index(s) for s in fit.subjects])
-    head = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
-    own_w, own_mu = head["embedding_head.weight"].numpy(), head["embedding_head.mean"].numpy()
+    network, _ = load_checkpoint_model(checkpoint)  # the one checkpoint loader
+    own_w = network.embedding_head.weight.numpy()
+    own_mu = network.embedding_head.mean.numpy()
     print(
         "\n| head | rank-1 NM / BG / CL | threshold | FNMR % | EER % | FNMR % at FMR 1e-2 "
         "| clip loss | accepted clean -> clip (gap) | cosine clean vs clip |"

@@ -82,6 +82,31 @@ def principal_directions(
     return vectors, values / max(n - 1, 1), explained
 
 
+def within_class_whitening(
+    projected: NDArray[np.float64],
+    labels: NDArray[np.integer],
+    *,
+    regularization: float,
+    extra_scatter: NDArray[np.float64] | None = None,
+) -> NDArray[np.float64]:
+    """``[k, k]`` ``S^{-1/2}`` (up to a rotation, which cosine ignores) of projected walks
+    ``[N, k]``: ``S`` is their within-identity covariance, plus ``extra_scatter`` (another
+    nuisance to shrink, e.g. ``bench/embedding_head_fits.py``'s differences between two
+    readings of one walk), plus the ridge ``regularization x tr / k`` of that sum."""
+    kept = projected.shape[1]
+    scatter = np.zeros((kept, kept))
+    for identity in np.unique(labels):
+        rows = projected[labels == identity]
+        rows = rows - rows.mean(axis=0)
+        scatter += rows.T @ rows
+    scatter /= projected.shape[0]
+    if extra_scatter is not None:
+        scatter = scatter + extra_scatter
+    ridge = regularization * max(float(np.trace(scatter)), 1e-12) / kept
+    values, vectors = np.linalg.eigh(scatter + ridge * np.eye(kept))
+    return vectors / np.sqrt(values)
+
+
 def fit_reduction(
     features: NDArray[np.floating],
     labels: Sequence[int] | NDArray[np.integer],
@@ -115,15 +140,7 @@ def fit_reduction(
     directions, _, explained = principal_directions(centred, k)
     projected = (centred @ directions.astype(np.float32)).astype(np.float64)  # [N, k']
     kept = projected.shape[1]
-    within = np.zeros((kept, kept))
-    for identity in identities:
-        rows = projected[y == identity]
-        rows = rows - rows.mean(axis=0)
-        within += rows.T @ rows
-    within /= projected.shape[0]
-    ridge = regularization * max(float(np.trace(within)), 1e-12) / kept
-    values, vectors = np.linalg.eigh(within + ridge * np.eye(kept))
-    whitening = vectors / np.sqrt(values)  # S^{-1/2} up to a rotation (cosine-invariant)
+    whitening = within_class_whitening(projected, y, regularization=regularization)
     weight = np.zeros((x.shape[1], out_dim), dtype=np.float32)
     weight[:, :kept] = directions @ whitening
     return Reduction(
