@@ -12,7 +12,11 @@ all views: 44 templates a person), and prints per condition:
 - the cosine between the two routes' embeddings of the same walk;
 - the same figures for the clean probes cut to the frames their clip kept (route ``kept``,
   when the manifest records them): what the clip route costs by losing frames alone, the rest
-  of its loss being the masks.
+  of its loss being the masks;
+- and for those frames as a flawless segmenter would mask them (route ``truth``, when the
+  manifest also records the camera: ``gaitid.training.clip_walks.read_truth``): the masks'
+  share splits into the composite's resampling (clean -> truth, beyond the frames) and the
+  segmentation (truth -> clip).
 
 Walks whose clip was refused (``clip-walks.jsonl`` says why) are not probes of either route
 and are counted separately. Usage::
@@ -34,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from gaitid.training.clip_walks import read_manifest, summarize
-from gaitid.training.data.opengait import parse_subject_spec
+from gaitid.training.clip_walks import read_manifest, read_truth, summarize
+from gaitid.training.data.opengait import load_dataset, parse_subject_spec
 from gaitid.training.evaluation.extract import features_from_onnx, load_eval_walks
 from gaitid.training.evaluation.open_set import fmr_fnmr, verification_scores
 from gaitid.training.evaluation.protocols import (
@@ -44,6 +48,7 @@ from gaitid.training.evaluation.protocols import (
     CASIA_B_PROBES,
     evaluate_cross_view,
 )
+from gaitid.training.synth.camera import Camera
 
 
 def _thresholds(model: Path) -> tuple[float, float | None]:
@@ -60,6 +65,21 @@ def kept_frames(clip_walks: Path) -> dict[str, list[int]]:
     """Each clip walk's source frames that reached the model (walks built before the manifest
     recorded them, or whose order was lost, are left out)."""
     return {r.key: r.source_frames for r in read_manifest(clip_walks) if r.source_frames}
+
+
+def truth_walks(data: Path, clip_walks: Path, subjects: list[str]) -> dict[str, np.ndarray]:
+    """Each clip walk's kept frames as perfect masks through the same camera (walks whose
+    record names no camera or no frames are left out)."""
+    records = {
+        r.key: r for r in read_manifest(clip_walks) if r.source_frames and r.camera and not r.error
+    }
+    raw = load_dataset(data, subjects, lambda key: str(key) in records)
+    return {
+        str(key): read_truth(
+            frames, Camera(**records[str(key)].camera), records[str(key)].source_frames
+        )
+        for key, frames in raw.items()
+    }
 
 
 def measure(model: Path, data: Path, clip_walks: Path, subjects: list[str]) -> dict[str, Any]:
@@ -79,6 +99,9 @@ def measure(model: Path, data: Path, clip_walks: Path, subjects: list[str]) -> d
     kept = kept_frames(clip_walks)
     if kept:  # the clean probes cut to the frames their clip kept: the frames' share of the loss
         probes["kept"] = [(k, w[kept[str(k)]]) for k, w in clean if str(k) in kept]
+    truth = truth_walks(data, clip_walks, subjects)
+    if truth:  # and as perfect masks: the resampling's share, the rest is the segmentation
+        probes["truth"] = [(k, truth[str(k)]) for k, _w in clean if str(k) in truth]
     # one pass: the gallery is embedded once for every route, the model loaded once
     rows = [*gallery, *(pair for route in probes.values() for pair in route)]
     every = features_from_onnx(model, [k for k, _ in rows], [w for _, w in rows])
@@ -139,6 +162,16 @@ def _row(values: list[float]) -> str:
     return " / ".join(f"{v:.1f}" for v in values)
 
 
+def _route_row(r: dict[str, Any], route: str, clean: list[float], sets: list[str]) -> str:
+    """One model's rank-1, loss against clean and acceptance on one of the extra routes."""
+    ranks = [r[f"rank1_{route}"][s] for s in sets]
+    accepted = " / ".join(f"{r[f'decision_{route}'][s]['accept_at_threshold']:.1f}" for s in sets)
+    return (
+        f"| {r['model']} | {_row(ranks)} | {float(np.mean(clean) - np.mean(ranks)):.1f} "
+        f"| {accepted} |"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=Path, nargs="+", required=True, help="ONNX models")
@@ -161,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---|---|---:|---|---|---|---:|")
     kept_rows = []
+    truth_rows = []
     for r in results:
         sets = [s for s in CASIA_B_PROBES if s in r["rank1_clip"]]
         clean = [r["rank1_clean"][s] for s in sets]
@@ -187,13 +221,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {impostors} | {r['cosine_mean']:.3f} ({r['cosine_p10']:.3f}) |"
         )
         if "rank1_kept" in r:
-            kept = [r["rank1_kept"][s] for s in sets]
-            dp = r["decision_kept"]
-            kept_rows.append(
-                f"| {r['model']} | {_row(kept)} | {float(np.mean(clean) - np.mean(kept)):.1f} | "
-                + " / ".join(f"{dp[s]['accept_at_threshold']:.1f}" for s in sets)
-                + " |"
-            )
+            kept_rows.append(_route_row(r, "kept", clean, sets))
+        if "rank1_truth" in r:
+            truth_rows.append(_route_row(r, "truth", clean, sets))
     if kept_rows:
         print(
             "\nClean probes cut to the frames their clip kept (the frames' share of the loss):\n"
@@ -201,6 +231,13 @@ def main(argv: list[str] | None = None) -> int:
             "\n|---|---|---:|---|"
         )
         print("\n".join(kept_rows))
+    if truth_rows:
+        print(
+            "\nThose frames as perfect masks through the same cameras (no segmentation):\n"
+            "\n| model | rank-1 NM / BG / CL | loss (mean) | accepted at threshold |"
+            "\n|---|---|---:|---|"
+        )
+        print("\n".join(truth_rows))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gaitid.contract import FRAME_HEIGHT
 from gaitid.preprocess import FRAME_WIDTH, SIDE_CROP
 from gaitid.segment import SegmentationConfig
 from gaitid.training.data.opengait import WalkKey, load_walk, write_walk
@@ -136,6 +137,45 @@ def read_through_clip(
             lost[segmentation.reasons.get(index, "unexplained")] += 1
     record.dropped_visible = dict(lost)
     return result.frames, record
+
+
+def read_truth(
+    frames64: NDArray[np.uint8],
+    camera: cam.Camera,
+    source_frames: Sequence[int],
+    config: SegmentationConfig | None = None,
+) -> NDArray[np.uint8]:
+    """The frames ``source_frames`` of a pretreated walk as a flawless segmenter would give
+    them through ``camera``'s clip: each frame's composited truth reduced to the working
+    height and cut at half coverage, then the service's pretreatment (which drops a frame with
+    too little of a person, as it would an upload's); network input ``(T, 64, 44)``.
+
+    Why: the clip route changes a walk twice, by compositing it (the 64-row frame drawn at
+    the camera's size, then reduced to the working size) and by segmenting the clip. Beside
+    the clip reading of the same frames, this route tells the two apart: what it loses
+    against the clean frames is the resampling, the rest is the segmentation.
+    """
+    import cv2
+
+    from gaitid.preprocess import normalize_frame, to_network_input
+
+    working_height = (config or SegmentationConfig()).working_height
+    shown = cam.walk_frames_shown(frames64)
+    masks = cam.walk_masks(frames64)
+    index_of = {source: t for t, source in enumerate(shown)}
+    out = []
+    for source in source_frames:
+        truth = cam.truth_mask(masks, camera, index_of[source]).astype(np.float32)
+        height, width = truth.shape
+        if height > working_height:  # as gaitid.segment.to_working_rgb reduces a frame
+            size = (max(1, round(width * working_height / height)), working_height)
+            truth = cv2.resize(truth, size, interpolation=cv2.INTER_AREA)
+        frame = normalize_frame(np.where(truth > 0.5, 255, 0).astype(np.uint8))
+        if frame is not None:
+            out.append(frame)
+    if not out:
+        return np.zeros((0, FRAME_HEIGHT, FRAME_WIDTH), np.uint8)
+    return to_network_input(np.stack(out))
 
 
 def widen(frames: NDArray[np.uint8]) -> NDArray[np.uint8]:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from gaitid.training.clip_walks import MANIFEST_NAME, ClipWalk
-from gaitid.training.data.opengait import index_dataset, load_walk
+from gaitid.training.clip_walks import MANIFEST_NAME, ClipWalk, read_manifest, walk_camera
+from gaitid.training.data.opengait import WalkKey, index_dataset, load_walk
 from tests.utils.bench import load_bench
 
 
@@ -80,3 +80,27 @@ def test_walks_built_before_the_manifest_named_their_frames_have_no_kept_route(
     (clips / MANIFEST_NAME).write_text("")
     figures = bench.measure(exported, synthetic_root, clips, ["003", "004"])
     assert "rank1_kept" not in figures and "rank1_clip" in figures
+
+
+def test_walks_whose_camera_is_recorded_also_come_through_as_perfect_masks(
+    synthetic_root: Path, exported: Path, tmp_path: Path
+) -> None:
+    """The truth route: the kept frames drawn by the recorded camera and masked without
+    error, embedded beside the other routes and scored like them."""
+    bench = load_bench("clip_route")
+    clips = _clip_walks(synthetic_root, tmp_path / "cams", slice(None))
+    records = read_manifest(clips)
+    with (clips / MANIFEST_NAME).open("w") as manifest:
+        for record in records:  # the middle third kept: the person in full view there
+            camera, _seed = walk_camera(WalkKey(*record.key.split("/")), 0)
+            record.camera = asdict(camera)
+            third = len(record.source_frames) // 3
+            record.source_frames = record.source_frames[third : 2 * third]
+            manifest.write(json.dumps(asdict(record)) + "\n")
+    truth = bench.truth_walks(synthetic_root, clips, ["003", "004"])
+    kept = {k: v for k, v in bench.kept_frames(clips).items() if k[:3] in ("003", "004")}
+    assert truth.keys() == kept.keys()
+    assert all(walk.shape[0] == len(kept[key]) for key, walk in truth.items())
+    figures = bench.measure(exported, synthetic_root, clips, ["003", "004"])
+    assert figures["probes_truth"] == figures["probes_kept"]
+    assert figures["decision_truth"].keys() == figures["decision_kept"].keys()

@@ -148,3 +148,29 @@ def test_eval_refuses_route_probes_without_clean_twins(
     shutil.rmtree(lost)
     result = _calibrate_route(exported, gallery, probes)
     assert result.exit_code != 0 and "no clean silhouettes" in result.output, result.output
+
+
+def test_the_truth_route_gives_the_kept_frames_as_perfect_masks(tmp_path: Path) -> None:
+    """``read_truth``: the frames a clip kept, drawn by the same camera but masked without
+    error; each matches its own source frame (the composite's resampling only), and the
+    truth it starts from is the clip's own."""
+    from gaitid.training.clip_walks import read_truth
+    from gaitid.training.synth import camera as cam
+
+    root = make_synthetic_dataset(
+        tmp_path / "data", subjects=1, views=(90,), conditions=("nm-05",), frames=(40, 44)
+    )
+    clean = load_walk(root / "001" / "nm-05" / "090" / "090.pkl")
+    camera, seed = walk_camera(WalkKey("001", "nm-05", "090"), 0)
+    masks = cam.walk_masks(clean)
+    clip = cam.camera_clip(masks, camera, seed=seed)
+    for t in (0, len(masks) // 2, len(masks) - 1):
+        assert np.array_equal(cam.truth_mask(masks, camera, t), clip.truth[t])
+    shown = cam.walk_frames_shown(clean)
+    source = shown[10:30:2]
+    frames = read_truth(clean, camera, source)
+    assert frames.shape == (len(source), 64, 44)
+    padded = np.pad(frames, ((0, 0), (0, 0), (SIDE_CROP, SIDE_CROP)))
+    own = _mean_iou(padded, clean[source])
+    assert own > 0.8
+    assert own > _mean_iou(padded, clean[[(s + 6) % len(clean) for s in source]])

@@ -163,6 +163,34 @@ def paste(
     canvas[y0:y1, x0:x1] |= scaled[y0 - top : y1 - top, x0 - left : x1 - left]
 
 
+def placement(camera: Camera, t: int, frames: int) -> tuple[int, int, int]:
+    """Where ``camera`` films frame ``t`` of a ``frames``-long walk: the person's height in
+    rows, the column of their centre and the row their feet stand on (``paste``'s
+    arguments). The person crosses ``1.3 |sin view|`` of the width and grows or shrinks by
+    ``0.5 |cos view|`` of their height, their feet lower in the picture as they come closer."""
+    height, width = camera.height, camera.width
+    angle = np.deg2rad(camera.view)
+    travel = 1.3 * abs(np.sin(angle))
+    growth = 0.5 * np.cos(angle)  # > 0: walking towards the camera
+    progress = t / max(frames - 1, 1)
+    size = camera.person_height * (1 + growth * (progress - 0.5))
+    centre = round(width / 2 + (progress - 0.5) * travel * width * camera.direction)
+    near = (size - camera.person_height * (1 - abs(growth) / 2)) / max(
+        camera.person_height * abs(growth), 1e-6
+    )
+    ground_far, ground_near = int(height * 0.8), int(height * 0.97)
+    ground = round(ground_far + (ground_near - ground_far) * float(np.clip(near, 0, 1)))
+    return round(size * height), centre, ground
+
+
+def truth_mask(masks: list[NDArray[np.bool_]], camera: Camera, t: int) -> NDArray[np.bool_]:
+    """The composited truth of frame ``t`` alone (``camera_clip``'s ``truth[t]``, without
+    rendering the clip)."""
+    truth = np.zeros((camera.height, camera.width), bool)
+    paste(truth, masks[t], *placement(camera, t, len(masks)))
+    return truth
+
+
 def camera_clip(masks: list[NDArray[np.bool_]], camera: Camera, *, seed: int = 0) -> Clip:
     """``masks`` (tight crops of one walk, any size) composited as ``camera`` films them."""
     rng = np.random.default_rng(seed)
@@ -173,23 +201,11 @@ def camera_clip(masks: list[NDArray[np.bool_]], camera: Camera, *, seed: int = 0
     if camera.contrast < 1.0:  # low contrast: clothing drawn toward the scene behind it
         cloth = camera.contrast * cloth + (1 - camera.contrast) * scene
     frames = len(masks)
-    angle = np.deg2rad(camera.view)
-    travel = 1.3 * abs(np.sin(angle))
-    growth = 0.5 * np.cos(angle)  # > 0: walking towards the camera
     out = np.empty((frames, height, width, 3), np.uint8)
     truth = np.zeros((frames, height, width), bool)
-    ground_far, ground_near = int(height * 0.8), int(height * 0.97)
     for t in range(frames):
         progress = t / max(frames - 1, 1)
-        size = camera.person_height * (1 + growth * (progress - 0.5))
-        span = travel * width
-        offset = (progress - 0.5) * span * camera.direction
-        centre = round(width / 2 + offset)
-        near = (size - camera.person_height * (1 - abs(growth) / 2)) / max(
-            camera.person_height * abs(growth), 1e-6
-        )
-        ground = round(ground_far + (ground_near - ground_far) * float(np.clip(near, 0, 1)))
-        paste(truth[t], masks[t], round(size * height), centre, ground)
+        paste(truth[t], masks[t], *placement(camera, t, frames))
         frame = scene.copy()
         if camera.shadow and truth[t].any():
             cols = np.flatnonzero(truth[t].any(axis=0))
