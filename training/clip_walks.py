@@ -169,7 +169,7 @@ def read_truth(
         height, width = truth.shape
         if height > working_height:  # as gaitid.segment.to_working_rgb reduces a frame
             size = (max(1, round(width * working_height / height)), working_height)
-            truth = cv2.resize(truth, size, interpolation=cv2.INTER_AREA)
+            truth = np.asarray(cv2.resize(truth, size, interpolation=cv2.INTER_AREA), np.float32)
         frame = normalize_frame(np.where(truth > 0.5, 255, 0).astype(np.uint8))
         if frame is not None:
             out.append(frame)
