@@ -25,6 +25,13 @@ What one degraded walk goes through, per frame, on the 64x44 network crop put ba
    as it would for an upload; then a per-frame shift of up to ``shift_px`` and a scale change of
    up to ``scale`` (alignment jitter).
 
+``kind: route`` replaces steps 1-4 with exactly what the clip route does to a walk beyond its
+segmentation (``bench/clip_route.py``'s truth route, which carries most of the route's mask
+loss): a camera is drawn per walk (``gaitid.training.synth.camera.draw_camera``: picture size
+and the person's height in it), every frame's mask is drawn at that height as the composite
+draws it, reduced to the segmentation's working height and cut at half coverage
+(``camera.flawless_mask``), then pretreated. No style, holes, shadow or jitter.
+
 Frames dropped by a segmenter are the window sampler's part (``drop_frames`` in
 :func:`training.torch_data.sample_window`). A degraded frame that loses its person (eroded
 away) keeps its clean original: the service would have dropped it, not fed it blank.
@@ -34,12 +41,18 @@ Cost: ~0.2 ms a frame on one core (``bench/train_loader.py``), next to ~1.2 s a 
 
 from __future__ import annotations
 
+from typing import Final, Literal
+
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gaitid.preprocess import NORMALIZED_SIZE, SIDE_CROP, pretreat_frame
+from gaitid.training.synth import camera as cam
+
+#: The segmentation's working height (``gaitid.segment.SegmentationConfig``'s default).
+ROUTE_WORKING_HEIGHT: Final = 240
 
 __all__ = ["AugmentConfig", "degrade_walk"]
 
@@ -51,6 +64,8 @@ class AugmentConfig(BaseModel):
 
     #: share of training walks degraded (0 = off, every walk as CASIA-B made it)
     probability: float = Field(default=0.0, ge=0, le=1)
+    #: ``style``: a segmenter's errors (steps 1-4); ``route``: the clip route's resampling
+    kind: Literal["style", "route"] = "style"
     #: person height (pixels) the mask is re-made at, one draw per walk
     min_height: int = Field(default=48, ge=16, le=256)
     max_height: int = Field(default=160, ge=16, le=256)
@@ -172,6 +187,8 @@ def degrade_walk(
     walk: NDArray[np.uint8], config: AugmentConfig, rng: np.random.Generator
 ) -> NDArray[np.uint8]:
     """One walk's ``(T, 64, 44)`` network crops as another segmenter might have made them."""
+    if config.kind == "route":
+        return route_walk(walk, rng)
     style = _Style(config, rng)
     out = np.empty_like(walk)
     canvas = np.zeros((NORMALIZED_SIZE, NORMALIZED_SIZE), np.uint8)
@@ -184,4 +201,24 @@ def degrade_walk(
             continue
         jittered = _jitter(normalised, config, rng)
         out[t] = jittered[:, SIDE_CROP : SIDE_CROP + frame.shape[1]]
+    return out
+
+
+def route_walk(walk: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[np.uint8]:
+    """One walk's ``(T, 64, 44)`` crops through a drawn camera's resampling (``kind: route``);
+    a frame the pretreatment would drop keeps its clean original."""
+    camera = cam.draw_camera(90, rng)  # the view only moves the person; size is what counts
+    rows = max(1, round(camera.person_height * camera.height))
+    factor = ROUTE_WORKING_HEIGHT / camera.height
+    out = np.empty_like(walk)
+    for t, frame in enumerate(walk):
+        person = frame > 127
+        if person.sum() <= 50:  # hardly a person: the composite would not have drawn it
+            out[t] = frame
+            continue
+        drawn = np.pad(cam.drawn_mask(cam.crop(person), rows), 2)
+        normalised = pretreat_frame(cam.flawless_mask(drawn, factor).astype(np.float32))
+        out[t] = (
+            frame if normalised is None else normalised[:, SIDE_CROP : SIDE_CROP + frame.shape[1]]
+        )
     return out

@@ -155,22 +155,16 @@ def read_truth(
     the clip reading of the same frames, this route tells the two apart: what it loses
     against the clean frames is the resampling, the rest is the segmentation.
     """
-    import cv2
-
     from gaitid.preprocess import normalize_frame, to_network_input
 
-    working_height = (config or SegmentationConfig()).working_height
+    factor = (config or SegmentationConfig()).working_height / camera.height
     shown = cam.walk_frames_shown(frames64)
     masks = cam.walk_masks(frames64)
     index_of = {source: t for t, source in enumerate(shown)}
     out = []
     for source in source_frames:
-        truth = cam.truth_mask(masks, camera, index_of[source]).astype(np.float32)
-        height, width = truth.shape
-        if height > working_height:  # as gaitid.segment.to_working_rgb reduces a frame
-            size = (max(1, round(width * working_height / height)), working_height)
-            truth = np.asarray(cv2.resize(truth, size, interpolation=cv2.INTER_AREA), np.float32)
-        frame = normalize_frame(np.where(truth > 0.5, 255, 0).astype(np.uint8))
+        truth = cam.truth_mask(masks, camera, index_of[source])
+        frame = normalize_frame(cam.flawless_mask(truth, factor))
         if frame is not None:
             out.append(frame)
     if not out:

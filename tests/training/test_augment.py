@@ -66,6 +66,35 @@ def test_a_frame_eroded_away_keeps_its_clean_original(walk: NDArray[np.uint8]) -
     pytest.fail("no draw eroded the stick away")
 
 
+def test_the_route_kind_resamples_the_mask_and_nothing_else(walk: NDArray[np.uint8]) -> None:
+    """``kind: route``: the clip route's resampling only (a camera's size, the working
+    height), so the silhouette stays where it was, closer to itself than any style draw, yet
+    is not returned untouched; reproducible from the generator."""
+    route = AugmentConfig(probability=1.0, kind="route")
+    style = AugmentConfig(probability=1.0)
+    route_ious, style_ious = [], []
+    for seed in range(6):
+        out = degrade_walk(walk, route, np.random.default_rng(seed))
+        assert out.shape == walk.shape and out.dtype == np.uint8
+        assert not np.array_equal(out, walk)
+        route_ious.append(np.mean([_iou(a, b) for a, b in zip(out, walk, strict=True)]))
+        styled = degrade_walk(walk, style, np.random.default_rng(seed))
+        style_ious.append(np.mean([_iou(a, b) for a, b in zip(styled, walk, strict=True)]))
+    assert min(route_ious) > 0.85
+    assert np.mean(route_ious) > np.mean(style_ious)
+    first = degrade_walk(walk, route, np.random.default_rng(3))
+    assert np.array_equal(first, degrade_walk(walk, route, np.random.default_rng(3)))
+
+
+def test_the_route_kind_keeps_a_frame_without_a_person(walk: NDArray[np.uint8]) -> None:
+    frames = walk[:3].copy()
+    frames[1] = 0  # nothing the composite would draw: kept as it came
+    out = degrade_walk(
+        frames, AugmentConfig(probability=1.0, kind="route"), np.random.default_rng(0)
+    )
+    assert not out[1].any() and out[0].any() and out[2].any()
+
+
 def test_config_refuses_inverted_heights() -> None:
     with pytest.raises(ValidationError, match="min_height"):
         AugmentConfig(min_height=120, max_height=60)

@@ -150,11 +150,8 @@ def paste(
     canvas: NDArray[np.bool_], mask: NDArray[np.bool_], height: int, centre: int, ground: int
 ) -> None:
     """Scale ``mask`` to ``height`` rows and stand it on ``ground`` at column ``centre``."""
-    width = max(1, round(mask.shape[1] * height / mask.shape[0]))
-    resized = cv2.resize(
-        mask.astype(np.uint8) * 255, (width, height), interpolation=cv2.INTER_LINEAR
-    )
-    scaled = resized > 127
+    scaled = drawn_mask(mask, height)
+    width = scaled.shape[1]
     top, left = ground - height, centre - width // 2
     y0, x0 = max(top, 0), max(left, 0)
     y1, x1 = min(top + height, canvas.shape[0]), min(left + width, canvas.shape[1])
@@ -189,6 +186,28 @@ def truth_mask(masks: list[NDArray[np.bool_]], camera: Camera, t: int) -> NDArra
     truth = np.zeros((camera.height, camera.width), bool)
     paste(truth, masks[t], *placement(camera, t, len(masks)))
     return truth
+
+
+def flawless_mask(truth: NDArray[np.bool_], factor: float) -> NDArray[np.uint8]:
+    """A composited truth mask as a flawless segmenter gives it: reduced by ``factor`` (the
+    working height over the picture's, as ``gaitid.segment`` reduces a frame: area average,
+    never enlarged) and cut at half coverage; 0/255. What the clip route does to a walk
+    beyond its segmentation."""
+    values = truth.astype(np.float32)
+    if factor < 1:
+        height, width = values.shape
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        values = np.asarray(cv2.resize(values, size, interpolation=cv2.INTER_AREA), np.float32)
+    return np.where(values > 0.5, 255, 0).astype(np.uint8)
+
+
+def drawn_mask(mask: NDArray[np.bool_], height: int) -> NDArray[np.bool_]:
+    """A tight mask scaled to ``height`` rows as the composite draws a person (``paste``)."""
+    width = max(1, round(mask.shape[1] * height / mask.shape[0]))
+    resized = cv2.resize(
+        mask.astype(np.uint8) * 255, (width, height), interpolation=cv2.INTER_LINEAR
+    )
+    return np.asarray(resized > 127)
 
 
 def camera_clip(masks: list[NDArray[np.bool_]], camera: Camera, *, seed: int = 0) -> Clip:
