@@ -41,7 +41,7 @@ Cost: ~0.2 ms a frame on one core (``bench/train_loader.py``), next to ~1.2 s a 
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -49,10 +49,8 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gaitid.preprocess import NORMALIZED_SIZE, SIDE_CROP, pretreat_frame
+from gaitid.segment import SegmentationConfig
 from gaitid.training.synth import camera as cam
-
-#: The segmentation's working height (``gaitid.segment.SegmentationConfig``'s default).
-ROUTE_WORKING_HEIGHT: Final = 240
 
 __all__ = ["AugmentConfig", "degrade_walk"]
 
@@ -209,7 +207,7 @@ def route_walk(walk: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[np.
     a frame the pretreatment would drop keeps its clean original."""
     camera = cam.draw_camera(90, rng)  # the view only moves the person; size is what counts
     rows = max(1, round(camera.person_height * camera.height))
-    factor = ROUTE_WORKING_HEIGHT / camera.height
+    factor = SegmentationConfig().working_height / camera.height  # the service's default
     out = np.empty_like(walk)
     for t, frame in enumerate(walk):
         person = frame > 127

@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gaitid.contract import FRAME_HEIGHT
-from gaitid.preprocess import FRAME_WIDTH, SIDE_CROP
+from gaitid.contract import FRAME_HEIGHT, FRAME_WIDTH
+from gaitid.preprocess import SIDE_CROP, normalize_frame, to_network_input
 from gaitid.segment import SegmentationConfig
 from gaitid.training.data.opengait import WalkKey, load_walk, write_walk
 from gaitid.training.synth import camera as cam
@@ -155,8 +155,6 @@ def read_truth(
     the clip reading of the same frames, this route tells the two apart: what it loses
     against the clean frames is the resampling, the rest is the segmentation.
     """
-    from gaitid.preprocess import normalize_frame, to_network_input
-
     factor = (config or SegmentationConfig()).working_height / camera.height
     shown = cam.walk_frames_shown(frames64)
     masks = cam.walk_masks(frames64)
