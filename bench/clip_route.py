@@ -69,17 +69,16 @@ def kept_frames(clip_walks: Path) -> dict[str, list[int]]:
 
 def truth_walks(data: Path, clip_walks: Path, subjects: list[str]) -> dict[str, np.ndarray]:
     """Each clip walk's kept frames as perfect masks through the same camera (walks whose
-    record names no camera or no frames are left out)."""
-    records = {
-        r.key: r for r in read_manifest(clip_walks) if r.source_frames and r.camera and not r.error
-    }
+    record names no camera or no frames, and those left with no frame, are left out)."""
+    records = {r.key: r for r in read_manifest(clip_walks) if r.source_frames and r.camera}
     raw = load_dataset(data, subjects, lambda key: str(key) in records)
-    return {
+    truth = {
         str(key): read_truth(
             frames, Camera(**records[str(key)].camera), records[str(key)].source_frames
         )
         for key, frames in raw.items()
     }
+    return {key: walk for key, walk in truth.items() if len(walk)}
 
 
 def measure(model: Path, data: Path, clip_walks: Path, subjects: list[str]) -> dict[str, Any]:

@@ -52,6 +52,9 @@ from gaitid.preprocess import NORMALIZED_SIZE, SIDE_CROP, pretreat_frame
 from gaitid.segment import SegmentationConfig
 from gaitid.training.synth import camera as cam
 
+#: The service's working height, read once (not per walk in the batch loop).
+_WORKING_HEIGHT = SegmentationConfig().working_height
+
 __all__ = ["AugmentConfig", "degrade_walk"]
 
 
@@ -207,11 +210,11 @@ def route_walk(walk: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[np.
     a frame the pretreatment would drop keeps its clean original."""
     camera = cam.draw_camera(90, rng)  # the view only moves the person; size is what counts
     rows = max(1, round(camera.person_height * camera.height))
-    factor = SegmentationConfig().working_height / camera.height  # the service's default
+    factor = _WORKING_HEIGHT / camera.height
     out = np.empty_like(walk)
     for t, frame in enumerate(walk):
         person = frame > 127
-        if person.sum() <= 50:  # hardly a person: the composite would not have drawn it
+        if person.sum() <= cam.MIN_SHOWN_PIXELS:  # the composite would not have drawn it
             out[t] = frame
             continue
         drawn = np.pad(cam.drawn_mask(cam.crop(person), rows), 2)

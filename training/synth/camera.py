@@ -24,6 +24,10 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+#: A pretreated frame with at most this many person pixels holds hardly anyone: the composite
+#: (and the training route that mimics it) does not draw it.
+MIN_SHOWN_PIXELS = 50
+
 #: Video containers :func:`encode_clip` writes, by OpenCV fourcc.
 CODEC_SUFFIX = {"mp4v": ".mp4", "MJPG": ".avi"}
 
@@ -103,13 +107,15 @@ def crop(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     return mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
-def walk_frames_shown(frames64: NDArray[np.uint8], min_pixels: int = 50) -> list[int]:
+def walk_frames_shown(frames64: NDArray[np.uint8], min_pixels: int = MIN_SHOWN_PIXELS) -> list[int]:
     """Indices of a pretreated walk's frames that hold enough of a person to be filmed: the
     frames :func:`walk_masks` keeps, in order (clip frame ``t`` is walk frame ``shown[t]``)."""
     return [i for i, f in enumerate(frames64) if (f > 127).sum() > min_pixels]
 
 
-def walk_masks(frames64: NDArray[np.uint8], min_pixels: int = 50) -> list[NDArray[np.bool_]]:
+def walk_masks(
+    frames64: NDArray[np.uint8], min_pixels: int = MIN_SHOWN_PIXELS
+) -> list[NDArray[np.bool_]]:
     """Tight boolean crops of a pretreated walk's frames (real CASIA-B silhouettes); frames
     with hardly any person are left out, as a camera would not have shown them either."""
     return [crop(frames64[i] > 127) for i in walk_frames_shown(frames64, min_pixels)]
