@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal, TypeAlias, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -57,6 +57,15 @@ DEFAULT_THRESHOLD_CALIBRATION_KEY: Final = "threshold_calibration"
 CLIP_THRESHOLD_KEY: Final = "clip_threshold"
 #: Its provenance record (JSON), as for the default threshold.
 CLIP_THRESHOLD_CALIBRATION_KEY: Final = "clip_threshold_calibration"
+#: Optional metadata: the test-time shift set the graph averages a walk's embedding over
+#: (``gaitid.model.test_time``): ``none`` (one pass) or ``cross`` (the frames as they are and
+#: moved by one pixel each way, five passes). Absent in exports older than the key: ``none``.
+TEST_TIME_SHIFTS_KEY: Final = "test_time_shifts"
+#: The shift sets a model can name (their offsets are ``gaitid.model.test_time.SHIFT_SETS``).
+TestTimeShifts: TypeAlias = Literal["none", "cross"]
+TEST_TIME_SHIFT_SETS: Final[tuple[TestTimeShifts, ...]] = ("none", "cross")
+#: The set exports and evaluations use unless told otherwise (the shipped model's).
+DEFAULT_TEST_TIME_SHIFTS: Final[TestTimeShifts] = "cross"
 #: The optional threshold keys with their provenance keys; export and quantise carry them.
 THRESHOLD_KEYS: Final = (
     (DEFAULT_THRESHOLD_KEY, DEFAULT_THRESHOLD_CALIBRATION_KEY),
@@ -169,6 +178,7 @@ class ContractMetadata:
     training_data: str
     default_threshold: float | None
     clip_threshold: float | None
+    test_time_shifts: TestTimeShifts = "none"
 
 
 def _optional_threshold(meta: Mapping[str, str], key: str) -> float | None:
@@ -210,6 +220,11 @@ def read_metadata(meta: Mapping[str, str]) -> ContractMetadata:
             f"metadata input_size={meta['input_size']!r}; frames must be "
             f"{FRAME_HEIGHT}x{FRAME_WIDTH}"
         )
+    shifts = meta.get(TEST_TIME_SHIFTS_KEY, "none")
+    if shifts not in TEST_TIME_SHIFT_SETS:
+        raise ContractError(
+            f"metadata {TEST_TIME_SHIFTS_KEY}={shifts!r}; one of {list(TEST_TIME_SHIFT_SETS)}"
+        )
     return ContractMetadata(
         name=meta["model_name"],
         variant=meta["variant"],
@@ -220,4 +235,5 @@ def read_metadata(meta: Mapping[str, str]) -> ContractMetadata:
         training_data=meta["training_data"],
         default_threshold=_optional_threshold(meta, DEFAULT_THRESHOLD_KEY),
         clip_threshold=_optional_threshold(meta, CLIP_THRESHOLD_KEY),
+        test_time_shifts=cast(TestTimeShifts, shifts),
     )

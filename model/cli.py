@@ -12,6 +12,8 @@ from typing import Any, cast
 
 import typer
 
+from gaitid.contract import DEFAULT_TEST_TIME_SHIFTS, TEST_TIME_SHIFT_SETS
+
 
 def register(app: typer.Typer) -> None:
     """Add ``export``, ``quantize`` and ``model-info`` to ``app``."""
@@ -63,6 +65,13 @@ def export_command(
         "walks' silhouettes (a calibration without one gives its own threshold). Without it, "
         "one the weights carry is kept.",
     ),
+    version: str | None = typer.Option(
+        None,
+        "--version",
+        help="The model version in the metadata (default: the checkpoint's). Give a new one "
+        "whenever the embedding function changes (weights or --shifts): the service never "
+        "compares templates embedded under another version.",
+    ),
     training_data: str | None = typer.Option(
         None,
         "--training-data",
@@ -74,16 +83,23 @@ def export_command(
         help="Also write the PyTorch weights here (for fine-tuning: weights, config and "
         "provenance; no optimiser state, no local paths).",
     ),
+    shifts: str = typer.Option(
+        DEFAULT_TEST_TIME_SHIFTS,
+        "--shifts",
+        help="Test-time shift set the graph averages a walk's embedding over: cross (the "
+        "frames as they are and moved one pixel each way, five passes) or none (one pass); "
+        "model/test_time.py. A threshold calibrated with another set is refused.",
+    ),
 ) -> None:
     """Export a checkpoint (or a random-init variant) to the service's ONNX model."""
     if (checkpoint is None) == (random_init is None):
         raise typer.BadParameter("give exactly one of CHECKPOINT or --random-init VARIANT")
     if random_init is not None and (
-        threshold_from or clip_threshold_from or training_data or weights
+        threshold_from or clip_threshold_from or training_data or weights or version
     ):
         raise typer.BadParameter(
-            "--threshold-from, --clip-threshold-from, --training-data and --weights describe a "
-            "trained checkpoint; a --random-init export has none"
+            "--threshold-from, --clip-threshold-from, --training-data, --version and --weights "
+            "describe a trained checkpoint; a --random-init export has none"
         )
     from gaitid.model.config import VARIANTS
     from gaitid.model.export import BACKBONE_LAYOUTS, BackboneLayout
@@ -94,13 +110,23 @@ def export_command(
             param_hint="--backbone-layout",
         )
     layout = cast(BackboneLayout, backbone_layout)
+    if shifts not in TEST_TIME_SHIFT_SETS:
+        raise typer.BadParameter(
+            f"unknown shift set {shifts!r}; one of {', '.join(TEST_TIME_SHIFT_SETS)}",
+            param_hint="--shifts",
+        )
     if random_init is not None and random_init not in VARIANTS:
         raise typer.BadParameter(
             f"unknown variant {random_init!r}; choose one of {sorted(VARIANTS)}",
             param_hint="--random-init",
         )
     from gaitid import __version__
-    from gaitid.contract import CLIP_THRESHOLD_KEY, DEFAULT_THRESHOLD_KEY, THRESHOLD_KEYS
+    from gaitid.contract import (
+        CLIP_THRESHOLD_KEY,
+        DEFAULT_THRESHOLD_KEY,
+        TEST_TIME_SHIFTS_KEY,
+        THRESHOLD_KEYS,
+    )
     from gaitid.model.export import (
         CheckpointError,
         export_onnx,
@@ -111,7 +137,9 @@ def export_command(
     )
 
     if random_init is not None:
-        path = export_random_init(random_init, out, seed=seed, fp16=fp16, backbone=layout)
+        path = export_random_init(
+            random_init, out, seed=seed, fp16=fp16, backbone=layout, shifts=shifts
+        )
     else:
         assert checkpoint is not None
         try:
@@ -128,7 +156,7 @@ def export_command(
         meta = state.get("meta") or {}
         metadata = {
             "variant": str(meta.get("variant") or variant_name(model.config)),
-            "version": str(meta.get("version") or f"{__version__}+{checkpoint.stem}"),
+            "version": version or str(meta.get("version") or f"{__version__}+{checkpoint.stem}"),
             "training_data": training_data
             or str(meta.get("training_data") or meta.get("data") or "unknown"),
         }
@@ -141,10 +169,12 @@ def export_command(
             DEFAULT_THRESHOLD_KEY: ("--threshold-from", threshold_from),
             CLIP_THRESHOLD_KEY: ("--clip-threshold-from", clip_threshold_from),
         }
+        # a threshold holds for the embedding function it was measured on
+        carried = meta.get(TEST_TIME_SHIFTS_KEY, "none") == shifts
         for key, record_key in THRESHOLD_KEYS:
             option, calibration = calibrations[key]
             if calibration is not None:
-                threshold, provenance = _read_calibration(calibration, option)
+                threshold, provenance = _read_calibration(calibration, option, shifts)
                 if key == CLIP_THRESHOLD_KEY and "route_shift" in provenance:
                     threshold, provenance = _route_threshold(
                         metadata.get(DEFAULT_THRESHOLD_KEY, meta.get(DEFAULT_THRESHOLD_KEY)),
@@ -153,11 +183,18 @@ def export_command(
                     )
                 metadata[key] = f"{threshold:.6f}"
                 metadata[record_key] = json.dumps(provenance, sort_keys=True)
-            elif key in meta:  # weights that ship with their calibrated threshold
+            elif key in meta and carried:  # weights that ship with their calibrated threshold
                 metadata[key] = str(meta[key])
                 if record_key in meta:
                     metadata[record_key] = str(meta[record_key])
-        path = export_onnx(model, out, metadata=metadata, fp16=fp16, backbone=layout)
+            elif key in meta:
+                typer.echo(
+                    f"note: the weights' {key} was calibrated with the shift set "
+                    f"{meta.get(TEST_TIME_SHIFTS_KEY, 'none')!r}, not {shifts!r}: it is left "
+                    "out; calibrate this export with `gaitid eval --protocol open-set`"
+                )
+        metadata[TEST_TIME_SHIFTS_KEY] = shifts
+        path = export_onnx(model, out, metadata=metadata, fp16=fp16, backbone=layout, shifts=shifts)
         if weights is not None:
             typer.echo(f"wrote {write_weights(model, state, weights, metadata)}")
     typer.echo(f"wrote {path}")
@@ -189,15 +226,25 @@ def _route_threshold(
     return threshold, {**record, "rule": rule, "route_own_threshold": round(own, 6)}
 
 
-def _read_calibration(path: Path, option: str) -> tuple[float, dict[str, object]]:
-    """The threshold and provenance of a ``calibration.json``; a bad file names ``option``."""
+def _read_calibration(path: Path, option: str, shifts: str) -> tuple[float, dict[str, object]]:
+    """The threshold and provenance of a ``calibration.json`` measured with the test-time
+    shift set ``shifts``; a bad file, or one measured with another set, names ``option``."""
     from gaitid.training.evaluation.open_set import read_threshold
     from gaitid.training.evaluation.protocols import ProtocolError
 
     try:
-        return read_threshold(path)
+        threshold, provenance = read_threshold(path)
     except ProtocolError as exc:
         raise typer.BadParameter(str(exc), param_hint=option) from exc
+    if provenance["test_time_shifts"] != shifts:
+        raise typer.BadParameter(
+            f"{path} was calibrated with the test-time shift set "
+            f"{provenance['test_time_shifts']!r} and this export averages {shifts!r}: the "
+            f"threshold would not hold; calibrate with `--shifts {shifts}` (or export with "
+            f"`--shifts {provenance['test_time_shifts']}`)",
+            param_hint=option,
+        )
+    return threshold, provenance
 
 
 def quantize_command(
@@ -283,7 +330,11 @@ def _carry_threshold(
     """
     from dataclasses import replace
 
-    from gaitid.contract import CLIP_THRESHOLD_KEY, DEFAULT_THRESHOLD_KEY, THRESHOLD_KEYS
+    from gaitid.contract import (
+        CLIP_THRESHOLD_KEY,
+        DEFAULT_THRESHOLD_KEY,
+        THRESHOLD_KEYS,
+    )
     from gaitid.model.quantize import QuantizeError, rewrite_metadata
     from gaitid.training.data.opengait import parse_subject_spec
     from gaitid.training.evaluation.extract import features_from_onnx, load_eval_walks

@@ -34,6 +34,7 @@ from gaitid.contract import (
     INPUT_SILHOUETTES,
     MODEL_NAME,
     OUTPUT_EMBEDDING,
+    TEST_TIME_SHIFTS_KEY,
     THRESHOLD_KEYS,
     build_metadata,
 )
@@ -44,6 +45,7 @@ from gaitid.model.e3d_tiled import TiledE3D
 from gaitid.model.layers.conv3d_as_2d import stack_time_in_conv3d
 from gaitid.model.lmgcs import LMGCS, EmbeddingOnly
 from gaitid.model.registry import create_model
+from gaitid.model.test_time import DEFAULT_SHIFTS, ShiftEnsemble, offsets_of
 
 logger = logging.getLogger(__name__)
 
@@ -98,19 +100,25 @@ def export_onnx(
     fp16: bool = False,
     opset: int = DEFAULT_OPSET,
     backbone: BackboneLayout = "frame-major",
+    shifts: str = DEFAULT_SHIFTS,
 ) -> Path:
     """Write ``model``'s embedding graph to ``out`` (ONNX) and return the path.
 
     The model is copied and put in eval mode; the caller's module is left untouched.
     ``backbone`` chooses how the 3x3x3 convolutions are written (:data:`BackboneLayout`); ONNX
-    Runtime runs its 3-D convolutions far slower than 2-D ones, hence the default.
+    Runtime runs its 3-D convolutions far slower than 2-D ones, hence the default. ``shifts``
+    is the test-time shift set the graph averages over (``gaitid.model.test_time``), recorded
+    in the metadata as ``test_time_shifts``.
     """
     if backbone not in BACKBONE_LAYOUTS:
         raise ValueError(f"backbone layout {backbone!r} is not one of {BACKBONE_LAYOUTS}")
+    offsets_of(shifts)  # an unknown set fails before the export's minute of work
     import onnx
 
     props = build_metadata(
-        metadata, model_config_json=json.dumps(model.config.model_dump(), sort_keys=True), fp16=fp16
+        {**metadata, TEST_TIME_SHIFTS_KEY: shifts},
+        model_config_json=json.dumps(model.config.model_dump(), sort_keys=True),
+        fp16=fp16,
     )
     props.setdefault("embedding", describe_embedding(model))
     network = copy.deepcopy(model).cpu().float().eval()
@@ -118,7 +126,7 @@ def export_onnx(
         network.backbone = TiledE3D(network.backbone)  # type: ignore[assignment]
     elif backbone == "frame-major":
         network.backbone = FrameMajorE3D(network.backbone)  # type: ignore[assignment]
-    graph: nn.Module = EmbeddingOnly(network).eval()
+    graph: nn.Module = ShiftEnsemble(EmbeddingOnly(network), shifts).eval()
     if backbone == "time-stacked":
         stack_time_in_conv3d(graph)
     if fp16:
@@ -178,6 +186,7 @@ def export_random_init(
     seed: int = 0,
     fp16: bool = False,
     backbone: BackboneLayout = "frame-major",
+    shifts: str = DEFAULT_SHIFTS,
 ) -> Path:
     """Export a freshly initialised ``variant`` (seeded), for tests and latency work."""
     generator_state = torch.random.get_rng_state()
@@ -191,7 +200,7 @@ def export_random_init(
         "version": f"{__version__}+random-init.seed{seed}",
         "training_data": "none (random initialisation)",
     }
-    return export_onnx(model, out, metadata=metadata, fp16=fp16, backbone=backbone)
+    return export_onnx(model, out, metadata=metadata, fp16=fp16, backbone=backbone, shifts=shifts)
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -261,6 +270,8 @@ def write_weights(
         recipe["data"] = {k: v for k, v in recipe["data"].items() if k not in _LOCAL_DATA_KEYS}
     meta = dict(checkpoint.get("meta") or {})
     meta.update({k: metadata[k] for k in ("variant", "version", "training_data")})
+    if TEST_TIME_SHIFTS_KEY in metadata:  # the embedding function its thresholds hold for
+        meta[TEST_TIME_SHIFTS_KEY] = metadata[TEST_TIME_SHIFTS_KEY]
     for key in itertools.chain.from_iterable(THRESHOLD_KEYS):  # thresholds and their records
         if key in metadata:
             meta[key] = metadata[key]

@@ -42,6 +42,7 @@ def describe(state: ServiceState) -> ModelResponse:
         threshold_source=default.source,
         clip_threshold=info.clip_threshold,
         training_data=info.training_data,
+        test_time_shifts=info.test_time_shifts,
         det_picture=det_picture_path(state.embedder.model_path).is_file(),
     )
 

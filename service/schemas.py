@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from gaitid.contract import TestTimeShifts
+
 GALLERY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 #: Identity names, views and conditions: any printable text (no control characters, which
 #: PostgreSQL cannot store as NUL and which make logs and CSV exports ambiguous).
@@ -845,6 +847,7 @@ class ModelResponse(_Out):
                     "threshold_source": "model",
                     "clip_threshold": 0.525709,
                     "training_data": "CASIA-B",
+                    "test_time_shifts": "cross",
                     "det_picture": True,
                 }
             ]
@@ -870,4 +873,9 @@ class ModelResponse(_Out):
         "`threshold`."
     )
     training_data: str
+    test_time_shifts: TestTimeShifts = Field(
+        description="What the model averages a walk's embedding over: `cross`, the frames as "
+        "they are and moved one pixel up, down, left and right (five passes of the network); "
+        "`none`, one pass."
+    )
     det_picture: bool = Field(description="Whether `GET /model/det.png` has the DET picture.")

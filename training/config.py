@@ -181,6 +181,10 @@ class TrainerConfig(_Section):
     # cost little; None = every frame. The final validation always uses every frame.
     eval_frames: int | None = Field(default=None, ge=1)
     eval_protocol: Literal["casia-b", "ou-mvlp", "retrieval"] = "casia-b"
+    # the test-time shift set of every validation (``gaitid.model.test_time``): the one
+    # `gaitid export` writes into the graph by default, so that the run's calibration
+    # (eval/calibration.json) holds for its export
+    eval_shifts: Literal["none", "cross"] = "cross"
     keep_checkpoints: int = Field(default=2, ge=1)  # iteration checkpoints kept besides last.pt
     progress: bool = True  # tqdm bar on rank 0
 

@@ -193,7 +193,9 @@ def fit_embedding(
     if len(walks) > max_walks:
         chosen = np.sort(np.random.default_rng(seed).choice(len(walks), max_walks, replace=False))
     sample = [middle_window(walks[int(i)], max_frames) for i in chosen]
-    _, parts = torch_features(model, sample, device=device, batch_size=batch_size)
+    # the head is fitted on the part features of the frames as they are (the pass every
+    # shift set starts with), not on a shift ensemble's
+    _, parts = torch_features(model, sample, device=device, batch_size=batch_size, shifts="none")
     head = model.embedding_head
     flat = head.flatten_parts(torch.from_numpy(parts)).numpy()
     reduction = fit_reduction(

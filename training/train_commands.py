@@ -188,6 +188,12 @@ def eval_command(
         max=0.5,
         help="open-set: false-match rate the default threshold is chosen at.",
     ),
+    shifts: str | None = typer.Option(
+        None,
+        "--shifts",
+        help="A checkpoint's test-time shift set: cross (the default, what `gaitid export` "
+        "writes) or none (the network alone). An ONNX file holds its own in its graph.",
+    ),
 ) -> None:
     """Evaluate a checkpoint or ONNX export under a gait protocol; print the markdown table.
 
@@ -243,6 +249,7 @@ def eval_command(
             [*walks, *twins[1]],
             device=device.value,
             batch_size=batch_size,
+            shifts=shifts,
         )
         features = every.subset(np.arange(len(every.subjects)) < len(keys))
         if protocol is Protocol.open_set:
@@ -250,7 +257,8 @@ def eval_command(
             silhouettes = (
                 _clean_twins(every, keys, twins[0], gallery) if probe_data is not None else None
             )
-            _calibrate(features, model_file, target_fmr, out, probes, silhouettes)
+            calibration = (features, str(info["test_time_shifts"]), probes, silhouettes)
+            _calibrate(model_file, target_fmr, out, *calibration)
             return
         results = run_protocol(
             features,
@@ -267,6 +275,7 @@ def eval_command(
         ),
         "model": str(model_file.resolve()),
         "model_format": info.get("format"),
+        "test_time_shifts": info.get("test_time_shifts"),
         "probes": "silhouettes" if probe_data is None else str(probe_data.resolve()),
     }
     typer.echo(to_markdown(results, full_tables=False))
@@ -296,16 +305,18 @@ def _clean_twins(
 
 
 def _calibrate(
-    features: FeatureSet,
     model_file: Path,
     target_fmr: float,
     out: Path | None,
+    features: FeatureSet,
+    shifts: str,
     probes: str,
     silhouettes: FeatureSet | None = None,
 ) -> None:
     """The open-set protocol of ``gaitid eval``: print the tables, write the calibration
-    (``probes``: how the probe walks were read, recorded with it; ``silhouettes``: the same
-    walks as clean silhouettes, when the probes came by another route)."""
+    (``shifts``: the test-time shift set the embeddings averaged; ``probes``: how the probe
+    walks were read, both recorded with it; ``silhouettes``: the same walks as clean
+    silhouettes, when the probes came by another route)."""
     from gaitid.training.evaluation.open_set import calibrate, to_markdown, write_calibration
     from gaitid.training.evaluation.threshold_transfer import measure_route_shift
 
@@ -315,7 +326,9 @@ def _calibrate(
         result.route_shift = shift.as_record()
     typer.echo(to_markdown(result))
     if out is not None:
-        written = write_calibration(result, out.resolve(), model=model_file.name, probes=probes)
+        written = write_calibration(
+            result, out.resolve(), model=model_file.name, shifts=shifts, probes=probes
+        )
         typer.echo("wrote " + ", ".join(str(p) for p in written))
 
 

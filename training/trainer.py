@@ -123,15 +123,15 @@ def _typical(walks: list[NDArray[np.uint8]], count: int) -> list[NDArray[np.uint
 
 
 def _seconds_per_frame(
-    model: torch.nn.Module, walks: list[NDArray[np.uint8]], device: torch.device
+    model: torch.nn.Module, walks: list[NDArray[np.uint8]], device: torch.device, shifts: str
 ) -> float:
-    """Seconds per frame of ``torch_features`` (what the fit and validation run) on ``walks``
-    as one batch; one untimed pass first, for allocations."""
+    """Seconds per frame of ``torch_features`` with test-time ``shifts`` (the fit runs none,
+    validation its own) on ``walks`` as one batch; one untimed pass first, for allocations."""
     from gaitid.training.evaluation.extract import torch_features
 
-    torch_features(model, walks, device=device, batch_size=len(walks))
+    torch_features(model, walks, device=device, batch_size=len(walks), shifts=shifts)
     tick = time.monotonic()
-    torch_features(model, walks, device=device, batch_size=len(walks))
+    torch_features(model, walks, device=device, batch_size=len(walks), shifts=shifts)
     return (time.monotonic() - tick) / float(sum(w.shape[0] for w in walks))
 
 
@@ -431,10 +431,12 @@ class Trainer:
                 lengths = np.minimum(lengths, fit.fit_frames)
             fit_frames = float(lengths.mean()) * min(fit.fit_walks, len(data.walks))
             sample = [middle_window(w, fit.fit_frames) for w in _typical(data.walks, batch)]
-            seconds = fit_frames * _seconds_per_frame(model, sample, ctx.device)
+            seconds = fit_frames * _seconds_per_frame(model, sample, ctx.device, "none")
             if val is not None:
                 val_frames = float(sum(w.shape[0] for w in val[1]))
-                per_frame = _seconds_per_frame(model, _typical(val[1], batch), ctx.device)
+                per_frame = _seconds_per_frame(
+                    model, _typical(val[1], batch), ctx.device, self.config.trainer.eval_shifts
+                )
                 seconds += _VALIDATION_OVERHEAD * val_frames * per_frame
             logger.info("the embedding fit and the validation will take about %.0f s", seconds)
         return from_rank0(seconds, ctx) if ctx.world_size > 1 else seconds
@@ -583,7 +585,12 @@ class Trainer:
         except ProtocolError as exc:  # too few validation subjects or conditions: say so
             logger.warning("no open-set calibration: %s", exc)
             return
-        write_calibration(result, self.out_dir / "eval", model="checkpoints/last.pt")
+        write_calibration(
+            result,
+            self.out_dir / "eval",
+            model="checkpoints/last.pt",
+            shifts=self.config.trainer.eval_shifts,
+        )
         logger.info(
             "threshold %.4f at FMR <= %g (FNMR %.3f); DIR at FAR 1%%: %s",
             result.threshold,
@@ -626,6 +633,7 @@ class Trainer:
                 walks,
                 device=ctx.device,
                 batch_size=self.config.trainer.eval_batch_size,
+                shifts=self.config.trainer.eval_shifts,
             )
             results = run_protocol(features, self.config.trainer.eval_protocol)
             for r in results:

@@ -101,3 +101,16 @@ def test_clip_threshold_is_optional_and_checked_like_the_default() -> None:
             model_config_json="{}",
             fp16=False,
         )
+
+
+def test_the_test_time_shift_set_reads_back_and_older_models_have_none() -> None:
+    """``test_time_shifts`` names a known set; a model without the key averages nothing."""
+    from gaitid.contract import TEST_TIME_SHIFTS_KEY, ContractError, build_metadata, read_metadata
+
+    base = {"variant": "lite", "version": "1", "training_data": "d"}
+    props = build_metadata(base, model_config_json="{}", fp16=False)
+    assert read_metadata(props).test_time_shifts == "none"
+    assert read_metadata({**props, TEST_TIME_SHIFTS_KEY: "cross"}).test_time_shifts == "cross"
+    for bad in ("diagonal", "", "CROSS"):
+        with pytest.raises(ContractError, match=rf"test_time_shifts='{bad}'"):
+            read_metadata({**props, TEST_TIME_SHIFTS_KEY: bad})

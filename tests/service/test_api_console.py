@@ -165,6 +165,7 @@ def test_model_and_its_det_picture(
         assert body["version"] == embedder.info.version
         assert body["sha256"] == embedder.info.sha256
         assert body["embedding_dim"] == embedder.info.embedding_dim
+        assert body["test_time_shifts"] == embedder.info.test_time_shifts == "cross"
         if embedder.info.default_threshold is None:
             assert body["threshold_source"] == "fallback"
             assert body["threshold"] == settings.fallback_threshold

@@ -20,6 +20,7 @@ def test_trained_checkpoint_exports_and_matches_torch(
     import torch
 
     from gaitid.model.export import load_checkpoint_model
+    from gaitid.training.evaluation.extract import torch_features
 
     walks = [(rng.random((t, 64, 44)) > 0.5).astype(np.uint8) * 255 for t in (9, 14, 30)]
     silhouettes, lengths = batch_sequences(walks)
@@ -28,10 +29,14 @@ def test_trained_checkpoint_exports_and_matches_torch(
         [OUTPUT_EMBEDDING], {INPUT_SILHOUETTES: silhouettes, INPUT_LENGTHS: lengths}
     )
     model, state = load_checkpoint_model(uninterrupted / "checkpoints" / "last.pt")
+    # the PyTorch evaluation averages the same test-time shifts the export's graph holds
+    embeddings, _parts = torch_features(model, walks, device=torch.device("cpu"))
+    np.testing.assert_allclose(onnx_emb, embeddings, atol=1e-4)
     with torch.inference_mode():
-        out = model(torch.from_numpy(silhouettes), torch.from_numpy(lengths))
-    np.testing.assert_allclose(onnx_emb, out.embedding.numpy(), atol=1e-4)
+        alone = model(torch.from_numpy(silhouettes), torch.from_numpy(lengths)).embedding
+    assert not np.allclose(onnx_emb, alone.numpy(), atol=1e-4)  # the shifts are in the graph
     meta = {p.key: p.value for p in onnx.load(str(exported)).metadata_props}
+    assert meta["test_time_shifts"] == "cross"
     assert meta["variant"] == "tiny" and "001..002" in meta["training_data"]
     assert meta["iteration"] == "4" and state["meta"]["iteration"] == 4
 
@@ -161,6 +166,7 @@ def _calibration(folder: Path, name: str, threshold: float, **extra: object) -> 
 
     path = folder / name
     record = {"threshold": threshold, "target_fmr": 0.001, "model": "m", "subjects": ["3"]}
+    record["test_time_shifts"] = "cross"  # what an export averages by default
     path.write_text(json.dumps({**record, **extra}))
     return path
 
@@ -230,6 +236,43 @@ def test_export_stores_a_clip_threshold_beside_the_default(
     args = ["export", "--random-init", "tiny", "--out", str(tmp_path / "r.onnx")]
     bad = runner.invoke(app, [*args, "--clip-threshold-from", str(calibration("c.json", 0.4))])
     assert bad.exit_code == 2 and "trained checkpoint" in bad.output
+
+
+def test_a_threshold_holds_only_for_the_shift_set_it_was_measured_with(
+    uninterrupted: Path, tmp_path: Path
+) -> None:
+    """A calibration of the network alone is refused by an export that averages shifts (and
+    taken by one that does not); weights whose threshold was measured with one set do not
+    carry it into an export with another."""
+    import onnx
+    from typer.testing import CliRunner
+
+    from gaitid.cli import app
+
+    runner = CliRunner()
+    ckpt = str(uninterrupted / "checkpoints" / "last.pt")
+    alone = _calibration(tmp_path, "alone.json", 0.45, test_time_shifts="none")
+    out, weights = tmp_path / "m.onnx", tmp_path / "m.pt"
+    bad = runner.invoke(app, ["export", ckpt, "--out", str(out), "--threshold-from", str(alone)])
+    assert bad.exit_code == 2 and "shift set 'none'" in bad.output and not out.exists()
+    args = ["--threshold-from", str(alone), "--shifts", "none", "--weights", str(weights)]
+    good = runner.invoke(app, ["export", ckpt, "--out", str(out), *args])
+    assert good.exit_code == 0, good.output
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert (meta["test_time_shifts"], meta["default_threshold"]) == ("none", "0.450000")
+
+    crossed = tmp_path / "crossed.onnx"  # the weights' threshold is the network alone's
+    result = runner.invoke(app, ["export", str(weights), "--out", str(crossed)])
+    assert result.exit_code == 0 and "left out" in result.output
+    meta = {p.key: p.value for p in onnx.load(str(crossed)).metadata_props}
+    assert meta["test_time_shifts"] == "cross" and "default_threshold" not in meta
+    kept = tmp_path / "kept.onnx"
+    result = runner.invoke(app, ["export", str(weights), "--out", str(kept), "--shifts", "none"])
+    assert result.exit_code == 0, result.output
+    meta = {p.key: p.value for p in onnx.load(str(kept)).metadata_props}
+    assert meta["default_threshold"] == "0.450000"
+    bad = runner.invoke(app, ["export", ckpt, "--out", str(out), "--shifts", "diagonal"])
+    assert bad.exit_code == 2 and "unknown shift set" in bad.output
 
 
 def test_a_measured_route_shift_moves_the_default_threshold(

@@ -74,12 +74,16 @@ def test_separable_identities_calibrate_to_a_clean_threshold(tmp_path: Path) -> 
     assert identity["eer"] == 0.0 and result.at_threshold["identity"]["fnmr"] == 0.0
     assert result.at_threshold["identity"]["fmr"] <= 1e-3
     assert result.open_set["dir"] == {"NM": 100.0, "BG": 100.0, "CL": 100.0}
-    paths = write_calibration(result, tmp_path / "cal", model="m.onnx")
+    paths = write_calibration(result, tmp_path / "cal", model="m.onnx", shifts="cross")
     assert [p.name for p in paths] == ["calibration.json", "calibration.md", "det.png"]
     record = json.loads(paths[0].read_text())
     assert record["model"] == "m.onnx" and "curves" not in record
     threshold, provenance = read_threshold(paths[0])
     assert threshold == pytest.approx(result.threshold) and provenance["target_fmr"] == 1e-3
+    assert provenance["test_time_shifts"] == "cross"
+    del record["test_time_shifts"]  # a calibration written before the shift sets
+    paths[0].write_text(json.dumps(record))
+    assert read_threshold(paths[0])[1]["test_time_shifts"] == "none"
 
 
 def test_noisy_identities_trade_fnmr_for_fmr() -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gaitid.contract import DEFAULT_TEST_TIME_SHIFTS
 from gaitid.errors import GaitidError
 from gaitid.training.evaluation.protocols import FeatureSet
 from gaitid.training.torch_data import eval_batches
@@ -24,6 +25,7 @@ from gaitid.training.torch_data import eval_batches
 if TYPE_CHECKING:
     import torch
 
+    from gaitid.contract import ContractMetadata
     from gaitid.training.data.opengait import WalkKey
 
 logger = logging.getLogger(__name__)
@@ -90,13 +92,20 @@ def torch_features(
     *,
     device: torch.device,
     batch_size: int = 8,
+    shifts: str = DEFAULT_TEST_TIME_SHIFTS,
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """``(embeddings [N, 256], part_features [N, P, D])`` of every walk, in eval mode.
 
-    Also what ``training.embedding_fit`` fits the service embedding on.
+    The embeddings average the test-time ``shifts`` as the exported graph does
+    (``gaitid.model.test_time``), so a threshold calibrated here holds for the export; the
+    part features are those of the frames as they are (also what ``training.embedding_fit``
+    fits the service embedding on, with ``shifts="none"``).
     """
     import torch
 
+    from gaitid.model.test_time import mean_of_unit, offsets_of, shift_frames
+
+    offsets = offsets_of(shifts)
     was_training = model.training
     model.eval()
     embeddings: list[NDArray[np.float32] | None] = [None] * len(walks)
@@ -104,11 +113,15 @@ def torch_features(
     try:
         with torch.inference_mode():
             for indices, silhouettes, lengths in eval_batches(walks, batch_size):
-                out = model(
-                    torch.from_numpy(silhouettes).to(device),
-                    torch.from_numpy(lengths).to(device),
-                )
-                emb = out.embedding.float().cpu().numpy()
+                frames = torch.from_numpy(silhouettes).to(device)
+                counts = torch.from_numpy(lengths).to(device)
+                out = model(frames, counts)  # the first offset of every set is (0, 0)
+                total = out.embedding.float()
+                for rows, columns in offsets[1:]:
+                    total = total + model(shift_frames(frames, rows, columns), counts).embedding
+                if len(offsets) > 1:
+                    total = mean_of_unit(total.float())
+                emb = total.cpu().numpy()
                 part = out.part_features.float().cpu().numpy()
                 for row, index in enumerate(indices):
                     embeddings[index], parts[index] = emb[row], part[row]
@@ -124,9 +137,13 @@ def features_from_torch(
     *,
     device: torch.device,
     batch_size: int = 8,
+    shifts: str = DEFAULT_TEST_TIME_SHIFTS,
 ) -> FeatureSet:
-    """Part features and embeddings of every walk from a PyTorch network (eval mode)."""
-    embeddings, parts = torch_features(model, walks, device=device, batch_size=batch_size)
+    """Part features and embeddings of every walk from a PyTorch network (eval mode); the
+    embeddings average the test-time ``shifts`` (:func:`torch_features`)."""
+    embeddings, parts = torch_features(
+        model, walks, device=device, batch_size=batch_size, shifts=shifts
+    )
     return _feature_set(keys, embeddings, parts)
 
 
@@ -138,6 +155,16 @@ def features_from_onnx(
     batch_size: int = 8,
 ) -> FeatureSet:
     """Embeddings of every walk from an ONNX export (no part features in the graph)."""
+    return _onnx_features(path, keys, walks, batch_size)[0]
+
+
+def _onnx_features(
+    path: Path,
+    keys: Sequence[WalkKey],
+    walks: Sequence[NDArray[np.uint8]],
+    batch_size: int,
+) -> tuple[FeatureSet, ContractMetadata]:
+    """:func:`features_from_onnx` and what the model's metadata says."""
     import onnxruntime as ort
 
     from gaitid.contract import (
@@ -150,7 +177,7 @@ def features_from_onnx(
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     try:  # the same contract check the service applies before serving a model
-        read_metadata(session.get_modelmeta().custom_metadata_map)
+        meta = read_metadata(session.get_modelmeta().custom_metadata_map)
     except ContractError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
     embeddings: list[NDArray[np.float32] | None] = [None] * len(walks)
@@ -160,7 +187,7 @@ def features_from_onnx(
         )
         for row, index in enumerate(indices):
             embeddings[index] = np.asarray(emb[row], dtype=np.float32)
-    return _feature_set(keys, np.stack(embeddings), None)  # type: ignore[arg-type]
+    return _feature_set(keys, np.stack(embeddings), None), meta  # type: ignore[arg-type]
 
 
 def features_from_file(
@@ -170,15 +197,25 @@ def features_from_file(
     *,
     device: str = "cpu",
     batch_size: int = 8,
+    shifts: str | None = None,
 ) -> tuple[FeatureSet, Mapping[str, Any]]:
-    """Features from a checkpoint (``.pt``) or an ONNX file; also returns what the file says."""
+    """Features from a checkpoint (``.pt``) or an ONNX file; also returns what the file says,
+    with the test-time shift set the embeddings average (``test_time_shifts``): an ONNX
+    file's own (its graph holds it; ``shifts`` must be ``None`` or the same), a checkpoint's
+    ``shifts`` (``None``: the default set, the one an export writes)."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
     with path.open("rb") as handle:
         magic = handle.read(4)
     if path.suffix == ".onnx":
-        return features_from_onnx(path, keys, walks, batch_size=batch_size), {"format": "onnx"}
+        features, contract = _onnx_features(path, keys, walks, batch_size)
+        if shifts is not None and shifts != contract.test_time_shifts:
+            raise ModelFileError(
+                f"{path} averages the test-time shift set {contract.test_time_shifts!r} in its "
+                f"graph, not {shifts!r}: the set of an ONNX file is chosen when it is exported"
+            )
+        return features, {"format": "onnx", "test_time_shifts": contract.test_time_shifts}
     if magic[:2] != b"PK" and path.suffix not in {".pt", ".pth", ".ckpt"}:
         raise ModelFileError(
             f"{path} is neither an ONNX file (.onnx) nor a PyTorch checkpoint (.pt, .pth, .ckpt)"
@@ -197,5 +234,11 @@ def features_from_file(
         raise ModelFileError(str(exc)) from exc
     torch_device = torch.device(device)
     model.to(torch_device)
-    features = features_from_torch(model, keys, walks, device=torch_device, batch_size=batch_size)
-    return features, {"format": "checkpoint", **dict(meta)}
+    chosen = shifts or DEFAULT_TEST_TIME_SHIFTS
+    try:
+        features = features_from_torch(
+            model, keys, walks, device=torch_device, batch_size=batch_size, shifts=chosen
+        )
+    except ValueError as exc:  # an unknown shift set
+        raise ModelFileError(str(exc)) from exc
+    return features, {"format": "checkpoint", **dict(meta), "test_time_shifts": chosen}

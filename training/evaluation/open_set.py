@@ -323,15 +323,22 @@ def save_curves(result: OpenSetResult, path: Path) -> Path:
 
 
 def write_calibration(
-    result: OpenSetResult, out_dir: Path, *, model: str, probes: str = "silhouettes"
+    result: OpenSetResult,
+    out_dir: Path,
+    *,
+    model: str,
+    shifts: str,
+    probes: str = "silhouettes",
 ) -> list[Path]:
     """``calibration.json`` (read by ``gaitid export --threshold-from``), ``calibration.md``
     and ``det.png`` under ``out_dir``. Only the model's file name is recorded, no local path;
-    ``probes`` says how the probe walks were read (``silhouettes``, or the clip route)."""
+    ``shifts`` is the test-time shift set the embeddings averaged (a threshold holds only for
+    the embedding function it was measured on, so export checks it); ``probes`` says how the
+    probe walks were read (``silhouettes``, or the clip route)."""
     import json
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    record = {"model": model, "probes": probes, **result.as_dict()}
+    record = {"model": model, "test_time_shifts": shifts, "probes": probes, **result.as_dict()}
     paths = [out_dir / "calibration.json", out_dir / "calibration.md", out_dir / "det.png"]
     paths[0].write_text(json.dumps(record, indent=2) + "\n")
     paths[1].write_text(to_markdown(result))
@@ -357,6 +364,8 @@ def read_threshold(path: Path) -> tuple[float, dict[str, Any]]:
             f"{record.get('model', '?')}, subjects {','.join(record.get('subjects', []))}"
         ),
         "probes": record.get("probes", "silhouettes"),
+        # calibrations older than the shift sets measured the network alone
+        "test_time_shifts": record.get("test_time_shifts", "none"),
         "fnmr_at_threshold": record.get("at_threshold", {}).get("identity", {}).get("fnmr"),
     }
     if record.get("route_shift") is not None:
