@@ -34,6 +34,15 @@ def test_its_metadata_carries_a_calibrated_threshold_and_no_local_path(
     assert 0.0 < info.default_threshold < 1.0
     assert "62 subjects" in info.training_data and "063..074 held out" in info.training_data
     assert not re.search(r"(^|[\s(])/(work|home|root|tmp|Users)\b", info.training_data)
+    # its thresholds were calibrated on the embedding function it computes: the shift set in
+    # its graph is the one both calibrations record
+    assert info.test_time_shifts == "cross"
+    meta = {
+        p.key: p.value
+        for p in onnx.load(str(SHIPPED_MODEL), load_external_data=False).metadata_props
+    }
+    for key in ("threshold_calibration", "clip_threshold_calibration"):
+        assert json.loads(meta[key])["test_time_shifts"] == info.test_time_shifts
 
 
 def test_the_card_states_the_threshold_the_model_carries(embedder: Embedder) -> None:
@@ -57,6 +66,7 @@ def test_the_int8_model_is_the_same_model_quantised(embedder: Embedder) -> None:
     assert SHIPPED_MODEL_INT8.stat().st_size < MAX_BYTES
     int8 = Embedder(SHIPPED_MODEL_INT8, device="cpu")
     assert int8.info.version == embedder.info.version
+    assert int8.info.test_time_shifts == embedder.info.test_time_shifts
     meta = {
         p.key: p.value
         for p in onnx.load(str(SHIPPED_MODEL_INT8), load_external_data=False).metadata_props
