@@ -154,6 +154,17 @@ def export_command(
                 param_hint="CHECKPOINT",
             )
         meta = state.get("meta") or {}
+        # a threshold, and an exported version, name the embedding function they were
+        # measured on (a training checkpoint records no shift set: its version names weights)
+        carried = meta.get(TEST_TIME_SHIFTS_KEY, "none") == shifts
+        if TEST_TIME_SHIFTS_KEY in meta and not carried and version is None:
+            raise typer.BadParameter(
+                f"the weights' version {meta['version']!r} names their embedding with the shift "
+                f"set {meta.get(TEST_TIME_SHIFTS_KEY, 'none')!r}; an export with {shifts!r} "
+                "embeds differently, so the service must not compare their templates: give "
+                "it its own --version",
+                param_hint="--shifts",
+            )
         metadata = {
             "variant": str(meta.get("variant") or variant_name(model.config)),
             "version": version or str(meta.get("version") or f"{__version__}+{checkpoint.stem}"),
@@ -169,15 +180,16 @@ def export_command(
             DEFAULT_THRESHOLD_KEY: ("--threshold-from", threshold_from),
             CLIP_THRESHOLD_KEY: ("--clip-threshold-from", clip_threshold_from),
         }
-        # a threshold holds for the embedding function it was measured on
-        carried = meta.get(TEST_TIME_SHIFTS_KEY, "none") == shifts
         for key, record_key in THRESHOLD_KEYS:
             option, calibration = calibrations[key]
             if calibration is not None:
                 threshold, provenance = _read_calibration(calibration, option, shifts)
                 if key == CLIP_THRESHOLD_KEY and "route_shift" in provenance:
                     threshold, provenance = _route_threshold(
-                        metadata.get(DEFAULT_THRESHOLD_KEY, meta.get(DEFAULT_THRESHOLD_KEY)),
+                        metadata.get(
+                            DEFAULT_THRESHOLD_KEY,
+                            meta.get(DEFAULT_THRESHOLD_KEY) if carried else None,
+                        ),
                         threshold,
                         provenance,
                     )

@@ -262,7 +262,11 @@ def test_a_threshold_holds_only_for_the_shift_set_it_was_measured_with(
     assert (meta["test_time_shifts"], meta["default_threshold"]) == ("none", "0.450000")
 
     crossed = tmp_path / "crossed.onnx"  # the weights' threshold is the network alone's
-    result = runner.invoke(app, ["export", str(weights), "--out", str(crossed)])
+    unnamed = runner.invoke(app, ["export", str(weights), "--out", str(crossed)])
+    said = " ".join(unnamed.output.replace("│", " ").split())  # the error box, unwrapped
+    assert unnamed.exit_code == 2 and "its own --version" in said
+    args = ["export", str(weights), "--out", str(crossed), "--version", "2"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0 and "left out" in result.output
     meta = {p.key: p.value for p in onnx.load(str(crossed)).metadata_props}
     assert meta["test_time_shifts"] == "cross" and "default_threshold" not in meta
