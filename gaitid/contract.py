@@ -61,9 +61,16 @@ CLIP_THRESHOLD_CALIBRATION_KEY: Final = "clip_threshold_calibration"
 #: (``gaitid.model.test_time``): ``none`` (one pass) or ``cross`` (the frames as they are and
 #: moved by one pixel each way, five passes). Absent in exports older than the key: ``none``.
 TEST_TIME_SHIFTS_KEY: Final = "test_time_shifts"
-#: The shift sets a model can name (their offsets are ``gaitid.model.test_time.SHIFT_SETS``).
+#: The shift sets a model can name.
 TestTimeShifts: TypeAlias = Literal["none", "cross"]
 TEST_TIME_SHIFT_SETS: Final[tuple[TestTimeShifts, ...]] = ("none", "cross")
+#: ``(rows, columns)`` offsets of each set, the unshifted pass first (a positive offset moves
+#: the frame down/right): the one table both the PyTorch evaluation
+#: (``gaitid.model.test_time``) and the ONNX graph (``gaitid.model.shift_graph``) apply.
+TEST_TIME_SHIFT_OFFSETS: Final[dict[TestTimeShifts, tuple[tuple[int, int], ...]]] = {
+    "none": ((0, 0),),
+    "cross": ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)),
+}
 #: The set exports and evaluations use unless told otherwise (the shipped model's).
 DEFAULT_TEST_TIME_SHIFTS: Final[TestTimeShifts] = "cross"
 #: The optional threshold keys with their provenance keys; export and quantise carry them.
@@ -135,6 +142,16 @@ def merge_embeddings(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
 
 class ContractError(GaitidError, ValueError):
     """ONNX metadata that is missing keys or contradicts the contract."""
+
+
+def shift_offsets(shifts: str) -> tuple[tuple[int, int], ...]:
+    """The ``(rows, columns)`` offsets of a named test-time shift set; a
+    :class:`ContractError` naming the known sets otherwise."""
+    if shifts not in TEST_TIME_SHIFT_OFFSETS:
+        raise ContractError(
+            f"unknown test-time shift set {shifts!r}; one of {', '.join(TEST_TIME_SHIFT_SETS)}"
+        )
+    return TEST_TIME_SHIFT_OFFSETS[shifts]
 
 
 def build_metadata(

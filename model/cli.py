@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import typer
 
-from gaitid.contract import DEFAULT_TEST_TIME_SHIFTS, TEST_TIME_SHIFT_SETS
+from gaitid.contract import DEFAULT_TEST_TIME_SHIFTS, ContractError, shift_offsets
 
 
 def register(app: typer.Typer) -> None:
@@ -110,11 +110,10 @@ def export_command(
             param_hint="--backbone-layout",
         )
     layout = cast(BackboneLayout, backbone_layout)
-    if shifts not in TEST_TIME_SHIFT_SETS:
-        raise typer.BadParameter(
-            f"unknown shift set {shifts!r}; one of {', '.join(TEST_TIME_SHIFT_SETS)}",
-            param_hint="--shifts",
-        )
+    try:
+        shift_offsets(shifts)  # the contract's message, before the export's work
+    except ContractError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--shifts") from exc
     if random_init is not None and random_init not in VARIANTS:
         raise typer.BadParameter(
             f"unknown variant {random_init!r}; choose one of {sorted(VARIANTS)}",
@@ -293,7 +292,6 @@ def quantize_command(
     """Static int8 (QDQ) model calibrated on training walks; see model/quantize.py."""
     import numpy as np
 
-    from gaitid.contract import ContractError
     from gaitid.errors import EXIT_BAD_INPUT
     from gaitid.model.quantize import QuantizeError, quantize_int8
     from gaitid.preprocess import to_network_input

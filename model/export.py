@@ -37,6 +37,7 @@ from gaitid.contract import (
     TEST_TIME_SHIFTS_KEY,
     THRESHOLD_KEYS,
     build_metadata,
+    shift_offsets,
 )
 from gaitid.errors import GaitidError
 from gaitid.model.config import VARIANTS, LMGCSConfig
@@ -45,7 +46,7 @@ from gaitid.model.e3d_tiled import TiledE3D
 from gaitid.model.layers.conv3d_as_2d import stack_time_in_conv3d
 from gaitid.model.lmgcs import LMGCS, EmbeddingOnly
 from gaitid.model.registry import create_model
-from gaitid.model.test_time import DEFAULT_SHIFTS, ShiftEnsemble, offsets_of
+from gaitid.model.test_time import DEFAULT_SHIFTS
 
 logger = logging.getLogger(__name__)
 
@@ -108,12 +109,17 @@ def export_onnx(
     ``backbone`` chooses how the 3x3x3 convolutions are written (:data:`BackboneLayout`); ONNX
     Runtime runs its 3-D convolutions far slower than 2-D ones, hence the default. ``shifts``
     is the test-time shift set the graph averages over (``gaitid.model.test_time``), recorded
-    in the metadata as ``test_time_shifts``.
+    in the metadata as ``test_time_shifts``: PyTorch exports one pass and
+    ``gaitid.model.shift_graph`` writes the shifted copies around it (so ``gaitid quantize``
+    can take that pass back out). The exporter's per-node debugging metadata (stack traces
+    with this machine's source paths) is dropped: no local path ships in a model file.
     """
     if backbone not in BACKBONE_LAYOUTS:
         raise ValueError(f"backbone layout {backbone!r} is not one of {BACKBONE_LAYOUTS}")
-    offsets_of(shifts)  # an unknown set fails before the export's minute of work
+    shift_offsets(shifts)  # an unknown set fails before the export's minute of work
     import onnx
+
+    from gaitid.model.shift_graph import ensemble_graph
 
     props = build_metadata(
         {**metadata, TEST_TIME_SHIFTS_KEY: shifts},
@@ -126,7 +132,7 @@ def export_onnx(
         network.backbone = TiledE3D(network.backbone)  # type: ignore[assignment]
     elif backbone == "frame-major":
         network.backbone = FrameMajorE3D(network.backbone)  # type: ignore[assignment]
-    graph: nn.Module = ShiftEnsemble(EmbeddingOnly(network), shifts).eval()
+    graph: nn.Module = EmbeddingOnly(network).eval()
     if backbone == "time-stacked":
         stack_time_in_conv3d(graph)
     if fp16:
@@ -150,10 +156,13 @@ def export_onnx(
         )
     assert program is not None
     proto = program.model_proto
+    for node in proto.graph.node:
+        del node.metadata_props[:]
     del proto.metadata_props[:]
     for key, value in sorted(props.items()):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
+    proto = ensemble_graph(proto, shifts)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(out))

@@ -11,42 +11,25 @@ identity-regime FNMR at FMR 1e-3 fell from 11.5 % to 9.6 % on subjects 063-074 (
 
 The shifts fill with background (zeros) and drop the row or column pushed out; the pretreated
 frames keep the person away from the sides, so no person pixel is lost in practice. The same
-set applies to every walk, gallery or probe: it is part of the embedding function, so the
-ONNX export holds it in the graph (``gaitid.model.export``, metadata ``test_time_shifts``) and
-the PyTorch evaluation applies it (``training.evaluation.extract.torch_features``), so that a
-threshold calibrated on a checkpoint holds for its export.
+set applies to every walk, gallery or probe: it is part of the embedding function. The
+offsets are the contract's (``gaitid.contract.TEST_TIME_SHIFT_OFFSETS``); this module applies
+them in PyTorch (``training.evaluation.extract.torch_features``, so that a threshold
+calibrated on a checkpoint holds for its export) and ``gaitid.model.shift_graph`` writes the
+same function into the ONNX graph around one exported pass.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Final
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gaitid.contract import DEFAULT_TEST_TIME_SHIFTS, TEST_TIME_SHIFT_SETS
+from gaitid.contract import DEFAULT_TEST_TIME_SHIFTS, shift_offsets
 
-#: ``(rows, columns)`` offsets of each named set; a positive offset moves the frame down/right.
-SHIFT_SETS: Final[dict[str, tuple[tuple[int, int], ...]]] = {
-    "none": ((0, 0),),
-    "cross": ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)),
-}
-#: The names, ``none`` (one pass, the network alone) or ``cross`` (five passes): the
-#: contract's (``test_time_shifts`` metadata).
-SHIFT_SET_NAMES: Final[tuple[str, ...]] = TEST_TIME_SHIFT_SETS
 #: What exports and evaluations use unless told otherwise (the shipped model's set).
 DEFAULT_SHIFTS: Final[str] = DEFAULT_TEST_TIME_SHIFTS
-
-
-def offsets_of(shifts: str) -> tuple[tuple[int, int], ...]:
-    """The offsets of a named set; ``ValueError`` naming the known sets otherwise."""
-    try:
-        return SHIFT_SETS[shifts]
-    except KeyError:
-        raise ValueError(
-            f"unknown test-time shift set {shifts!r}; one of {', '.join(SHIFT_SET_NAMES)}"
-        ) from None
 
 
 def shift_frames(silhouettes: Tensor, rows: int, columns: int) -> Tensor:
@@ -67,22 +50,42 @@ def mean_of_unit(total: Tensor) -> Tensor:
     return F.normalize(total, dim=1)
 
 
-class ShiftEnsemble(nn.Module):
-    """``(silhouettes, lengths) -> embedding`` averaged over a shift set.
+def ensemble_embedding(
+    unshifted: Tensor,
+    embed: Callable[[Tensor], Tensor],
+    silhouettes: Tensor,
+    offsets: Sequence[tuple[int, int]],
+) -> Tensor:
+    """The shift ensemble's embedding, given the unshifted pass's (``offsets[0]`` is
+    ``(0, 0)``): ``embed`` runs the network on the frames moved by each further offset.
 
-    The passes run one after another (not as one batch K times larger), so the memory a walk
-    needs stays that of one pass, which the service's ``max_embed_frames`` bounds.
+    The caller runs the first pass itself because it may want more of it than the embedding
+    (the evaluation keeps its part features). The passes run one after another, not as one
+    batch K times larger, so the memory a walk needs stays that of one pass.
     """
+    if tuple(offsets[0]) != (0, 0):
+        raise ValueError(f"the first offset of a shift set is (0, 0), got {offsets[0]}")
+    if len(offsets) == 1:
+        return unshifted
+    total = unshifted.float()
+    for rows, columns in offsets[1:]:
+        total = total + embed(shift_frames(silhouettes, rows, columns)).float()
+    return mean_of_unit(total)
+
+
+class ShiftEnsemble(nn.Module):
+    """``(silhouettes, lengths) -> embedding`` averaged over a shift set: what the exported
+    graph computes, as a module (tests compare the two)."""
 
     def __init__(self, inner: nn.Module, shifts: str = DEFAULT_SHIFTS) -> None:
         super().__init__()
         self.inner = inner
-        self.offsets = offsets_of(shifts)
+        self.offsets = shift_offsets(shifts)
 
     def forward(self, silhouettes: Tensor, lengths: Tensor) -> Tensor:
-        if len(self.offsets) == 1:
-            return self.inner(silhouettes, lengths)
-        total = torch.zeros(())
-        for rows, columns in self.offsets:
-            total = total + self.inner(shift_frames(silhouettes, rows, columns), lengths)
-        return mean_of_unit(total)
+        return ensemble_embedding(
+            self.inner(silhouettes, lengths),
+            lambda shifted: self.inner(shifted, lengths),
+            silhouettes,
+            self.offsets,
+        )

@@ -21,6 +21,7 @@ from gaitid.contract import (
     read_metadata,
 )
 from gaitid.model.quantize import QuantizeError, quantize_int8, rewrite_metadata
+from gaitid.model.shift_graph import one_pass_graph
 from gaitid.preprocess import to_network_input
 from gaitid.training.data.opengait import load_dataset
 from tests.utils.synthetic import make_synthetic_dataset
@@ -55,6 +56,12 @@ def test_int8_model_keeps_the_contract_and_tracks_fp32(
     read_metadata(written)  # the service's check passes
     ops = {node.op_type for node in proto.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # the fp32 file's shift set, around one quantised pass the five share
+    assert written["test_time_shifts"] == "cross"
+    one = one_pass_graph(proto)
+    convs = sum(node.op_type == "Conv" for node in one.graph.node)
+    assert convs and sum(node.op_type == "Conv" for node in proto.graph.node) == 5 * convs
+    assert "QuantizeLinear" in {node.op_type for node in one.graph.node}
     for walk in walks[6:9]:  # walks the calibration never saw
         fp32, int8 = _embed(tiny_onnx, walk), _embed(out, walk)
         assert int8.shape == (256,) and abs(float(np.linalg.norm(int8)) - 1.0) < 1e-4

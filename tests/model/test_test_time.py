@@ -7,8 +7,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gaitid.contract import TEST_TIME_SHIFT_SETS
-from gaitid.model.test_time import SHIFT_SETS, ShiftEnsemble, offsets_of, shift_frames
+from gaitid.contract import (
+    TEST_TIME_SHIFT_OFFSETS,
+    TEST_TIME_SHIFT_SETS,
+    ContractError,
+    shift_offsets,
+)
+from gaitid.model.test_time import ShiftEnsemble, ensemble_embedding, shift_frames
 
 
 class _FirstPixels(nn.Module):
@@ -35,7 +40,9 @@ def test_the_ensemble_is_the_renormalised_mean_of_the_shifted_passes() -> None:
     frames = torch.rand(3, 2, 6, 5)
     lengths = torch.tensor([2, 1, 2])
     assert torch.equal(ShiftEnsemble(inner, "none")(frames, lengths), inner(frames, lengths))
-    passes = [inner(shift_frames(frames, r, c), lengths) for r, c in SHIFT_SETS["cross"]]
+    passes = [
+        inner(shift_frames(frames, r, c), lengths) for r, c in TEST_TIME_SHIFT_OFFSETS["cross"]
+    ]
     expected = F.normalize(torch.stack(passes).mean(0), dim=1)
     got = ShiftEnsemble(inner, "cross")(frames, lengths)
     torch.testing.assert_close(got, expected)
@@ -44,7 +51,13 @@ def test_the_ensemble_is_the_renormalised_mean_of_the_shifted_passes() -> None:
 
 
 def test_the_named_sets_are_the_contracts_and_start_unshifted() -> None:
-    assert tuple(SHIFT_SETS) == TEST_TIME_SHIFT_SETS
-    assert all(offsets[0] == (0, 0) for offsets in SHIFT_SETS.values())
-    with pytest.raises(ValueError, match="none, cross"):
-        offsets_of("diagonal")
+    assert tuple(TEST_TIME_SHIFT_OFFSETS) == TEST_TIME_SHIFT_SETS
+    assert all(offsets[0] == (0, 0) for offsets in TEST_TIME_SHIFT_OFFSETS.values())
+    with pytest.raises(ContractError, match="none, cross"):
+        shift_offsets("diagonal")
+
+
+def test_the_ensemble_needs_the_unshifted_pass_first() -> None:
+    frames = torch.rand(1, 2, 6, 5)
+    with pytest.raises(ValueError, match=r"\(0, 0\)"):
+        ensemble_embedding(frames[:, 0, 0], lambda shifted: shifted[:, 0, 0], frames, [(1, 0)])

@@ -276,7 +276,7 @@ def test_a_threshold_holds_only_for_the_shift_set_it_was_measured_with(
     meta = {p.key: p.value for p in onnx.load(str(kept)).metadata_props}
     assert meta["default_threshold"] == "0.450000"
     bad = runner.invoke(app, ["export", ckpt, "--out", str(out), "--shifts", "diagonal"])
-    assert bad.exit_code == 2 and "unknown shift set" in bad.output
+    assert bad.exit_code == 2 and "unknown test-time shift set" in bad.output
 
 
 def test_a_measured_route_shift_moves_the_default_threshold(

@@ -103,9 +103,10 @@ def torch_features(
     """
     import torch
 
-    from gaitid.model.test_time import mean_of_unit, offsets_of, shift_frames
+    from gaitid.contract import shift_offsets
+    from gaitid.model.test_time import ensemble_embedding
 
-    offsets = offsets_of(shifts)
+    offsets = shift_offsets(shifts)
     was_training = model.training
     model.eval()
     embeddings: list[NDArray[np.float32] | None] = [None] * len(walks)
@@ -116,12 +117,13 @@ def torch_features(
                 frames = torch.from_numpy(silhouettes).to(device)
                 counts = torch.from_numpy(lengths).to(device)
                 out = model(frames, counts)  # the first offset of every set is (0, 0)
-                total = out.embedding.float()
-                for rows, columns in offsets[1:]:
-                    total = total + model(shift_frames(frames, rows, columns), counts).embedding
-                if len(offsets) > 1:
-                    total = mean_of_unit(total.float())
-                emb = total.cpu().numpy()
+                total = ensemble_embedding(
+                    out.embedding,
+                    lambda shifted: model(shifted, counts).embedding,  # noqa: B023 (used here)
+                    frames,
+                    offsets,
+                )
+                emb = total.float().cpu().numpy()
                 part = out.part_features.float().cpu().numpy()
                 for row, index in enumerate(indices):
                     embeddings[index], parts[index] = emb[row], part[row]
