@@ -28,6 +28,7 @@ from model_latency import matmul_peak  # bench/ is on sys.path when this script 
 from gaitid.contract import INPUT_LENGTHS, INPUT_SILHOUETTES
 from gaitid.model.export import load_checkpoint_model
 from gaitid.model.info import count_flops
+from gaitid.service.walks.inference import session_options
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,13 +45,11 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
 
 
 def session(path: Path, threads: int, spinning: bool) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    flag = "1" if spinning else "0"
-    options.add_session_config_entry("session.intra_op.allow_spinning", flag)
-    options.add_session_config_entry("session.inter_op.allow_spinning", flag)
+    """The service's session (``session_options``), or the same with spinning threads."""
+    options = session_options(threads, 1)
+    if spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "1")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
