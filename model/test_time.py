@@ -61,7 +61,7 @@ def ensemble_embedding(
 
     The caller runs the first pass itself because it may want more of it than the embedding
     (the evaluation keeps its part features). The passes run one after another, not as one
-    batch K times larger, so the memory a walk needs stays that of one pass.
+    batch K times larger, so in PyTorch a batch needs one pass's activations at a time.
     """
     if tuple(offsets[0]) != (0, 0):
         raise ValueError(f"the first offset of a shift set is (0, 0), got {offsets[0]}")

@@ -91,10 +91,9 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
     batch_max_frames: int = Field(default=256, ge=1)
     """Cap on padded frames (batch size x longest walk) in one ONNX Runtime run: with one
-    inference thread, the inference part of the memory ceiling (service/README.md). 256 since
-    the shipped model averages five passes (``test_time_shifts`` cross), whose run holds about
-    five times one pass's memory: 950 MiB at 256 frames, where 512 frames of one pass took
-    430 MiB (``bench/inference_memory.py``)."""
+    inference thread, the inference part of the memory ceiling (service/README.md). Memory
+    grows faster than the frames: with the shipped five-pass model a run of 256 frames adds
+    about 250 MiB to the process, 512 frames 510-910 MiB (``bench/inference_memory.py``)."""
     max_embed_frames: int = Field(default=256, ge=8)
     """Frames the network sees at once; a longer walk is embedded in equal chunks whose
     embeddings are averaged (``gaitid.contract.split_walk``)."""
