@@ -15,7 +15,12 @@ import pytest
 
 from gaitid.contract import EMBEDDING_DIM, FRAME_HEIGHT, FRAME_WIDTH
 from gaitid.errors import InvalidSequenceError
-from gaitid.service.walks.inference import Embedder, InferenceError, ModelLoadError
+from gaitid.service.walks.inference import (
+    Embedder,
+    InferenceError,
+    ModelLoadError,
+    session_options,
+)
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -253,6 +258,16 @@ def test_bad_options_are_rejected(model_path: Path) -> None:
         Embedder(model_path, device="tpu")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="intra_op_threads must be an integer >= 0"):
         Embedder(model_path, intra_op_threads=-1)
+
+
+def test_sessions_run_without_the_memory_reuse_plan() -> None:
+    """ONNX Runtime's reuse plan pinned buffers across a run of the five-pass model (958 MiB
+    a 256-frame run, 1.9 GiB after two, against 250 without it: BENCHMARKS.md "Memory per
+    process"); the service's ceiling rests on it being off, and threads that do not spin."""
+    options = session_options(2, 1)
+    assert options.enable_mem_reuse is False
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (2, 1)
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_cuda_required_but_absent_fails(model_path: Path) -> None:
