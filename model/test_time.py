@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from gaitid.contract import DEFAULT_TEST_TIME_SHIFTS, shift_offsets
+from gaitid.contract import DEFAULT_TEST_TIME_SHIFTS
 
 #: What exports and evaluations use unless told otherwise (the shipped model's set).
 DEFAULT_SHIFTS: Final[str] = DEFAULT_TEST_TIME_SHIFTS
@@ -71,21 +71,3 @@ def ensemble_embedding(
     for rows, columns in offsets[1:]:
         total = total + embed(shift_frames(silhouettes, rows, columns)).float()
     return mean_of_unit(total)
-
-
-class ShiftEnsemble(nn.Module):
-    """``(silhouettes, lengths) -> embedding`` averaged over a shift set: what the exported
-    graph computes, as a module (tests compare the two)."""
-
-    def __init__(self, inner: nn.Module, shifts: str = DEFAULT_SHIFTS) -> None:
-        super().__init__()
-        self.inner = inner
-        self.offsets = shift_offsets(shifts)
-
-    def forward(self, silhouettes: Tensor, lengths: Tensor) -> Tensor:
-        return ensemble_embedding(
-            self.inner(silhouettes, lengths),
-            lambda shifted: self.inner(shifted, lengths),
-            silhouettes,
-            self.offsets,
-        )

@@ -19,6 +19,7 @@ from gaitid.contract import (
     METADATA_KEYS,
     OUTPUT_EMBEDDING,
     ContractError,
+    shift_offsets,
 )
 from gaitid.model import create_model
 from gaitid.model.export import (
@@ -27,7 +28,7 @@ from gaitid.model.export import (
     load_checkpoint_model,
 )
 from gaitid.model.lmgcs import EmbeddingOnly
-from gaitid.model.test_time import DEFAULT_SHIFTS, ShiftEnsemble
+from gaitid.model.test_time import DEFAULT_SHIFTS, ensemble_embedding
 from tests.model.conftest import make_batch
 
 PARITY_BATCHES = [[1], [2], [7], [30], [100], [30, 1, 7, 2, 100]]
@@ -68,10 +69,15 @@ def test_graph_follows_the_contract(tiny_onnx: Path) -> None:
 def test_onnx_runtime_matches_pytorch(tiny_onnx: Path, walks: list[int]) -> None:
     torch.manual_seed(0)  # export_tiny_onnx uses seed 0
     # the export averages the default test-time shift set in its graph
-    reference = ShiftEnsemble(EmbeddingOnly(create_model("tiny")), DEFAULT_SHIFTS).eval()
+    network = EmbeddingOnly(create_model("tiny")).eval()
     silhouettes, lengths = make_batch(walks, seed=len(walks))
     with torch.no_grad():
-        expected = reference(silhouettes, lengths).numpy()
+        expected = ensemble_embedding(
+            network(silhouettes, lengths),
+            lambda shifted: network(shifted, lengths),
+            silhouettes,
+            shift_offsets(DEFAULT_SHIFTS),
+        ).numpy()
     got = _run(_session(tiny_onnx), silhouettes, lengths)
     assert got.shape == (len(walks), EMBEDDING_DIM)
     assert np.abs(got - expected).max() <= 1e-4

@@ -13,7 +13,7 @@ from gaitid.contract import (
     ContractError,
     shift_offsets,
 )
-from gaitid.model.test_time import ShiftEnsemble, ensemble_embedding, shift_frames
+from gaitid.model.test_time import ensemble_embedding, shift_frames
 
 
 class _FirstPixels(nn.Module):
@@ -39,12 +39,21 @@ def test_the_ensemble_is_the_renormalised_mean_of_the_shifted_passes() -> None:
     inner = _FirstPixels()
     frames = torch.rand(3, 2, 6, 5)
     lengths = torch.tensor([2, 1, 2])
-    assert torch.equal(ShiftEnsemble(inner, "none")(frames, lengths), inner(frames, lengths))
+
+    def ensemble(shifts: str) -> Tensor:
+        return ensemble_embedding(
+            inner(frames, lengths),
+            lambda shifted: inner(shifted, lengths),
+            frames,
+            shift_offsets(shifts),
+        )
+
+    assert torch.equal(ensemble("none"), inner(frames, lengths))
     passes = [
         inner(shift_frames(frames, r, c), lengths) for r, c in TEST_TIME_SHIFT_OFFSETS["cross"]
     ]
     expected = F.normalize(torch.stack(passes).mean(0), dim=1)
-    got = ShiftEnsemble(inner, "cross")(frames, lengths)
+    got = ensemble("cross")
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(got.norm(dim=1), torch.ones(3))
     assert not torch.allclose(got, inner(frames, lengths))
