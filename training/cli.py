@@ -140,6 +140,15 @@ def clip_walks(
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Camera seed: same seed, same clips.")] = 0,
     jobs: Annotated[int, typer.Option(min=1, help="Worker processes (one core each).")] = 1,
+    working_height: Annotated[
+        int | None,
+        typer.Option(
+            min=48,
+            max=1080,
+            help="Rows the segmentation works at (default: the service's, "
+            "SegmentationConfig.working_height).",
+        ),
+    ] = None,
 ) -> None:
     """Read walks through composited camera clips as the service reads an upload.
 
@@ -151,6 +160,7 @@ def clip_walks(
     """
     from tqdm import tqdm
 
+    from gaitid.segment import SegmentationConfig
     from gaitid.training.clip_walks import (
         build_clip_walks,
         done_walks,
@@ -176,13 +186,21 @@ def clip_walks(
     ]
     if not walks:
         raise _fail(f"no walk of subjects {subjects} with conditions {conditions} in {data_root}")
+    config = (
+        SegmentationConfig(working_height=working_height)
+        if working_height is not None
+        else SegmentationConfig()
+    )
     with tqdm(total=len(walks), unit="walk", desc="clip-walks") as bar:
         done = done_walks(out)
         bar.update(sum(1 for key, _path in walks if str(key) in done))
-        for record in build_clip_walks(walks, out, seed=seed, jobs=jobs):
-            bar.update()
-            if record.error:
-                bar.write(f"{record.key}: refused ({record.error})")
+        try:
+            for record in build_clip_walks(walks, out, seed=seed, jobs=jobs, config=config):
+                bar.update()
+                if record.error:
+                    bar.write(f"{record.key}: refused ({record.error})")
+        except ValueError as exc:
+            raise _fail(str(exc)) from exc
     keys = {str(key) for key, _path in walks}
     summary = summarize([r for r in read_manifest(out) if r.key in keys])
     typer.echo(json.dumps(summary, indent=2, sort_keys=True))

@@ -69,6 +69,9 @@ class ClipWalk:
     #: the source walk's frame index of every frame that reached the model, in order (empty
     #: when refused, or when the pretreatment dropped a segmented frame and the order is lost)
     source_frames: list[int] = field(default_factory=list)
+    #: rows the segmentation worked at (``SegmentationConfig.working_height``); manifests
+    #: written before the field were all built at 240
+    working_height: int = 240
 
 
 def walk_camera(key: WalkKey, seed: int) -> tuple[cam.Camera, int]:
@@ -93,9 +96,16 @@ def read_through_clip(
     from gaitid.errors import GaitidError
     from gaitid.segment import FrontEnd, Segmentation
 
+    config = config or SegmentationConfig()
     shown = cam.walk_frames_shown(frames64)
     masks = cam.walk_masks(frames64)
-    record = ClipWalk(key="", camera=asdict(camera), seed=seed, frames=len(masks))
+    record = ClipWalk(
+        key="",
+        camera=asdict(camera),
+        seed=seed,
+        frames=len(masks),
+        working_height=config.working_height,
+    )
     if not masks:
         record.error = "the walk has no frame with a person"
         return None, record
@@ -104,7 +114,7 @@ def read_through_clip(
     found: list[Segmentation] = []
     front_end = FrontEnd(
         input="video",
-        config=config or SegmentationConfig(),
+        config=config,
         observer=lambda _frames, seg: found.append(seg),
     )
     visible = [cam.fully_visible(t) for t in clip.truth]
@@ -206,7 +216,15 @@ def build_clip_walks(
 ) -> Iterator[ClipWalk]:
     """Read every walk of ``walks`` (keys and their files) through its clip into ``out``;
     yields each walk's record as it is written (the caller shows progress). Walks the
-    manifest already holds are skipped, so an interrupted build resumes."""
+    manifest already holds are skipped, so an interrupted build resumes; a folder built with
+    another segmentation working height raises ``ValueError`` (one folder, one route)."""
+    height = (config or SegmentationConfig()).working_height
+    built = {record.working_height for record in read_manifest(out)} - {height}
+    if built:
+        raise ValueError(
+            f"{out} holds clip walks segmented at {sorted(built)} rows, not {height}: "
+            "write them to another folder"
+        )
     out.mkdir(parents=True, exist_ok=True)
     skip = done_walks(out)
     todo = [(key, path, seed, config) for key, path in walks if str(key) not in skip]
@@ -244,6 +262,7 @@ def summarize(records: Sequence[ClipWalk]) -> dict[str, Any]:
         "kept_frames": sum(r.kept for r in records),
         "visible_dropped": dict(dropped),
         "mask_iou_mean": float(np.mean(ious)) if ious else float("nan"),
+        "working_heights": sorted({r.working_height for r in records}),
         "seconds_per_walk": float(np.mean([r.seconds for r in records])) if records else 0.0,
     }
 
