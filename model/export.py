@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from gaitid import __version__
 from gaitid.contract import (
+    DEFAULT_TEST_TIME_SHIFTS,
     FRAME_HEIGHT,
     FRAME_WIDTH,
     INPUT_LENGTHS,
@@ -46,7 +47,6 @@ from gaitid.model.e3d_tiled import TiledE3D
 from gaitid.model.layers.conv3d_as_2d import stack_time_in_conv3d
 from gaitid.model.lmgcs import LMGCS, EmbeddingOnly
 from gaitid.model.registry import create_model
-from gaitid.model.test_time import DEFAULT_SHIFTS
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def export_onnx(
     fp16: bool = False,
     opset: int = DEFAULT_OPSET,
     backbone: BackboneLayout = "frame-major",
-    shifts: str = DEFAULT_SHIFTS,
+    shifts: str = DEFAULT_TEST_TIME_SHIFTS,
 ) -> Path:
     """Write ``model``'s embedding graph to ``out`` (ONNX) and return the path.
 
@@ -195,7 +195,7 @@ def export_random_init(
     seed: int = 0,
     fp16: bool = False,
     backbone: BackboneLayout = "frame-major",
-    shifts: str = DEFAULT_SHIFTS,
+    shifts: str = DEFAULT_TEST_TIME_SHIFTS,
 ) -> Path:
     """Export a freshly initialised ``variant`` (seeded), for tests and latency work."""
     generator_state = torch.random.get_rng_state()

@@ -21,15 +21,9 @@ same function into the ONNX graph around one exported pass.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Final
 
 import torch.nn.functional as F
 from torch import Tensor
-
-from gaitid.contract import DEFAULT_TEST_TIME_SHIFTS
-
-#: What exports and evaluations use unless told otherwise (the shipped model's set).
-DEFAULT_SHIFTS: Final[str] = DEFAULT_TEST_TIME_SHIFTS
 
 
 def shift_frames(silhouettes: Tensor, rows: int, columns: int) -> Tensor:

@@ -219,14 +219,15 @@ def build_clip_walks(
     manifest already holds are skipped, so an interrupted build resumes; a folder built with
     another segmentation working height raises ``ValueError`` (one folder, one route)."""
     height = (config or SegmentationConfig()).working_height
-    built = {record.working_height for record in read_manifest(out)} - {height}
+    records = read_manifest(out)
+    built = {record.working_height for record in records} - {height}
     if built:
         raise ValueError(
             f"{out} holds clip walks segmented at {sorted(built)} rows, not {height}: "
             "write them to another folder"
         )
     out.mkdir(parents=True, exist_ok=True)
-    skip = done_walks(out)
+    skip = {record.key for record in records}
     todo = [(key, path, seed, config) for key, path in walks if str(key) not in skip]
     with (out / MANIFEST_NAME).open("a") as manifest:
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from gaitid.cli import build_app
 from gaitid.contract import (
+    DEFAULT_TEST_TIME_SHIFTS,
     EMBEDDING_DIM,
     INPUT_LENGTHS,
     INPUT_SILHOUETTES,
@@ -28,7 +29,7 @@ from gaitid.model.export import (
     load_checkpoint_model,
 )
 from gaitid.model.lmgcs import EmbeddingOnly
-from gaitid.model.test_time import DEFAULT_SHIFTS, ensemble_embedding
+from gaitid.model.test_time import ensemble_embedding
 from tests.model.conftest import make_batch
 
 PARITY_BATCHES = [[1], [2], [7], [30], [100], [30, 1, 7, 2, 100]]
@@ -76,7 +77,7 @@ def test_onnx_runtime_matches_pytorch(tiny_onnx: Path, walks: list[int]) -> None
             network(silhouettes, lengths),
             lambda shifted: network(shifted, lengths),
             silhouettes,
-            shift_offsets(DEFAULT_SHIFTS),
+            shift_offsets(DEFAULT_TEST_TIME_SHIFTS),
         ).numpy()
     got = _run(_session(tiny_onnx), silhouettes, lengths)
     assert got.shape == (len(walks), EMBEDDING_DIM)
