@@ -3,8 +3,8 @@
 Speed: a 10 s, 640x480, 25 fps clip (250 frames) of a synthetic walker crossing a textured
 scene, mp4-encoded, goes through ``gaitid.decode.decode_upload`` (mp4 decoding, input-kind
 detection, background subtraction, tracking, pretreatment) ``--repeats`` times; the script
-reports the median wall time, and separately the time of decoding alone
-(``gaitid.decode.read_frames``).
+reports the median wall time, separately the time of decoding alone
+(``gaitid.decode.read_frames``), and the peak memory of one more read under ``tracemalloc``.
 
 IoU: clips composited from known masks (``tests.utils.clips``: textured garment, textured
 static scene, sensor noise, lighting drift, mp4) are segmented and each kept frame's mask is
@@ -24,6 +24,7 @@ import argparse
 import statistics
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import cv2
@@ -52,11 +53,17 @@ def speed(repeats: int, config: SegmentationConfig | None = None) -> None:
             data, "clip.mp4", front_end=FrontEnd(config=config or SegmentationConfig())
         )
         total_s.append(time.perf_counter() - start)
+    # the peak of what Python and NumPy (OpenCV's arrays included) hold while one clip is read
+    tracemalloc.start()
+    decode_upload(data, "clip.mp4", front_end=FrontEnd(config=config or SegmentationConfig()))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
     print(
         f"10 s 640x480 25 fps mp4 ({len(data) / 1e6:.1f} MB, 250 frames): "
         f"decode only {statistics.median(decode_s):.2f} s, decode + segmentation + "
         f"pretreatment {statistics.median(total_s):.2f} s (median of {repeats}; "
-        f"{result.used} frames used, {dict(result.drops)})"
+        f"{result.used} frames used, {dict(result.drops)}); peak traced memory "
+        f"{peak / 2**20:.0f} MiB"
     )
 
 

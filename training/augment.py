@@ -12,7 +12,8 @@ What one degraded walk goes through, per frame, on the 64x44 network crop put ba
 
 1. *Resolution*: the frame is resized to a camera-like person height (``min_height`` to
    ``max_height`` pixels, one draw per walk) and binarised there, as a segmenter working on a
-   240-row frame sees a person of 60-200 rows.
+   240-row frame sees a person of 60-200 rows (the service now works at 480 rows, where a
+   person has twice as many: the drawn heights are the harder, coarser end).
 2. *Segmenter style*, drawn once per walk (a segmenter errs the same way through one clip)
    and jittered per frame (temporal flicker): erosion or dilation by up to ``morph_px``
    pixels of that height; blur then re-threshold at a level in 0.3-0.7 (rounded or thinned

@@ -22,7 +22,9 @@ from gaitid.segment import (
     OnnxPersonSegmenter,
     SegmentationConfig,
     SegmenterError,
+    WalkReading,
     detect_kind,
+    read_walk,
     segment_clip,
     to_working_rgb,
 )
@@ -228,6 +230,52 @@ def test_a_camera_clip_becomes_a_walk() -> None:
     assert result.dropped == 60 - result.used
     assert set(result.drops) <= {"no_person", "cut_by_border", "too_small", "too_little_foreground"}
     assert sum(result.drops.values()) == result.dropped
+
+
+def test_a_clip_past_the_working_memory_budget_is_read_at_half_the_height() -> None:
+    """The held working frames are bounded while the clip is read: past the budget, the clip
+    is held (and segmented) at half the height, and still gives the walk, with the person's
+    box in the clip's own pixels."""
+    clip = clips.crossing_clip(seed=1)  # 60 frames of 320x240: 13.8 MB at full size
+    frames = list(enumerate(clip.frames))
+    held: list[tuple[int, ...]] = []
+
+    def read(budget: int) -> WalkReading:
+        held.clear()
+        config = SegmentationConfig(max_working_bytes=budget)
+        front_end = FrontEnd(
+            input="video",
+            config=config,
+            observer=lambda small, _found: held.extend(f.shape for _k, f in small),
+        )
+        return read_walk(frames, min_frames=8, front_end=front_end)
+
+    whole = read(64 * 2**20)
+    assert set(held) == {(240, 320, 3)}  # never enlarged to the 480-row working height
+    halved = read(4 * 2**20)
+    assert set(held) == {(120, 160, 3)}
+    assert halved.person is not None and whole.person is not None
+    assert halved.sequence.frames.shape[0] >= 0.8 * whole.sequence.frames.shape[0]
+    box, full_box = np.array(halved.person.box), np.array(whole.person.box)
+    assert np.abs(box - full_box).max() <= 4  # clip pixels, not working ones
+
+
+def test_frames_segmented_in_parallel_give_the_same_masks() -> None:
+    clip = clips.crossing_clip(frames=30, seed=2)
+    small = [(i, to_working_rgb(f, None, SegmentationConfig())) for i, f in enumerate(clip.frames)]
+    one = segment_clip(small, config=SegmentationConfig(threads=1))
+    three = segment_clip(small, config=SegmentationConfig(threads=3))
+    assert [k for k, _m in one.masks] == [k for k, _m in three.masks] and one.masks
+    assert all(np.array_equal(a, b) for (_k, a), (_j, b) in zip(one.masks, three.masks))
+    assert one.dropped == three.dropped
+
+
+def test_frames_of_another_size_are_refused_when_they_arrive() -> None:
+    clip = clips.crossing_clip(frames=12, seed=1)
+    odd = cv2.resize(clip.frames[5], (160, 120))
+    frames = [(i, f) for i, f in enumerate(clip.frames[:5])] + [(5, odd)]
+    with pytest.raises(UploadContentError, match="differ in size"):
+        read_walk(iter(frames), front_end=FrontEnd(input="video"))
 
 
 def test_the_caller_can_override_the_guess() -> None:

@@ -65,7 +65,7 @@ def test_walks_come_back_through_their_clips_and_a_build_resumes(tmp_path: Path)
         assert record.camera == json.loads(json.dumps(camera.__dict__))
     summary = json.loads(result.output[result.output.index("{") :])
     assert summary["walks"] == 2 and summary["refused"] == 0
-    assert summary["working_heights"] == [240]  # the service's segmentation, by default
+    assert summary["working_heights"] == [480]  # the service's segmentation, by default
 
     # nothing is redone: a second run writes no line and touches no walk
     walk_file = out / "001" / "nm-05" / "090" / "090.pkl"
@@ -75,8 +75,8 @@ def test_walks_come_back_through_their_clips_and_a_build_resumes(tmp_path: Path)
     assert len((out / MANIFEST_NAME).read_text().splitlines()) == 2
     assert walk_file.stat().st_mtime_ns == before
     # a route segmented at another working height never joins this folder
-    other = runner.invoke(app, [*args, "--conditions", "nm-01", "--working-height", "480"])
-    assert other.exit_code == 2 and "segmented at [240] rows, not 480" in other.output
+    other = runner.invoke(app, [*args, "--conditions", "nm-01", "--working-height", "240"])
+    assert other.exit_code == 2 and "segmented at [480] rows, not 240" in other.output
     assert len((out / MANIFEST_NAME).read_text().splitlines()) == 2
 
 
