@@ -253,7 +253,7 @@ def eval_command(
         )
         features = every.subset(np.arange(len(every.subjects)) < len(keys))
         if protocol is Protocol.open_set:
-            probes = "silhouettes" if probe_data is None else f"clip walks ({probe_data.name})"
+            probes = "silhouettes" if probe_data is None else _route_name(probe_data)
             silhouettes = (
                 _clean_twins(every, keys, twins[0], gallery) if probe_data is not None else None
             )
@@ -282,6 +282,16 @@ def eval_command(
     if out is not None:
         written = write_report(results, out.resolve(), meta)
         typer.echo("wrote " + ", ".join(str(p) for p in written.values()))
+
+
+def _route_name(probe_data: Path) -> str:
+    """What a calibration's probes were: the clip-walk folder and the segmentation's working
+    height, on which a clip threshold depends (``gaitid.segment``)."""
+    from gaitid.training.clip_walks import read_manifest
+
+    heights = sorted({record.working_height for record in read_manifest(probe_data)})
+    rows = "/".join(str(h) for h in heights) or "unknown"
+    return f"clip walks ({probe_data.name}, segmented at {rows} rows)"
 
 
 def _clean_twins(

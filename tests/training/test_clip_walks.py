@@ -128,11 +128,11 @@ def test_eval_calibrates_on_probes_of_another_route(
     result = _calibrate_route(exported, synthetic_root, probes, "--out", str(tmp_path / "cal"))
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "cal" / "calibration.json").read_text())
-    assert record["probes"] == "clip walks (clip-walks)"
+    assert record["probes"] == "clip walks (clip-walks, segmented at 480 rows)"
     from gaitid.training.evaluation.open_set import read_threshold
 
     threshold, provenance = read_threshold(tmp_path / "cal" / "calibration.json")
-    assert provenance["probes"] == "clip walks (clip-walks)" and -1 <= threshold <= 1
+    assert provenance["probes"] == "clip walks (clip-walks, segmented at 480 rows)" and -1 <= threshold <= 1
     # the probes' clean twins are the same walks here: the route moves nothing
     shift = record["route_shift"]
     assert shift["shift"] == 0.0 and shift["route_at_fmr"] == shift["silhouettes_at_fmr"]
