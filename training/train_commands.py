@@ -290,8 +290,9 @@ def _route_name(probe_data: Path) -> str:
     from gaitid.training.clip_walks import read_manifest
 
     heights = sorted({record.working_height for record in read_manifest(probe_data)})
-    rows = "/".join(str(h) for h in heights) or "unknown"
-    return f"clip walks ({probe_data.name}, segmented at {rows} rows)"
+    if not heights:  # walks from elsewhere, without a clip-walks manifest
+        return f"clip walks ({probe_data.name})"
+    return f"clip walks ({probe_data.name}, segmented at {'/'.join(map(str, heights))} rows)"
 
 
 def _clean_twins(

@@ -66,6 +66,10 @@ def test_walks_come_back_through_their_clips_and_a_build_resumes(tmp_path: Path)
     summary = json.loads(result.output[result.output.index("{") :])
     assert summary["walks"] == 2 and summary["refused"] == 0
     assert summary["working_heights"] == [480]  # the service's segmentation, by default
+    # a clip threshold calibrated on these walks names the route's working height
+    from gaitid.training.train_commands import _route_name
+
+    assert _route_name(out) == f"clip walks ({out.name}, segmented at 480 rows)"
 
     # nothing is redone: a second run writes no line and touches no walk
     walk_file = out / "001" / "nm-05" / "090" / "090.pkl"
@@ -128,11 +132,11 @@ def test_eval_calibrates_on_probes_of_another_route(
     result = _calibrate_route(exported, synthetic_root, probes, "--out", str(tmp_path / "cal"))
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "cal" / "calibration.json").read_text())
-    assert record["probes"] == "clip walks (clip-walks, segmented at 480 rows)"
+    assert record["probes"] == "clip walks (clip-walks)"
     from gaitid.training.evaluation.open_set import read_threshold
 
     threshold, provenance = read_threshold(tmp_path / "cal" / "calibration.json")
-    assert provenance["probes"] == "clip walks (clip-walks, segmented at 480 rows)" and -1 <= threshold <= 1
+    assert provenance["probes"] == "clip walks (clip-walks)" and -1 <= threshold <= 1
     # the probes' clean twins are the same walks here: the route moves nothing
     shift = record["route_shift"]
     assert shift["shift"] == 0.0 and shift["route_at_fmr"] == shift["silhouettes_at_fmr"]
