@@ -588,19 +588,20 @@ def segment_people(
     if not frames:
         raise NoPersonFoundError("the clip has no frames")
     images = [frame for _key, frame in frames]
-    reference = None if segmenter is not None else _background(images, background, config)
-
-    def frame_blobs(image: NDArray[np.uint8]) -> _Frame:
-        if segmenter is not None:
-            mask = segmenter.probabilities(image) >= config.probability_threshold
-        else:
-            assert reference is not None
-            mask = _subtract(image, reference, config)
-        return _blobs(_clean(mask), image, config)
-
-    # frames are independent here: ``threads`` of them at a time (NumPy and OpenCV release
-    # the GIL), each keeping only its components and a bit-packed mask
+    # frames (and the background's rows) are independent here: ``threads`` of them at a time
+    # (NumPy and OpenCV release the GIL), each frame keeping only its components and a
+    # bit-packed mask
     with ThreadPoolExecutor(max_workers=config.threads) as pool:
+        reference = None if segmenter is not None else _background(images, background, config, pool)
+
+        def frame_blobs(image: NDArray[np.uint8]) -> _Frame:
+            if segmenter is not None:
+                mask = segmenter.probabilities(image) >= config.probability_threshold
+            else:
+                assert reference is not None
+                mask = _subtract(image, reference, config)
+            return _blobs(_clean(mask), image, config)
+
         blobs = list(pool.map(frame_blobs, images))
     tracks = link([frame.blobs for frame in blobs])
     if not tracks:
@@ -697,8 +698,10 @@ def _background(
     images: Sequence[NDArray[np.uint8]],
     supplied: NDArray[np.uint8] | None,
     config: SegmentationConfig,
+    pool: ThreadPoolExecutor,
 ) -> NDArray[np.float32]:
-    """The empty scene: the supplied frame (resized), or learnt from the clip."""
+    """The empty scene: the supplied frame (resized), or learnt from the clip (its medians
+    computed in bands of rows on ``pool``'s threads)."""
     height, width = images[0].shape[:2]
     if supplied is not None:
         s_height, s_width = supplied.shape[:2]
@@ -713,7 +716,10 @@ def _background(
     count = min(len(images), config.background_samples)
     picks = np.linspace(0, len(images) - 1, count).round().astype(int)
     samples = np.stack([images[i] for i in picks])
-    background = np.median(samples, axis=0).astype(np.float32)
+    bands = _row_bands(height, config.threads)
+    background = np.concatenate(
+        list(pool.map(lambda rows: np.median(samples[:, rows], axis=0), bands))
+    ).astype(np.float32)
     # A plain median takes the person for background wherever they stand in over half of
     # the samples (a slow or oblique walker, someone close to the camera). Then refine it:
     # the median of each pixel over the samples where it was *not* foreground, so a pixel
@@ -722,15 +728,29 @@ def _background(
         half = (max(1, width // 2), max(1, height // 2))
         small = np.stack([cv2.resize(s, half, interpolation=cv2.INTER_AREA) for s in samples])
         reference = cv2.resize(background, half, interpolation=cv2.INTER_AREA)
-        hidden_small = np.stack([_foreground(s, reference, config) for s in small]) > 0
+        found = pool.map(_foreground, small, itertools.repeat(reference), itertools.repeat(config))
+        hidden_small = np.stack(list(found)) > 0
         if hidden_small.mean(axis=0).max() < _STANDING_SHARE:
             break  # nobody stood anywhere long enough to be taken for background
         grown = [cv2.dilate(h.astype(np.uint8), _ellipse(5)) for h in hidden_small]
         hidden = np.stack(
             [cv2.resize(h, (width, height), interpolation=cv2.INTER_NEAREST) for h in grown]
         ).astype(bool)
-        background = _masked_median(samples, hidden, background)
+        refined = pool.map(
+            _masked_median,
+            [samples[:, rows] for rows in bands],
+            [hidden[:, rows] for rows in bands],
+            [background[rows] for rows in bands],
+        )
+        background = np.concatenate(list(refined))
     return background
+
+
+def _row_bands(height: int, count: int) -> list[slice]:
+    """``count`` contiguous bands of ``height`` rows (fewer when there are fewer rows): the
+    background's per-pixel medians are independent, so bands give the same values."""
+    edges = np.linspace(0, height, min(count, height) + 1).round().astype(int)
+    return [slice(int(a), int(b)) for a, b in itertools.pairwise(edges) if b > a]
 
 
 def _masked_median(

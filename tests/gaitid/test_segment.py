@@ -260,8 +260,19 @@ def test_a_clip_past_the_working_memory_budget_is_read_at_half_the_height() -> N
     assert np.abs(box - full_box).max() <= 4  # clip pixels, not working ones
 
 
-def test_frames_segmented_in_parallel_give_the_same_masks() -> None:
-    clip = clips.crossing_clip(frames=30, seed=2)
+@pytest.mark.parametrize("stands", [False, True])
+def test_frames_segmented_in_parallel_give_the_same_masks(stands: bool) -> None:
+    """Threads split the frames and the background's rows; a person standing for most of the
+    clip also exercises the background's refinement (the median where they are not)."""
+    # walks in, stands for 25 of the 60 frames (the median takes them for background there)
+    walker = clips.Walker(
+        clips.walker_masks(35, seed=6), 0.1, 0.9, person_height=0.5, stands=(15, 40)
+    )
+    clip = (
+        clips.people_clip([walker], 60, height=240, width=320, seed=6)
+        if stands
+        else clips.crossing_clip(frames=30, seed=2)
+    )
     small = [(i, to_working_rgb(f, None, SegmentationConfig())) for i, f in enumerate(clip.frames)]
     one = segment_clip(small, config=SegmentationConfig(threads=1))
     three = segment_clip(small, config=SegmentationConfig(threads=3))

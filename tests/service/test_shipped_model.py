@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
+from gaitid.segment import SegmentationConfig
 from gaitid.service.config import SHIPPED_MODEL, SHIPPED_MODEL_INT8
 from gaitid.service.walks.inference import Embedder
 
@@ -44,6 +45,10 @@ def test_its_metadata_carries_a_calibrated_threshold_and_no_local_path(
     }
     for key in ("threshold_calibration", "clip_threshold_calibration"):
         assert json.loads(meta[key])["test_time_shifts"] == info.test_time_shifts
+    # the clip threshold was calibrated on walks read by the service's own segmentation at the
+    # working height it segments at: the route, and so its threshold, depends on it
+    probes = json.loads(meta["clip_threshold_calibration"])["probes"]
+    assert f"segmented at {SegmentationConfig().working_height} rows" in probes
 
 
 def test_the_card_states_the_threshold_the_model_carries(embedder: Embedder) -> None:
