@@ -502,7 +502,7 @@ class StatsResponse(_Out):
                         "sha256": _EXAMPLE_SHA256,
                         "embedding_dim": 256,
                         "default_threshold": 0.5646,
-                        "clip_threshold": 0.5577,
+                        "clip_threshold": 0.5650,
                         "providers": ["CPUExecutionProvider"],
                     },
                     "galleries": 2,
