@@ -277,7 +277,9 @@ def test_frames_segmented_in_parallel_give_the_same_masks(stands: bool) -> None:
     one = segment_clip(small, config=SegmentationConfig(threads=1))
     three = segment_clip(small, config=SegmentationConfig(threads=3))
     assert [k for k, _m in one.masks] == [k for k, _m in three.masks] and one.masks
-    assert all(np.array_equal(a, b) for (_k, a), (_j, b) in zip(one.masks, three.masks))
+    assert all(
+        np.array_equal(a, b) for (_k, a), (_j, b) in zip(one.masks, three.masks, strict=True)
+    )
     assert one.dropped == three.dropped
 
 
