@@ -16,10 +16,9 @@ never enlarged). The working height sets how finely a mask's outline is placed b
 pretreatment resizes it to 64 rows: flawless masks of composited clips embed with a cosine
 of 0.896 to their clean walks at 240 rows and 0.932 at 480, and through the real segmentation
 the clip route's genuine-acceptance gap falls from 6.2 to 4.6 points (BENCHMARKS.md, "The
-segmentation's working height"), for about 2.6x the segmentation time. The frames are held
-at that size until the clip is segmented; past ``max_working_bytes`` (320 MiB: 1000 full-HD
-frames at 240 rows) the clip is held, and segmented, at half the height instead.
-
+segmentation's working height"), for about twice the segmentation time on two cores. The
+frames are held at that size until the clip is segmented; past ``max_working_bytes`` (320 MiB:
+1000 full-HD frames at 240 rows) the clip is held, and segmented, at half the height instead.
 
 1. Foreground. Either a learned person segmenter (:class:`OnnxPersonSegmenter`, any ONNX
    model with the contract below; its probability map thresholded at 0.5), or background
