@@ -186,11 +186,11 @@ def clip_walks(
     ]
     if not walks:
         raise _fail(f"no walk of subjects {subjects} with conditions {conditions} in {data_root}")
-    # the walks are the parallel unit: one segmentation thread each (the masks do not depend on it)
-    chosen: dict[str, int] = {"threads": 1} if jobs > 1 else {}
-    if working_height is not None:
-        chosen["working_height"] = working_height
-    config = SegmentationConfig(**chosen)
+    config = (
+        SegmentationConfig(working_height=working_height)
+        if working_height is not None
+        else SegmentationConfig()
+    )
     with tqdm(total=len(walks), unit="walk", desc="clip-walks") as bar:
         done = done_walks(out)
         bar.update(sum(1 for key, _path in walks if str(key) in done))

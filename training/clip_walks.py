@@ -226,6 +226,8 @@ def build_clip_walks(
             f"{out} holds clip walks segmented at {sorted(built)} rows, not {height}: "
             "write them to another folder"
         )
+    if jobs > 1:  # the walks are the parallelism: one segmentation thread each (same masks)
+        config = (config or SegmentationConfig()).model_copy(update={"threads": 1})
     out.mkdir(parents=True, exist_ok=True)
     skip = {record.key for record in records}
     todo = [(key, path, seed, config) for key, path in walks if str(key) not in skip]
@@ -245,6 +247,15 @@ def build_clip_walks(
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             for result in pool.map(_job, todo, chunksize=1):
                 yield written(*result)
+
+
+def route_name(out: Path) -> str:
+    """How a calibration names clip walks read from ``out``: the folder and the segmentation
+    working height they were read at, on which a clip threshold depends."""
+    heights = sorted({record.working_height for record in read_manifest(out)})
+    if not heights:  # walks from elsewhere, without a clip-walks manifest
+        return f"clip walks ({out.name})"
+    return f"clip walks ({out.name}, segmented at {'/'.join(map(str, heights))} rows)"
 
 
 def summarize(records: Sequence[ClipWalk]) -> dict[str, Any]:

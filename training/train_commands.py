@@ -201,6 +201,7 @@ def eval_command(
     (DIR at FAR 1 %) and the default decision threshold at ``--target-fmr``, written to
     ``OUT/calibration.json`` (what ``gaitid export --threshold-from`` reads) with its curve.
     """
+    from gaitid.training.clip_walks import route_name
     from gaitid.training.data.errors import DatasetError
     from gaitid.training.data.opengait import load_partition, parse_subject_spec
     from gaitid.training.evaluation.extract import (
@@ -253,7 +254,7 @@ def eval_command(
         )
         features = every.subset(np.arange(len(every.subjects)) < len(keys))
         if protocol is Protocol.open_set:
-            probes = "silhouettes" if probe_data is None else _route_name(probe_data)
+            probes = "silhouettes" if probe_data is None else route_name(probe_data)
             silhouettes = (
                 _clean_twins(every, keys, twins[0], gallery) if probe_data is not None else None
             )
@@ -282,17 +283,6 @@ def eval_command(
     if out is not None:
         written = write_report(results, out.resolve(), meta)
         typer.echo("wrote " + ", ".join(str(p) for p in written.values()))
-
-
-def _route_name(probe_data: Path) -> str:
-    """What a calibration's probes were: the clip-walk folder and the segmentation's working
-    height, on which a clip threshold depends (``gaitid.segment``)."""
-    from gaitid.training.clip_walks import read_manifest
-
-    heights = sorted({record.working_height for record in read_manifest(probe_data)})
-    if not heights:  # walks from elsewhere, without a clip-walks manifest
-        return f"clip walks ({probe_data.name})"
-    return f"clip walks ({probe_data.name}, segmented at {'/'.join(map(str, heights))} rows)"
 
 
 def _clean_twins(

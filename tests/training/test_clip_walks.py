@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from gaitid.cli import app
 from gaitid.preprocess import SIDE_CROP
-from gaitid.training.clip_walks import MANIFEST_NAME, read_manifest, walk_camera
+from gaitid.training.clip_walks import MANIFEST_NAME, read_manifest, route_name, walk_camera
 from gaitid.training.data.opengait import WalkKey, load_walk, write_walk
 from gaitid.training.evaluation.extract import load_route_walks
 from tests.utils.synthetic import make_synthetic_dataset
@@ -67,9 +67,7 @@ def test_walks_come_back_through_their_clips_and_a_build_resumes(tmp_path: Path)
     assert summary["walks"] == 2 and summary["refused"] == 0
     assert summary["working_heights"] == [480]  # the service's segmentation, by default
     # a clip threshold calibrated on these walks names the route's working height
-    from gaitid.training.train_commands import _route_name
-
-    assert _route_name(out) == f"clip walks ({out.name}, segmented at 480 rows)"
+    assert route_name(out) == f"clip walks ({out.name}, segmented at 480 rows)"
 
     # nothing is redone: a second run writes no line and touches no walk
     walk_file = out / "001" / "nm-05" / "090" / "090.pkl"
