@@ -227,9 +227,14 @@ def read_probes(
 
 
 def embed_probes(
-    model: Path, probes: list[Probe], gallery: dict[str, NDArray[np.uint8]], seconds: float
+    model: Path,
+    probes: list[Probe],
+    gallery: dict[str, NDArray[np.uint8]],
+    seconds: float = 0.0,
 ) -> Measurement:
-    """``model``'s embedding of every route of every probe, and of the gallery."""
+    """``model``'s embedding of every route of every probe, and of the gallery (``seconds``:
+    what reading the probes took, counted in the measurement's time). Several models share
+    one :func:`read_probes`: the same clips, the same draws."""
     embed = Embedder(model)
     tick = time.perf_counter()
     embedded = [{route: embed(walk) for route, walk in p.walks.items()} for p in probes]
@@ -241,37 +246,6 @@ def embed_probes(
         threshold=float(embed.meta.default_threshold or 0.5),
         seconds=seconds + time.perf_counter() - tick,
     )
-
-
-def measure_models(
-    models: list[Path],
-    data: Path,
-    subjects: list[str],
-    views: list[str],
-    *,
-    seed: int = 0,
-    log: bool = True,
-    config: SegmentationConfig | None = None,
-) -> list[Measurement]:
-    """Read every probe's clip once and measure each of ``models`` on the same readings."""
-    tick = time.perf_counter()
-    probes, gallery = read_probes(data, subjects, views, seed=seed, log=log, config=config)
-    reading = time.perf_counter() - tick
-    return [embed_probes(model, probes, gallery, reading) for model in models]
-
-
-def measure(
-    model: Path,
-    data: Path,
-    subjects: list[str],
-    views: list[str],
-    *,
-    seed: int = 0,
-    log: bool = True,
-    config: SegmentationConfig | None = None,
-) -> Measurement:
-    """Composite, segment and embed every probe walk of ``subjects`` at ``views``."""
-    return measure_models([model], data, subjects, views, seed=seed, log=log, config=config)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,9 +267,10 @@ def main(argv: list[str] | None = None) -> int:
 
     subjects = parse_subject_spec(args.subjects)
     config = SegmentationConfig.model_validate_json(args.segmentation)
-    results = measure_models(
-        args.model, args.data, subjects, args.views, seed=args.seed, config=config
-    )
+    tick = time.perf_counter()
+    probes, gallery = read_probes(args.data, subjects, args.views, seed=args.seed, config=config)
+    reading = time.perf_counter() - tick
+    results = [embed_probes(model, probes, gallery, reading) for model in args.model]
     report(results, args)
     return 0
 

@@ -75,7 +75,8 @@ def test_rank1_through_clips_stays_within_the_bound_of_clean_silhouettes(
     rank-1 and dropped frames."""
     bench = load_bench("clip_identity")
     subjects = [f"{n:03d}" for n in range(63, 69)]
-    result = bench.measure(SHIPPED, casia_b_train_dir, subjects, ["054"], log=False)
+    probes, gallery = bench.read_probes(casia_b_train_dir, subjects, ["054"], log=False)
+    result = bench.embed_probes(SHIPPED, probes, gallery)
     assert len(result.probes) == 18
     assert not [p.error for p in result.probes if p.error], "a clip was refused"
     assert not [p.dropped_visible for p in result.probes if p.dropped_visible]
