@@ -78,12 +78,15 @@ def main(argv: list[str] | None = None) -> int:
         "whole walk": embed,
         f"mean of {args.window}-frame windows": windowed(embed, args.window, args.stride),
     }
-    walks: dict[str, dict[str, NDArray[np.uint8]]] = {}
-    for r in rows:
-        npz = np.load(args.data / f"{r['subject']}.npz")
-        walks.setdefault("gallery:" + r["subject"], {"whole": _network(npz["/".join(GALLERY)])})
-        clean = _network(npz[f"{CONDITIONS[r['condition']]}/{r['view']}"])
-        walks[f"{r['subject']} {r['condition']} {r['view']}"] = cuts(clean, r["frames"]["kept"])
+    npzs = {s: np.load(args.data / f"{s}.npz") for s in dict.fromkeys(r["subject"] for r in rows)}
+    gallery_walks = {s: _network(npz["/".join(GALLERY)]) for s, npz in npzs.items()}
+    probe_walks = [  # the cuts of each row's walk, in the rows' order
+        cuts(
+            _network(npzs[r["subject"]][f"{CONDITIONS[r['condition']]}/{r['view']}"]),
+            r["frames"]["kept"],
+        )
+        for r in rows
+    ]
 
     print(f"# {args.model.name}, {len(rows)} probes, threshold {threshold:.4f}")
     print(
@@ -93,14 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|---:|")
     clean_rate = None
     for name, function in functions.items():
-        gallery = {
-            key.split(":")[1]: function(cut["whole"])
-            for key, cut in walks.items()
-            if key.startswith("gallery:")
-        }
+        gallery = {subject: function(walk) for subject, walk in gallery_walks.items()}
         scores: dict[str, list[float]] = {"whole": [], "middle": [], "spread": []}
-        for r in rows:
-            probe = walks[f"{r['subject']} {r['condition']} {r['view']}"]
+        for r, probe in zip(rows, probe_walks, strict=True):
             for cut, walk in probe.items():
                 scores[cut].append(float(function(walk) @ gallery[r["subject"]]))
         whole = np.array(scores["whole"])
