@@ -42,7 +42,10 @@ frames are held at that size until the clip is segmented; past ``max_working_byt
    hand), never another person's.
 4. Frames are dropped (and counted by reason) when the person is not found (``no_person``),
    merged with another person (``overlap``), touches the image border (``cut_by_border``:
-   entering or leaving) or is too small (``too_small``). A track is a person only when
+   entering or leaving; with ``side_cut_min_width`` set, a frame cut only by the left or right
+   edge is kept when that share of the person's usual width is in view: off by default, because
+   such frames cost the shipped model acceptance, models/README.md "Frames of a person half in
+   the picture") or is too small (``too_small``). A track is a person only when
    they are usually at least ``min_person_height`` of the frame (a quarter of the picture,
    120 pixels at the working height; at a fifth, a short static flicker beside a person
    standing still passed as a second person, ``tests/gaitid/test_people.py``); a person
@@ -157,6 +160,7 @@ class SegmentationConfig(BaseModel):
     min_blob_share: float = Field(default=0.002, gt=0, lt=1)
     min_person_height: float = Field(default=0.25, gt=0, le=1)
     border_margin_px: int = Field(default=1, ge=0)
+    side_cut_min_width: float | None = Field(default=None, ge=0, le=1)
     min_aspect: float = Field(default=1.2, gt=0)
     probability_threshold: float = Field(default=0.5, gt=0, lt=1)
 
@@ -930,7 +934,11 @@ def _assemble(
             mask = _around_torso(mask, person, usual_width)
         ys, xs = np.nonzero(mask)
         top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
-        if min(top, left) <= margin or bottom >= height - 1 - margin or right >= width - 1 - margin:
+        cut_in_height = top <= margin or bottom >= height - 1 - margin
+        cut_at_side = left <= margin or right >= width - 1 - margin
+        if cut_in_height or (
+            cut_at_side and not _enough_in_view(int(right - left + 1), usual_width, config)
+        ):
             dropped["cut_by_border"] += 1
             reasons[key] = "cut_by_border"
             continue
@@ -1102,8 +1110,21 @@ _IN_PLACE_BAND: Final = 0.2
 #: ... and the moving pixels' columns spread (std) less than this share of the width: one
 #: large walker with a cast shadow spreads about 0.1, two people apart 0.2 and more
 _IN_PLACE_SPREAD: Final = 0.15
+
+
 #: A tracked blob wider than this many times the person's usual width has another object
 #: (a passer-by, a cart, a long shadow) merged into it; only the columns around the torso stay.
+def _enough_in_view(visible_width: int, usual_width: float, config: SegmentationConfig) -> bool:
+    """Whether a frame cut by the picture's left or right edge still shows enough of the person.
+
+    Such a frame has the person's whole height (the pretreatment's scale is right) and part of
+    their width; CASIA-B keeps the same frames where a subject enters or leaves the camera's
+    view, so the network has seen them. ``side_cut_min_width`` ``None`` drops them all.
+    """
+    share = config.side_cut_min_width
+    return share is not None and visible_width >= share * usual_width
+
+
 _MERGED_WIDTH: Final = 1.4
 _HOLE_SHARE: Final = 0.02
 #: Parts of the person may be detached by up to this share of its height (a thin neck).

@@ -40,8 +40,15 @@ def _decoded_frames(data: bytes) -> list[tuple[int, np.ndarray]]:
     return list(enumerate(read_frames(data)))
 
 
-def _segment(clip: clips.Clip, *, with_scene: bool = False, mp4: bool = True, **kwargs: object):
-    config = SegmentationConfig()
+def _segment(
+    clip: clips.Clip,
+    *,
+    with_scene: bool = False,
+    mp4: bool = True,
+    config: SegmentationConfig | None = None,
+    **kwargs: object,
+):  # type: ignore[no-untyped-def]
+    config = config or SegmentationConfig()
     frames = _decoded_frames(clips.encode_mp4(clip.frames)) if mp4 else list(enumerate(clip.frames))
     small = [(key, to_working_rgb(frame, None, config)) for key, frame in frames]
     scene = clip.empty_scene if with_scene else None
@@ -106,6 +113,26 @@ def test_crossing_clips_are_segmented_close_to_the_truth(
     assert float(np.mean(ious)) >= MIN_IOU, (case, float(np.mean(ious)))
     # the person enters and leaves the picture: those frames are dropped, not half-kept
     assert found.dropped["cut_by_border"] > 0 and found.dropped["no_person"] > 0
+
+
+def test_frames_cut_at_the_side_are_kept_only_when_asked_and_wide_enough() -> None:
+    clip = clips.crossing_clip(seed=1)
+    _small, whole_only = _segment(clip, mp4=False)
+    _small, with_cut = _segment(clip, mp4=False, config=SegmentationConfig(side_cut_min_width=0.5))
+    kept = dict(with_cut.masks)
+    cut = [key for key in kept if key not in dict(whole_only.masks)]
+    assert cut and with_cut.dropped["cut_by_border"] < whole_only.dropped["cut_by_border"]
+    widths = {key: np.flatnonzero(mask.any(axis=0)) for key, mask in kept.items()}
+    usual = float(np.median([w[-1] - w[0] + 1 for key, w in widths.items() if key not in cut]))
+    for key in cut:
+        columns = widths[key]
+        touches = columns[0] <= 1 or columns[-1] >= kept[key].shape[1] - 2
+        # half the usual width, with slack: the segmentation's median counts every tracked frame
+        assert touches and columns[-1] - columns[0] + 1 >= 0.4 * usual, key
+    # a frame cut at the side keeps the person's whole height: never one cut at top or bottom
+    for key in cut:
+        rows = np.flatnonzero(kept[key].any(axis=1))
+        assert rows[0] > 1 and rows[-1] < kept[key].shape[0] - 2
 
 
 def test_a_second_moving_object_is_not_merged_into_the_person() -> None:
