@@ -7,11 +7,13 @@ embedding fit and validation pay). Usage::
 
     python bench/train_speed.py --variants lite --frames 20 30 --iterations 6
     python bench/train_speed.py --frames 20 --precisions fp32 bf16
+    python bench/train_speed.py --frames 20 --precisions bf16 --compile   # torch.compile too
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import time
@@ -24,13 +26,22 @@ from gaitid.training.objective import compute_loss
 
 
 def step_seconds(
-    variant: str, frames: int, p: int, k: int, iterations: int, warmup: int, bf16: bool = False
+    variant: str,
+    frames: int,
+    p: int,
+    k: int,
+    iterations: int,
+    warmup: int,
+    bf16: bool = False,
+    compiled: bool = False,
 ) -> float:
     """Median wall seconds of one training iteration of ``variant`` on ``frames``-frame windows
-    (``bf16``: the forward under bf16 autocast, as ``trainer.amp`` runs it)."""
+    (``bf16``: the forward under bf16 autocast, as ``trainer.amp`` runs it; ``compiled``: the
+    forward through ``torch.compile``, whose compilation falls in the warm-up steps)."""
     torch.manual_seed(0)
     model = create_model(variant, num_classes=62)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    forward = torch.compile(model) if compiled else model
     x = (torch.rand(p * k, frames, 64, 44) > 0.5).float()
     lengths = torch.full((p * k,), frames, dtype=torch.int64)
     labels = torch.arange(p).repeat_interleave(k)
@@ -38,7 +49,7 @@ def step_seconds(
     for i in range(warmup + iterations):
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            output = model(x, lengths)
+            output = forward(x, lengths)
         loss = compute_loss(output, labels, LossConfig())
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
@@ -77,6 +88,11 @@ def main() -> None:
         default=["fp32"],
         help="step precisions to time (bf16 = autocast, what amp: auto picks with bf16 units)",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="time each step a second time with the forward through torch.compile",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -95,7 +111,9 @@ def main() -> None:
     for variant in args.variants:
         f = forward_seconds_per_frame(variant, 80, 8)
         for frames in args.frames:
-            for precision in args.precisions:
+            for precision, compiled in itertools.product(
+                args.precisions, (False, True) if args.compile else (False,)
+            ):
                 s = step_seconds(
                     variant,
                     frames,
@@ -104,18 +122,20 @@ def main() -> None:
                     args.iterations,
                     args.warmup,
                     bf16=precision == "bf16",
+                    compiled=compiled,
                 )
+                label = f"{precision}, compiled" if compiled else precision
                 rows.append(
                     {
                         "variant": variant,
                         "frames": frames,
-                        "precision": precision,
+                        "precision": label,
                         "s_per_it": s,
                         "fwd_s_per_frame": f,
                     }
                 )
                 print(
-                    f"| {variant} | {frames} | {precision} | {s:.2f} | "
+                    f"| {variant} | {frames} | {label} | {s:.2f} | "
                     f"{args.p * args.k * frames / s:.0f} | {1000 * f:.2f} |",
                     flush=True,
                 )
