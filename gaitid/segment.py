@@ -1110,21 +1110,8 @@ _IN_PLACE_BAND: Final = 0.2
 #: ... and the moving pixels' columns spread (std) less than this share of the width: one
 #: large walker with a cast shadow spreads about 0.1, two people apart 0.2 and more
 _IN_PLACE_SPREAD: Final = 0.15
-
-
 #: A tracked blob wider than this many times the person's usual width has another object
 #: (a passer-by, a cart, a long shadow) merged into it; only the columns around the torso stay.
-def _enough_in_view(visible_width: int, usual_width: float, config: SegmentationConfig) -> bool:
-    """Whether a frame cut by the picture's left or right edge still shows enough of the person.
-
-    Such a frame has the person's whole height (the pretreatment's scale is right) and part of
-    their width; CASIA-B keeps the same frames where a subject enters or leaves the camera's
-    view, so the network has seen them. ``side_cut_min_width`` ``None`` drops them all.
-    """
-    share = config.side_cut_min_width
-    return share is not None and visible_width >= share * usual_width
-
-
 _MERGED_WIDTH: Final = 1.4
 _HOLE_SHARE: Final = 0.02
 #: Parts of the person may be detached by up to this share of its height (a thin neck).
@@ -1133,6 +1120,19 @@ _ADVICE: Final = (
     "send a clip of one person walking past a static camera (with an empty-scene frame when "
     "they walk towards it), or silhouettes with input=silhouettes"
 )
+
+
+def _enough_in_view(visible_width: int, usual_width: float, config: SegmentationConfig) -> bool:
+    """Whether a frame cut by the picture's left or right edge still shows enough of the person.
+
+    Such a frame has the person's whole height (the pretreatment's scale is right) and part of
+    their width, centred by the pretreatment on what is in view. ``side_cut_min_width`` ``None``
+    (the default) drops them all: kept, they cost the shipped model more acceptance through
+    clips than the longer walk brings (models/README.md, "Frames of a person half in the
+    picture").
+    """
+    share = config.side_cut_min_width
+    return share is not None and visible_width >= share * usual_width
 
 
 def _around_torso(mask: NDArray[np.uint8], person: Blob, usual_width: float) -> NDArray[np.uint8]:
