@@ -113,7 +113,7 @@ def read_probe(
 ) -> None:
     """Every route of one probe walk: its clean frames, and its clip composited, encoded,
     decoded and segmented, with the clean frames the clip kept and their flawless masks."""
-    probe.walks["clean"] = _network(frames64)
+    probe.walks["clean"] = network_input(frames64)
     frames, record = read_through_clip(frames64, probe.camera, seed, config)
     probe.seconds = record.seconds
     probe.visible = record.visible
@@ -125,7 +125,7 @@ def read_probe(
     probe.iou = record.iou
     probe.dropped_visible = record.dropped_visible
     if record.source_frames:  # else the pretreatment dropped a segmented frame: order lost
-        probe.walks["kept"] = _network(frames64[record.source_frames])
+        probe.walks["kept"] = network_input(frames64[record.source_frames])
         truth = read_truth(frames64, probe.camera, record.source_frames, config)
         if len(truth):
             probe.walks["truth"] = truth
@@ -212,7 +212,7 @@ def read_probes(
         key = f"{GALLERY[0]}/{GALLERY[1]}"
         if key not in walks.files:
             continue
-        gallery[subject] = _network(walks[key])
+        gallery[subject] = network_input(walks[key])
         for condition, walk in CONDITIONS.items():
             for view in views:
                 if f"{walk}/{view}" not in walks.files:
@@ -275,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _network(frames64: NDArray[np.uint8]) -> NDArray[np.uint8]:
+def network_input(frames64: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """A CASIA-B walk's 64x64 frames as the network sees them, through the service's
+    pretreatment (shared by the benches that compare clean walks with clip readings)."""
     from gaitid.preprocess import normalize_sequence, to_network_input
 
     return to_network_input(normalize_sequence(frames64).frames)

@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.utils.clips, bench.*
 
-from bench.clip_identity import GALLERY, Embedder, _network
+from bench.clip_identity import GALLERY, Embedder, network_input
 from gaitid.segment import FrontEnd, SegmentationConfig
 from tests.utils import clips
 
@@ -52,7 +52,9 @@ def identify_pairs(
     embed = Embedder(model)
     walks = {s: np.load(data / f"{s}.npz") for s in subjects}
     names = [s for s in subjects if f"{GALLERY[0]}/{GALLERY[1]}" in walks[s].files]
-    gallery = np.stack([embed(_network(walks[s][f"{GALLERY[0]}/{GALLERY[1]}"])) for s in names])
+    gallery = np.stack(
+        [embed(network_input(walks[s][f"{GALLERY[0]}/{GALLERY[1]}"])) for s in names]
+    )
     rng = np.random.default_rng(seed)
     rows: list[dict[str, object]] = []
     for condition, walk in CONDITIONS.items():
@@ -97,7 +99,7 @@ def identify_pairs(
             for person, truth, clean in zip(found, (near, far), frames64, strict=False):
                 vector = embed(person.frames)
                 top = names[int(np.argmax(gallery @ vector))]
-                clean_top = names[int(np.argmax(gallery @ embed(_network(clean))))]
+                clean_top = names[int(np.argmax(gallery @ embed(network_input(clean))))]
                 row["tracks"].append(  # type: ignore[attr-defined]
                     {
                         "truth": truth,
@@ -105,7 +107,7 @@ def identify_pairs(
                         "clean_top": clean_top,
                         "used": person.used,
                         "overlap": dict(person.drops).get("overlap", 0),
-                        "cosine_to_clean": float(vector @ embed(_network(clean))),
+                        "cosine_to_clean": float(vector @ embed(network_input(clean))),
                     }
                 )
             rows.append(row)

@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.*
 
-from bench.clip_identity import CONDITIONS, GALLERY, Embedder, _network
+from bench.clip_identity import CONDITIONS, GALLERY, Embedder, network_input
 
 Embedding = Callable[[NDArray[np.uint8]], NDArray[np.float32]]
 
@@ -79,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         f"mean of {args.window}-frame windows": windowed(embed, args.window, args.stride),
     }
     npzs = {s: np.load(args.data / f"{s}.npz") for s in dict.fromkeys(r["subject"] for r in rows)}
-    gallery_walks = {s: _network(npz["/".join(GALLERY)]) for s, npz in npzs.items()}
+    gallery_walks = {s: network_input(npz["/".join(GALLERY)]) for s, npz in npzs.items()}
     probe_walks = [  # the cuts of each row's walk, in the rows' order
         cuts(
-            _network(npzs[r["subject"]][f"{CONDITIONS[r['condition']]}/{r['view']}"]),
+            network_input(npzs[r["subject"]][f"{CONDITIONS[r['condition']]}/{r['view']}"]),
             r["frames"]["kept"],
         )
         for r in rows

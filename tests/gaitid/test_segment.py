@@ -47,7 +47,7 @@ def _segment(
     mp4: bool = True,
     config: SegmentationConfig | None = None,
     **kwargs: object,
-):  # type: ignore[no-untyped-def]
+):
     config = config or SegmentationConfig()
     frames = _decoded_frames(clips.encode_mp4(clip.frames)) if mp4 else list(enumerate(clip.frames))
     small = [(key, to_working_rgb(frame, None, config)) for key, frame in frames]
@@ -120,7 +120,8 @@ def test_frames_cut_at_the_side_are_kept_only_when_asked_and_wide_enough() -> No
     _small, whole_only = _segment(clip, mp4=False)
     _small, with_cut = _segment(clip, mp4=False, config=SegmentationConfig(side_cut_min_width=0.5))
     kept = dict(with_cut.masks)
-    cut = [key for key in kept if key not in dict(whole_only.masks)]
+    whole = {key for key, _mask in whole_only.masks}
+    cut = [key for key in kept if key not in whole]
     assert cut and with_cut.dropped["cut_by_border"] < whole_only.dropped["cut_by_border"]
     widths = {key: np.flatnonzero(mask.any(axis=0)) for key, mask in kept.items()}
     usual = float(np.median([w[-1] - w[0] + 1 for key, w in widths.items() if key not in cut]))
