@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
     app.command("gei-baseline")(gei_baseline)
     app.command("clip-walks")(clip_walks)
     from gaitid.training.train_commands import (  # cheap: no torch at import
+        average_command,
         eval_command,
         fit_embedding_command,
         train_command,
@@ -34,6 +35,7 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
     app.command("eval")(eval_command)
     app.command("fit-embedding")(fit_embedding_command)
+    app.command("average")(average_command)
 
 
 def _fail(message: str) -> typer.Exit:

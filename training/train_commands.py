@@ -360,6 +360,84 @@ def fit_embedding_command(
     `gaitid train` does this after its last iteration; use this for a checkpoint of a stopped
     run, another training set or another regularisation.
     """
+    _refit_embedding(
+        checkpoint,
+        data,
+        subjects=subjects,
+        out=out,
+        max_walks=max_walks,
+        regularization=regularization,
+        seed=seed,
+        device=device,
+    )
+
+
+def average_command(
+    checkpoints: list[Path] = typer.Argument(
+        ...,
+        exists=True,
+        dir_okay=False,
+        help="Checkpoints of one network: a run's snapshots (iter-*.pt), the weights it "
+        "continued from.",
+    ),
+    data: Path = typer.Option(
+        ..., "--data", exists=True, file_okay=False, help="OpenGait-layout root (the head's fit)."
+    ),
+    out: Path = typer.Option(..., "--out", dir_okay=False, help="Write the average here."),
+    subjects: str | None = typer.Option(
+        None,
+        "--subjects",
+        help="Subjects to fit the head on (default: the checkpoints' training subjects).",
+    ),
+    max_walks: int = typer.Option(4000, "--max-walks", min=3, help="Seeded sample of walks."),
+    regularization: float = typer.Option(
+        1.0, "--regularization", min=1e-6, help="Within-class whitening ridge."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the walk sample."),
+    device: EvalDevice = typer.Option(EvalDevice.cpu, "--device", help="Where the network runs."),
+) -> None:
+    """Average the weights of several checkpoints (stochastic weight averaging), refit the head.
+
+    For snapshots along one continuation at a constant learning rate
+    (`trainer.keep_checkpoints`); the 256-d embedding is fitted again on the averaged network,
+    as `gaitid fit-embedding` does (`training.weight_average`).
+    """
+    from gaitid.model.export import CheckpointError
+    from gaitid.training.checkpoint import save_checkpoint
+    from gaitid.training.weight_average import average_checkpoints
+
+    if out.resolve() in {path.resolve() for path in checkpoints}:
+        raise _fail(f"--out {out} is one of the checkpoints averaged; write the average elsewhere")
+    try:
+        averaged = average_checkpoints(checkpoints)
+    except CheckpointError as exc:
+        raise _fail(str(exc)) from exc
+    save_checkpoint(averaged, out)
+    typer.echo(f"averaged {len(checkpoints)} checkpoints")
+    _refit_embedding(
+        out,
+        data,
+        subjects=subjects,
+        out=None,
+        max_walks=max_walks,
+        regularization=regularization,
+        seed=seed,
+        device=device,
+    )
+
+
+def _refit_embedding(
+    checkpoint: Path,
+    data: Path,
+    *,
+    subjects: str | None,
+    out: Path | None,
+    max_walks: int,
+    regularization: float,
+    seed: int,
+    device: EvalDevice,
+) -> None:
+    """Fit ``checkpoint``'s 256-d head on ``data`` and write it to ``out`` (or in place)."""
     import torch
 
     from gaitid.model.export import CheckpointError, load_checkpoint_model
