@@ -349,6 +349,13 @@ def fit_embedding_command(
         None, "--out", help="Write the fitted checkpoint here (default: update it in place)."
     ),
     max_walks: int = typer.Option(4000, "--max-walks", min=3, help="Seeded sample of walks."),
+    max_frames: int | None = typer.Option(
+        None,
+        "--max-frames",
+        min=1,
+        help="Frames of each walk the fit reads (its middle window; default every frame). "
+        "`gaitid train` fits on the config's embedding.fit_frames.",
+    ),
     regularization: float = typer.Option(
         1.0, "--regularization", min=1e-6, help="Within-class whitening ridge."
     ),
@@ -366,6 +373,7 @@ def fit_embedding_command(
         subjects=subjects,
         out=out,
         max_walks=max_walks,
+        max_frames=max_frames,
         regularization=regularization,
         seed=seed,
         device=device,
@@ -390,6 +398,13 @@ def average_command(
         help="Subjects to fit the head on (default: the checkpoints' training subjects).",
     ),
     max_walks: int = typer.Option(4000, "--max-walks", min=3, help="Seeded sample of walks."),
+    max_frames: int | None = typer.Option(
+        None,
+        "--max-frames",
+        min=1,
+        help="Frames of each walk the fit reads (its middle window; default every frame). "
+        "`gaitid train` fits on the config's embedding.fit_frames.",
+    ),
     regularization: float = typer.Option(
         1.0, "--regularization", min=1e-6, help="Within-class whitening ridge."
     ),
@@ -420,6 +435,7 @@ def average_command(
         subjects=subjects,
         out=None,
         max_walks=max_walks,
+        max_frames=max_frames,
         regularization=regularization,
         seed=seed,
         device=device,
@@ -433,6 +449,7 @@ def _refit_embedding(
     subjects: str | None,
     out: Path | None,
     max_walks: int,
+    max_frames: int | None,
     regularization: float,
     seed: int,
     device: EvalDevice,
@@ -469,6 +486,7 @@ def _refit_embedding(
             labels,
             device=torch.device(device.value),
             max_walks=max_walks,
+            max_frames=max_frames,
             regularization=regularization,
             seed=seed,
         )

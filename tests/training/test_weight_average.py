@@ -63,7 +63,8 @@ def test_average_command_writes_a_fitted_exportable_average(
     out = tmp_path / "swa.pt"
     paths = [str(path) for path in _snapshots(uninterrupted)]
     result = CliRunner().invoke(
-        app, ["average", *paths, "--data", str(synthetic_root), "--out", str(out)]
+        app,
+        ["average", *paths, "--data", str(synthetic_root), "--out", str(out), "--max-frames", "6"],
     )
     assert result.exit_code == 0, result.output
     model, state = load_checkpoint_model(out)
