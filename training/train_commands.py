@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import numpy as np
 import typer
@@ -333,83 +334,104 @@ def _calibrate(
         typer.echo("wrote " + ", ".join(str(p) for p in written))
 
 
-def fit_embedding_command(
-    checkpoint: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, help="Checkpoint written by `gaitid train`."
-    ),
-    data: Path = typer.Option(
-        ..., "--data", exists=True, file_okay=False, help="OpenGait-layout root."
-    ),
-    subjects: str | None = typer.Option(
-        None,
+# The options of a head fit, shared by `fit-embedding` and `average`.
+_FitData = Annotated[
+    Path, typer.Option("--data", exists=True, file_okay=False, help="OpenGait-layout root.")
+]
+_FitSubjects = Annotated[
+    str | None,
+    typer.Option(
         "--subjects",
         help="Subjects to fit on, e.g. 001-062 (default: the checkpoint's training subjects).",
     ),
-    out: Path | None = typer.Option(
-        None, "--out", help="Write the fitted checkpoint here (default: update it in place)."
+]
+_FitClipWalks = Annotated[
+    Path | None,
+    typer.Option(
+        "--clip-walks",
+        exists=True,
+        file_okay=False,
+        help="Also fit on these readings of the same subjects (`gaitid clip-walks` output), as "
+        "`gaitid train` does with the config's data.clip_walks.",
     ),
-    max_walks: int = typer.Option(4000, "--max-walks", min=3, help="Seeded sample of walks."),
-    max_frames: int | None = typer.Option(
-        None,
+]
+_FitMaxWalks = Annotated[int, typer.Option("--max-walks", min=3, help="Seeded sample of walks.")]
+_FitMaxFrames = Annotated[
+    int | None,
+    typer.Option(
         "--max-frames",
         min=1,
         help="Frames of each walk the fit reads (its middle window; default every frame). "
         "`gaitid train` fits on the config's embedding.fit_frames.",
     ),
-    regularization: float = typer.Option(
-        1.0, "--regularization", min=1e-6, help="Within-class whitening ridge."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the walk sample."),
-    device: EvalDevice = typer.Option(EvalDevice.cpu, "--device", help="Where the network runs."),
+]
+_FitRegularization = Annotated[
+    float, typer.Option("--regularization", min=1e-6, help="Within-class whitening ridge.")
+]
+_FitSeed = Annotated[int, typer.Option("--seed", help="Seed of the walk sample.")]
+_FitDevice = Annotated[EvalDevice, typer.Option("--device", help="Where the network runs.")]
+
+
+@dataclass(frozen=True)
+class _HeadFit:
+    """What a head fit reads and how (the options above)."""
+
+    data: Path
+    subjects: str | None
+    clip_walks: Path | None
+    max_walks: int
+    max_frames: int | None
+    regularization: float
+    seed: int
+    device: EvalDevice
+
+
+def fit_embedding_command(
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, help="Checkpoint written by `gaitid train`."),
+    ],
+    data: _FitData,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write the fitted checkpoint here (default: update it in place)."),
+    ] = None,
+    subjects: _FitSubjects = None,
+    clip_walks: _FitClipWalks = None,
+    max_walks: _FitMaxWalks = 4000,
+    max_frames: _FitMaxFrames = None,
+    regularization: _FitRegularization = 1.0,
+    seed: _FitSeed = 0,
+    device: _FitDevice = EvalDevice.cpu,
 ) -> None:
     """(Re)fit a checkpoint's 256-d service embedding (PCA + within-class whitening).
 
     `gaitid train` does this after its last iteration; use this for a checkpoint of a stopped
     run, another training set or another regularisation.
     """
-    _refit_embedding(
-        checkpoint,
-        data,
-        subjects=subjects,
-        out=out,
-        max_walks=max_walks,
-        max_frames=max_frames,
-        regularization=regularization,
-        seed=seed,
-        device=device,
-    )
+    fit = _HeadFit(data, subjects, clip_walks, max_walks, max_frames, regularization, seed, device)
+    _refit_embedding(checkpoint, fit, out=out)
 
 
 def average_command(
-    checkpoints: list[Path] = typer.Argument(
-        ...,
-        exists=True,
-        dir_okay=False,
-        help="Checkpoints of one network: a run's snapshots (iter-*.pt), the weights it "
-        "continued from.",
-    ),
-    data: Path = typer.Option(
-        ..., "--data", exists=True, file_okay=False, help="OpenGait-layout root (the head's fit)."
-    ),
-    out: Path = typer.Option(..., "--out", dir_okay=False, help="Write the average here."),
-    subjects: str | None = typer.Option(
-        None,
-        "--subjects",
-        help="Subjects to fit the head on (default: the checkpoints' training subjects).",
-    ),
-    max_walks: int = typer.Option(4000, "--max-walks", min=3, help="Seeded sample of walks."),
-    max_frames: int | None = typer.Option(
-        None,
-        "--max-frames",
-        min=1,
-        help="Frames of each walk the fit reads (its middle window; default every frame). "
-        "`gaitid train` fits on the config's embedding.fit_frames.",
-    ),
-    regularization: float = typer.Option(
-        1.0, "--regularization", min=1e-6, help="Within-class whitening ridge."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the walk sample."),
-    device: EvalDevice = typer.Option(EvalDevice.cpu, "--device", help="Where the network runs."),
+    checkpoints: Annotated[
+        list[Path],
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            help="Checkpoints of one network: a run's snapshots (iter-*.pt), the weights it "
+            "continued from.",
+        ),
+    ],
+    data: _FitData,
+    out: Annotated[Path, typer.Option(dir_okay=False, help="Write the average here.")],
+    subjects: _FitSubjects = None,
+    clip_walks: _FitClipWalks = None,
+    max_walks: _FitMaxWalks = 4000,
+    max_frames: _FitMaxFrames = None,
+    regularization: _FitRegularization = 1.0,
+    seed: _FitSeed = 0,
+    device: _FitDevice = EvalDevice.cpu,
 ) -> None:
     """Average the weights of several checkpoints (stochastic weight averaging), refit the head.
 
@@ -429,32 +451,12 @@ def average_command(
         raise _fail(str(exc)) from exc
     save_checkpoint(averaged, out)
     typer.echo(f"averaged {len(checkpoints)} checkpoints")
-    _refit_embedding(
-        out,
-        data,
-        subjects=subjects,
-        out=None,
-        max_walks=max_walks,
-        max_frames=max_frames,
-        regularization=regularization,
-        seed=seed,
-        device=device,
-    )
+    fit = _HeadFit(data, subjects, clip_walks, max_walks, max_frames, regularization, seed, device)
+    _refit_embedding(out, fit, out=None)
 
 
-def _refit_embedding(
-    checkpoint: Path,
-    data: Path,
-    *,
-    subjects: str | None,
-    out: Path | None,
-    max_walks: int,
-    max_frames: int | None,
-    regularization: float,
-    seed: int,
-    device: EvalDevice,
-) -> None:
-    """Fit ``checkpoint``'s 256-d head on ``data`` and write it to ``out`` (or in place)."""
+def _refit_embedding(checkpoint: Path, fit: _HeadFit, *, out: Path | None) -> None:
+    """Fit ``checkpoint``'s 256-d head as ``fit`` says and write it to ``out`` (or in place)."""
     import torch
 
     from gaitid.model.export import CheckpointError, load_checkpoint_model
@@ -467,32 +469,38 @@ def _refit_embedding(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if device is EvalDevice.cuda and not torch.cuda.is_available():
+    if fit.device is EvalDevice.cuda and not torch.cuda.is_available():
         raise _fail("--device cuda: no CUDA device is available")
+    device = torch.device(fit.device.value)
     try:
         model, state = load_checkpoint_model(checkpoint)
         meta = dict(state.get("meta", {}))
-        chosen = parse_subject_spec(subjects) if subjects else meta.get("train_subjects")
+        chosen = parse_subject_spec(fit.subjects) if fit.subjects else meta.get("train_subjects")
         if not chosen:
             raise _fail(f"{checkpoint} records no training subjects; pass --subjects")
-        keys, walks = load_eval_walks(data.resolve(), list(chosen))
+        keys, walks = load_eval_walks(fit.data.resolve(), list(chosen))
+        if fit.clip_walks is not None:
+            clip_keys, clip = load_eval_walks(fit.clip_walks.resolve(), list(chosen))
+            keys, walks = keys + clip_keys, walks + clip
         names = sorted({key.subject for key in keys})
         index = {name: i for i, name in enumerate(names)}
         labels = [index[key.subject] for key in keys]
-        model.to(torch.device(device.value))
+        model.to(device)
         summary = fit_embedding(
             model,
             walks,
             labels,
-            device=torch.device(device.value),
-            max_walks=max_walks,
-            max_frames=max_frames,
-            regularization=regularization,
-            seed=seed,
+            device=device,
+            max_walks=fit.max_walks,
+            max_frames=fit.max_frames,
+            regularization=fit.regularization,
+            seed=fit.seed,
         )
     except (CheckpointError, DatasetError, EmbeddingFitError) as exc:
         raise _fail(str(exc)) from exc
     summary["subjects"] = f"{names[0]}..{names[-1]} ({len(names)})"
+    if fit.clip_walks is not None:
+        summary["clip_walks"] = fit.clip_walks.name
     state["model"] = {k: v.cpu() for k, v in model.state_dict().items()}
     state["meta"] = {**meta, "embedding_fit": summary}
     target = save_checkpoint(state, out if out is not None else checkpoint)

@@ -157,3 +157,29 @@ def test_fit_embedding_command_reports_bad_input(uninterrupted: Path, tmp_path: 
         ["fit-embedding", str(uninterrupted / "checkpoints" / "last.pt"), "--data", str(empty)],
     )
     assert result.exit_code == 2 and "error:" in result.output
+
+
+def test_fit_embedding_command_also_fits_on_clip_readings(
+    uninterrupted: Path, synthetic_root: Path, tmp_path: Path
+) -> None:
+    from gaitid.model.export import load_checkpoint_model
+
+    source = str(uninterrupted / "checkpoints" / "iter-0000002.pt")
+    # the synthetic root stands in for a clip-walks cache: the same layout, the same subjects
+    extra = ["--clip-walks", str(synthetic_root), "--max-frames", "6"]
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit-embedding",
+            source,
+            "--data",
+            str(synthetic_root),
+            "--out",
+            str(tmp_path / "c.pt"),
+            *extra,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    _, state = load_checkpoint_model(tmp_path / "c.pt")
+    fit = state["meta"]["embedding_fit"]
+    assert fit["walks"] == 40 and fit["identities"] == 2 and fit["clip_walks"] == "data"
