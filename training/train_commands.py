@@ -195,6 +195,13 @@ def eval_command(
         help="A checkpoint's test-time shift set: cross (the default, what `gaitid export` "
         "writes) or none (the network alone). An ONNX file holds its own in its graph.",
     ),
+    calibrate: bool = typer.Option(
+        False,
+        "--calibrate",
+        help="With a rank-1 protocol on silhouettes: also calibrate the open-set threshold on "
+        "the same embeddings (OUT/calibration.*), as a training run's validation does; one "
+        "embedding pass instead of a second `--protocol open-set` run.",
+    ),
 ) -> None:
     """Evaluate a checkpoint or ONNX export under a gait protocol; print the markdown table.
 
@@ -221,6 +228,8 @@ def eval_command(
 
     if partition is not None and subjects is not None:
         raise _fail("give --partition or --subjects, not both")
+    if calibrate and (protocol is Protocol.open_set or probe_data is not None):
+        raise _fail("--calibrate goes with a rank-1 protocol on silhouettes (no --probe-data)")
     try:
         chosen = parse_subject_spec(subjects) if subjects else None
         if partition is not None:
@@ -268,6 +277,10 @@ def eval_command(
             probe_conditions=split[0],
             gallery_conditions=split[1],
         )
+        if calibrate:
+            _calibrate(
+                model_file, target_fmr, out, features, str(info["test_time_shifts"]), "silhouettes"
+            )
     except (DatasetError, ModelFileError, ProtocolError) as exc:
         raise _fail(str(exc)) from exc
     meta = {

@@ -97,3 +97,25 @@ def test_an_onnx_file_that_breaks_the_contract_is_not_evaluated(tmp_path: Path) 
     foreign = red_person_onnx(tmp_path / "foreign.onnx")  # a valid ONNX model, not a gaitid one
     with pytest.raises(ModelFileError, match="metadata_props lacks"):
         features_from_onnx(foreign, [], [])
+
+
+def test_calibrate_adds_the_open_set_calibration_of_the_same_embeddings(
+    exported: Path, synthetic_root: Path, tmp_path: Path
+) -> None:
+    common = ["eval", str(exported), "--data", str(synthetic_root), "--subjects", "001-004"]
+    both, alone = tmp_path / "both", tmp_path / "alone"
+    result = runner.invoke(
+        app, [*common, "--calibrate", "--target-fmr", "0.01", "--out", str(both)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "(%)" in result.output and "Default threshold" in result.output
+    result = runner.invoke(
+        app, [*common, "--protocol", "open-set", "--target-fmr", "0.01", "--out", str(alone)]
+    )
+    assert result.exit_code == 0, result.output
+    combined = json.loads((both / "calibration.json").read_text())
+    separate = json.loads((alone / "calibration.json").read_text())
+    assert combined["threshold"] == pytest.approx(separate["threshold"], abs=1e-6)
+    assert (both / "report.json").is_file() and (both / "det.png").is_file()
+    refused = runner.invoke(app, [*common, "--protocol", "open-set", "--calibrate"])
+    assert refused.exit_code == 2 and "--calibrate" in refused.output
