@@ -465,7 +465,11 @@ def average_command(
     save_checkpoint(averaged, out)
     typer.echo(f"averaged {len(checkpoints)} checkpoints")
     fit = _HeadFit(data, subjects, clip_walks, max_walks, max_frames, regularization, seed, device)
-    _refit_embedding(out, fit, out=None)
+    try:
+        _refit_embedding(out, fit, out=None)
+    except typer.Exit:
+        out.unlink(missing_ok=True)  # an average without its head is no model: leave nothing
+        raise
 
 
 def _refit_embedding(checkpoint: Path, fit: _HeadFit, *, out: Path | None) -> None:

@@ -90,3 +90,11 @@ def test_average_command_reports_bad_input_without_writing(
         app, ["average", str(first), "--data", str(synthetic_root), "--out", str(first) + ".avg"]
     )
     assert single.exit_code == 2 and "at least two" in single.output
+    empty = synthetic_root.parent / "empty"
+    empty.mkdir(exist_ok=True)
+    target = first.parent / "average.pt"
+    unfit = CliRunner().invoke(
+        app, ["average", str(first), str(second), "--data", str(empty), "--out", str(target)]
+    )
+    assert unfit.exit_code == 2 and "error:" in unfit.output
+    assert not target.exists()  # no headless average is left behind
