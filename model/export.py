@@ -237,14 +237,21 @@ def load_checkpoint_model(path: Path) -> tuple[LMGCS, dict[str, Any]]:
     """Rebuild the network saved by the trainer; returns ``(model in eval mode, checkpoint)``.
 
     The trainer writes ``torch.save({"model": state_dict, "model_config": config dict,
-    "num_classes": K, "meta": {...}, ...})``, read by :func:`read_checkpoint`; weights must
-    match the config exactly (strict load).
+    "num_classes": K, "meta": {...}, ...})``, read by :func:`read_checkpoint` and built by
+    :func:`checkpoint_model`.
     """
     checkpoint = read_checkpoint(path)
+    return checkpoint_model(checkpoint, path), checkpoint
+
+
+def checkpoint_model(checkpoint: dict[str, Any], source: Path | str) -> LMGCS:
+    """The network (in eval mode) of a checkpoint dict already in memory (a file's, or one
+    computed, like an average of checkpoints); weights must match the config exactly (strict
+    load). ``source`` names it in errors."""
     missing = [key for key in ("model", "model_config", "num_classes") if key not in checkpoint]
     if missing:
         raise CheckpointError(
-            f"checkpoint {path} lacks {missing}; expected keys model, model_config, "
+            f"checkpoint {source} lacks {missing}; expected keys model, model_config, "
             "num_classes, meta (the format `gaitid train` writes)"
         )
     config = LMGCSConfig.model_validate(
@@ -254,8 +261,8 @@ def load_checkpoint_model(path: Path) -> tuple[LMGCS, dict[str, Any]]:
     try:
         model.load_state_dict(checkpoint["model"], strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"weights in {path} do not fit its model_config: {exc}") from exc
-    return model.eval(), checkpoint
+        raise CheckpointError(f"weights in {source} do not fit its model_config: {exc}") from exc
+    return model.eval()
 
 
 #: Training-config keys that hold local paths: left out of shipped weights.

@@ -422,8 +422,16 @@ def fit_embedding_command(
     `gaitid train` does this after its last iteration; use this for a checkpoint of a stopped
     run, another training set or another regularisation.
     """
+    from gaitid.model.export import CheckpointError
+    from gaitid.training.checkpoint import load_checkpoint, save_checkpoint
+
     fit = _HeadFit(data, subjects, clip_walks, max_walks, max_frames, regularization, seed, device)
-    _refit_embedding(checkpoint, fit, out=out)
+    try:
+        state = load_checkpoint(checkpoint)
+    except CheckpointError as exc:
+        raise _fail(str(exc)) from exc
+    _refit_embedding(state, str(checkpoint), fit)
+    typer.echo(f"wrote {save_checkpoint(state, out if out is not None else checkpoint)}")
 
 
 def average_command(
@@ -462,22 +470,19 @@ def average_command(
         averaged = average_checkpoints(checkpoints)
     except CheckpointError as exc:
         raise _fail(str(exc)) from exc
-    save_checkpoint(averaged, out)
     typer.echo(f"averaged {len(checkpoints)} checkpoints")
     fit = _HeadFit(data, subjects, clip_walks, max_walks, max_frames, regularization, seed, device)
-    try:
-        _refit_embedding(out, fit, out=None)
-    except typer.Exit:
-        out.unlink(missing_ok=True)  # an average without its head is no model: leave nothing
-        raise
+    _refit_embedding(averaged, f"the average of {len(checkpoints)} checkpoints", fit)
+    # written once, with its head: an average without one is no model
+    typer.echo(f"wrote {save_checkpoint(averaged, out)}")
 
 
-def _refit_embedding(checkpoint: Path, fit: _HeadFit, *, out: Path | None) -> None:
-    """Fit ``checkpoint``'s 256-d head as ``fit`` says and write it to ``out`` (or in place)."""
+def _refit_embedding(state: dict[str, Any], source: str, fit: _HeadFit) -> None:
+    """Fit the 256-d head of the checkpoint dict ``state`` (named ``source`` in errors) as
+    ``fit`` says, in place: its weights and ``meta.embedding_fit``."""
     import torch
 
-    from gaitid.model.export import CheckpointError, load_checkpoint_model
-    from gaitid.training.checkpoint import save_checkpoint
+    from gaitid.model.export import CheckpointError, checkpoint_model
     from gaitid.training.data.errors import DatasetError
     from gaitid.training.data.opengait import parse_subject_spec
     from gaitid.training.embedding_fit import EmbeddingFitError, fit_embedding
@@ -490,11 +495,11 @@ def _refit_embedding(checkpoint: Path, fit: _HeadFit, *, out: Path | None) -> No
         raise _fail("--device cuda: no CUDA device is available")
     device = torch.device(fit.device.value)
     try:
-        model, state = load_checkpoint_model(checkpoint)
+        model = checkpoint_model(state, source)
         meta = dict(state.get("meta", {}))
         chosen = parse_subject_spec(fit.subjects) if fit.subjects else meta.get("train_subjects")
         if not chosen:
-            raise _fail(f"{checkpoint} records no training subjects; pass --subjects")
+            raise _fail(f"{source} records no training subjects; pass --subjects")
         keys, walks = load_eval_walks(fit.data.resolve(), list(chosen))
         if fit.clip_walks is not None:
             clip_keys, clip = load_eval_walks(fit.clip_walks.resolve(), list(chosen))
@@ -520,6 +525,4 @@ def _refit_embedding(checkpoint: Path, fit: _HeadFit, *, out: Path | None) -> No
         summary["clip_walks"] = fit.clip_walks.name
     state["model"] = {k: v.cpu() for k, v in model.state_dict().items()}
     state["meta"] = {**meta, "embedding_fit": summary}
-    target = save_checkpoint(state, out if out is not None else checkpoint)
     typer.echo(json.dumps(summary))
-    typer.echo(f"wrote {target}")

@@ -31,11 +31,13 @@ from gaitid.contract import (
     DEFAULT_THRESHOLD_KEY,
 )
 from gaitid.model.export import CheckpointError, read_checkpoint
+from gaitid.training.checkpoint import RESUME_KEYS
 
 __all__ = ["average_checkpoints"]
 
-#: Keys of a resumable training state that an average cannot have (it was never trained).
-_RESUME_ONLY = ("optimizer", "scheduler", "sampler", "rng", "iteration")
+#: Keys of a resumable training state that an average cannot have (it was never trained):
+#: the resume keys less the weights and the training config, which it keeps.
+_RESUME_ONLY = tuple(key for key in RESUME_KEYS if key not in ("model", "config"))
 
 #: Metadata that describes one network's fitted head or calibrated scores, not the average's.
 _STALE_META = (
