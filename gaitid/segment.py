@@ -79,6 +79,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from gaitid.errors import GaitidError, TooFewFramesError, UploadContentError
+from gaitid.medians import median, plane_lower_median, plane_median
 from gaitid.preprocess import (
     NORMALIZED_SHAPES,
     NORMALIZED_SIZE,
@@ -471,6 +472,13 @@ def to_working_rgb(
 def _reduce(frame: NDArray, scale: float | None, height: int) -> NDArray[np.uint8]:
     """One raw frame -> uint8 RGB of at most ``height`` rows (never enlarged)."""
     factor = value_scale(frame) if scale is None else scale
+    size = _working_size(frame.shape[:2], height)
+    if size is None and factor == 1.0 and frame.dtype == np.uint8 and frame.ndim == 3:
+        # a camera's own 8-bit frame at the working size: the float round trip below
+        # returns these very values (a millisecond a VGA frame)
+        return np.ascontiguousarray(
+            np.repeat(frame, 3, axis=2) if frame.shape[2] == 1 else frame[:, :, :3]
+        )
     values = np.asarray(frame, dtype=np.float32) * np.float32(factor)
     if values.ndim == 2:
         values = np.repeat(values[:, :, None], 3, axis=2)
@@ -478,7 +486,6 @@ def _reduce(frame: NDArray, scale: float | None, height: int) -> NDArray[np.uint
         values = np.repeat(values, 3, axis=2)
     else:
         values = values[:, :, :3]
-    size = _working_size(values.shape[:2], height)
     if size is not None:
         values = np.asarray(cv2.resize(values, size, interpolation=cv2.INTER_AREA), np.float32)
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
@@ -721,7 +728,7 @@ def _background(
     samples = np.stack([images[i] for i in picks])
     bands = _row_bands(height, config.threads)
     background = np.concatenate(
-        list(pool.map(lambda rows: np.median(samples[:, rows], axis=0), bands))
+        list(pool.map(lambda rows: plane_median(samples[:, rows]), bands))
     ).astype(np.float32)
     # A plain median takes the person for background wherever they stand in over half of
     # the samples (a slow or oblique walker, someone close to the camera). Then refine it:
@@ -759,15 +766,10 @@ def _row_bands(height: int, count: int) -> list[slice]:
 def _masked_median(
     samples: NDArray[np.uint8], hidden: NDArray[np.bool_], fallback: NDArray[np.float32]
 ) -> NDArray[np.float32]:
-    """Per pixel and channel, the median of ``samples`` where not ``hidden`` (``fallback``
+    """Per pixel and channel, the lower median of ``samples`` where not ``hidden`` (``fallback``
     where a pixel is hidden in every sample)."""
-    values = samples.astype(np.uint16)
-    values[hidden] = np.iinfo(np.uint16).max  # sorted to the end, out of the median's reach
-    values.sort(axis=0)
-    visible = (~hidden).sum(axis=0)  # [H, W]
-    middle = np.maximum(visible - 1, 0) // 2
-    picked = np.take_along_axis(values, middle[None, :, :, None].repeat(3, axis=3), axis=0)[0]
-    return np.where((visible > 0)[:, :, None], picked.astype(np.float32), fallback)
+    picked, visible = plane_lower_median(samples, hidden)
+    return np.where(visible[:, :, None], picked.astype(np.float32), fallback)
 
 
 def _subtract(
@@ -785,10 +787,11 @@ def _foreground(
     reference = background + 1.0
     ratio = current / reference
     # per-channel gain from a pixel subsample: background pixels dominate the median
-    gain = np.median(np.moveaxis(ratio[::2, ::2], 2, 0).reshape(3, -1), axis=1)
-    ratio = ratio / gain
-    diff = _channel_max(np.abs(current / gain - reference))
-    threshold = max(config.min_threshold, config.noise_factor * float(np.median(diff)))
+    subsample = np.moveaxis(ratio[::2, ::2], 2, 0).reshape(3, -1)
+    gain = np.array([median(channel) for channel in subsample], np.float32)
+    ratio = _per_channel_divide(ratio, gain)
+    diff = _channel_max(np.abs(_per_channel_divide(current, gain) - reference))
+    threshold = max(config.min_threshold, config.noise_factor * float(median(diff)))
     # hysteresis: pixels over half the threshold count where they touch pixels over it, so
     # clothing close to the background stays joined to the rest of the person
     strong = (diff > threshold).astype(np.uint8)
@@ -796,7 +799,7 @@ def _foreground(
     count, labels = cv2.connectedComponents(weak, connectivity=8)
     if count > 1:
         seeded = np.zeros(count, bool)
-        seeded[np.unique(labels[strong > 0])] = True
+        seeded[labels[strong > 0]] = True
         seeded[0] = False
         foreground = seeded[labels]
     else:
@@ -804,13 +807,13 @@ def _foreground(
     if foreground.any():
         # the outline sits halfway between the background and the person's own contrast:
         # tight for clothing that stands out, still whole for clothing that barely does
-        contrast = float(np.median(diff[foreground]))
+        contrast = float(median(diff[foreground]))
         edge = max(config.hysteresis * threshold, config.edge_level * contrast)
         near = cv2.dilate(foreground.astype(np.uint8), _ellipse(3)) > 0
         foreground = near & (diff > edge)
     # shadows are judged on a smoothed ratio: pixel noise would break the equal-darkening test
-    smooth = cv2.blur(ratio, (5, 5))
-    low, high = _channel_min(smooth), _channel_max(smooth)
+    smooth = cv2.split(cv2.blur(ratio, (5, 5)))  # contiguous planes: faster reductions
+    low, high = np.minimum.reduce(smooth), np.maximum.reduce(smooth)
     shadow = (
         (high <= config.shadow_max_ratio)
         & (low >= config.shadow_min_ratio)
@@ -823,15 +826,18 @@ def _foreground(
 _Pixel = TypeVar("_Pixel", bound=np.generic)
 
 
+def _per_channel_divide(image: NDArray[np.float32], divisors: NDArray[np.float32]) -> NDArray:
+    """``image / divisors`` for an ``[H, W, C]`` image and ``C`` divisors, the same values: a
+    last axis of 3 broadcast one pixel at a time is ~9x slower than one long row."""
+    height, width, channels = image.shape
+    rows = image.reshape(height, width * channels) / np.tile(divisors, width)
+    return rows.reshape(height, width, channels)
+
+
 def _channel_max(image: NDArray[_Pixel]) -> NDArray[_Pixel]:
     """``image.max(axis=2)`` for a 3-channel image, as two element-wise maxima: numpy reduces
     a last axis of 3 one pixel at a time, about 9x slower (BENCHMARKS.md, segmentation speed)."""
     return np.maximum(np.maximum(image[..., 0], image[..., 1]), image[..., 2])
-
-
-def _channel_min(image: NDArray[_Pixel]) -> NDArray[_Pixel]:
-    """``image.min(axis=2)`` for a 3-channel image (see :func:`_channel_max`)."""
-    return np.minimum(np.minimum(image[..., 0], image[..., 1]), image[..., 2])
 
 
 def _clean(mask: NDArray[np.bool_]) -> NDArray[np.uint8]:
@@ -932,8 +938,10 @@ def _assemble(
         mask = _person_mask(frame_blobs, person, usual_height, elsewhere)
         if person.w > _MERGED_WIDTH * usual_width:
             mask = _around_torso(mask, person, usual_width)
-        ys, xs = np.nonzero(mask)
-        top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
+        # the box, then the columns within it only (a full-frame np.nonzero costs ~1 ms)
+        left, top, box_width, box_height = cv2.boundingRect(mask)
+        right, bottom = left + box_width - 1, top + box_height - 1
+        xs = np.nonzero(mask[top : bottom + 1, left : right + 1])[1] + left
         cut_in_height = top <= margin or bottom >= height - 1 - margin
         cut_at_side = left <= margin or right >= width - 1 - margin
         if cut_in_height or (
