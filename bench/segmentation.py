@@ -153,8 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--segmentation", default="{}", help="SegmentationConfig fields (JSON) for the speed run"
     )
+    parser.add_argument(
+        "--speed-only", action="store_true", help="only the speed run (no IoU scenarios)"
+    )
     args = parser.parse_args(argv)
     speed(args.repeats, SegmentationConfig.model_validate_json(args.segmentation))
+    if args.speed_only:
+        return 0
     synthetic()
     real(args.real_walks)
     return 0
