@@ -288,6 +288,12 @@ def quantize_command(
     target_fmr: float = typer.Option(
         1e-3, "--target-fmr", min=1e-6, max=0.5, help="FMR at which the shift is measured."
     ),
+    reduce_range: bool = typer.Option(
+        True,
+        "--reduce-range/--full-range",
+        help="7-bit weights (default): right on every x86 CPU. 8-bit weights saturate on CPUs "
+        "without VNNI (model/quantize.py).",
+    ),
 ) -> None:
     """Static int8 (QDQ) model calibrated on training walks; see model/quantize.py."""
     import numpy as np
@@ -319,6 +325,7 @@ def quantize_command(
             out,
             calibration,
             method=method,  # type: ignore[arg-type]
+            reduce_range=reduce_range,
             calibration_data=source,
         )
         if threshold_subjects is not None:
