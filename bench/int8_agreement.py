@@ -22,24 +22,12 @@ import numpy as np
 from served_shape import session  # bench/ is on sys.path when this script runs
 
 from gaitid.contract import INPUT_LENGTHS, INPUT_SILHOUETTES, OUTPUT_EMBEDDING, batch_sequences
+from gaitid.cpu import cpu_flags
 from gaitid.preprocess import to_network_input
 from gaitid.training.data.opengait import index_dataset, load_walk, parse_subject_spec
 
 #: The longest walk embedded (about what the service sees).
 FRAMES = 80
-
-
-def vnni_flags() -> list[str]:
-    """This CPU's VNNI flags (Linux ``/proc/cpuinfo``; empty elsewhere or without VNNI)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return []
-    flags = next(
-        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")),
-        [],
-    )
-    return sorted(flag for flag in set(flags) if "vnni" in flag)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return np.stack(rows)
 
     reference = embed(args.fp32)
-    flags = vnni_flags()
+    flags = sorted(flag for flag in cpu_flags() if "vnni" in flag)
     results = {}
     print(f"{platform.processor() or platform.machine()}, VNNI: {', '.join(flags) or 'none'}")
     for path in args.int8:

@@ -60,7 +60,7 @@ def learn_background(
         hidden_small = np.stack(list(found)) > 0
         if hidden_small.mean(axis=0).max() < _STANDING_SHARE:
             break  # nobody stood anywhere long enough to be taken for background
-        grown = [cv2.dilate(h.astype(np.uint8), ellipse(5)) for h in hidden_small]
+        grown = [cv2.dilate(h.astype(np.uint8), _ellipse(5)) for h in hidden_small]
         hidden = np.stack(
             [cv2.resize(h, (width, height), interpolation=cv2.INTER_NEAREST) for h in grown]
         ).astype(bool)
@@ -119,16 +119,16 @@ def foreground(
         seeded = np.zeros(count, bool)
         seeded[labels[strong > 0]] = True
         seeded[0] = False
-        foreground = seeded[labels]
+        mask = seeded[labels]
     else:
-        foreground = strong > 0
-    if foreground.any():
+        mask = strong > 0
+    if mask.any():
         # the outline sits halfway between the background and the person's own contrast:
         # tight for clothing that stands out, still whole for clothing that barely does
-        contrast = float(median(diff[foreground]))
+        contrast = float(median(diff[mask]))
         edge = max(config.hysteresis * threshold, config.edge_level * contrast)
-        near = cv2.dilate(foreground.astype(np.uint8), ellipse(3)) > 0
-        foreground = near & (diff > edge)
+        near = cv2.dilate(mask.astype(np.uint8), _ellipse(3)) > 0
+        mask = near & (diff > edge)
     # shadows are judged on a smoothed ratio: pixel noise would break the equal-darkening test
     smooth = cv2.split(cv2.blur(ratio, (5, 5)))  # contiguous planes: faster reductions
     low, high = np.minimum.reduce(smooth), np.maximum.reduce(smooth)
@@ -137,7 +137,7 @@ def foreground(
         & (low >= config.shadow_min_ratio)
         & (high - low <= config.shadow_chroma)
     )
-    return (foreground & ~shadow).astype(np.uint8)
+    return (mask & ~shadow).astype(np.uint8)
 
 
 #: the pixel type of an image, kept by the channel reductions below
@@ -160,10 +160,10 @@ def channel_max(image: NDArray[_Pixel]) -> NDArray[_Pixel]:
 
 def clean(mask: NDArray[np.bool_]) -> NDArray[np.uint8]:
     binary = mask.astype(np.uint8) * 255
-    opened = cv2.morphologyEx(binary, cv2.MORPH_OPEN, ellipse(3))
-    closed = cv2.morphologyEx(opened, cv2.MORPH_CLOSE, ellipse(3))
+    opened = cv2.morphologyEx(binary, cv2.MORPH_OPEN, _ellipse(3))
+    closed = cv2.morphologyEx(opened, cv2.MORPH_CLOSE, _ellipse(3))
     return np.asarray(closed, dtype=np.uint8)
 
 
-def ellipse(size: int) -> NDArray[np.uint8]:
+def _ellipse(size: int) -> NDArray[np.uint8]:
     return np.asarray(cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)), np.uint8)

@@ -25,11 +25,11 @@ wrapped in the same shift set, so the int8 file computes the fp32 file's functio
 
 **7-bit weights by default** (``reduce_range``). On x86 CPUs without VNNI (AVX2 only, or
 AVX-512 without VNNI) ONNX Runtime's U8S8 kernels multiply pairs of 8-bit values into 16-bit
-sums that saturate: the shipped 8-bit-weight file gave embeddings with a cosine of 0.74 (min
-0.62) to the fp32 file's on 16 real walks on such a CPU, where VNNI CPUs agree to within
-rounding. Weights quantised to 7 bits keep those sums in range, so the file computes the same
-integers on every x86 CPU (0.993, min 0.988, on the same walks and CPU; models/README.md,
-"Int8 model").
+sums that saturate (VNNI adds them in 32 bits): the shipped 8-bit-weight file gave
+embeddings with a cosine of 0.744 (min 0.622) to the fp32 file's on 16 real walks on such a
+CPU. Weights quantised to 7 bits keep those sums in range, so the file computes the same
+integers on every x86 CPU (its re-quantisation: 0.994, min 0.990, on the same walks and CPU;
+``bench/int8_agreement.py``, models/README.md "Int8 model").
 
 torch-free: it needs ``onnx`` and ``onnxruntime`` only.
 """

@@ -13,6 +13,7 @@ import torch
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
+from gaitid.cpu import cpu_flags
 from gaitid.errors import GaitidError
 from gaitid.training.config import DataConfig, OptimizerConfig, TrainConfig
 
@@ -116,15 +117,8 @@ BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
 
 def cpu_has_bf16_units() -> bool:
-    """Whether this CPU computes bf16 matrix products natively (Linux ``/proc/cpuinfo``)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
-            return any(
-                line.startswith("flags") and not BF16_CPU_FLAGS.isdisjoint(line.split())
-                for line in info
-            )
-    except OSError:
-        return False
+    """Whether this CPU computes bf16 matrix products natively (its flags, ``gaitid.cpu``)."""
+    return not BF16_CPU_FLAGS.isdisjoint(cpu_flags())
 
 
 def use_autocast(amp: bool | str, device: torch.device) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -157,18 +159,18 @@ def test_autocast_choice(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_bf16_flags_are_read_from_cpuinfo(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    import builtins
+    from gaitid import cpu
 
-    real_open = builtins.open
-
-    def fake(flags: str):  # type: ignore[no-untyped-def]
+    def fake(flags: str) -> Path:
         info = tmp_path / f"cpuinfo-{len(flags)}"
         info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
-        return lambda path, *a, **k: real_open(info if path == "/proc/cpuinfo" else path, *a, **k)
+        return info
 
-    monkeypatch.setattr(builtins, "open", fake("fpu avx2 avx512f"))
+    monkeypatch.setattr(cpu, "_CPUINFO", fake("fpu avx2 avx512f"))
     assert not setup.cpu_has_bf16_units()
-    monkeypatch.setattr(builtins, "open", fake("fpu avx512f avx512_bf16"))
+    monkeypatch.setattr(cpu, "_CPUINFO", fake("fpu avx512f avx512_bf16"))
     assert setup.cpu_has_bf16_units()
-    monkeypatch.setattr(builtins, "open", fake("fpu amx_tile amx_bf16"))
+    monkeypatch.setattr(cpu, "_CPUINFO", fake("fpu amx_tile amx_bf16"))
     assert setup.cpu_has_bf16_units()
+    monkeypatch.setattr(cpu, "_CPUINFO", tmp_path / "absent")  # not Linux: no flags
+    assert not setup.cpu_has_bf16_units()
