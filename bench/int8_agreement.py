@@ -22,7 +22,7 @@ import numpy as np
 from served_shape import session  # bench/ is on sys.path when this script runs
 
 from gaitid.contract import INPUT_LENGTHS, INPUT_SILHOUETTES, OUTPUT_EMBEDDING, batch_sequences
-from gaitid.cpu import cpu_flags
+from gaitid.cpu import INT8_VNNI_FLAGS, cpu_flags
 from gaitid.preprocess import to_network_input
 from gaitid.training.data.opengait import index_dataset, load_walk, parse_subject_spec
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return np.stack(rows)
 
     reference = embed(args.fp32)
-    flags = sorted(flag for flag in cpu_flags() if "vnni" in flag)
+    flags = sorted(cpu_flags() & INT8_VNNI_FLAGS)
     results = {}
     print(f"{platform.processor() or platform.machine()}, VNNI: {', '.join(flags) or 'none'}")
     for path in args.int8:

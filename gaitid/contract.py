@@ -79,6 +79,14 @@ THRESHOLD_KEYS: Final = (
     (CLIP_THRESHOLD_KEY, CLIP_THRESHOLD_CALIBRATION_KEY),
 )
 
+#: Optional metadata: ``float32``, ``float16`` or ``int8`` (``gaitid quantize``).
+PRECISION_KEY: Final = "precision"
+#: Optional metadata of an int8 file: how it was quantised, in words (``gaitid quantize``).
+QUANTIZATION_KEY: Final = "quantization"
+#: What that description says of weights quantised to 7 bits ("S8 7-bit per-channel
+#: weights"): their pairs of products cannot saturate the 16-bit sums of x86 CPUs without VNNI.
+SEVEN_BIT_WEIGHTS: Final = "S8 7-bit"
+
 #: Keys of the ONNX ``metadata_props`` every exported model carries.
 METADATA_KEYS: Final = (
     "model_name",
@@ -176,7 +184,7 @@ def build_metadata(
                 f"metadata {key}={metadata[key]!r} contradicts the contract {value!r}"
             )
     props = {**derived, **{k: str(v) for k, v in metadata.items()}}
-    props.setdefault("precision", "float16" if fp16 else "float32")
+    props.setdefault(PRECISION_KEY, "float16" if fp16 else "float32")
     props.setdefault("model_config", model_config_json)
     read_metadata(props)  # what is written must read back
     return props
@@ -211,6 +219,15 @@ def _optional_threshold(meta: Mapping[str, str], key: str) -> float | None:
     if not -1.0 <= threshold <= 1.0:  # also rejects NaN
         raise ContractError(f"metadata {key}={raw!r}; a cosine threshold in [-1, 1]")
     return threshold
+
+
+def int8_weight_bits(meta: Mapping[str, str]) -> int | None:
+    """The bits of an int8 file's weights: 7 when its ``quantization`` says so, else 8 (an
+    older ``gaitid quantize`` file, ``--full-range``, or another tool's, whose quantiser
+    defaults to 8); ``None`` for a file that is not int8."""
+    if meta.get(PRECISION_KEY) != "int8":
+        return None
+    return 7 if SEVEN_BIT_WEIGHTS in meta.get(QUANTIZATION_KEY, "") else 8
 
 
 def read_metadata(meta: Mapping[str, str]) -> ContractMetadata:

@@ -8,9 +8,13 @@ torch-free.
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 _CPUINFO = Path("/proc/cpuinfo")
+#: Flags of x86 instructions that add int8 products in 32 bits (AVX-512 VNNI, AVX-VNNI, AMX).
+INT8_VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+_X86_MACHINES = frozenset({"x86_64", "amd64", "i386", "i686"})
 
 
 def cpu_flags() -> frozenset[str]:
@@ -23,3 +27,18 @@ def cpu_flags() -> frozenset[str]:
     except OSError:
         pass
     return frozenset()
+
+
+def saturates_8bit_weights(flags: frozenset[str] | None = None, machine: str | None = None) -> bool:
+    """Whether ONNX Runtime's int8 (U8S8) kernels saturate 8-bit weights on this CPU.
+
+    An x86 CPU without VNNI multiplies with ``pmaddubsw``, which adds each pair of u8 x s8
+    products in 16 bits with saturation; 8-bit weights overflow it and the embeddings drift
+    (cosine 0.744 to fp32 measured on an AVX2 EPYC, models/README.md "Int8 model"). 7-bit
+    weights cannot. Other architectures use other kernels: not affected. ``flags`` and
+    ``machine`` default to this machine's.
+    """
+    machine = (machine if machine is not None else platform.machine()).lower()
+    if machine not in _X86_MACHINES:
+        return False
+    return INT8_VNNI_FLAGS.isdisjoint(cpu_flags() if flags is None else flags)

@@ -292,7 +292,7 @@ def quantize_command(
         True,
         "--reduce-range/--full-range",
         help="7-bit weights (default): right on every x86 CPU. 8-bit weights saturate on CPUs "
-        "without VNNI (model/quantize.py).",
+        "without VNNI (model/quantize.py), where the service refuses to load them.",
     ),
 ) -> None:
     """Static int8 (QDQ) model calibrated on training walks; see model/quantize.py."""

@@ -44,7 +44,15 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from gaitid.contract import INPUT_LENGTHS, INPUT_SILHOUETTES, batch_sequences, read_metadata
+from gaitid.contract import (
+    INPUT_LENGTHS,
+    INPUT_SILHOUETTES,
+    PRECISION_KEY,
+    QUANTIZATION_KEY,
+    SEVEN_BIT_WEIGHTS,
+    batch_sequences,
+    read_metadata,
+)
 from gaitid.errors import GaitidError
 
 CalibrationMethod = Literal["minmax", "percentile", "entropy"]
@@ -163,10 +171,9 @@ def quantize_int8(
         out,
         {
             **meta,
-            "precision": "int8",
-            "quantization": (
-                f"static QDQ, U8 activations / S8 "
-                f"{'7-bit ' if reduce_range else ''}"
+            PRECISION_KEY: "int8",
+            QUANTIZATION_KEY: (
+                f"static QDQ, U8 activations / {SEVEN_BIT_WEIGHTS if reduce_range else 'S8'} "
                 f"{'per-channel' if per_channel else 'per-tensor'} weights, "
                 f"{'/'.join(QUANTIZED_OPS)}, {method} calibration on {len(walks)} walks"
                 + (f" of {calibration_data}" if calibration_data else "")

@@ -5,7 +5,8 @@ float32 ``[N, T, 64, 44]`` and ``lengths`` int64 ``[N]`` with dynamic ``N`` and 
 ``embedding`` float32 ``[N, 256]``, and the metadata keys of ``gaitid.contract.METADATA_KEYS``
 (plus optional ``default_threshold`` and ``clip_threshold``). :class:`Embedder` checks all of
 that when it loads the file, so a wrong model fails at startup with a :class:`ModelLoadError`
-naming the mismatch instead of returning garbage scores later.
+naming the mismatch instead of returning garbage scores later; so does an int8 file whose
+8-bit weights this CPU's integer kernels would saturate (x86 without VNNI).
 
 Execution provider: ``device="auto"`` uses CUDA when this onnxruntime build offers it and the
 provider actually initialises, else the CPU; ``"cuda"`` insists on CUDA. Graph optimisation is
@@ -38,8 +39,10 @@ from gaitid.contract import (
     ContractError,
     ContractMetadata,
     batch_sequences,
+    int8_weight_bits,
     read_metadata,
 )
+from gaitid.cpu import saturates_8bit_weights
 from gaitid.distance import l2_normalize
 from gaitid.errors import GaitidError, InvalidSequenceError
 
@@ -167,6 +170,19 @@ def _check_graph(session: Any, path: Path) -> None:
                 )
 
 
+def _check_int8_kernels(meta: dict[str, str], path: Path) -> None:
+    """Refuse an int8 file whose 8-bit weights this CPU's integer kernels would saturate: it
+    would load and answer, with embeddings that are no longer the model's (a silent wrong
+    matcher, worse than no service)."""
+    if int8_weight_bits(meta) == 8 and saturates_8bit_weights():
+        raise ModelLoadError(
+            f"{path}: an int8 model with 8-bit weights, which ONNX Runtime's integer kernels "
+            "saturate on this CPU (x86 without VNNI), so its embeddings would not be the "
+            "model's; serve the fp32 file (GAITID_MODEL_PRECISION=fp32) or re-quantise it with "
+            "`gaitid quantize`, whose 7-bit weights are right on every CPU"
+        )
+
+
 def _providers_for(device: Device, available: Sequence[str], path: Path) -> list[str]:
     if device == "cpu":
         return [_CPU]
@@ -251,6 +267,8 @@ class Embedder:
         _check_graph(self._session, path)
         meta = dict(self._session.get_modelmeta().custom_metadata_map)
         self.info = _read_model_info(meta, file_sha256(path), path)
+        if _CUDA not in self.providers:
+            _check_int8_kernels(meta, path)
         self._warm_up(path)
         logger.info(
             "loaded model %s %s (%s) from %s on %s",

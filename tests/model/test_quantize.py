@@ -19,6 +19,7 @@ from gaitid.contract import (
     INPUT_SILHOUETTES,
     OUTPUT_EMBEDDING,
     batch_sequences,
+    int8_weight_bits,
     read_metadata,
 )
 from gaitid.model.quantize import QuantizeError, quantize_int8, rewrite_metadata
@@ -87,8 +88,10 @@ def test_weights_are_7_bit_by_default_so_cpus_without_vnni_do_not_saturate(
     _, walks = synthetic_walks
     reduced, full = tmp_path / "reduced.onnx", tmp_path / "full.onnx"
     meta = quantize_int8(tiny_onnx, reduced, walks[:3], method="minmax")
-    quantize_int8(tiny_onnx, full, walks[:3], method="minmax", reduce_range=False)
+    full_meta = quantize_int8(tiny_onnx, full, walks[:3], method="minmax", reduce_range=False)
     assert "7-bit per-channel weights" in meta["quantization"]
+    # what the service reads to refuse a file this CPU would saturate
+    assert int8_weight_bits(meta) == 7 and int8_weight_bits(full_meta) == 8
     assert _largest_weight_magnitude(reduced) <= 64 < _largest_weight_magnitude(full)
 
 

@@ -238,6 +238,40 @@ def test_default_threshold_is_read_when_present(tmp_path: Path) -> None:
     assert Embedder(path, device="cpu").info.default_threshold == pytest.approx(0.62)
 
 
+@pytest.mark.parametrize(
+    ("quantization", "flags", "loads"),
+    [
+        ("static QDQ, U8 activations / S8 per-channel weights", "fpu avx2 fma", False),
+        (None, "fpu avx2 fma", False),  # another tool's int8 file: 8-bit unless it says so
+        ("static QDQ, U8 activations / S8 7-bit per-channel weights", "fpu avx2 fma", True),
+        ("static QDQ, U8 activations / S8 per-channel weights", "avx2 avx512_vnni", True),
+    ],
+)
+def test_an_int8_file_this_cpu_would_saturate_fails_to_load(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    quantization: str | None,
+    flags: str,
+    loads: bool,
+) -> None:
+    from gaitid import cpu
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(cpu, "_CPUINFO", info)
+    monkeypatch.setattr(cpu.platform, "machine", lambda: "x86_64")
+    path = write_contract_model(
+        tmp_path / "int8.onnx", metadata={"precision": "int8", "quantization": quantization}
+    )
+    if loads:
+        assert Embedder(path, device="cpu").info.version == "0.0.1"
+    else:
+        with pytest.raises(ModelLoadError, match=r"8-bit weights.*without VNNI"):
+            Embedder(path, device="cpu")
+    # a float file is never refused, whatever the CPU
+    assert Embedder(write_contract_model(tmp_path / "fp32.onnx"), device="cpu")
+
+
 def test_non_unit_outputs_are_normalised(tmp_path: Path, rng: np.random.Generator) -> None:
     path = write_contract_model(tmp_path / "m.onnx", scale=7.5)
     out = Embedder(path, device="cpu").embed_batch(walks(rng, [4, 9]))
