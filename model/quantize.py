@@ -118,7 +118,7 @@ def quantize_int8(
     source = onnx.load(str(src))
     meta = {p.key: p.value for p in source.metadata_props}
     shifts = read_metadata(meta).test_time_shifts  # a gaitid model, or ContractError
-    if meta.get("precision") != "float32":
+    if meta.get(PRECISION_KEY) != "float32":
         raise QuantizeError(
             f"{src} has precision {meta.get('precision')!r}; quantise a float32 export"
         )
