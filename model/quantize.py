@@ -157,10 +157,11 @@ def quantize_int8(
             reduce_range=reduce_range,
             op_types_to_quantize=list(QUANTIZED_OPS),
             calibrate_method=ort_method,
-            extra_options={
-                "CalibMaxIntermediateOutputs": 4,  # fold ranges every 4 walks: bounded memory
-                "CalibPercentile": 99.999,
-            },
+            # no CalibMaxIntermediateOutputs: ONNX Runtime's minmax calibrator drops every
+            # full chunk of that many walks without taking its ranges (1.32: only the last
+            # partial chunk counted, and a multiple of it failed with "No data is collected");
+            # the histogram methods ignore it and hold every walk's tensors either way
+            extra_options={"CalibPercentile": 99.999},
         )
         # the passes share the quantised weights and the ranges calibrated on unshifted walks
         # (a one-pixel shift keeps every activation's range)

@@ -95,6 +95,29 @@ def test_weights_are_7_bit_by_default_so_cpus_without_vnni_do_not_saturate(
     assert _largest_weight_magnitude(reduced) <= 64 < _largest_weight_magnitude(full)
 
 
+def test_minmax_calibrates_on_every_walk(
+    tiny_onnx: Path, synthetic_walks: tuple[Path, list[np.ndarray]], tmp_path: Path
+) -> None:
+    # ONNX Runtime's minmax calibrator, given CalibMaxIntermediateOutputs, dropped each full
+    # chunk unread: 4 walks with chunks of 4 left none ("No data is collected")
+    _, walks = synthetic_walks
+    quantize_int8(tiny_onnx, tmp_path / "four.onnx", walks[:4], method="minmax")
+    five, last = tmp_path / "five.onnx", tmp_path / "last.onnx"
+    quantize_int8(tiny_onnx, five, walks[:5], method="minmax")
+    quantize_int8(tiny_onnx, last, walks[4:5], method="minmax")
+    assert _activation_scales(five) != _activation_scales(last)  # not the last walk alone
+
+
+def _activation_scales(path: Path) -> dict[str, float]:
+    """The scalar float initialisers of a QDQ file: its activations' scales."""
+    proto = onnx.load(str(path))
+    return {
+        init.name: float(numpy_helper.to_array(init))
+        for init in proto.graph.initializer
+        if init.data_type == onnx.TensorProto.FLOAT and not init.dims
+    }
+
+
 def test_quantize_refuses_no_walks_and_a_model_already_quantised(
     tiny_onnx: Path, synthetic_walks: tuple[Path, list[np.ndarray]], tmp_path: Path
 ) -> None:
