@@ -288,6 +288,14 @@ def quantize_command(
     target_fmr: float = typer.Option(
         1e-3, "--target-fmr", min=1e-6, max=0.5, help="FMR at which the shift is measured."
     ),
+    cache: Path | None = typer.Option(
+        None,
+        "--cache",
+        file_okay=False,
+        help="With --threshold-subjects: the embedding cache of `gaitid eval --cache` (the "
+        "float32 file's walks embedded there are not embedded again; the int8 file's are kept "
+        "for its evaluation).",
+    ),
     reduce_range: bool = typer.Option(
         True,
         "--reduce-range/--full-range",
@@ -329,7 +337,9 @@ def quantize_command(
             calibration_data=source,
         )
         if threshold_subjects is not None:
-            meta = _carry_threshold(model_file, out, meta, data, threshold_subjects, target_fmr)
+            meta = _carry_threshold(
+                model_file, out, meta, data, threshold_subjects, target_fmr, cache
+            )
     except (DatasetError, QuantizeError, ContractError, ProtocolError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from exc
@@ -337,7 +347,13 @@ def quantize_command(
 
 
 def _carry_threshold(
-    reference: Path, derived: Path, meta: dict[str, str], data: Path, subjects: str, fmr: float
+    reference: Path,
+    derived: Path,
+    meta: dict[str, str],
+    data: Path,
+    subjects: str,
+    fmr: float,
+    cache_dir: Path | None = None,
 ) -> dict[str, str]:
     """Give ``derived`` the reference's thresholds shifted as measured on ``subjects``' walks.
 
@@ -354,15 +370,17 @@ def _carry_threshold(
     )
     from gaitid.model.quantize import QuantizeError, rewrite_metadata
     from gaitid.training.data.opengait import parse_subject_spec
+    from gaitid.training.evaluation.embedding_cache import EmbeddingCache
     from gaitid.training.evaluation.extract import features_from_onnx, load_eval_walks
     from gaitid.training.evaluation.threshold_transfer import transfer_threshold
 
     if DEFAULT_THRESHOLD_KEY not in meta:
         raise QuantizeError(f"{reference} has no {DEFAULT_THRESHOLD_KEY} to carry over")
     keys, walks = load_eval_walks(data.resolve(), parse_subject_spec(subjects))
+    cache = None if cache_dir is None else EmbeddingCache(cache_dir)
     measured = transfer_threshold(
-        features_from_onnx(reference, keys, walks, batch_size=1),
-        features_from_onnx(derived, keys, walks, batch_size=1),
+        features_from_onnx(reference, keys, walks, batch_size=1, cache=cache),
+        features_from_onnx(derived, keys, walks, batch_size=1, cache=cache),
         float(meta[DEFAULT_THRESHOLD_KEY]),
         target_fmr=fmr,
     )

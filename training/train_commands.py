@@ -195,6 +195,14 @@ def eval_command(
         help="A checkpoint's test-time shift set: cross (the default, what `gaitid export` "
         "writes) or none (the network alone). An ONNX file holds its own in its graph.",
     ),
+    cache: Path | None = typer.Option(
+        None,
+        "--cache",
+        file_okay=False,
+        help="ONNX files: keep each walk's embedding here and embed only walks not yet kept "
+        "for this network (the shipping recipe's evaluations, clip calibration and `gaitid "
+        "quantize --cache` share them).",
+    ),
     calibrate: bool = typer.Option(
         False,
         "--calibrate",
@@ -212,6 +220,7 @@ def eval_command(
     from gaitid.training.clip_walks import route_name
     from gaitid.training.data.errors import DatasetError
     from gaitid.training.data.opengait import load_partition, parse_subject_spec
+    from gaitid.training.evaluation.embedding_cache import EmbeddingCache
     from gaitid.training.evaluation.extract import (
         ModelFileError,
         features_from_file,
@@ -228,6 +237,8 @@ def eval_command(
 
     if partition is not None and subjects is not None:
         raise _fail("give --partition or --subjects, not both")
+    if cache is not None and model_file.suffix != ".onnx":
+        raise _fail("--cache keeps the embeddings of ONNX files; this is a checkpoint")
     if calibrate and (protocol is Protocol.open_set or probe_data is not None):
         raise _fail("--calibrate goes with a rank-1 protocol on silhouettes (no --probe-data)")
     try:
@@ -261,6 +272,7 @@ def eval_command(
             device=device.value,
             batch_size=batch_size,
             shifts=shifts,
+            cache=None if cache is None else EmbeddingCache(cache),
         )
         features = every.subset(np.arange(len(every.subjects)) < len(keys))
         if protocol is Protocol.open_set:

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from gaitid.contract import DEFAULT_TEST_TIME_SHIFTS
 from gaitid.errors import GaitidError
+from gaitid.training.evaluation.embedding_cache import EmbeddingCache, model_digest
 from gaitid.training.evaluation.protocols import FeatureSet
 from gaitid.training.torch_data import eval_batches
 
@@ -155,9 +156,11 @@ def features_from_onnx(
     walks: Sequence[NDArray[np.uint8]],
     *,
     batch_size: int = 8,
+    cache: EmbeddingCache | None = None,
 ) -> FeatureSet:
-    """Embeddings of every walk from an ONNX export (no part features in the graph)."""
-    return _onnx_features(path, keys, walks, batch_size)[0]
+    """Embeddings of every walk from an ONNX export (no part features in the graph); with a
+    ``cache``, only the walks it does not hold for this file are embedded."""
+    return _onnx_features(path, keys, walks, batch_size, cache)[0]
 
 
 def _onnx_features(
@@ -165,6 +168,7 @@ def _onnx_features(
     keys: Sequence[WalkKey],
     walks: Sequence[NDArray[np.uint8]],
     batch_size: int,
+    cache: EmbeddingCache | None = None,
 ) -> tuple[FeatureSet, ContractMetadata]:
     """:func:`features_from_onnx` and what the model's metadata says."""
     import onnxruntime as ort
@@ -182,14 +186,25 @@ def _onnx_features(
         meta = read_metadata(session.get_modelmeta().custom_metadata_map)
     except ContractError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
-    embeddings: list[NDArray[np.float32] | None] = [None] * len(walks)
-    for indices, silhouettes, lengths in eval_batches(walks, batch_size):
+    known: dict[str, NDArray[np.float32]] = {}
+    if cache is None:
+        digests, todo = [str(i) for i in range(len(walks))], list(range(len(walks)))
+    else:
+        model = model_digest(path)
+        digests, known, todo = cache.split(model, walks)
+        logger.info("%s: %d of %d walks cached", path.name, len(walks) - len(todo), len(walks))
+    computed: dict[str, NDArray[np.float32]] = {}
+    for indices, silhouettes, lengths in eval_batches([walks[i] for i in todo], batch_size):
         (emb,) = session.run(
             [OUTPUT_EMBEDDING], {INPUT_SILHOUETTES: silhouettes, INPUT_LENGTHS: lengths}
         )
         for row, index in enumerate(indices):
-            embeddings[index] = np.asarray(emb[row], dtype=np.float32)
-    return _feature_set(keys, np.stack(embeddings), None), meta  # type: ignore[arg-type]
+            computed[digests[todo[index]]] = np.asarray(emb[row], dtype=np.float32)
+    if cache is not None and computed:
+        cache.store(model, {**known, **computed})
+    everything = {**known, **computed}
+    embeddings = np.stack([everything[digest] for digest in digests])
+    return _feature_set(keys, embeddings, None), meta
 
 
 def features_from_file(
@@ -200,18 +215,20 @@ def features_from_file(
     device: str = "cpu",
     batch_size: int = 8,
     shifts: str | None = None,
+    cache: EmbeddingCache | None = None,
 ) -> tuple[FeatureSet, Mapping[str, Any]]:
     """Features from a checkpoint (``.pt``) or an ONNX file; also returns what the file says,
     with the test-time shift set the embeddings average (``test_time_shifts``): an ONNX
     file's own (its graph holds it; ``shifts`` must be ``None`` or the same), a checkpoint's
-    ``shifts`` (``None``: the default set, the one an export writes)."""
+    ``shifts`` (``None``: the default set, the one an export writes). ``cache`` serves ONNX
+    files only (a checkpoint's part features are not kept)."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
     with path.open("rb") as handle:
         magic = handle.read(4)
     if path.suffix == ".onnx":
-        features, contract = _onnx_features(path, keys, walks, batch_size)
+        features, contract = _onnx_features(path, keys, walks, batch_size, cache)
         if shifts is not None and shifts != contract.test_time_shifts:
             raise ModelFileError(
                 f"{path} averages the test-time shift set {contract.test_time_shifts!r} in its "
