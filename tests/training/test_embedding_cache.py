@@ -134,3 +134,22 @@ def test_eval_and_quantize_share_the_cache(
     checkpoint = uninterrupted / "checkpoints" / "last.pt"
     result = runner.invoke(app, ["eval", str(checkpoint), *common])
     assert result.exit_code == 2 and "--cache" in result.output
+
+
+def test_a_run_cut_off_keeps_what_it_embedded(
+    exported: Path, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys, walks = load_eval_walks(synthetic_root)
+    real = extract.eval_batches
+
+    def one_batch_then_killed(walks, batch_size, **kwargs):  # type: ignore[no-untyped-def]
+        batches = real(walks, batch_size, **kwargs)
+        yield next(batches)
+        raise KeyboardInterrupt  # the session's end
+
+    monkeypatch.setattr(extract, "_CACHE_SAVE_EVERY_S", 0.0)
+    monkeypatch.setattr(extract, "eval_batches", one_batch_then_killed)
+    cache = EmbeddingCache(tmp_path / "cache")
+    with pytest.raises(KeyboardInterrupt):
+        features_from_onnx(exported, keys, walks, cache=cache, batch_size=4)
+    assert len(cache.load(model_digest(exported))) == 4

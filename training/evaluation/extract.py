@@ -10,6 +10,7 @@ distance alone.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
     from gaitid.training.data.opengait import WalkKey
 
 logger = logging.getLogger(__name__)
+
+
+#: How often a long embedding run writes its cache (a ~1 MB file per thousand walks).
+_CACHE_SAVE_EVERY_S = 60.0
 
 
 class ModelFileError(GaitidError, ValueError):
@@ -194,12 +199,16 @@ def _onnx_features(
         digests, known, todo = cache.split(model, walks)
         logger.info("%s: %d of %d walks cached", path.name, len(walks) - len(todo), len(walks))
     computed: dict[str, NDArray[np.float32]] = {}
+    saved = time.monotonic()
     for indices, silhouettes, lengths in eval_batches([walks[i] for i in todo], batch_size):
         (emb,) = session.run(
             [OUTPUT_EMBEDDING], {INPUT_SILHOUETTES: silhouettes, INPUT_LENGTHS: lengths}
         )
         for row, index in enumerate(indices):
             computed[digests[todo[index]]] = np.asarray(emb[row], dtype=np.float32)
+        if cache is not None and time.monotonic() - saved > _CACHE_SAVE_EVERY_S:
+            cache.store(model, {**known, **computed})  # a run cut off keeps what it embedded
+            saved = time.monotonic()
     if cache is not None and computed:
         cache.store(model, {**known, **computed})
     everything = {**known, **computed}
