@@ -25,6 +25,10 @@ and are counted separately. Usage::
         --subjects 063-074 --conditions nm-05,bg-01,cl-01 --jobs 2
     .venv/bin/python bench/clip_route.py --models models/gaitid-lmgcs.onnx \\
         --clip-walks ../runs/clip-walks/063-074 --out ../runs/bench/clip-route.json
+
+With ``--cache DIR`` (the directory of ``gaitid eval --cache``) the gallery and the walks the
+shipping recipe's evaluations and clip calibration already embedded with a file are not
+embedded again: what is left is the kept and perfect-mask routes.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import numpy as np
 
 from gaitid.training.clip_walks import read_manifest, read_truth, summarize
 from gaitid.training.data.opengait import load_dataset, parse_subject_spec
+from gaitid.training.evaluation.embedding_cache import EmbeddingCache
 from gaitid.training.evaluation.extract import features_from_onnx, load_eval_walks
 from gaitid.training.evaluation.open_set import fmr_fnmr, verification_scores
 from gaitid.training.evaluation.protocols import (
@@ -81,8 +86,15 @@ def truth_walks(data: Path, clip_walks: Path, subjects: list[str]) -> dict[str, 
     return {key: walk for key, walk in truth.items() if len(walk)}
 
 
-def measure(model: Path, data: Path, clip_walks: Path, subjects: list[str]) -> dict[str, Any]:
-    """Both routes of every probe walk the clip route read, under one model."""
+def measure(
+    model: Path,
+    data: Path,
+    clip_walks: Path,
+    subjects: list[str],
+    cache: EmbeddingCache | None = None,
+) -> dict[str, Any]:
+    """Both routes of every probe walk the clip route read, under one model (the walks a
+    ``cache`` holds for it are not embedded again)."""
     clip_keys, clip_read = load_eval_walks(
         clip_walks, subjects, lambda key: key.condition not in CASIA_B_GALLERY
     )
@@ -103,7 +115,7 @@ def measure(model: Path, data: Path, clip_walks: Path, subjects: list[str]) -> d
         probes["truth"] = [(k, truth[str(k)]) for k, _w in clean if str(k) in truth]
     # one pass: the gallery is embedded once for every route, the model loaded once
     rows = [*gallery, *(pair for route in probes.values() for pair in route)]
-    every = features_from_onnx(model, [k for k, _ in rows], [w for _, w in rows])
+    every = features_from_onnx(model, [k for k, _ in rows], [w for _, w in rows], cache=cache)
     route_of = np.array(
         ["gallery"] * len(gallery) + [name for name, route in probes.items() for _ in route]
     )
@@ -178,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip-walks", type=Path, required=True, help="gaitid clip-walks output")
     parser.add_argument("--subjects", default="063-074")
     parser.add_argument("--out", type=Path, help="JSON with every figure")
+    parser.add_argument(
+        "--cache", type=Path, help="embedding cache shared with `gaitid eval --cache`"
+    )
     args = parser.parse_args(argv)
     subjects = parse_subject_spec(args.subjects)
     records = [r for r in read_manifest(args.clip_walks) if r.key.split("/")[0] in subjects]
@@ -185,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     refused_views = Counter(r.key.split("/")[2] for r in records if r.error)
     print(f"# {platform.machine()}, clip walks {args.clip_walks.name}: {json.dumps(summary)}")
     print(f"refused by view: {dict(sorted(refused_views.items()))}")
-    results = [measure(m, args.data, args.clip_walks, subjects) for m in args.models]
+    cache = None if args.cache is None else EmbeddingCache(args.cache)
+    results = [measure(m, args.data, args.clip_walks, subjects, cache) for m in args.models]
     print(
         "\n| model | rank-1 clean NM / BG / CL | rank-1 clip NM / BG / CL | loss (mean) "
         "| accepted clean / clip at threshold | clip at clip_threshold "

@@ -44,6 +44,33 @@ def test_clean_probes_cut_to_every_frame_score_as_clean_ones(
     assert abs(whole["cosine_mean"] - 1.0) < 1e-5
 
 
+def test_with_a_cache_the_figures_are_the_same_and_nothing_is_embedded_twice(
+    synthetic_root: Path, exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gaitid.training.evaluation import extract
+    from gaitid.training.evaluation.embedding_cache import EmbeddingCache
+
+    bench = load_bench("clip_route")
+    clips = _clip_walks(synthetic_root, tmp_path / "half", slice(0, None, 2))
+    plain = bench.measure(exported, synthetic_root, clips, ["003", "004"])
+    sizes: list[int] = []
+    real = extract.eval_batches
+
+    def counting(walks: Any, batch_size: int, **options: Any) -> Any:
+        sizes.append(len(walks))
+        return real(walks, batch_size, **options)
+
+    monkeypatch.setattr(extract, "eval_batches", counting)
+    cache = EmbeddingCache(tmp_path / "cache")
+    first = bench.measure(exported, synthetic_root, clips, ["003", "004"], cache)
+    again = bench.measure(exported, synthetic_root, clips, ["003", "004"], cache)
+    assert sizes[0] > 0 and sizes[1] == 0
+    for figures in (first, again):
+        assert figures["rank1_clip"] == plain["rank1_clip"]
+        assert figures["decision_kept"] == plain["decision_kept"]
+        assert abs(figures["cosine_mean"] - plain["cosine_mean"]) < 1e-6
+
+
 def test_the_kept_route_embeds_only_the_frames_the_clip_kept(
     synthetic_root: Path, exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -53,9 +80,9 @@ def test_the_kept_route_embeds_only_the_frames_the_clip_kept(
     embedded: list[list[tuple[str, int]]] = []
     real = bench.features_from_onnx
 
-    def recording(model: Path, keys: list[Any], walks: list[Any]) -> Any:
+    def recording(model: Path, keys: list[Any], walks: list[Any], **options: Any) -> Any:
         embedded.append([(str(k), len(w)) for k, w in zip(keys, walks, strict=True)])
-        return real(model, keys, walks)
+        return real(model, keys, walks, **options)
 
     monkeypatch.setattr(bench, "features_from_onnx", recording)
     bench.measure(exported, synthetic_root, clips, ["003", "004"])
