@@ -19,7 +19,9 @@ run; the two agree to float rounding (~1e-7), not to the bit.
 
 One file per model, ``<model digest>.npz`` (the walks' digests and their embeddings),
 rewritten whole through a temporary file and a rename when a run adds walks: a reader never
-sees half a file, and a corrupt or foreign file is ignored (recomputed), never trusted.
+sees half a file, and a corrupt or foreign file is ignored (recomputed), never trusted. Two runs
+adding to one network's file at once: the last write wins, and the other's walks are embedded
+again by a later run (nothing wrong is ever read).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def walk_digest(walk: NDArray[np.uint8]) -> str:
 
 
 class EmbeddingCache:
-    """The embeddings one directory holds, per model file digest (see the module docstring)."""
+    """The embeddings one directory holds, per network digest (see the module docstring)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).expanduser().resolve()
