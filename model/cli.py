@@ -315,6 +315,10 @@ def quantize_command(
 
     if method not in ("percentile", "minmax", "entropy"):
         raise typer.BadParameter(f"unknown method {method!r}; percentile, minmax or entropy")
+    if cache is not None and threshold_subjects is None:
+        raise typer.BadParameter(
+            "--cache keeps the embeddings of --threshold-subjects; give both", param_hint="--cache"
+        )
     try:
         chosen = set(parse_subject_spec(subjects)) if subjects else None
         found = [

@@ -144,6 +144,8 @@ def test_cli_quantizes_on_chosen_training_subjects(
     assert result.exit_code == 2 and "no walks" in result.output
     result = CliRunner().invoke(build_app(), [*args, "--method", "guess"])
     assert result.exit_code != 0 and "unknown method" in result.output
+    result = CliRunner().invoke(build_app(), [*args, "--cache", str(tmp_path / "cache")])
+    assert result.exit_code != 0 and "--threshold-subjects" in result.output
 
 
 def test_cli_carries_the_threshold_shifted_by_what_int8_moves(
