@@ -9,7 +9,10 @@ torch-free.
 from __future__ import annotations
 
 import platform
+from collections.abc import Mapping
 from pathlib import Path
+
+from gaitid.contract import int8_weight_bits
 
 _CPUINFO = Path("/proc/cpuinfo")
 #: Flags of x86 instructions that add int8 products in 32 bits (AVX-512 VNNI, AVX-VNNI, AMX).
@@ -42,3 +45,18 @@ def saturates_8bit_weights(flags: frozenset[str] | None = None, machine: str | N
     if machine not in _X86_MACHINES:
         return False
     return INT8_VNNI_FLAGS.isdisjoint(cpu_flags() if flags is None else flags)
+
+
+def int8_kernel_problem(meta: Mapping[str, str]) -> str | None:
+    """Why this CPU would not compute the model of an ONNX file with this metadata, or ``None``.
+
+    An int8 file with 8-bit weights on an x86 CPU without VNNI loads and runs, with embeddings
+    that are no longer the model's: the service refuses to serve it and the evaluation to
+    measure it, both with these words."""
+    if int8_weight_bits(meta) != 8 or not saturates_8bit_weights():
+        return None
+    return (
+        "an int8 model with 8-bit weights, which ONNX Runtime's integer kernels saturate on "
+        "this CPU (x86 without VNNI), so its embeddings would not be the model's; use the fp32 "
+        "file or re-quantise it with `gaitid quantize`, whose 7-bit weights are right on every CPU"
+    )

@@ -311,6 +311,7 @@ def quantize_command(
     from gaitid.preprocess import to_network_input
     from gaitid.training.data.errors import DatasetError
     from gaitid.training.data.opengait import index_dataset, load_walk, parse_subject_spec
+    from gaitid.training.evaluation.extract import ModelFileError
     from gaitid.training.evaluation.protocols import ProtocolError
 
     if method not in ("percentile", "minmax", "entropy"):
@@ -344,7 +345,7 @@ def quantize_command(
             meta = _carry_threshold(
                 model_file, out, meta, data, threshold_subjects, target_fmr, cache
             )
-    except (DatasetError, QuantizeError, ContractError, ProtocolError) as exc:
+    except (DatasetError, QuantizeError, ContractError, ProtocolError, ModelFileError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from exc
     typer.echo(f"wrote {out} ({meta['quantization']})")

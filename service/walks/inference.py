@@ -39,10 +39,9 @@ from gaitid.contract import (
     ContractError,
     ContractMetadata,
     batch_sequences,
-    int8_weight_bits,
     read_metadata,
 )
-from gaitid.cpu import saturates_8bit_weights
+from gaitid.cpu import int8_kernel_problem
 from gaitid.distance import l2_normalize
 from gaitid.errors import GaitidError, InvalidSequenceError
 
@@ -174,13 +173,8 @@ def _check_int8_kernels(meta: dict[str, str], path: Path) -> None:
     """Refuse an int8 file whose 8-bit weights this CPU's integer kernels would saturate: it
     would load and answer, with embeddings that are no longer the model's (a silent wrong
     matcher, worse than no service)."""
-    if int8_weight_bits(meta) == 8 and saturates_8bit_weights():
-        raise ModelLoadError(
-            f"{path}: an int8 model with 8-bit weights, which ONNX Runtime's integer kernels "
-            "saturate on this CPU (x86 without VNNI), so its embeddings would not be the "
-            "model's; serve the fp32 file (GAITID_MODEL_PRECISION=fp32) or re-quantise it with "
-            "`gaitid quantize`, whose 7-bit weights are right on every CPU"
-        )
+    if (problem := int8_kernel_problem(meta)) is not None:
+        raise ModelLoadError(f"{path}: {problem} (GAITID_MODEL_PRECISION=fp32 serves fp32)")
 
 
 def _providers_for(device: Device, available: Sequence[str], path: Path) -> list[str]:

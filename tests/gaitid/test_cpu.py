@@ -39,3 +39,21 @@ def test_flags_come_from_cpuinfo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     monkeypatch.setattr(cpu, "_CPUINFO", tmp_path / "absent")
     assert cpu.cpu_flags() == frozenset()
     assert cpu.saturates_8bit_weights(machine="x86_64")  # unknown flags: assume the worst
+
+
+def test_the_int8_problem_is_named_only_for_8bit_weights_on_such_a_cpu(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2\n")
+    monkeypatch.setattr(cpu, "_CPUINFO", info)
+    monkeypatch.setattr(cpu.platform, "machine", lambda: "x86_64")
+    eight = {"precision": "int8", "quantization": "static QDQ, U8 activations / S8 weights"}
+    seven = {"precision": "int8", "quantization": "static QDQ, U8 activations / S8 7-bit weights"}
+    problem = cpu.int8_kernel_problem(eight)
+    assert problem is not None and "without VNNI" in problem
+    assert cpu.int8_kernel_problem(seven) is None
+    assert cpu.int8_kernel_problem({"precision": "float32"}) is None
+    assert cpu.int8_kernel_problem({}) is None
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx_vnni\n")
+    assert cpu.int8_kernel_problem(eight) is None

@@ -181,3 +181,22 @@ def test_cli_carries_the_threshold_shifted_by_what_int8_moves(
     assert clip_how["float32_calibration"] == {"target_fmr": 0.01}
     assert written.clip_threshold == pytest.approx(0.3 + how["shift"], abs=2e-6)
     assert "clip_threshold" in result.output and "0.3000 of the float32 model" in result.output
+
+
+def test_cli_does_not_measure_8bit_weights_on_a_cpu_that_saturates_them(
+    tiny_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gaitid import cpu
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2\n")
+    monkeypatch.setattr(cpu, "_CPUINFO", info)
+    monkeypatch.setattr(cpu.platform, "machine", lambda: "x86_64")
+    root = make_synthetic_dataset(tmp_path / "data", subjects=2, views=(0, 90))
+    model = Path(shutil.copy(tiny_onnx, tmp_path / "m.onnx"))
+    meta = {p.key: p.value for p in onnx.load(str(model)).metadata_props}
+    rewrite_metadata(model, {**meta, "default_threshold": "0.400000"})
+    args = ["quantize", str(model), "--out", str(tmp_path / "o.onnx"), "--data", str(root)]
+    args += ["--walks", "2", "--threshold-subjects", "001-002", "--full-range"]
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 2 and "without VNNI" in result.output

@@ -99,6 +99,22 @@ def test_an_onnx_file_that_breaks_the_contract_is_not_evaluated(tmp_path: Path) 
         features_from_onnx(foreign, [], [])
 
 
+def test_an_int8_file_this_cpu_would_saturate_is_not_evaluated(
+    exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gaitid import cpu
+    from gaitid.training.evaluation.extract import ModelFileError, features_from_onnx
+    from tests.utils.onnx_models import with_metadata
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2\n")
+    monkeypatch.setattr(cpu, "_CPUINFO", info)
+    monkeypatch.setattr(cpu.platform, "machine", lambda: "x86_64")
+    labelled = with_metadata(exported, tmp_path / "int8.onnx", precision="int8")
+    with pytest.raises(ModelFileError, match="8-bit weights"):
+        features_from_onnx(labelled, [], [])
+
+
 def test_calibrate_adds_the_open_set_calibration_of_the_same_embeddings(
     exported: Path, synthetic_root: Path, tmp_path: Path
 ) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gaitid.contract import DEFAULT_TEST_TIME_SHIFTS
+from gaitid.cpu import int8_kernel_problem
 from gaitid.errors import GaitidError
 from gaitid.training.evaluation.embedding_cache import EmbeddingCache, model_digest
 from gaitid.training.evaluation.protocols import FeatureSet
@@ -187,10 +188,13 @@ def _onnx_features(
     )
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    raw = session.get_modelmeta().custom_metadata_map
     try:  # the same contract check the service applies before serving a model
-        meta = read_metadata(session.get_modelmeta().custom_metadata_map)
+        meta = read_metadata(raw)
     except ContractError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
+    if (problem := int8_kernel_problem(raw)) is not None:  # figures of another function
+        raise ModelFileError(f"{path}: {problem}")
     known: dict[str, NDArray[np.float32]] = {}
     if cache is None:
         digests, todo = [str(i) for i in range(len(walks))], list(range(len(walks)))
