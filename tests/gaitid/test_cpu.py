@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gaitid import cpu
+from tests.utils.cpu import pretend_cpu
 
 
 @pytest.mark.parametrize(
@@ -44,10 +45,7 @@ def test_flags_come_from_cpuinfo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 def test_the_int8_problem_is_named_only_for_8bit_weights_on_such_a_cpu(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nflags\t\t: fpu avx2\n")
-    monkeypatch.setattr(cpu, "_CPUINFO", info)
-    monkeypatch.setattr(cpu.platform, "machine", lambda: "x86_64")
+    pretend_cpu(monkeypatch, tmp_path, "fpu avx2")
     eight = {"precision": "int8", "quantization": "static QDQ, U8 activations / S8 weights"}
     seven = {"precision": "int8", "quantization": "static QDQ, U8 activations / S8 7-bit weights"}
     problem = cpu.int8_kernel_problem(eight)
@@ -55,5 +53,5 @@ def test_the_int8_problem_is_named_only_for_8bit_weights_on_such_a_cpu(
     assert cpu.int8_kernel_problem(seven) is None
     assert cpu.int8_kernel_problem({"precision": "float32"}) is None
     assert cpu.int8_kernel_problem({}) is None
-    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx_vnni\n")
+    pretend_cpu(monkeypatch, tmp_path, "fpu avx2 avx_vnni")
     assert cpu.int8_kernel_problem(eight) is None

@@ -26,6 +26,7 @@ from gaitid.model.quantize import QuantizeError, quantize_int8, rewrite_metadata
 from gaitid.model.shift_graph import one_pass_graph
 from gaitid.preprocess import to_network_input
 from gaitid.training.data.opengait import load_dataset
+from tests.utils.cpu import pretend_cpu
 from tests.utils.synthetic import make_synthetic_dataset
 
 
@@ -186,12 +187,7 @@ def test_cli_carries_the_threshold_shifted_by_what_int8_moves(
 def test_cli_does_not_measure_8bit_weights_on_a_cpu_that_saturates_them(
     tiny_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gaitid import cpu
-
-    info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nflags\t\t: fpu avx2\n")
-    monkeypatch.setattr(cpu, "_CPUINFO", info)
-    monkeypatch.setattr(cpu.platform, "machine", lambda: "x86_64")
+    pretend_cpu(monkeypatch, tmp_path, "fpu avx2")
     root = make_synthetic_dataset(tmp_path / "data", subjects=2, views=(0, 90))
     model = Path(shutil.copy(tiny_onnx, tmp_path / "m.onnx"))
     meta = {p.key: p.value for p in onnx.load(str(model)).metadata_props}

@@ -102,14 +102,11 @@ def test_an_onnx_file_that_breaks_the_contract_is_not_evaluated(tmp_path: Path) 
 def test_an_int8_file_this_cpu_would_saturate_is_not_evaluated(
     exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gaitid import cpu
     from gaitid.training.evaluation.extract import ModelFileError, features_from_onnx
+    from tests.utils.cpu import pretend_cpu
     from tests.utils.onnx_models import with_metadata
 
-    info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nflags\t\t: fpu avx2\n")
-    monkeypatch.setattr(cpu, "_CPUINFO", info)
-    monkeypatch.setattr(cpu.platform, "machine", lambda: "x86_64")
+    pretend_cpu(monkeypatch, tmp_path, "fpu avx2")
     labelled = with_metadata(exported, tmp_path / "int8.onnx", precision="int8")
     with pytest.raises(ModelFileError, match="8-bit weights"):
         features_from_onnx(labelled, [], [])

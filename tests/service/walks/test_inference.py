@@ -254,12 +254,9 @@ def test_an_int8_file_this_cpu_would_saturate_fails_to_load(
     flags: str,
     loads: bool,
 ) -> None:
-    from gaitid import cpu
+    from tests.utils.cpu import pretend_cpu
 
-    info = tmp_path / "cpuinfo"
-    info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
-    monkeypatch.setattr(cpu, "_CPUINFO", info)
-    monkeypatch.setattr(cpu.platform, "machine", lambda: "x86_64")
+    pretend_cpu(monkeypatch, tmp_path, flags)
     path = write_contract_model(
         tmp_path / "int8.onnx", metadata={"precision": "int8", "quantization": quantization}
     )
