@@ -174,7 +174,7 @@ def _check_int8_kernels(meta: dict[str, str], path: Path) -> None:
     would load and answer, with embeddings that are no longer the model's (a silent wrong
     matcher, worse than no service)."""
     if (problem := int8_kernel_problem(meta)) is not None:
-        raise ModelLoadError(f"{path}: {problem} (GAITID_MODEL_PRECISION=fp32 serves fp32)")
+        raise ModelLoadError(f"{path}: {problem}")
 
 
 def _providers_for(device: Device, available: Sequence[str], path: Path) -> list[str]:
