@@ -120,7 +120,7 @@ def quantize_int8(
     shifts = read_metadata(meta).test_time_shifts  # a gaitid model, or ContractError
     if meta.get(PRECISION_KEY) != "float32":
         raise QuantizeError(
-            f"{src} has precision {meta.get('precision')!r}; quantise a float32 export"
+            f"{src} has precision {meta.get(PRECISION_KEY)!r}; quantise a float32 export"
         )
     one_pass = one_pass_graph(source)  # ShiftGraphError (a ContractError) for an old export
     del source

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -160,17 +158,13 @@ def test_autocast_choice(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_bf16_flags_are_read_from_cpuinfo(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     from gaitid import cpu
+    from tests.utils.cpu import pretend_cpu
 
-    def fake(flags: str) -> Path:
-        info = tmp_path / f"cpuinfo-{len(flags)}"
-        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
-        return info
-
-    monkeypatch.setattr(cpu, "_CPUINFO", fake("fpu avx2 avx512f"))
+    pretend_cpu(monkeypatch, tmp_path, "fpu avx2 avx512f")
     assert not setup.cpu_has_bf16_units()
-    monkeypatch.setattr(cpu, "_CPUINFO", fake("fpu avx512f avx512_bf16"))
+    pretend_cpu(monkeypatch, tmp_path, "fpu avx512f avx512_bf16")
     assert setup.cpu_has_bf16_units()
-    monkeypatch.setattr(cpu, "_CPUINFO", fake("fpu amx_tile amx_bf16"))
+    pretend_cpu(monkeypatch, tmp_path, "fpu amx_tile amx_bf16")
     assert setup.cpu_has_bf16_units()
     monkeypatch.setattr(cpu, "_CPUINFO", tmp_path / "absent")  # not Linux: no flags
     assert not setup.cpu_has_bf16_units()
