@@ -24,7 +24,7 @@ from served_shape import session  # bench/ is on sys.path when this script runs
 from gaitid.contract import INPUT_LENGTHS, INPUT_SILHOUETTES, OUTPUT_EMBEDDING, batch_sequences
 from gaitid.cpu import INT8_VNNI_FLAGS, cpu_flags
 from gaitid.preprocess import to_network_input
-from gaitid.training.data.opengait import index_dataset, load_walk, parse_subject_spec
+from gaitid.training.data.opengait import draw_walks, parse_subject_spec
 
 #: The longest walk embedded (about what the service sees).
 FRAMES = 80
@@ -42,11 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
-    chosen = set(parse_subject_spec(args.subjects))
-    found = [path for key, path in index_dataset(args.data.resolve()) if key.subject in chosen]
-    rng = np.random.default_rng(args.seed)
-    picked = sorted(rng.choice(len(found), min(args.walks, len(found)), replace=False).tolist())
-    walks = [to_network_input(load_walk(found[i]))[:FRAMES] for i in picked]
+    drawn = draw_walks(
+        args.data.resolve(), parse_subject_spec(args.subjects), args.walks, args.seed
+    )
+    walks = [to_network_input(walk)[:FRAMES] for walk in drawn]
 
     def embed(path: Path) -> np.ndarray:
         runner = session(path, args.threads, spinning=False)

@@ -304,13 +304,11 @@ def quantize_command(
     ),
 ) -> None:
     """Static int8 (QDQ) model calibrated on training walks; see model/quantize.py."""
-    import numpy as np
-
     from gaitid.errors import EXIT_BAD_INPUT
     from gaitid.model.quantize import QuantizeError, quantize_int8
     from gaitid.preprocess import to_network_input
     from gaitid.training.data.errors import DatasetError
-    from gaitid.training.data.opengait import index_dataset, load_walk, parse_subject_spec
+    from gaitid.training.data.opengait import draw_walks, parse_subject_spec
     from gaitid.training.evaluation.extract import ModelFileError
     from gaitid.training.evaluation.protocols import ProtocolError
 
@@ -321,17 +319,9 @@ def quantize_command(
             "--cache keeps the embeddings of --threshold-subjects; give both", param_hint="--cache"
         )
     try:
-        chosen = set(parse_subject_spec(subjects)) if subjects else None
-        found = [
-            (key, path)
-            for key, path in index_dataset(data.resolve())
-            if chosen is None or key.subject in chosen
-        ]
-        if not found:
-            raise DatasetError(f"no walks under {data} for subjects {subjects or 'any'}")
-        rng = np.random.default_rng(seed)
-        picked = sorted(rng.choice(len(found), min(walks, len(found)), replace=False).tolist())
-        calibration = [to_network_input(load_walk(found[i][1])) for i in picked]
+        chosen = parse_subject_spec(subjects) if subjects else None
+        drawn = draw_walks(data.resolve(), chosen, walks, seed)
+        calibration = [to_network_input(walk) for walk in drawn]
         source = f"{data.resolve().name}, subjects {subjects or 'all'}"
         meta = quantize_int8(
             model_file,

@@ -16,6 +16,7 @@ from gaitid.training.data.errors import DatasetError, DatasetFormatError
 from gaitid.training.data.opengait import (
     Partition,
     WalkKey,
+    draw_walks,
     index_dataset,
     list_subjects,
     load_dataset,
@@ -219,3 +220,14 @@ def test_reader_loads_real_casia_b_expanded_by_the_shared_tool(
                         load_walk(path), npz[f"{key.condition}/{key.view}"]
                     )
     assert not any(k.subject == "005" and k.view == "000" for k, _ in index)
+
+
+def test_a_draw_of_walks_is_fixed_by_its_seed(synthetic_root: Path) -> None:
+    one = draw_walks(synthetic_root, ["001", "002"], 4, seed=5)
+    again = draw_walks(synthetic_root, ["001", "002"], 4, seed=5)
+    assert len(one) == 4 and all(np.array_equal(a, b) for a, b in zip(one, again, strict=True))
+    everything = load_dataset(synthetic_root, ["001", "002"])
+    assert all(any(np.array_equal(w, v) for v in everything.values()) for w in one)
+    assert len(draw_walks(synthetic_root, None, 1000, seed=0)) == len(load_dataset(synthetic_root))
+    with pytest.raises(DatasetError, match="no walks"):
+        draw_walks(synthetic_root, ["099"], 4, seed=0)

@@ -206,6 +206,22 @@ def load_dataset(
     return {key: load_walk(path) for key, path in index if keep is None or keep(key)}
 
 
+def draw_walks(
+    root: Path, subjects: Iterable[str] | None, count: int, seed: int
+) -> list[NDArray[np.uint8]]:
+    """``count`` walks of ``subjects`` (every subject when ``None``) drawn at random without
+    replacement and loaded in the dataset's order: one seed, one draw, so the int8
+    calibration (``gaitid quantize``) and its benchmark read the same walks."""
+    wanted = None if subjects is None else set(subjects)
+    found = [path for key, path in index_dataset(root) if wanted is None or key.subject in wanted]
+    if not found:
+        named = ", ".join(sorted(wanted)) if wanted is not None else "any"
+        raise DatasetError(f"no walks under {root} for subjects {named}")
+    rng = np.random.default_rng(seed)
+    picked = sorted(rng.choice(len(found), min(count, len(found)), replace=False).tolist())
+    return [load_walk(found[i]) for i in picked]
+
+
 class Partition(BaseModel):
     """Train/test subject split; serialised as OpenGait's ``{"TRAIN_SET", "TEST_SET"}`` JSON."""
 
