@@ -44,6 +44,9 @@ class BatchPipeline(_Section):
     frames: int = Field(default=30, ge=1)  # ordered window length per walk in training (paper IV-B)
     # segmentation-style degradation of training walks (training.augment; off by default)
     augment: AugmentConfig = AugmentConfig()
+    # share of training walks mirrored left to right, every frame of the window (OpenGait
+    # GaitBase's RandomHorizontalFlip): a walk seen from the other side at the same angle
+    flip: float = Field(default=0.0, ge=0, le=1)
 
 
 class DataConfig(BatchPipeline):

@@ -14,7 +14,8 @@ repetition, exactly as OpenGait's ``CollateFn`` does, so every training walk has
 frames and no padding. The settings are the data section of the config itself
 (:class:`~training.config.BatchPipeline`: ``frames``, ``augment``), handed over whole. With
 ``data.augment`` on, a share of the walks is degraded the ways a
-segmenter errs (:mod:`training.augment`), some with frames left out of their window. The
+segmenter errs (:mod:`training.augment`), some with frames left out of their window; with
+``data.flip``, a share is mirrored left to right. The
 start of every window (and every degradation) is drawn from a numpy generator seeded by
 ``(seed, iteration, rank)``: batches are reproducible on resume and independent of worker count.
 
@@ -89,17 +90,20 @@ class TrainBatches(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
         rng = np.random.default_rng([self.seed, spec.iteration, self.rank])
         frames, augment = self.pipeline.frames, self.pipeline.augment
         out = np.empty((len(spec.indices), frames, *self.walks[0].shape[1:]), np.uint8)
+        flip = self.pipeline.flip
         for row, index in enumerate(spec.indices):
             walk = self.walks[index]
             if not augment.enabled:  # draws nothing more: batches as before augmentation existed
                 out[row] = walk[sample_window(walk.shape[0], frames, rng)]
-                continue
-            degrade = rng.random() < augment.probability
-            skip = 0
-            if degrade and rng.random() < augment.drop_frames:
-                skip = int(rng.integers(0, int(frames * augment.max_dropped) + 1))
-            window = walk[sample_window(walk.shape[0], frames, rng, skip=skip)]
-            out[row] = degrade_walk(window, augment, rng) if degrade else window
+            else:
+                degrade = rng.random() < augment.probability
+                skip = 0
+                if degrade and rng.random() < augment.drop_frames:
+                    skip = int(rng.integers(0, int(frames * augment.max_dropped) + 1))
+                window = walk[sample_window(walk.shape[0], frames, rng, skip=skip)]
+                out[row] = degrade_walk(window, augment, rng) if degrade else window
+            if flip and rng.random() < flip:  # no draw at 0: batches as before flipping existed
+                out[row] = out[row][:, :, ::-1]
         return torch.from_numpy(out), torch.from_numpy(self.labels[list(spec.indices)])
 
 

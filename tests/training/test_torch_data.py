@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from gaitid.training.augment import AugmentConfig
 from gaitid.training.config import BatchPipeline, DataConfig
 from gaitid.training.sampler import BatchSpec
-from gaitid.training.torch_data import TrainBatches
+from gaitid.training.torch_data import TrainBatches, sample_window
 
 
 def _walk(length: int, first: int) -> NDArray[np.uint8]:
@@ -68,3 +68,21 @@ def test_the_config_data_section_is_the_pipeline(tmp_path: Path) -> None:
 def test_walks_and_labels_must_pair_up() -> None:
     with pytest.raises(ValueError, match="3 walks but 2 labels"):
         TrainBatches(WALKS, [0, 1], BatchPipeline(), seed=0)
+
+
+def test_flipped_rows_are_mirrored_windows_and_no_flip_draws_nothing() -> None:
+    """``data.flip``: a mirrored row is its window mirrored left to right; at 0 the batches
+    are those of a pipeline without the setting (no draw taken from the generator)."""
+    ramp = np.broadcast_to(np.arange(44, dtype=np.uint8)[None, None, :], (30, 64, 44)).copy()
+    walks, labels = [ramp, ramp.copy(), ramp.copy(), ramp.copy()], [0, 0, 1, 1]
+    spec = BatchSpec(iteration=1, indices=(0, 1, 2, 3, 0, 1, 2, 3))
+    always = TrainBatches(walks, labels, BatchPipeline(frames=5, flip=1.0), seed=2)[spec][0]
+    assert torch.equal(always, torch.from_numpy(ramp[:5, :, ::-1].copy()).expand(8, 5, 64, 44))
+    half = TrainBatches(walks, labels, BatchPipeline(frames=5, flip=0.5), seed=2)[spec][0]
+    mirrored = [bool(row[0, 0, 0] == 43) for row in half.numpy()]
+    assert any(mirrored) and not all(mirrored)
+    spec = BatchSpec(iteration=3, indices=(0, 2, 1))
+    off = TrainBatches(WALKS, LABELS, BatchPipeline(frames=6, flip=0.0), seed=4)[spec][0]
+    rng = np.random.default_rng([4, 3, 0])  # one window draw per row, nothing else
+    expected = [WALKS[i][sample_window(WALKS[i].shape[0], 6, rng)] for i in spec.indices]
+    assert torch.equal(off, torch.from_numpy(np.stack(expected)))
