@@ -22,11 +22,14 @@ from gaitid.training.evaluation.gallery_size import (
     subsampled_rank1,
 )
 from gaitid.training.evaluation.protocols import (
+    CASIA_B_VIEWS,
     CrossViewSpec,
     FeatureSet,
     ProtocolError,
     evaluate_cross_view,
+    run_protocol,
 )
+from gaitid.training.evaluation.report import to_json, to_markdown
 from tests.utils.bench import load_bench
 
 SPEC = CrossViewSpec(
@@ -34,7 +37,13 @@ SPEC = CrossViewSpec(
 )
 
 
-def _walks(subjects: list[str], conditions: tuple[str, ...], noise: float, seed: int) -> FeatureSet:
+def _walks(
+    subjects: list[str],
+    conditions: tuple[str, ...],
+    noise: float,
+    seed: int,
+    all_views: tuple[str, ...] = SPEC.views,
+) -> FeatureSet:
     """Each subject a random direction in 16-d, each walk that plus noise (normalised): close
     enough that some probes are beaten by some impostors."""
     rng = np.random.default_rng(seed)
@@ -42,7 +51,7 @@ def _walks(subjects: list[str], conditions: tuple[str, ...], noise: float, seed:
     for subject in subjects:
         centre = np.random.default_rng(int(subject)).normal(size=16)
         for condition in conditions:
-            for view in SPEC.views:
+            for view in all_views:
                 names.append(subject)
                 conds.append(condition)
                 views.append(view)
@@ -192,3 +201,17 @@ def test_the_bench_reads_both_routes_of_the_same_walks(
     clean, clip = first["estimates"]["clean"], first["estimates"]["clip"]
     assert set(clean) == {"NM", "BG", "CL"} and clean == clip
     assert "clip probes:" in capsys.readouterr().out
+
+
+def test_a_casia_b_report_carries_the_rank1_of_a_50_subject_gallery() -> None:
+    conditions = ("nm-01", "nm-02", "nm-03", "nm-04", "nm-05", "bg-01", "cl-01")
+    features = _walks(HELD_OUT, conditions, noise=1.1, seed=3, all_views=CASIA_B_VIEWS)
+    (result,) = run_protocol(features, "casia-b")
+    assert set(result.larger_gallery) == {"NM", "BG", "CL"}
+    for probe_set, rank1 in result.larger_gallery.items():
+        assert 0.0 <= rank1 < result.mean[probe_set]  # 49 impostors, not 5
+    assert "Extrapolated to a 50-subject gallery" in to_markdown([result])
+    payload = to_json([result], {})["results"][0]["larger_gallery"]
+    assert payload["subjects"] == 50 and set(payload["rank1"]) == {"NM", "BG", "CL"}
+    (small,) = run_protocol(features.subset(np.isin(features.subjects, HELD_OUT[:3])), "casia-b")
+    assert small.larger_gallery == {} and "Extrapolated" not in to_markdown([small])

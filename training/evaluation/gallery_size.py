@@ -43,17 +43,27 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import optimize, special
 
-from gaitid.distance import cosine_similarity
 from gaitid.training.evaluation.metrics import mean_excluding_identical, nan_mean
-from gaitid.training.evaluation.protocols import CASIA_B, CrossViewSpec, FeatureSet, ProtocolError
+from gaitid.training.evaluation.protocols import (
+    CASIA_B,
+    CrossViewSpec,
+    Distance,
+    FeatureSet,
+    ProtocolError,
+)
+
+#: The gallery size every CASIA-B report extrapolates to: the LT test set's 50 subjects.
+REPORTED_GALLERY = 50
 
 __all__ = [
+    "REPORTED_GALLERY",
     "GallerySizeEstimate",
     "ImpostorCounts",
     "beta_binomial_fit",
     "beta_binomial_rank1",
     "estimate_gallery_size",
     "estimates_table",
+    "extrapolated_rank1",
     "extrapolation_check",
     "impostor_counts",
     "padded_rank1",
@@ -88,18 +98,38 @@ def _subject_minima(
     return names, np.minimum.reduceat(dist[:, order], starts, axis=1)
 
 
+def _distances(
+    probes: FeatureSet, gallery: FeatureSet, cols: NDArray[np.intp], kind: Distance
+) -> NDArray[np.float64]:
+    """``[probes, cols]`` distances from every walk of ``probes`` to ``gallery``'s ``cols``
+    (two feature sets: the distractors are not the held-out subjects' set)."""
+    rows = np.arange(probes.embeddings.shape[0])
+    both = FeatureSet(
+        np.concatenate([probes.subjects, gallery.subjects[cols]]),
+        np.concatenate([probes.conditions, gallery.conditions[cols]]),
+        np.concatenate([probes.views, gallery.views[cols]]),
+        np.concatenate([probes.embeddings, gallery.embeddings[cols]]),
+        None
+        if probes.part_features is None or gallery.part_features is None
+        else np.concatenate([probes.part_features, gallery.part_features[cols]]),
+    )
+    return both.distance(rows, rows.size + np.arange(cols.size), kind).astype(np.float64)
+
+
 def impostor_counts(
     features: FeatureSet,
     probe_conditions: Sequence[str],
     *,
     spec: CrossViewSpec = CASIA_B,
     distractors: FeatureSet | None = None,
+    distance: Distance = "embedding",
 ) -> ImpostorCounts:
     """How many impostor subjects beat (or tie) the genuine one, per probe and gallery view.
 
     ``features`` holds the held-out subjects (gallery and probes); ``distractors`` other
     subjects' walks of the gallery conditions (none: no distractor counts). A distractor
-    sharing a held-out subject's name is refused: it would be counted twice.
+    sharing a held-out subject's name is refused: it would be counted twice. ``distance`` is
+    either of the protocol's (``part`` needs part features on both sets).
     """
     gallery_rows = np.isin(features.conditions, spec.gallery)
     probes = np.flatnonzero(np.isin(features.conditions, probe_conditions))
@@ -112,7 +142,7 @@ def impostor_counts(
         if shared:
             raise ProtocolError(f"distractor subjects {sorted(shared)} are also held out")
         distractors = distractors.subset(np.isin(distractors.conditions, spec.gallery))
-    probe_emb = features.embeddings[probes]
+    probe_set = features.subset(probes)
     probe_subjects = features.subjects[probes]
     probe_view = np.array([spec.views.index(v) for v in features.views[probes]], dtype=np.intp)
     columns: dict[str, list[NDArray]] = {name: [] for name in ImpostorCounts.__dataclass_fields__}
@@ -120,7 +150,7 @@ def impostor_counts(
         cols = np.flatnonzero(gallery_rows & (features.views == view))
         if cols.size == 0:  # no gallery in this view: the protocol's cell is empty, not a miss
             continue
-        dist = 1.0 - cosine_similarity(probe_emb, features.embeddings[cols]).astype(np.float64)
+        dist = _distances(probe_set, features, cols, distance)
         names, minima = _subject_minima(dist, features.subjects[cols])
         where = {name: i for i, name in enumerate(names)}
         genuine = np.array([s in where for s in probe_subjects])
@@ -133,9 +163,7 @@ def impostor_counts(
         count_d = 0
         if distractors is not None:
             d_cols = np.flatnonzero(distractors.views == view)
-            d_dist = 1.0 - cosine_similarity(probe_emb, distractors.embeddings[d_cols]).astype(
-                np.float64
-            )
+            d_dist = _distances(probe_set, distractors, d_cols, distance)
             d_names, d_minima = _subject_minima(d_dist, distractors.subjects[d_cols])
             beaten_d = (d_minima <= best[:, None]).sum(axis=1)
             count_d = d_names.size
@@ -246,6 +274,26 @@ def _extrapolated(counts: ImpostorCounts, gallery_subjects: int, views: int) -> 
         alpha, beta = beta_binomial_fit(counts.beaten[rows], counts.impostors[rows])
         hit[rows] = beta_binomial_rank1(alpha, beta, gallery_subjects - 1)
     return _protocol_mean(counts, hit, views)[0]
+
+
+def extrapolated_rank1(
+    features: FeatureSet,
+    spec: CrossViewSpec,
+    distance: Distance,
+    gallery_subjects: int = REPORTED_GALLERY,
+) -> dict[str, float]:
+    """Every probe set's beta-binomial rank-1 at ``gallery_subjects`` (the figure a report
+    prints beside its own); empty when the gallery holds fewer than 4 subjects or already
+    ``gallery_subjects``: there is then nothing to fit, or nothing to extrapolate."""
+    held_out = np.unique(features.subjects[np.isin(features.conditions, spec.gallery)]).size
+    if held_out < 4 or held_out >= gallery_subjects:
+        return {}
+    out: dict[str, float] = {}
+    for probe_set, conditions in spec.probes.items():
+        if np.isin(features.conditions, conditions).any():
+            counts = impostor_counts(features, conditions, spec=spec, distance=distance)
+            out[probe_set] = _extrapolated(counts, gallery_subjects, len(spec.views))
+    return out
 
 
 def extrapolation_check(

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from gaitid.training.evaluation.gallery_size import REPORTED_GALLERY
 from gaitid.training.evaluation.protocols import CrossViewResult, RetrievalResult
 
 Result = CrossViewResult | RetrievalResult
@@ -49,6 +50,14 @@ def cross_view_markdown(result: CrossViewResult, *, full_tables: bool = True) ->
     lines.append("")
     counts = ", ".join(f"{k}: {v}" for k, v in result.num_probes.items())
     lines.append(f"Gallery walks: {result.num_gallery}; probe walks: {counts}.")
+    if result.larger_gallery:
+        figures = ", ".join(f"{k} {_fmt(v)}" for k, v in result.larger_gallery.items())
+        lines += [
+            "",
+            f"Extrapolated to a {REPORTED_GALLERY}-subject gallery (beta-binomial on this "
+            f"gallery's impostor counts, `training/evaluation/gallery_size.py`; leans "
+            f"optimistic): {figures}.",
+        ]
     if full_tables:
         for probe_set, table in result.tables.items():
             lines += [
@@ -125,6 +134,11 @@ def to_json(results: list[Result], meta: dict[str, Any]) -> dict[str, Any]:
                     "tables": r.tables,
                     "num_probes": r.num_probes,
                     "num_gallery": r.num_gallery,
+                    "larger_gallery": (
+                        {"subjects": REPORTED_GALLERY, "rank1": r.larger_gallery}
+                        if r.larger_gallery
+                        else None
+                    ),
                 }
             )
         else:
