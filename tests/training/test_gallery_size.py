@@ -215,3 +215,14 @@ def test_a_casia_b_report_carries_the_rank1_of_a_50_subject_gallery() -> None:
     assert payload["subjects"] == 50 and set(payload["rank1"]) == {"NM", "BG", "CL"}
     (small,) = run_protocol(features.subset(np.isin(features.subjects, HELD_OUT[:3])), "casia-b")
     assert small.larger_gallery == {} and "Extrapolated" not in to_markdown([small])
+
+
+def test_probes_at_views_the_protocol_does_not_know_are_left_out(held_out: FeatureSet) -> None:
+    """As in the protocol's own table: a walk at an unknown view is in no cell."""
+    views = held_out.views.copy()
+    views[(held_out.conditions == "nm-05") & (held_out.views == "090")] = "045"
+    odd = FeatureSet(held_out.subjects, held_out.conditions, views, held_out.embeddings)
+    counts = impostor_counts(odd, ("nm-05",), spec=SPEC)
+    assert set(counts.probe_view.tolist()) == {0, 2}
+    protocol = evaluate_cross_view(odd, SPEC, "embedding").mean["NM"]
+    assert subsampled_rank1(counts, len(HELD_OUT), len(SPEC.views)) == pytest.approx(protocol)

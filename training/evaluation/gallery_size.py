@@ -132,7 +132,10 @@ def impostor_counts(
     either of the protocol's (``part`` needs part features on both sets).
     """
     gallery_rows = np.isin(features.conditions, spec.gallery)
-    probes = np.flatnonzero(np.isin(features.conditions, probe_conditions))
+    # a probe at a view the protocol does not know is in no cell (as in evaluate_cross_view)
+    probes = np.flatnonzero(
+        np.isin(features.conditions, probe_conditions) & np.isin(features.views, spec.views)
+    )
     if not gallery_rows.any() or probes.size == 0:
         raise ProtocolError(
             f"need gallery walks ({list(spec.gallery)}) and probe walks ({list(probe_conditions)})"
@@ -185,13 +188,16 @@ def _hypergeometric_miss_free(
     C(available, drawn)``."""
     if np.any(drawn > available):
         raise ProtocolError(f"cannot draw {drawn} impostors from {int(available.min())}")
+    free = available - beaten
+    possible = free >= drawn
+    free = np.where(possible, free, drawn)  # keeps gammaln finite where the answer is 0
     log_p = (
-        special.gammaln(available - beaten + 1)
-        - special.gammaln(available - beaten - drawn + 1)
+        special.gammaln(free + 1)
+        - special.gammaln(free - drawn + 1)
         - special.gammaln(available + 1)
         + special.gammaln(available - drawn + 1)
     )
-    return np.where(available - beaten >= drawn, np.exp(log_p), 0.0)
+    return np.where(possible, np.exp(log_p), 0.0)
 
 
 def _protocol_mean(
