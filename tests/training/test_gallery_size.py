@@ -226,3 +226,10 @@ def test_probes_at_views_the_protocol_does_not_know_are_left_out(held_out: Featu
     assert set(counts.probe_view.tolist()) == {0, 2}
     protocol = evaluate_cross_view(odd, SPEC, "embedding").mean["NM"]
     assert subsampled_rank1(counts, len(HELD_OUT), len(SPEC.views)) == pytest.approx(protocol)
+    elsewhere = FeatureSet(
+        held_out.subjects,
+        held_out.conditions,
+        np.where(held_out.conditions == "cl-01", "045", held_out.views),
+        held_out.embeddings,
+    )
+    assert set(estimate_gallery_size(elsewhere, 10, spec=SPEC)) == {"NM"}

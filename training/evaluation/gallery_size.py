@@ -116,6 +116,13 @@ def _distances(
     return both.distance(rows, rows.size + np.arange(cols.size), kind).astype(np.float64)
 
 
+def _has_probes(features: FeatureSet, conditions: Sequence[str], spec: CrossViewSpec) -> bool:
+    """Whether any walk of ``conditions`` is at a view of ``spec`` (a probe of some cell)."""
+    return bool(
+        (np.isin(features.conditions, conditions) & np.isin(features.views, spec.views)).any()
+    )
+
+
 def impostor_counts(
     features: FeatureSet,
     probe_conditions: Sequence[str],
@@ -296,7 +303,7 @@ def extrapolated_rank1(
         return {}
     out: dict[str, float] = {}
     for probe_set, conditions in spec.probes.items():
-        if np.isin(features.conditions, conditions).any():
+        if _has_probes(features, conditions, spec):
             counts = impostor_counts(features, conditions, spec=spec, distance=distance)
             out[probe_set] = _extrapolated(counts, gallery_subjects, len(spec.views))
     return out
@@ -372,7 +379,7 @@ def estimate_gallery_size(
     views = len(spec.views)
     results: dict[str, GallerySizeEstimate] = {}
     for probe_set, conditions in spec.probes.items():
-        if not np.isin(features.conditions, conditions).any():
+        if not _has_probes(features, conditions, spec):
             continue
         counts = impostor_counts(features, conditions, spec=spec, distractors=distractors)
         cross = counts.genuine & (counts.probe_view != counts.gallery_view)
