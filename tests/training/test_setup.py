@@ -29,6 +29,7 @@ def test_every_data_setting_but_the_free_ones_is_fixed() -> None:
         "data.min_frames",
         "data.clip_walks",
         "data.augment",
+        "data.flip",
     }
 
 
