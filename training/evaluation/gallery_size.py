@@ -37,7 +37,7 @@ no walk in the gallery view is a miss, as in the protocol.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -98,22 +98,14 @@ def _subject_minima(
     return names, np.minimum.reduceat(dist[:, order], starts, axis=1)
 
 
-def _distances(
-    probes: FeatureSet, gallery: FeatureSet, cols: NDArray[np.intp], kind: Distance
-) -> NDArray[np.float64]:
-    """``[probes, cols]`` distances from every walk of ``probes`` to ``gallery``'s ``cols``
-    (two feature sets: the distractors are not the held-out subjects' set)."""
-    rows = np.arange(probes.embeddings.shape[0])
-    both = FeatureSet(
-        np.concatenate([probes.subjects, gallery.subjects[cols]]),
-        np.concatenate([probes.conditions, gallery.conditions[cols]]),
-        np.concatenate([probes.views, gallery.views[cols]]),
-        np.concatenate([probes.embeddings, gallery.embeddings[cols]]),
-        None
-        if probes.part_features is None or gallery.part_features is None
-        else np.concatenate([probes.part_features, gallery.part_features[cols]]),
-    )
-    return both.distance(rows, rows.size + np.arange(cols.size), kind).astype(np.float64)
+def _gallery_subjects(features: FeatureSet, spec: CrossViewSpec) -> int:
+    """How many subjects the gallery conditions of ``spec`` hold."""
+    return int(np.unique(features.subjects[np.isin(features.conditions, spec.gallery)]).size)
+
+
+def _check_subjects(held_out: int) -> int:
+    """The gallery size :func:`extrapolation_check` fits on: half the held-out one."""
+    return max(2, held_out // 2)
 
 
 def _has_probes(features: FeatureSet, conditions: Sequence[str], spec: CrossViewSpec) -> bool:
@@ -153,6 +145,7 @@ def impostor_counts(
             raise ProtocolError(f"distractor subjects {sorted(shared)} are also held out")
         distractors = distractors.subset(np.isin(distractors.conditions, spec.gallery))
     probe_set = features.subset(probes)
+    every_probe = np.arange(probes.size)
     probe_subjects = features.subjects[probes]
     probe_view = np.array([spec.views.index(v) for v in features.views[probes]], dtype=np.intp)
     columns: dict[str, list[NDArray]] = {name: [] for name in ImpostorCounts.__dataclass_fields__}
@@ -160,20 +153,21 @@ def impostor_counts(
         cols = np.flatnonzero(gallery_rows & (features.views == view))
         if cols.size == 0:  # no gallery in this view: the protocol's cell is empty, not a miss
             continue
-        dist = _distances(probe_set, features, cols, distance)
+        dist = probe_set.distance(every_probe, cols, distance, features).astype(np.float64)
         names, minima = _subject_minima(dist, features.subjects[cols])
         where = {name: i for i, name in enumerate(names)}
         genuine = np.array([s in where for s in probe_subjects])
         own = np.array([where.get(s, 0) for s in probe_subjects])
-        rows = np.arange(probes.size)
-        best = np.where(genuine, minima[rows, own], -np.inf)
+        best = np.where(genuine, minima[every_probe, own], -np.inf)
         closer = minima <= best[:, None]
-        closer[rows[genuine], own[genuine]] = False
+        closer[every_probe[genuine], own[genuine]] = False
         beaten_d = np.zeros(probes.size, dtype=np.int64)
         count_d = 0
         if distractors is not None:
             d_cols = np.flatnonzero(distractors.views == view)
-            d_dist = _distances(probe_set, distractors, d_cols, distance)
+            d_dist = probe_set.distance(every_probe, d_cols, distance, distractors).astype(
+                np.float64
+            )
             d_names, d_minima = _subject_minima(d_dist, distractors.subjects[d_cols])
             beaten_d = (d_minima <= best[:, None]).sum(axis=1)
             count_d = d_names.size
@@ -277,15 +271,25 @@ def beta_binomial_rank1(alpha: float, beta: float, impostors: int) -> float:
     return float(np.exp(special.betaln(alpha, beta + impostors) - special.betaln(alpha, beta)))
 
 
+def _fitted_hits(
+    fit: ImpostorCounts, apply: ImpostorCounts, impostors: int, views: int
+) -> NDArray[np.float64]:
+    """Per row of ``apply``, rank-1 against ``impostors`` under the beta-binomial fitted on
+    ``fit``'s cross-view rows of the same probe view (cells pooled; 0 without a genuine)."""
+    hit = np.zeros(apply.genuine.size)
+    for i in range(views):
+        fit_rows = fit.genuine & (fit.probe_view == i) & (fit.gallery_view != i)
+        if fit_rows.any():
+            alpha, beta = beta_binomial_fit(fit.beaten[fit_rows], fit.impostors[fit_rows])
+            hit[apply.genuine & (apply.probe_view == i)] = beta_binomial_rank1(
+                alpha, beta, impostors
+            )
+    return hit
+
+
 def _extrapolated(counts: ImpostorCounts, gallery_subjects: int, views: int) -> float:
     """Rank-1 at ``gallery_subjects`` from one beta-binomial per probe view (cells pooled)."""
-    hit = np.zeros(counts.genuine.size)
-    for i in range(views):
-        rows = (counts.probe_view == i) & counts.genuine & (counts.gallery_view != i)
-        if not rows.any():
-            continue
-        alpha, beta = beta_binomial_fit(counts.beaten[rows], counts.impostors[rows])
-        hit[rows] = beta_binomial_rank1(alpha, beta, gallery_subjects - 1)
+    hit = _fitted_hits(counts, counts, gallery_subjects - 1, views)
     return _protocol_mean(counts, hit, views)[0]
 
 
@@ -298,7 +302,7 @@ def extrapolated_rank1(
     """Every probe set's beta-binomial rank-1 at ``gallery_subjects`` (the figure a report
     prints beside its own); empty when the gallery holds fewer than 4 subjects or already
     ``gallery_subjects``: there is then nothing to fit, or nothing to extrapolate."""
-    held_out = np.unique(features.subjects[np.isin(features.conditions, spec.gallery)]).size
+    held_out = _gallery_subjects(features, spec)
     if held_out < 4 or held_out >= gallery_subjects:
         return {}
     out: dict[str, float] = {}
@@ -322,24 +326,13 @@ def extrapolation_check(
     thinned = rng.hypergeometric(
         repeated.beaten, repeated.impostors - repeated.beaten, np.full(repeated.beaten.size, drawn)
     )
-    small = ImpostorCounts(
-        repeated.probe_view,
-        repeated.gallery_view,
-        repeated.genuine,
-        thinned.astype(np.int64),
-        np.full(thinned.size, drawn, dtype=np.int64),
-        repeated.distractors_beaten,
-        repeated.distractors,
+    small = replace(
+        repeated,
+        beaten=thinned.astype(np.int64),
+        impostors=np.full(thinned.size, drawn, dtype=np.int64),
     )
     full = int(np.median(counts.impostors[counts.genuine])) + 1
-    predicted_hit = np.zeros(counts.genuine.size)
-    for i in range(views):
-        fit_rows = (small.probe_view == i) & (small.gallery_view != i)
-        rows = (counts.probe_view == i) & counts.genuine
-        if fit_rows.any():
-            alpha, beta = beta_binomial_fit(small.beaten[fit_rows], small.impostors[fit_rows])
-            predicted_hit[rows] = beta_binomial_rank1(alpha, beta, full - 1)
-    predicted = _protocol_mean(counts, predicted_hit, views)[0]
+    predicted = _protocol_mean(counts, _fitted_hits(small, counts, full - 1, views), views)[0]
     exact = _protocol_mean(counts, (counts.genuine & (counts.beaten == 0)).astype(float), views)[0]
     return predicted, exact
 
@@ -368,7 +361,7 @@ def estimate_gallery_size(
     spec: CrossViewSpec = CASIA_B,
 ) -> dict[str, GallerySizeEstimate]:
     """Every probe set's rank-1 at a gallery of ``target_subjects`` (see the module doc)."""
-    held_out = int(np.unique(features.subjects[np.isin(features.conditions, spec.gallery)]).size)
+    held_out = _gallery_subjects(features, spec)
     if held_out < 4:
         raise ProtocolError(f"need at least 4 held-out subjects, got {held_out}")
     if target_subjects < held_out:
@@ -402,7 +395,7 @@ def estimate_gallery_size(
                 float(counts.beaten[cross].sum() / max(counts.impostors[cross].sum(), 1)),
                 confusion_d,
             ),
-            check=extrapolation_check(counts, max(2, held_out // 2), views),
+            check=extrapolation_check(counts, _check_subjects(held_out), views),
         )
     return results
 
@@ -413,7 +406,7 @@ def estimates_table(estimates: Mapping[str, GallerySizeEstimate]) -> str:
     n, target = first.held_out_subjects, first.target_subjects
     lines = [
         f"| probe set | rank-1, {n} subjects | extrapolated to {target} | padded to {target} "
-        f"| P(beaten) held-out / distractor | check: {n} from {max(2, n // 2)} (exact) |",
+        f"| P(beaten) held-out / distractor | check: {n} from {_check_subjects(n)} (exact) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name, e in estimates.items():

@@ -88,15 +88,21 @@ class FeatureSet:
         )
 
     def distance(
-        self, rows: NDArray[np.int64], cols: NDArray[np.int64], kind: Distance
+        self,
+        rows: NDArray[np.int64],
+        cols: NDArray[np.int64],
+        kind: Distance,
+        gallery: FeatureSet | None = None,
     ) -> NDArray[np.float32]:
-        """``[len(rows), len(cols)]`` distances (smaller = more alike)."""
+        """``[len(rows), len(cols)]`` distances (smaller = more alike) from these walks' ``rows``
+        to ``gallery``'s ``cols`` (this set's own when ``None``)."""
+        other = self if gallery is None else gallery
         if kind == "part":
-            if self.part_features is None:
+            if self.part_features is None or other.part_features is None:
                 raise ProtocolError("part-wise distance needs part features (a PyTorch checkpoint)")
-            return part_wise_euclidean(self.part_features[rows], self.part_features[cols])
+            return part_wise_euclidean(self.part_features[rows], other.part_features[cols])
         if kind == "embedding":
-            return 1.0 - cosine_similarity(self.embeddings[rows], self.embeddings[cols])
+            return 1.0 - cosine_similarity(self.embeddings[rows], other.embeddings[cols])
         raise ProtocolError(f"unknown distance {kind!r}; allowed: 'part', 'embedding'")
 
 
