@@ -209,6 +209,10 @@ class InitConfig(_Section):
     checkpoint: Path  # a checkpoint written by `gaitid train`
     freeze: list[str] = Field(default_factory=list)  # parameter-name prefixes kept fixed
     new_modules: list[str] = Field(default_factory=list)  # prefixes absent there (random init)
+    # continuing on more identities than the checkpoint's (e.g. its 62 and 12 new ones): the
+    # classifier keeps the checkpoint's weights for every identity both runs train on (matched
+    # by subject id), the others start random, instead of the whole classifier starting random
+    keep_identities: bool = False
 
 
 class TrainConfig(_Section):

@@ -30,7 +30,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,6 +88,49 @@ class TrainResult:
 #: gallery pair, the report and its heatmaps come on top); measured, see
 #: ``Trainer._measure_reserve``.
 _VALIDATION_OVERHEAD = 2.4
+
+#: The BNNeck's K-way classifier weight ``[P, D, K]``: one column block per identity.
+_CLASSIFIER = "bnneck.classifier.weight"
+
+
+def _carried_classifier(
+    state: dict[str, Any], fresh: torch.Tensor, label_names: Sequence[str]
+) -> torch.Tensor:
+    """``fresh`` (this run's randomly initialised classifier weight) with the checkpoint's
+    weights for every identity both know, matched by subject id (``init.keep_identities``).
+
+    Continuing a trained network on more people: a wholly new classifier would give every
+    identity, the known ones included, a random logit and push large cross-entropy gradients
+    into the trained backbone for the first hundreds of iterations; carrying the known rows
+    leaves only the new identities to learn.
+    """
+    known = state.get("labels")
+    weight = state["model"].get(_CLASSIFIER)
+    if not known or weight is None:
+        raise TrainingError(
+            "init.keep_identities needs a checkpoint with a classifier and its labels"
+        )
+    if tuple(weight.shape[:-1]) != tuple(fresh.shape[:-1]):
+        raise TrainingError(
+            f"init.keep_identities: the checkpoint's classifier is {tuple(weight.shape)}, "
+            f"this model's {tuple(fresh.shape)} (another variant?)"
+        )
+    column = {str(name): i for i, name in enumerate(known)}
+    shared = [(j, column[str(name)]) for j, name in enumerate(label_names) if name in column]
+    if not shared:
+        raise TrainingError(
+            "init.keep_identities: this run trains none of the checkpoint's identities"
+        )
+    carried = fresh.clone()
+    for mine, theirs in shared:
+        carried[..., mine] = weight[..., theirs].to(carried.dtype)
+    logger.info(
+        "classifier: %d of %d identities carried from the checkpoint, %d new",
+        len(shared),
+        len(label_names),
+        len(label_names) - len(shared),
+    )
+    return carried
 
 
 @dataclass
@@ -150,19 +193,21 @@ class Trainer:
         self.prior_iterations = 0
 
     # -- setup -------------------------------------------------------------------------------
-    def _build_model(self, num_classes: int, ctx: DistContext) -> LMGCS:
+    def _build_model(self, label_names: Sequence[str], ctx: DistContext) -> LMGCS:
         from gaitid.model import create_model
 
         cfg = self.config
-        model = create_model(cfg.model.variant, num_classes=num_classes, **cfg.model.overrides)
+        model = create_model(cfg.model.variant, num_classes=len(label_names), **cfg.model.overrides)
         if cfg.init is not None:
-            meta = self._init_from(model, cfg.init)
+            meta = self._init_from(model, cfg.init, label_names)
             self.continued_from = str(meta["version"]) if meta.get("version") else None
             self.prior_iterations = int(meta.get("total_iterations", meta.get("iteration", 0)))
         return model.to(ctx.device)
 
     @staticmethod
-    def _init_from(model: torch.nn.Module, init: InitConfig) -> dict[str, Any]:
+    def _init_from(
+        model: torch.nn.Module, init: InitConfig, label_names: Sequence[str]
+    ) -> dict[str, Any]:
         """Load earlier weights (a second stage); ``new_modules`` may be absent from them.
 
         Returns the metadata of the checkpoint they came from (its version and iterations).
@@ -180,6 +225,8 @@ class Trainer:
         fresh = tuple(init.new_modules)
         weights = {k: v for k, v in state["model"].items() if not k.startswith(fresh)}
         own = model.state_dict()
+        if init.keep_identities:
+            weights[_CLASSIFIER] = _carried_classifier(state, own[_CLASSIFIER], label_names)
         reshaped = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
         if reshaped:
             raise TrainingError(
@@ -345,7 +392,7 @@ class Trainer:
         cfg = self.config
         seed_everything(cfg.seed + ctx.rank)
         data = load_training_data(cfg)
-        model = self._build_model(len(data.label_names), ctx)
+        model = self._build_model(data.label_names, ctx)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = build_optimizer(params, cfg.optimizer)
         schedule = RunSchedule(cfg.schedule, [g["lr"] for g in optimizer.param_groups])

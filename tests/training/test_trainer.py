@@ -164,3 +164,49 @@ def test_fine_tuning_starts_from_shipped_weights_with_a_new_classifier(
     without = tiny_config(synthetic_root, data=data, init={"checkpoint": str(shipped)})
     with pytest.raises(TrainingError, match=r"init\.new_modules"):
         Trainer(load_config(write_config(without, "b.yaml")), tmp_path / "ft2").fit()
+
+
+def test_continuing_on_more_identities_keeps_the_known_ones_classifier_weights(
+    synthetic_root: Path, uninterrupted: Path, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """``init.keep_identities``: the two subjects the checkpoint trained on keep their classifier
+    columns (matched by subject id, not position), the two new ones start random, and every
+    other weight is the checkpoint's."""
+    from gaitid.training.trainer import _carried_classifier
+
+    checkpoint = uninterrupted / "checkpoints" / "last.pt"
+    state = load_checkpoint(checkpoint)
+    known = state["model"]["bnneck.classifier.weight"]  # [P, D, 2]: subjects 001, 002
+    fresh = torch.zeros(*known.shape[:-1], 4)
+    carried = _carried_classifier(state, fresh, ["003", "002", "004", "001"])
+    assert torch.equal(carried[..., 1], known[..., 1]) and torch.equal(
+        carried[..., 3], known[..., 0]
+    )
+    assert not carried[..., [0, 2]].any() and not fresh.any()  # new ones untouched, input kept
+    with pytest.raises(TrainingError, match="none of the checkpoint"):
+        _carried_classifier(state, fresh, ["003", "004"])
+    with pytest.raises(TrainingError, match="labels"):
+        _carried_classifier({**state, "labels": None}, fresh, ["001"])
+
+    data = {"root": str(synthetic_root), "frames": 8}  # all four subjects
+    init = {"checkpoint": str(checkpoint), "keep_identities": True}
+    schedule = {"iterations": 1, "milestones": []}
+    cfg = load_config(
+        write_config(tiny_config(synthetic_root, data=data, init=init, schedule=schedule))
+    )
+    model = Trainer(cfg, tmp_path / "more")._build_model(["001", "002", "003", "004"], _cpu())
+    weights = model.state_dict()
+    assert torch.equal(weights["bnneck.classifier.weight"][..., :2], known)
+    assert all(
+        torch.equal(weights[k], v) for k, v in state["model"].items() if "classifier" not in k
+    )
+    Trainer(cfg, tmp_path / "more").fit()
+    tuned = load_checkpoint(tmp_path / "more" / "checkpoints" / "last.pt")
+    assert tuned["labels"] == ["001", "002", "003", "004"]
+    assert tuned["model"]["bnneck.classifier.weight"].shape[-1] == 4
+
+
+def _cpu() -> Any:
+    from gaitid.training.distributed import DistContext
+
+    return DistContext(rank=0, world_size=1, device=torch.device("cpu"))
