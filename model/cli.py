@@ -1,4 +1,5 @@
-"""``gaitid export``, ``gaitid quantize`` and ``gaitid model-info``: the model part of the CLI.
+"""``gaitid export``, ``gaitid quantize``, ``gaitid transfer-threshold`` and ``gaitid model-info``:
+the model part of the CLI.
 
 torch and onnx are imported inside the command bodies, so registering these commands (and
 ``gaitid --help``, ``gaitid serve``) never loads torch.
@@ -16,9 +17,10 @@ from gaitid.contract import DEFAULT_TEST_TIME_SHIFTS, ContractError, shift_offse
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``export``, ``quantize`` and ``model-info`` to ``app``."""
+    """Add ``export``, ``quantize``, ``transfer-threshold`` and ``model-info`` to ``app``."""
     app.command("export")(export_command)
     app.command("quantize")(quantize_command)
+    app.command("transfer-threshold")(transfer_threshold_command)
     app.command("model-info")(model_info_command)
 
 
@@ -341,6 +343,34 @@ def quantize_command(
     typer.echo(f"wrote {out} ({meta['quantization']})")
 
 
+def _measure_transfer(
+    reference: Path,
+    derived: Path,
+    calibrated: float,
+    data: Path,
+    subjects: str | None,
+    fmr: float,
+    cache_dir: Path | None,
+) -> Any:
+    """``threshold_transfer.transfer_threshold`` of two ONNX files on the walks of ``subjects``
+    (every subject of ``data`` when ``None``): ``calibrated`` moved by the derived model's
+    shift."""
+    from gaitid.training.data.opengait import parse_subject_spec
+    from gaitid.training.evaluation.embedding_cache import EmbeddingCache
+    from gaitid.training.evaluation.extract import features_from_onnx, load_eval_walks
+    from gaitid.training.evaluation.threshold_transfer import transfer_threshold
+
+    chosen = parse_subject_spec(subjects) if subjects else None
+    keys, walks = load_eval_walks(data.resolve(), chosen)
+    cache = None if cache_dir is None else EmbeddingCache(cache_dir)
+    return transfer_threshold(
+        features_from_onnx(reference, keys, walks, batch_size=1, cache=cache),
+        features_from_onnx(derived, keys, walks, batch_size=1, cache=cache),
+        calibrated,
+        target_fmr=fmr,
+    )
+
+
 def _carry_threshold(
     reference: Path,
     derived: Path,
@@ -364,20 +394,11 @@ def _carry_threshold(
         THRESHOLD_KEYS,
     )
     from gaitid.model.quantize import QuantizeError, rewrite_metadata
-    from gaitid.training.data.opengait import parse_subject_spec
-    from gaitid.training.evaluation.embedding_cache import EmbeddingCache
-    from gaitid.training.evaluation.extract import features_from_onnx, load_eval_walks
-    from gaitid.training.evaluation.threshold_transfer import transfer_threshold
 
     if DEFAULT_THRESHOLD_KEY not in meta:
         raise QuantizeError(f"{reference} has no {DEFAULT_THRESHOLD_KEY} to carry over")
-    keys, walks = load_eval_walks(data.resolve(), parse_subject_spec(subjects))
-    cache = None if cache_dir is None else EmbeddingCache(cache_dir)
-    measured = transfer_threshold(
-        features_from_onnx(reference, keys, walks, batch_size=1, cache=cache),
-        features_from_onnx(derived, keys, walks, batch_size=1, cache=cache),
-        float(meta[DEFAULT_THRESHOLD_KEY]),
-        target_fmr=fmr,
+    measured = _measure_transfer(
+        reference, derived, float(meta[DEFAULT_THRESHOLD_KEY]), data, subjects, fmr, cache_dir
     )
     transfers = {DEFAULT_THRESHOLD_KEY: measured}
     if CLIP_THRESHOLD_KEY in meta:
@@ -393,6 +414,127 @@ def _carry_threshold(
             shifted[record_key] = json.dumps(provenance, sort_keys=True)
             typer.echo(f"{key} {transfer.threshold:.6f}: {transfer.describe(walks_used)}")
     return rewrite_metadata(derived, shifted)
+
+
+def transfer_threshold_command(
+    reference: Path = typer.Argument(
+        ...,
+        exists=True,
+        dir_okay=False,
+        help="ONNX model whose thresholds were calibrated on people it never saw.",
+    ),
+    derived: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="ONNX model with no held-out walks of its own."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", file_okay=False, help="Folder for calibration.json (and the clip's)."
+    ),
+    data: Path = typer.Option(
+        ..., "--data", exists=True, file_okay=False, help="OpenGait-layout root of the walks."
+    ),
+    subjects: str | None = typer.Option(
+        None, "--subjects", help="Measure on these subjects' walks (default: every subject)."
+    ),
+    target_fmr: float = typer.Option(
+        1e-3, "--target-fmr", min=1e-6, max=0.5, help="FMR at which the shift is measured."
+    ),
+    cache: Path | None = typer.Option(
+        None, "--cache", file_okay=False, help="Embedding cache of `gaitid eval --cache`."
+    ),
+) -> None:
+    """Calibrate a model that has no held-out people by carrying a calibrated model's thresholds.
+
+    A model trained on every available subject (the shipped one, continued on all of CASIA-B's
+    74) leaves no unseen walk to calibrate on. Its thresholds are then the reference's (the
+    same recipe's model that held subjects out and was calibrated on them), moved by how far the
+    FMR threshold moves from the reference to this model on the same walks, as `gaitid
+    quantize` carries a threshold to the int8 file. Writes OUT/calibration.json for `gaitid
+    export --threshold-from` and, when the reference has a clip threshold measured as a route
+    shift, OUT/clip-calibration.json for `--clip-threshold-from` (the reference's route shift,
+    kept). The walks may be ones both models trained on: say which in the model card, and
+    check the shift on walks neither saw (e.g. `gaitid synth`) with a second run.
+    """
+    from gaitid.errors import EXIT_BAD_INPUT
+    from gaitid.training.data.errors import DatasetError
+    from gaitid.training.evaluation.extract import ModelFileError
+    from gaitid.training.evaluation.protocols import ProtocolError
+
+    try:
+        records = _transferred_calibrations(reference, derived, data, subjects, target_fmr, cache)
+    except (DatasetError, ContractError, ProtocolError, ModelFileError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from exc
+    out.mkdir(parents=True, exist_ok=True)
+    for name, record in records.items():
+        (out / name).write_text(json.dumps(record, indent=2) + "\n")
+        typer.echo(f"wrote {out / name}: threshold {record['threshold']:.6f}")
+
+
+def _transferred_calibrations(
+    reference: Path,
+    derived: Path,
+    data: Path,
+    subjects: str | None,
+    fmr: float,
+    cache_dir: Path | None,
+) -> dict[str, dict[str, Any]]:
+    """``{file name: calibration record}`` of ``derived`` carried from ``reference``."""
+    import onnxruntime as ort
+
+    from gaitid.contract import CLIP_THRESHOLD_CALIBRATION_KEY, read_metadata
+    from gaitid.training.evaluation.protocols import ProtocolError
+
+    raws = [
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        .get_modelmeta()
+        .custom_metadata_map
+        for path in (reference, derived)
+    ]
+    metas = [read_metadata(raw) for raw in raws]
+    if metas[0].default_threshold is None:
+        raise ProtocolError(f"{reference} has no calibrated default_threshold to carry")
+    if metas[0].test_time_shifts != metas[1].test_time_shifts:
+        raise ProtocolError(
+            f"{reference.name} averages the shift set {metas[0].test_time_shifts!r} and "
+            f"{derived.name} {metas[1].test_time_shifts!r}: their thresholds are of different "
+            "embedding functions"
+        )
+    measured = _measure_transfer(
+        reference, derived, metas[0].default_threshold, data, subjects, fmr, cache_dir
+    )
+    walks_used = f"{data.resolve().name}, subjects {subjects or 'all'}"
+    named = f"reference ({reference.name})"
+    typer.echo(
+        f"default_threshold {measured.threshold:.6f}: "
+        f"{measured.describe(walks_used, reference=named)}"
+    )
+    base = {
+        "model": derived.name,
+        "test_time_shifts": metas[1].test_time_shifts,
+        "target_fmr": fmr,
+        "subjects": [f"{walks_used} (transfer from {reference.name})"],
+    }
+    transfer = measured.provenance(walks_used, None, reference="reference") | {
+        "reference": metas[0].version
+    }
+    records = {
+        "calibration.json": {
+            **base,
+            "probes": "silhouettes",
+            "threshold": measured.threshold,
+            "transfer": transfer,
+        }
+    }
+    clip_record = json.loads(raws[0].get(CLIP_THRESHOLD_CALIBRATION_KEY) or "{}")
+    if metas[0].clip_threshold is not None and "route_shift" in clip_record:
+        records["clip-calibration.json"] = {
+            **base,
+            "probes": clip_record.get("probes", "clip walks"),
+            "threshold": metas[0].clip_threshold + measured.shift,
+            "route_shift": clip_record["route_shift"],
+            "transfer": transfer,
+        }
+    return records
 
 
 def model_info_command(

@@ -370,4 +370,6 @@ def read_threshold(path: Path) -> tuple[float, dict[str, Any]]:
     }
     if record.get("route_shift") is not None:
         provenance["route_shift"] = record["route_shift"]
+    if record.get("transfer") is not None:  # carried from another model (transfer-threshold)
+        provenance["transfer"] = record["transfer"]
     return threshold, provenance

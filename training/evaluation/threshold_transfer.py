@@ -50,31 +50,35 @@ class ThresholdTransfer:
     def shift(self) -> float:
         return self.derived_at_fmr - self.reference_at_fmr
 
-    def provenance(self, walks: str, carried: str | None) -> dict[str, Any]:
+    def provenance(
+        self, walks: str, carried: str | None, *, reference: str = "float32"
+    ) -> dict[str, Any]:
         """The derived model's ``threshold_calibration`` record (JSON in its metadata):
-        this transfer, and ``carried``, the reference's own record, kept as it was."""
+        this transfer, and ``carried``, the reference's own record, kept as it was.
+        ``reference`` names the reference model in the keys (``float32`` for int8 files)."""
         record: dict[str, Any] = {
             "target_fmr": self.target_fmr,
-            "transferred_from_float32": self.calibrated,
+            f"transferred_from_{reference}": self.calibrated,
             "shift": round(self.shift, 6),
             "shift_measured_on": walks,
-            "float32_threshold_at_fmr": round(self.reference_at_fmr, 6),
+            f"{reference}_threshold_at_fmr": round(self.reference_at_fmr, 6),
             "derived_threshold_at_fmr": round(self.derived_at_fmr, 6),
             "impostor_scores": self.impostor_scores,
         }
         if carried:
             try:
-                record["float32_calibration"] = json.loads(carried)
+                record[f"{reference}_calibration"] = json.loads(carried)
             except ValueError:
-                record["float32_calibration"] = carried
+                record[f"{reference}_calibration"] = carried
         return record
 
-    def describe(self, walks: str) -> str:
-        """One line saying what was done, for a person."""
+    def describe(self, walks: str, *, reference: str = "float32") -> str:
+        """One line saying what was done, for a person (``reference`` names the model the
+        threshold came from)."""
         return (
-            f"{self.calibrated:.4f} of the float32 model shifted by {self.shift:+.4f}, the move "
-            f"of the FMR <= {self.target_fmr:g} threshold (identity regime, "
-            f"{self.impostor_scores} impostor scores) from float32 to this model on {walks} "
+            f"{self.calibrated:.4f} of the {reference} model shifted by {self.shift:+.4f}, the "
+            f"move of the FMR <= {self.target_fmr:g} threshold (identity regime, "
+            f"{self.impostor_scores} impostor scores) from {reference} to this model on {walks} "
             f"({self.reference_at_fmr:.4f} -> {self.derived_at_fmr:.4f})"
         )
 
