@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 
 from gaitid.contract import DEFAULT_TEST_TIME_SHIFTS, ContractError, shift_offsets
+
+if TYPE_CHECKING:
+    from gaitid.training.evaluation.threshold_transfer import ThresholdTransfer
 
 
 def register(app: typer.Typer) -> None:
@@ -351,7 +354,7 @@ def _measure_transfer(
     subjects: str | None,
     fmr: float,
     cache_dir: Path | None,
-) -> Any:
+) -> ThresholdTransfer:
     """``threshold_transfer.transfer_threshold`` of two ONNX files on the walks of ``subjects``
     (every subject of ``data`` when ``None``): ``calibrated`` moved by the derived model's
     shift."""
@@ -481,7 +484,11 @@ def _transferred_calibrations(
     """``{file name: calibration record}`` of ``derived`` carried from ``reference``."""
     import onnxruntime as ort
 
-    from gaitid.contract import CLIP_THRESHOLD_CALIBRATION_KEY, read_metadata
+    from gaitid.contract import (
+        CLIP_THRESHOLD_CALIBRATION_KEY,
+        DEFAULT_THRESHOLD_CALIBRATION_KEY,
+        read_metadata,
+    )
     from gaitid.training.evaluation.protocols import ProtocolError
 
     raws = [
@@ -512,11 +519,12 @@ def _transferred_calibrations(
         "model": derived.name,
         "test_time_shifts": metas[1].test_time_shifts,
         "target_fmr": fmr,
-        "subjects": [f"{walks_used} (transfer from {reference.name})"],
+        "subjects": list(measured.subjects),
     }
-    transfer = measured.provenance(walks_used, None, reference="reference") | {
-        "reference": metas[0].version
-    }
+    # the reference's own calibration record (people it never saw) travels with the transfer
+    transfer = measured.provenance(
+        walks_used, raws[0].get(DEFAULT_THRESHOLD_CALIBRATION_KEY), reference="reference"
+    ) | {"reference": metas[0].version}
     records = {
         "calibration.json": {
             **base,

@@ -40,6 +40,7 @@ def models(tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         base / "reference.onnx",
         version="ref-1",
         default_threshold="0.400000",
+        threshold_calibration=json.dumps({"calibrated_on": "ref, subjects 063"}),
         clip_threshold="0.412500",
         clip_threshold_calibration=clip_record,
     )
@@ -76,6 +77,11 @@ def test_thresholds_move_by_the_shift_measured_on_the_same_walks(
     assert transfer["reference"] == "ref-1" and transfer["transferred_from_reference"] == 0.4
     assert transfer["shift"] == pytest.approx(shift, abs=1e-6)
     assert "data, subjects 001-003" in transfer["shift_measured_on"]
+    # the reference's own calibration travels with it; the record says what was measured where
+    assert transfer["reference_calibration"] == {"calibrated_on": "ref, subjects 063"}
+    assert provenance["calibrated_on"].startswith("carried from ref-1 by the shift measured on")
+    written = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert written["subjects"] == ["001", "002", "003"]
     assert provenance["probes"] == "silhouettes" and provenance["test_time_shifts"] == "cross"
     assert "0.4000 of the reference (reference.onnx) model shifted by" in result.output
     # the clip threshold: the carried default moved by the reference's own route shift, as

@@ -370,6 +370,10 @@ def read_threshold(path: Path) -> tuple[float, dict[str, Any]]:
     }
     if record.get("route_shift") is not None:
         provenance["route_shift"] = record["route_shift"]
-    if record.get("transfer") is not None:  # carried from another model (transfer-threshold)
-        provenance["transfer"] = record["transfer"]
+    if (transfer := record.get("transfer")) is not None:  # `gaitid transfer-threshold`
+        provenance["transfer"] = transfer
+        provenance["calibrated_on"] = (
+            f"carried from {transfer.get('reference', '?')} by the shift measured on "
+            f"{transfer.get('shift_measured_on', '?')}"
+        )
     return threshold, provenance

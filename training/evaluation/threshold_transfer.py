@@ -45,6 +45,7 @@ class ThresholdTransfer:
     derived_at_fmr: float  # the derived model's, same walks, same FMR
     target_fmr: float
     impostor_scores: int
+    subjects: tuple[str, ...] = ()  # whose walks the shift was measured on
 
     @property
     def shift(self) -> float:
@@ -161,4 +162,5 @@ def transfer_threshold(
         derived_at_fmr=derived_at,
         target_fmr=target_fmr,
         impostor_scores=int(reference_scores.size),
+        subjects=tuple(str(s) for s in np.unique(reference.subjects)),
     )
