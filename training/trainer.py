@@ -116,7 +116,7 @@ def _carried_classifier(
             f"this model's {tuple(fresh.shape)} (another variant?)"
         )
     column = {str(name): i for i, name in enumerate(known)}
-    shared = [(j, column[str(name)]) for j, name in enumerate(label_names) if name in column]
+    shared = [(j, column[str(n)]) for j, n in enumerate(label_names) if str(n) in column]
     if not shared:
         raise TrainingError(
             "init.keep_identities: this run trains none of the checkpoint's identities"
