@@ -406,8 +406,9 @@ def _carry_threshold(
     transfers = {DEFAULT_THRESHOLD_KEY: measured}
     if CLIP_THRESHOLD_KEY in meta:
         clip = float(meta[CLIP_THRESHOLD_KEY])
-        shifted_clip = min(1.0, max(-1.0, clip + measured.shift))
-        transfers[CLIP_THRESHOLD_KEY] = replace(measured, calibrated=clip, threshold=shifted_clip)
+        transfers[CLIP_THRESHOLD_KEY] = replace(
+            measured, calibrated=clip, threshold=measured.moved(clip)
+        )
     walks_used = f"subjects {subjects}"
     shifted = dict(meta)
     for key, record_key in THRESHOLD_KEYS:
@@ -538,7 +539,7 @@ def _transferred_calibrations(
         records["clip-calibration.json"] = {
             **base,
             "probes": clip_record.get("probes", "clip walks"),
-            "threshold": metas[0].clip_threshold + measured.shift,
+            "threshold": measured.moved(metas[0].clip_threshold),
             "route_shift": clip_record["route_shift"],
             "transfer": transfer,
         }

@@ -172,6 +172,7 @@ def test_continuing_on_more_identities_keeps_the_known_ones_classifier_weights(
     """``init.keep_identities``: the two subjects the checkpoint trained on keep their classifier
     columns (matched by subject id, not position), the two new ones start random, and every
     other weight is the checkpoint's."""
+    from gaitid.training.distributed import init_distributed
     from gaitid.training.trainer import _carried_classifier
 
     checkpoint = uninterrupted / "checkpoints" / "last.pt"
@@ -194,7 +195,8 @@ def test_continuing_on_more_identities_keeps_the_known_ones_classifier_weights(
     cfg = load_config(
         write_config(tiny_config(synthetic_root, data=data, init=init, schedule=schedule))
     )
-    model = Trainer(cfg, tmp_path / "more")._build_model(["001", "002", "003", "004"], _cpu())
+    single = init_distributed("cpu")
+    model = Trainer(cfg, tmp_path / "more")._build_model(["001", "002", "003", "004"], single)
     weights = model.state_dict()
     assert torch.equal(weights["bnneck.classifier.weight"][..., :2], known)
     assert all(
@@ -204,9 +206,3 @@ def test_continuing_on_more_identities_keeps_the_known_ones_classifier_weights(
     tuned = load_checkpoint(tmp_path / "more" / "checkpoints" / "last.pt")
     assert tuned["labels"] == ["001", "002", "003", "004"]
     assert tuned["model"]["bnneck.classifier.weight"].shape[-1] == 4
-
-
-def _cpu() -> Any:
-    from gaitid.training.distributed import DistContext
-
-    return DistContext(rank=0, world_size=1, device=torch.device("cpu"))

@@ -35,6 +35,11 @@ from gaitid.training.evaluation.open_set import threshold_at_fmr, verification_s
 from gaitid.training.evaluation.protocols import CASIA_B_GALLERY, FeatureSet, ProtocolError
 
 
+def _as_cosine(score: float) -> float:
+    """``score`` kept inside the cosine range [-1, 1] a threshold must lie in."""
+    return min(1.0, max(-1.0, score))
+
+
 @dataclass(frozen=True)
 class ThresholdTransfer:
     """The derived model's threshold and the measurements it rests on."""
@@ -50,6 +55,10 @@ class ThresholdTransfer:
     @property
     def shift(self) -> float:
         return self.derived_at_fmr - self.reference_at_fmr
+
+    def moved(self, threshold: float) -> float:
+        """Another threshold of the reference (e.g. its clip threshold) moved by this shift."""
+        return _as_cosine(threshold + self.shift)
 
     def provenance(
         self, walks: str, carried: str | None, *, reference: str = "float32"
@@ -133,7 +142,7 @@ def route_threshold(default_threshold: float, record: Mapping[str, Any]) -> floa
         shift = float(record["shift"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"not a route-shift record: {exc}") from exc
-    return min(1.0, max(-1.0, default_threshold + shift))
+    return _as_cosine(default_threshold + shift)
 
 
 def transfer_threshold(
@@ -154,7 +163,7 @@ def transfer_threshold(
     derived_scores = verification_scores(derived)["identity"].impostor
     reference_at = threshold_at_fmr(reference_scores, target_fmr)
     derived_at = threshold_at_fmr(derived_scores, target_fmr)
-    threshold = min(1.0, max(-1.0, calibrated + derived_at - reference_at))
+    threshold = _as_cosine(calibrated + derived_at - reference_at)
     return ThresholdTransfer(
         threshold=threshold,
         calibrated=calibrated,
