@@ -136,7 +136,7 @@ def export_command(
         export_onnx,
         export_random_init,
         load_checkpoint_model,
-        variant_name,
+        network_variant,
         write_weights,
     )
 
@@ -170,7 +170,7 @@ def export_command(
                 param_hint="--shifts",
             )
         metadata = {
-            "variant": str(meta.get("variant") or variant_name(model.config)),
+            "variant": str(meta.get("variant") or network_variant(model)),
             "version": version or str(meta.get("version") or f"{__version__}+{checkpoint.stem}"),
             "training_data": training_data
             or str(meta.get("training_data") or meta.get("data") or "unknown"),

@@ -44,6 +44,7 @@ from gaitid.errors import GaitidError
 from gaitid.model.config import VARIANTS, LMGCSConfig
 from gaitid.model.e3d_frames import FrameMajorE3D
 from gaitid.model.e3d_tiled import TiledE3D
+from gaitid.model.ensemble import GaitNetwork, LMGCSEnsemble
 from gaitid.model.layers.conv3d_as_2d import stack_time_in_conv3d
 from gaitid.model.lmgcs import LMGCS, EmbeddingOnly
 from gaitid.model.registry import create_model
@@ -66,6 +67,11 @@ class CheckpointError(GaitidError, ValueError):
     """A checkpoint file that is not in the trainer's format."""
 
 
+#: The key of an ensemble checkpoint's list of members (each ``model_config``, ``num_classes``,
+#: ``labels``, ``meta``).
+ENSEMBLE_MEMBERS_KEY = "members"
+
+
 class _HalfPrecision(nn.Module):
     """float32 in -> network in float16 -> float32 out (the contract's I/O stays float32)."""
 
@@ -86,7 +92,24 @@ def variant_name(config: LMGCSConfig) -> str:
     return "custom"
 
 
-def describe_embedding(model: LMGCS) -> str:
+def network_variant(model: GaitNetwork) -> str:
+    """:func:`variant_name` of a network; an ensemble's members' joined by ``+`` (``lite+lite``)."""
+    if isinstance(model, LMGCSEnsemble):
+        return "+".join(variant_name(config) for config in model.member_configs)
+    return variant_name(model.config)
+
+
+def model_config_json(model: GaitNetwork) -> str:
+    """The ``model_config`` metadata of an export: the network's config, or an ensemble's list
+    of member configs."""
+    if isinstance(model, LMGCSEnsemble):
+        configs: object = [config.model_dump() for config in model.member_configs]
+    else:
+        configs = model.config.model_dump()
+    return json.dumps(configs, sort_keys=True)
+
+
+def describe_embedding(model: GaitNetwork) -> str:
     """How the model's 256-d embedding was made, for the ONNX metadata (``embedding`` key)."""
     if model.embedding_head.is_fitted:
         return "pca+within-class whitening of part-normalised part features (fitted)"
@@ -94,7 +117,7 @@ def describe_embedding(model: LMGCS) -> str:
 
 
 def export_onnx(
-    model: LMGCS,
+    model: GaitNetwork,
     out: Path,
     *,
     metadata: dict[str, str],
@@ -123,15 +146,16 @@ def export_onnx(
 
     props = build_metadata(
         {**metadata, TEST_TIME_SHIFTS_KEY: shifts},
-        model_config_json=json.dumps(model.config.model_dump(), sort_keys=True),
+        model_config_json=model_config_json(model),
         fp16=fp16,
     )
     props.setdefault("embedding", describe_embedding(model))
     network = copy.deepcopy(model).cpu().float().eval()
-    if backbone == "tiled":
-        network.backbone = TiledE3D(network.backbone)  # type: ignore[assignment]
-    elif backbone == "frame-major":
-        network.backbone = FrameMajorE3D(network.backbone)  # type: ignore[assignment]
+    for member in network.networks if isinstance(network, LMGCSEnsemble) else [network]:
+        if backbone == "tiled":
+            member.backbone = TiledE3D(member.backbone)  # type: ignore[assignment]
+        elif backbone == "frame-major":
+            member.backbone = FrameMajorE3D(member.backbone)  # type: ignore[assignment]
     graph: nn.Module = EmbeddingOnly(network).eval()
     if backbone == "time-stacked":
         stack_time_in_conv3d(graph)
@@ -233,7 +257,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def load_checkpoint_model(path: Path) -> tuple[LMGCS, dict[str, Any]]:
+def load_checkpoint_model(path: Path) -> tuple[GaitNetwork, dict[str, Any]]:
     """Rebuild the network saved by the trainer; returns ``(model in eval mode, checkpoint)``.
 
     The trainer writes ``torch.save({"model": state_dict, "model_config": config dict,
@@ -244,20 +268,22 @@ def load_checkpoint_model(path: Path) -> tuple[LMGCS, dict[str, Any]]:
     return checkpoint_model(checkpoint, path), checkpoint
 
 
-def checkpoint_model(checkpoint: dict[str, Any], source: Path | str) -> LMGCS:
+def checkpoint_model(checkpoint: dict[str, Any], source: Path | str) -> GaitNetwork:
     """The network (in eval mode) of a checkpoint dict already in memory (a file's, or one
     computed, like an average of checkpoints); weights must match the config exactly (strict
-    load). ``source`` names it in errors."""
-    missing = [key for key in ("model", "model_config", "num_classes") if key not in checkpoint]
-    if missing:
-        raise CheckpointError(
-            f"checkpoint {source} lacks {missing}; expected keys model, model_config, "
-            "num_classes, meta (the format `gaitid train` writes)"
+    load). ``source`` names it in errors. A checkpoint with ``members`` (``gaitid ensemble``)
+    is an :class:`LMGCSEnsemble`: one ``model_config`` and ``num_classes`` per member."""
+    if ENSEMBLE_MEMBERS_KEY in checkpoint:
+        members = checkpoint[ENSEMBLE_MEMBERS_KEY]
+        if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+            raise CheckpointError(f"checkpoint {source}: members must be a list of dicts")
+        model: GaitNetwork = LMGCSEnsemble(
+            [_member_config(member, f"{source} member {i}") for i, member in enumerate(members)]
         )
-    config = LMGCSConfig.model_validate(
-        {**checkpoint["model_config"], "num_classes": int(checkpoint["num_classes"])}
-    )
-    model = LMGCS(config)
+    else:
+        model = LMGCS(_member_config(checkpoint, source))
+    if "model" not in checkpoint:
+        raise CheckpointError(f"checkpoint {source} lacks its weights ('model')")
     try:
         model.load_state_dict(checkpoint["model"], strict=True)
     except RuntimeError as exc:
@@ -265,25 +291,51 @@ def checkpoint_model(checkpoint: dict[str, Any], source: Path | str) -> LMGCS:
     return model.eval()
 
 
+def _member_config(checkpoint: dict[str, Any], source: Path | str) -> LMGCSConfig:
+    """The network config of a checkpoint (or of one member of an ensemble checkpoint)."""
+    missing = [key for key in ("model_config", "num_classes") if key not in checkpoint]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {source} lacks {missing}; expected keys model, model_config, "
+            "num_classes, meta (the format `gaitid train` writes)"
+        )
+    return LMGCSConfig.model_validate(
+        {**checkpoint["model_config"], "num_classes": int(checkpoint["num_classes"])}
+    )
+
+
 #: Training-config keys that hold local paths: left out of shipped weights.
 _LOCAL_PATH_KEYS = ("output_dir", "init")
 _LOCAL_DATA_KEYS = ("root", "partition", "clip_walks")
 
 
-def write_weights(
-    model: LMGCS, checkpoint: dict[str, Any], out: Path, metadata: dict[str, str]
-) -> Path:
-    """Write the weights-only file that ships beside the ONNX model (for fine-tuning).
-
-    It holds what ``load_checkpoint_model`` and a training config's ``init`` read (``model``,
-    ``model_config``, ``num_classes``, ``meta``) plus the recipe it was trained with, without
-    optimiser or RNG state and without any local path (data root, partition, run folder).
-    """
+def member_description(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """What a weights file keeps of one network's checkpoint besides its weights and meta:
+    ``model_config``, ``num_classes``, ``labels`` and the recipe it was trained with, the
+    recipe without local paths (data root, partition, run folder, init)."""
     # a run's checkpoint holds its config; a weights file re-exported holds its recipe
     config = dict(checkpoint.get("config") or checkpoint.get("recipe") or {})
     recipe = {k: v for k, v in config.items() if k not in _LOCAL_PATH_KEYS}
     if isinstance(recipe.get("data"), dict):
         recipe["data"] = {k: v for k, v in recipe["data"].items() if k not in _LOCAL_DATA_KEYS}
+    return {
+        "model_config": dict(checkpoint["model_config"]),
+        "num_classes": int(checkpoint["num_classes"]),
+        "labels": list(checkpoint.get("labels") or []),
+        "recipe": recipe,
+    }
+
+
+def write_weights(
+    model: GaitNetwork, checkpoint: dict[str, Any], out: Path, metadata: dict[str, str]
+) -> Path:
+    """Write the weights-only file that ships beside the ONNX model (for fine-tuning).
+
+    It holds what ``load_checkpoint_model`` and a training config's ``init`` read (``model``,
+    ``model_config``, ``num_classes``, ``meta``) plus the recipe it was trained with, without
+    optimiser or RNG state and without any local path (data root, partition, run folder); an
+    ensemble's holds its members' descriptions instead (:func:`member_description`).
+    """
     meta = dict(checkpoint.get("meta") or {})
     meta.update({k: metadata[k] for k in ("variant", "version", "training_data")})
     if TEST_TIME_SHIFTS_KEY in metadata:  # the embedding function its thresholds hold for
@@ -291,14 +343,15 @@ def write_weights(
     for key in itertools.chain.from_iterable(THRESHOLD_KEYS):  # thresholds and their records
         if key in metadata:
             meta[key] = metadata[key]
-    state = {
-        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "model_config": model.config.model_dump(),
-        "num_classes": int(checkpoint["num_classes"]),
-        "meta": meta,
-        "recipe": recipe,
-        "labels": list(checkpoint.get("labels") or []),
-    }
+    weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state: dict[str, Any] = {"model": weights, "meta": meta}
+    if isinstance(model, LMGCSEnsemble):
+        state[ENSEMBLE_MEMBERS_KEY] = [
+            {**member_description(member), "meta": dict(member.get("meta") or {})}
+            for member in checkpoint[ENSEMBLE_MEMBERS_KEY]
+        ]
+    else:
+        state.update(member_description(checkpoint))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, out)

@@ -104,10 +104,15 @@ class LMGCS(nn.Module):
         readout = self.gsfe(stripes, mask) if self.gsfe is not None else pooled
         return LMGCSFeatures(pooled=pooled, readout=readout)
 
+    def test_features(self, features: LMGCSFeatures) -> Tensor:
+        """The paper's test-time part features G(O) ``[N, P, D]`` (G(C^max) with GSFE off):
+        what the part-wise distance compares and the embedding head reduces."""
+        return self.fc(features.readout if self.gsfe is not None else features.pooled)
+
     def forward_head(self, features: LMGCSFeatures) -> GaitOutput:
         """FC mapping G, BNNeck classifier and the 256-d embedding (fixed reduction of G(O))."""
         tri1 = self.fc(features.pooled)  # [N, P, D]
-        tri2 = self.fc(features.readout) if self.gsfe is not None else tri1
+        tri2 = self.test_features(features) if self.gsfe is not None else tri1
         logits = self.bnneck(tri2) if self.bnneck is not None else None
         embedding = self.embedding_head(tri2)  # [N, P, D] -> [N, 256], unit length
         return GaitOutput(
@@ -125,9 +130,9 @@ class LMGCS(nn.Module):
 class EmbeddingOnly(nn.Module):
     """The exported graph: silhouettes + lengths -> embedding only (no classifier)."""
 
-    def __init__(self, model: LMGCS) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model = model  # an LMGCS, or anything returning its GaitOutput (an ensemble)
 
     def forward(self, silhouettes: Tensor, lengths: Tensor) -> Tensor:
         return self.model(silhouettes, lengths).embedding

@@ -27,6 +27,7 @@ def register(app: typer.Typer) -> None:
     app.command("clip-walks")(clip_walks)
     from gaitid.training.train_commands import (  # cheap: no torch at import
         average_command,
+        ensemble_command,
         eval_command,
         fit_embedding_command,
         train_command,
@@ -36,6 +37,7 @@ def register(app: typer.Typer) -> None:
     app.command("eval")(eval_command)
     app.command("fit-embedding")(fit_embedding_command)
     app.command("average")(average_command)
+    app.command("ensemble")(ensemble_command)
 
 
 def _fail(message: str) -> typer.Exit:

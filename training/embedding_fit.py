@@ -33,7 +33,7 @@ from gaitid.errors import GaitidError
 if TYPE_CHECKING:
     import torch
 
-    from gaitid.model.lmgcs import LMGCS
+    from gaitid.model.ensemble import GaitNetwork
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def middle_window(walk: NDArray[np.uint8], max_frames: int | None) -> NDArray[np
 
 
 def fit_embedding(
-    model: LMGCS,
+    model: GaitNetwork,
     walks: Sequence[NDArray[np.uint8]],
     labels: Sequence[int],
     *,

@@ -489,6 +489,52 @@ def average_command(
     typer.echo(f"wrote {save_checkpoint(averaged, out)}")
 
 
+def ensemble_command(
+    checkpoints: Annotated[
+        list[Path],
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            help="Networks trained independently (checkpoints or shipped weights files).",
+        ),
+    ],
+    data: _FitData,
+    out: Annotated[Path, typer.Option(dir_okay=False, help="Write the ensemble here.")],
+    version: Annotated[
+        str | None,
+        typer.Option(help="The ensemble's version (default: the members' versions joined)."),
+    ] = None,
+    subjects: _FitSubjects = None,
+    clip_walks: _FitClipWalks = None,
+    max_walks: _FitMaxWalks = 4000,
+    max_frames: _FitMaxFrames = None,
+    regularization: _FitRegularization = 1.0,
+    seed: _FitSeed = 0,
+    device: _FitDevice = EvalDevice.cpu,
+) -> None:
+    """Join independently trained networks into one embedding and fit its 256-d head.
+
+    The members' part features are read side by side and one head (PCA + within-class
+    whitening, as `gaitid fit-embedding`) maps them to the service's embedding
+    (`model.ensemble`). The result exports, evaluates and calibrates like one network's
+    checkpoint; its held-out subjects are those no member trained on.
+    """
+    from gaitid.model.export import CheckpointError
+    from gaitid.training.checkpoint import save_checkpoint
+    from gaitid.training.ensemble import ensemble_checkpoint
+
+    if out.resolve() in {path.resolve() for path in checkpoints}:
+        raise _fail(f"--out {out} is one of the members; write the ensemble elsewhere")
+    try:
+        joined = ensemble_checkpoint(checkpoints, version=version)
+    except CheckpointError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(f"joined {len(checkpoints)} networks as {joined['meta']['variant']}")
+    fit = _HeadFit(data, subjects, clip_walks, max_walks, max_frames, regularization, seed, device)
+    _refit_embedding(joined, f"the ensemble of {len(checkpoints)} networks", fit)
+    typer.echo(f"wrote {save_checkpoint(joined, out)}")
+
+
 def _refit_embedding(state: dict[str, Any], source: str, fit: _HeadFit) -> None:
     """Fit the 256-d head of the checkpoint dict ``state`` (named ``source`` in errors) as
     ``fit`` says, in place: its weights and ``meta.embedding_fit``."""
