@@ -213,6 +213,9 @@ class InitConfig(_Section):
     # classifier keeps the checkpoint's weights for every identity both runs train on (matched
     # by subject id), the others start random, instead of the whole classifier starting random
     keep_identities: bool = False
+    # an ensemble checkpoint (`gaitid ensemble`, e.g. the shipped weights): the member whose
+    # network this run continues (0-based; `gaitid train --init-member`); None for one network
+    member: int | None = Field(None, ge=0)
 
 
 class TrainConfig(_Section):

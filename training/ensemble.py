@@ -30,7 +30,7 @@ from gaitid.model.export import (
 )
 from gaitid.model.lmgcs import LMGCS
 
-__all__ = ["ensemble_checkpoint"]
+__all__ = ["chosen_network", "ensemble_checkpoint"]
 
 #: A member's metadata that describes its own embedding function, not the ensemble's.
 _MEMBER_ONLY_META = (
@@ -106,3 +106,29 @@ def _joined_version(versions: Sequence[str]) -> str:
     """``0.1.0+a.it1+b.it2`` from ``0.1.0+a.it1`` and ``0.1.0+b.it2`` (the package prefix once)."""
     prefix = f"{__version__}+"
     return prefix + "+".join(v.removeprefix(prefix) for v in versions)
+
+
+def chosen_network(state: dict[str, Any], member: int | None) -> dict[str, Any]:
+    """The one network a checkpoint dict holds to continue training from: ``state`` itself,
+    or member ``member`` of an ensemble as a one-network checkpoint (its weights, config,
+    identities and metadata, as it was before it joined). Raises :class:`CheckpointError` when
+    an ensemble is given without a member, a member that is not there, or a member index for a
+    checkpoint of one network."""
+    members = state.get(ENSEMBLE_MEMBERS_KEY)
+    if members is None:
+        if member is not None:
+            raise CheckpointError(f"it holds one network, not an ensemble: no member {member}")
+        return state
+    if member is None:
+        versions = ", ".join(
+            f"{i}: {m.get('meta', {}).get('version', '?')}" for i, m in enumerate(members)
+        )
+        raise CheckpointError(
+            f"it is an ensemble of {len(members)} networks ({versions}): training continues "
+            "one network, so choose it (init.member, `gaitid train --init-member N`)"
+        )
+    if not 0 <= member < len(members):
+        raise CheckpointError(f"it has members 0..{len(members) - 1}, not {member}")
+    prefix = f"members.{member}."
+    weights = {k[len(prefix) :]: v for k, v in state["model"].items() if k.startswith(prefix)}
+    return {**members[member], "model": weights}

@@ -104,6 +104,13 @@ def train_command(
         help="Seed of the batches and the init (sets seed; a continued run "
         "should not repeat the batches of the run it continues).",
     ),
+    init_member: int | None = typer.Option(
+        None,
+        "--init-member",
+        min=0,
+        help="With --init of an ensemble (`gaitid ensemble`): the member network to continue "
+        "(0-based; sets init.member).",
+    ),
 ) -> None:
     """Train an LMGCS network from a validated config (unknown keys are an error)."""
     from gaitid.training.checkpoint import CheckpointError
@@ -127,6 +134,8 @@ def train_command(
             overrides["seed"] = seed
         if init is not None:  # relative to where the command was typed, not to the config
             overrides["init"] = {"checkpoint": str(init.resolve())}
+        if init_member is not None:
+            overrides["init"] = {**overrides.get("init", {}), "member": init_member}
         if overrides:
             cfg = load_config(config, overrides)
     except ConfigError as exc:

@@ -212,7 +212,12 @@ class Trainer:
 
         Returns the metadata of the checkpoint they came from (its version and iterations).
         """
-        state = load_checkpoint(init.checkpoint)
+        from gaitid.training.ensemble import chosen_network
+
+        try:
+            state = chosen_network(load_checkpoint(init.checkpoint), init.member)
+        except CheckpointError as exc:
+            raise TrainingError(f"init checkpoint {init.checkpoint}: {exc}") from exc
         names = [n for n, _ in model.named_parameters()]
         top = sorted({n.split(".")[0] for n in names})
         for prefix in [*init.freeze, *init.new_modules]:

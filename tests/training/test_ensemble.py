@@ -119,3 +119,27 @@ def test_ensemble_command_fits_a_head_that_exports_to_the_same_embedding(
         "iter-0000004.pt",
     ]
     assert str(tmp_path) not in repr(read_checkpoint(weights))
+
+
+def test_training_continues_one_chosen_member_of_an_ensemble(
+    uninterrupted: Path, synthetic_root: Path, tmp_path: Path
+) -> None:
+    import yaml
+
+    from tests.training.conftest import tiny_config
+
+    first, second = _members(uninterrupted)
+    joined = save_checkpoint(ensemble_checkpoint([first, second]), tmp_path / "ensemble.pt")
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(synthetic_root)))
+    args = ["train", str(config), "--init", str(joined), "--stop-after", "1"]
+    unchosen = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert unchosen.exit_code == 2 and "ensemble of 2 networks" in unchosen.output
+    missing = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--init-member", "2"])
+    assert missing.exit_code == 2 and "members 0..1, not 2" in missing.output
+    run = tmp_path / "c"
+    chosen = CliRunner().invoke(app, [*args, "--out", str(run), "--init-member", "1"])
+    assert chosen.exit_code == 0, chosen.output
+    meta = read_checkpoint(run / "checkpoints" / "last.pt")["meta"]
+    assert meta["continued_from"] == read_checkpoint(second)["meta"]["version"]
+    assert meta["total_iterations"] == 4 + 1
