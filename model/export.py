@@ -44,7 +44,7 @@ from gaitid.errors import GaitidError
 from gaitid.model.config import VARIANTS, LMGCSConfig
 from gaitid.model.e3d_frames import FrameMajorE3D
 from gaitid.model.e3d_tiled import TiledE3D
-from gaitid.model.ensemble import GaitNetwork, LMGCSEnsemble
+from gaitid.model.ensemble import EnsembleError, GaitNetwork, LMGCSEnsemble
 from gaitid.model.layers.conv3d_as_2d import stack_time_in_conv3d
 from gaitid.model.lmgcs import LMGCS, EmbeddingOnly
 from gaitid.model.registry import create_model
@@ -277,9 +277,11 @@ def checkpoint_model(checkpoint: dict[str, Any], source: Path | str) -> GaitNetw
         members = checkpoint[ENSEMBLE_MEMBERS_KEY]
         if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
             raise CheckpointError(f"checkpoint {source}: members must be a list of dicts")
-        model: GaitNetwork = LMGCSEnsemble(
-            [_member_config(member, f"{source} member {i}") for i, member in enumerate(members)]
-        )
+        configs = [_member_config(m, f"{source} member {i}") for i, m in enumerate(members)]
+        try:
+            model: GaitNetwork = LMGCSEnsemble(configs)
+        except EnsembleError as exc:
+            raise CheckpointError(f"checkpoint {source}: {exc}") from exc
     else:
         model = LMGCS(_member_config(checkpoint, source))
     if "model" not in checkpoint:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -481,21 +482,10 @@ def average_command(
     (`trainer.keep_checkpoints`); the 256-d embedding is fitted again on the averaged network,
     as `gaitid fit-embedding` does (`training.weight_average`).
     """
-    from gaitid.model.export import CheckpointError
-    from gaitid.training.checkpoint import save_checkpoint
     from gaitid.training.weight_average import average_checkpoints
 
-    if out.resolve() in {path.resolve() for path in checkpoints}:
-        raise _fail(f"--out {out} is one of the checkpoints averaged; write the average elsewhere")
-    try:
-        averaged = average_checkpoints(checkpoints)
-    except CheckpointError as exc:
-        raise _fail(str(exc)) from exc
-    typer.echo(f"averaged {len(checkpoints)} checkpoints")
     fit = _HeadFit(data, subjects, clip_walks, max_walks, max_frames, regularization, seed, device)
-    _refit_embedding(averaged, f"the average of {len(checkpoints)} checkpoints", fit)
-    # written once, with its head: an average without one is no model
-    typer.echo(f"wrote {save_checkpoint(averaged, out)}")
+    _write_combined(checkpoints, out, average_checkpoints, "average", fit)
 
 
 def ensemble_command(
@@ -528,20 +518,36 @@ def ensemble_command(
     (`model.ensemble`). The result exports, evaluates and calibrates like one network's
     checkpoint; its held-out subjects are those no member trained on.
     """
-    from gaitid.model.export import CheckpointError
-    from gaitid.training.checkpoint import save_checkpoint
     from gaitid.training.ensemble import ensemble_checkpoint
 
+    fit = _HeadFit(data, subjects, clip_walks, max_walks, max_frames, regularization, seed, device)
+    _write_combined(
+        checkpoints, out, lambda paths: ensemble_checkpoint(paths, version=version), "ensemble", fit
+    )
+
+
+def _write_combined(
+    checkpoints: list[Path],
+    out: Path,
+    combine: Callable[[list[Path]], dict[str, Any]],
+    what: str,
+    fit: _HeadFit,
+) -> None:
+    """``gaitid average`` and ``gaitid ensemble``: ``combine`` the checkpoints into one
+    network (the ``what``), fit its 256-d head as ``fit`` says and write it to ``out``, once,
+    with its head: a combination without one is no model."""
+    from gaitid.model.export import CheckpointError
+    from gaitid.training.checkpoint import save_checkpoint
+
     if out.resolve() in {path.resolve() for path in checkpoints}:
-        raise _fail(f"--out {out} is one of the members; write the ensemble elsewhere")
+        raise _fail(f"--out {out} is one of the checkpoints given; write the {what} elsewhere")
     try:
-        joined = ensemble_checkpoint(checkpoints, version=version)
+        combined = combine(checkpoints)
     except CheckpointError as exc:
         raise _fail(str(exc)) from exc
-    typer.echo(f"joined {len(checkpoints)} networks as {joined['meta']['variant']}")
-    fit = _HeadFit(data, subjects, clip_walks, max_walks, max_frames, regularization, seed, device)
-    _refit_embedding(joined, f"the ensemble of {len(checkpoints)} networks", fit)
-    typer.echo(f"wrote {save_checkpoint(joined, out)}")
+    typer.echo(f"{what}: {len(checkpoints)} checkpoints, {combined['meta'].get('variant')}")
+    _refit_embedding(combined, f"the {what} of {len(checkpoints)} checkpoints", fit)
+    typer.echo(f"wrote {save_checkpoint(combined, out)}")
 
 
 def _refit_embedding(state: dict[str, Any], source: str, fit: _HeadFit) -> None:

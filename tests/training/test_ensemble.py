@@ -78,6 +78,10 @@ def test_an_ensemble_needs_two_distinct_plain_networks(uninterrupted: Path, tmp_
     del broken["members"][1]["num_classes"]
     with pytest.raises(CheckpointError, match="member 1 lacks"):
         checkpoint_model(broken, "broken")
+    alone = read_checkpoint(nested)
+    alone["members"] = alone["members"][:1]
+    with pytest.raises(CheckpointError, match="at least two members"):
+        checkpoint_model(alone, "alone")
 
 
 def test_ensemble_command_fits_a_head_that_exports_to_the_same_embedding(
