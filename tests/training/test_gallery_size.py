@@ -162,6 +162,28 @@ def test_beta_binomial_recovers_a_simulated_population() -> None:
     assert beta_binomial_rank1(alpha, beta, 0) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize(("probes", "single_beats"), [(84, 1), (94, 5), (37, 1)])
+def test_beta_binomial_without_overdispersion_is_the_binomial(
+    probes: int, single_beats: int
+) -> None:
+    # A 6-subject gallery (5 impostors, 4 where one subject lacks the view) where a few probes
+    # are each beaten by one impostor: the likelihood rises without end towards the binomial
+    # (alpha, beta -> infinity). A ratio of betaln there gave a real report a rank-1 of 1e113;
+    # the estimate must be the binomial's.
+    available = np.full(probes, 5)
+    available[-8:] = 4
+    beaten = np.zeros(probes, dtype=np.int64)
+    beaten[:single_beats] = 1
+    alpha, beta = beta_binomial_fit(beaten, available)
+    share = single_beats / available.sum()
+    assert beta_binomial_rank1(alpha, beta, 49) == pytest.approx((1.0 - share) ** 49, abs=1e-4)
+
+
+def test_beta_binomial_of_probes_never_beaten_is_certain() -> None:
+    alpha, beta = beta_binomial_fit(np.zeros(60, dtype=np.int64), np.full(60, 11))
+    assert beta_binomial_rank1(alpha, beta, 49) == pytest.approx(1.0, abs=1e-6)
+
+
 def test_the_estimate_holds_every_figure_and_refuses_what_it_cannot_say(
     held_out: FeatureSet, distractors: FeatureSet
 ) -> None:

@@ -238,28 +238,49 @@ def padded_rank1(counts: ImpostorCounts, distractor_subjects: int, views: int) -
     return _protocol_mean(counts, hit, views)[0]
 
 
+# Bounds of the fit's log-parameters. Where every probe is beaten by at most one impostor the
+# likelihood keeps rising as alpha and beta grow together (the binomial limit) or shrink
+# together (a two-point mixture); the bounds stop the search where the estimate no longer moves.
+_LOG_PARAM_BOUNDS = (-20.0, 20.0)
+
+
+def _rising_log(x: float, counts: NDArray[np.int64], top: int) -> NDArray[np.float64]:
+    """``log(x (x + 1) ... (x + n - 1))`` for each ``n`` in ``counts`` (the log rising
+    factorial), summed term by term so that it stays exact for any ``x``, where the difference
+    of two ``betaln`` of large arguments loses every digit."""
+    cumulative = np.concatenate(([0.0], np.cumsum(np.log(x + np.arange(top)))))
+    rising: NDArray[np.float64] = cumulative[counts]
+    return rising
+
+
 def beta_binomial_fit(
     beaten: NDArray[np.int64], available: NDArray[np.int64]
 ) -> tuple[float, float]:
     """Maximum-likelihood ``(alpha, beta)`` of a beta-binomial for ``beaten`` of ``available``:
     the share of impostors that beat a probe, as a Beta distribution over probes."""
-    beaten = np.asarray(beaten, dtype=np.float64)
-    available = np.asarray(available, dtype=np.float64)
-    if beaten.size == 0:
+    hits = np.asarray(beaten, dtype=np.int64)
+    totals = np.asarray(available, dtype=np.int64)
+    if hits.size == 0:
         raise ProtocolError("no probes to fit")
+    top = int(totals.max())
 
     def negative_log_likelihood(log_params: NDArray[np.float64]) -> float:
-        a, b = np.exp(log_params)
-        return -float(
-            np.sum(special.betaln(beaten + a, available - beaten + b) - special.betaln(a, b))
+        # log B(x + a, m - x + b) - log B(a, b), as rising factorials of a, b and a + b
+        a, b = (float(v) for v in np.exp(log_params))
+        log_likelihood = (
+            _rising_log(a, hits, top)
+            + _rising_log(b, totals - hits, top)
+            - _rising_log(a + b, totals, top)
         )
+        return -float(np.sum(log_likelihood))
 
-    mean = np.clip(beaten.sum() / max(available.sum(), 1.0), 1e-4, 0.5)
+    mean = np.clip(hits.sum() / max(float(totals.sum()), 1.0), 1e-4, 0.5)
     start = np.log([mean * 2.0, (1.0 - mean) * 2.0])
     fit = optimize.minimize(
         negative_log_likelihood,
         start,
         method="Nelder-Mead",
+        bounds=[_LOG_PARAM_BOUNDS, _LOG_PARAM_BOUNDS],
         options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 4000},
     )
     a, b = np.exp(fit.x)
@@ -267,8 +288,13 @@ def beta_binomial_fit(
 
 
 def beta_binomial_rank1(alpha: float, beta: float, impostors: int) -> float:
-    """``E[(1 - f) ** impostors]`` for ``f ~ Beta(alpha, beta)``: rank-1 against that many."""
-    return float(np.exp(special.betaln(alpha, beta + impostors) - special.betaln(alpha, beta)))
+    """``E[(1 - f) ** impostors]`` for ``f ~ Beta(alpha, beta)``: rank-1 against that many.
+
+    The product ``prod_j (beta + j) / (alpha + beta + j)`` over ``j < impostors``, which is that
+    expectation exactly and stays in [0, 1] for any parameters (a ratio of ``betaln`` overflows
+    near the binomial limit, where both parameters are large)."""
+    steps = np.arange(impostors, dtype=np.float64)
+    return float(np.exp(np.sum(np.log1p(-alpha / (alpha + beta + steps)))))
 
 
 def _fitted_hits(
