@@ -216,6 +216,9 @@ class InitConfig(_Section):
     # an ensemble checkpoint (`gaitid ensemble`, e.g. the shipped weights): the member whose
     # network this run continues (0-based; `gaitid train --init-member`); None for one network
     member: int | None = Field(None, ge=0)
+    # the checkpoint is the same network with narrower inner backbone widths (model.overrides
+    # channels): grow them to this run's, keeping what it computes (model/widen.py)
+    widen: bool = False
 
 
 class TrainConfig(_Section):

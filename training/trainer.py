@@ -57,7 +57,7 @@ from gaitid.training.schedule import RunSchedule, ScheduleError
 from gaitid.training.torch_data import TrainBatches, to_model_input
 
 if TYPE_CHECKING:
-    from gaitid.model import LMGCS
+    from gaitid.model import LMGCS, LMGCSConfig
 
 from gaitid.training.distributed import DistContext, from_rank0, init_distributed
 from gaitid.training.setup import (
@@ -91,6 +91,20 @@ _VALIDATION_OVERHEAD = 2.4
 
 #: The BNNeck's K-way classifier weight ``[P, D, K]``: one column block per identity.
 _CLASSIFIER = "bnneck.classifier.weight"
+
+
+def _widened(state: dict[str, Any], wide: LMGCSConfig, seed: int) -> dict[str, Any]:
+    """``state`` (a one-network checkpoint) with its backbone grown to ``wide``'s inner widths
+    (``init.widen``; ``model/widen.py``), its other contents unchanged."""
+    from gaitid.model.config import LMGCSConfig
+    from gaitid.model.widen import widen_state_dict
+
+    try:
+        narrow = LMGCSConfig.model_validate(state["model_config"])
+        weights = widen_state_dict(state["model"], narrow, wide, seed=seed)
+    except (KeyError, ValueError) as exc:  # WidenError, or a config that does not validate
+        raise TrainingError(f"init.widen: {exc}") from exc
+    return {**state, "model": weights, "model_config": wide.model_dump()}
 
 
 def _carried_classifier(
@@ -199,14 +213,14 @@ class Trainer:
         cfg = self.config
         model = create_model(cfg.model.variant, num_classes=len(label_names), **cfg.model.overrides)
         if cfg.init is not None:
-            meta = self._init_from(model, cfg.init, label_names)
+            meta = self._init_from(model, cfg.init, label_names, seed=cfg.seed)
             self.continued_from = str(meta["version"]) if meta.get("version") else None
             self.prior_iterations = int(meta.get("total_iterations", meta.get("iteration", 0)))
         return model.to(ctx.device)
 
     @staticmethod
     def _init_from(
-        model: torch.nn.Module, init: InitConfig, label_names: Sequence[str]
+        model: LMGCS, init: InitConfig, label_names: Sequence[str], *, seed: int = 0
     ) -> dict[str, Any]:
         """Load earlier weights (a second stage); ``new_modules`` may be absent from them.
 
@@ -218,6 +232,8 @@ class Trainer:
             state = chosen_network(load_checkpoint(init.checkpoint), init.member)
         except CheckpointError as exc:
             raise TrainingError(f"init checkpoint {init.checkpoint}: {exc}") from exc
+        if init.widen:
+            state = _widened(state, model.config, seed)
         names = [n for n, _ in model.named_parameters()]
         top = sorted({n.split(".")[0] for n in names})
         for prefix in [*init.freeze, *init.new_modules]:

@@ -206,3 +206,39 @@ def test_continuing_on_more_identities_keeps_the_known_ones_classifier_weights(
     tuned = load_checkpoint(tmp_path / "more" / "checkpoints" / "last.pt")
     assert tuned["labels"] == ["001", "002", "003", "004"]
     assert tuned["model"]["bnneck.classifier.weight"].shape[-1] == 4
+
+
+def test_widened_run_starts_from_the_narrow_network_and_trains_at_the_new_width(
+    synthetic_root: Path, uninterrupted: Path, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """``init.widen``: the tiny run's weights grown to wider inner backbone layers compute what
+    they computed (the build, before any step), and the run trains and checkpoints the wide
+    network; a width the checkpoint cannot grow into is refused before training."""
+    from gaitid.model.export import load_checkpoint_model
+    from gaitid.training.distributed import init_distributed
+
+    checkpoint = uninterrupted / "checkpoints" / "last.pt"
+    narrow, _ = load_checkpoint_model(checkpoint)
+    wide_channels = [3, 6, 8, 8]  # tiny: 2 / 4 / 8 / 8
+    model = {"variant": "tiny", "overrides": {"channels": wide_channels}}
+    init = {"checkpoint": str(checkpoint), "widen": True}
+    schedule = {"iterations": 1, "milestones": []}
+    cfg = load_config(
+        write_config(tiny_config(synthetic_root, model=model, init=init, schedule=schedule))
+    )
+    wide = Trainer(cfg, tmp_path / "wide")._build_model(["001", "002"], init_distributed("cpu"))
+    assert wide.backbone.layers[1].global_conv.weight.shape[:2] == (6, 3)
+    silhouettes = torch.rand(2, 8, 64, 44, generator=torch.Generator().manual_seed(1)) > 0.5
+    lengths = torch.tensor([8, 5])
+    with torch.no_grad():
+        before = narrow.eval()(silhouettes.float(), lengths).part_features
+        after = wide.eval()(silhouettes.float(), lengths).part_features
+    assert float((after - before).norm() / before.norm()) < 0.05
+    Trainer(cfg, tmp_path / "wide").fit()
+    trained = load_checkpoint(tmp_path / "wide" / "checkpoints" / "last.pt")
+    assert list(trained["model_config"]["channels"]) == wide_channels
+
+    narrower = {"variant": "tiny", "overrides": {"channels": [2, 4, 8, 16]}}
+    bad = tiny_config(synthetic_root, model=narrower, init=init, schedule=schedule)
+    with pytest.raises(TrainingError, match=r"init\.widen"):
+        Trainer(load_config(write_config(bad, "bad.yaml")), tmp_path / "bad").fit()
